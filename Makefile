@@ -1,0 +1,41 @@
+# Think2Seg: the targets README.md shows. Every install step lives here or in scripts/.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BPY := $(VENV)/bin/python
+TINY := .cache/tiny-models
+
+.PHONY: install backend run test test-fast test-backend lint bench tiny-models clean
+
+## The backend venv: torch + torchvision pinned to the pair that installs here (docs/environment), sam2 built
+## without its CUDA extension (it must see the venv's torch, hence --no-build-isolation).
+$(VENV)/.installed: backend/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BPY) -m pip install -q --upgrade pip
+	$(BPY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BPY) -m pip install -q -e 'backend[dev]'
+	SAM2_BUILD_CUDA=0 $(BPY) -m pip install -q --no-build-isolation sam2==1.1.0
+	touch $@
+
+backend: $(VENV)/.installed
+
+## Tiny randomly initialised models of the real classes, saved in the real formats (tests and bench load them).
+$(TINY)/.built: $(VENV)/.installed backend/think2seg/testing/tiny_models.py
+	$(BPY) -m think2seg.testing.tiny_models $(TINY)
+	touch $@
+
+tiny-models: $(TINY)/.built
+
+test-backend: tiny-models
+	$(BPY) -m pytest tests/backend -q
+
+lint: backend
+	$(VENV)/bin/ruff check backend tests think2seg_qgis
+
+bench: tiny-models
+	$(BPY) -m think2seg.bench --tiny $(TINY)
+
+-include mk/*.mk
+
+clean:
+	rm -rf $(VENV) .venv-qgis .cache build dist

@@ -1,0 +1,67 @@
+"""`think2seg`: the command line. Each subcommand is a module here with `add_parser(sub)` and `run(args)`.
+
+Errors with a code (bad input, missing weights) end as one sentence on stderr, not a traceback:
+exit 2 for bad input, 1 for anything else that stopped the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ..errors import BadInput, Think2SegError
+
+COMMANDS = ("segment", "models")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    from ..weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE
+
+    g = p.add_argument_group("models")
+    g.add_argument("--model", default=os.environ.get("THINK2SEG_MODEL", DEFAULT_REASONER),
+                   help=f"reasoner: a hub id or a local folder (default {DEFAULT_REASONER})")
+    g.add_argument("--sam", default=os.environ.get("THINK2SEG_SAM", DEFAULT_SAM_SIZE),
+                   help="SAM2.1: tiny, small, base_plus, large (from the hub) or a checkpoint file (default small)")
+    g.add_argument("--sam-size", default=None, help="the size of a --sam checkpoint whose name does not tell it")
+    g.add_argument("--device", default=os.environ.get("THINK2SEG_DEVICE", "auto"), help="auto, cpu, cuda, cuda:1 ...")
+
+
+def load_pipeline(args):
+    from ..pipeline import Pipeline
+
+    print(f"loading {args.model} and SAM2.1 ({args.sam}) ...", file=sys.stderr)
+    return Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="think2seg", description="Reasoning segmentation of georeferenced rasters.")
+    parser.add_argument("--version", action="version", version=f"think2seg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __name__).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except BadInput as e:
+        print(f"think2seg: {e.message}", file=sys.stderr)
+        return 2
+    except Think2SegError as e:
+        print(f"think2seg: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("think2seg: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

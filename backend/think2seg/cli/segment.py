@@ -1,0 +1,66 @@
+"""`think2seg segment RASTER --query TEXT -o OUT.gpkg`: one query on one raster, written as GIS layers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import BadInput
+
+
+def add_parser(sub) -> None:
+    from . import add_model_options
+
+    p = sub.add_parser("segment", help="answer one query on one raster and write the mask as polygons",
+                       description="Ask a question of a raster; write the answer's mask, prompt points and boxes.")
+    p.add_argument("raster", help="any raster GDAL reads (GeoTIFF, JPEG2000, VRT, PNG...)")
+    p.add_argument("--query", "-q", required=True, help="what to find, e.g. 'the wetlands that hold water all year'")
+    p.add_argument("--output", "-o", required=True, help="OUT.gpkg (layers mask, prompt_points, prompt_boxes) or OUT.geojson")
+    p.add_argument("--max-reasoning-tokens", type=int, default=1024, help="budget for the model's reasoning (default 1024)")
+    p.add_argument("--bands", default=None, help="bands to show the model as R,G,B (e.g. 4,1,2) or one band (e.g. 1)")
+    p.add_argument("--max-read-size", type=int, default=2048,
+                   help="rasters larger than this (pixels, long side) are read resampled (default 2048)")
+    p.add_argument("--json", action="store_true", help="also print the whole result as JSON on stdout")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+def parse_bands(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(b) for b in text.replace(" ", "").split(",") if b]
+    except ValueError as e:
+        raise BadInput(f"--bands takes band numbers separated by commas, e.g. 3,2,1 (got '{text}').",
+                       code="bad_bands") from e
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..georef import read_tile
+    from ..output import write_results
+    from ..pipeline import SegmentOptions, check_query
+
+    # Check everything the user typed before loading models (which takes a while).
+    query = check_query(args.query)
+    if not args.output.lower().endswith((".gpkg", ".geojson", ".json")):
+        raise BadInput(f"Cannot write {args.output}: the output must end in .gpkg or .geojson.", code="bad_output")
+    opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens,
+                                     "bands": parse_bands(args.bands), "max_read_size": args.max_read_size})
+    tile = read_tile(args.raster, bands=opts.bands, max_size=opts.max_read_size)
+    if tile.read.get("mode") == "resampled":
+        r = tile.read
+        print(f"note: {r['width']} x {r['height']} px read resampled to {r['read_width']} x {r['read_height']} "
+              "(use `think2seg batch --tile-size` for full resolution)", file=sys.stderr)
+    from . import load_pipeline
+
+    pipeline = load_pipeline(args)
+    result = pipeline.segment(tile, query, opts)
+    written = write_results([result], args.output)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    total = sum(result.timings.values())
+    print(f"{result.message} Wrote {', '.join(sorted(set(written.values())))} in {total:.1f} s.",
+          file=sys.stderr if args.json else sys.stdout)
+    return 0

@@ -1,0 +1,264 @@
+"""From a GDAL raster to the RGB the model sees, and from model pixels back to the raster's CRS.
+
+Frames, outermost first:
+- the raster: its pixel grid and its affine geotransform (rotation included) into its CRS;
+- the tile: the array actually read (a window of the raster, possibly resampled to a bounded size), with
+  its own affine `transform` mapping tile pixel (col, row) -> CRS (x, y); pixel coordinates are continuous,
+  (0, 0) is the top-left corner of the top-left pixel;
+- the model frame: 840 x 840; a model coordinate (u, v) is at tile pixel (u * W / 840, v * H / 840).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from .errors import BadInput
+
+#: Longest side read in one go when the raster is larger (the rest is resampled); tiling is in `tiling`.
+DEFAULT_MAX_READ = 2048
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+@dataclass
+class RasterTile:
+    """The pixels read from a raster and the georeferencing of exactly that array."""
+
+    rgb: np.ndarray  # uint8 (H, W, 3)
+    transform: Affine  # tile pixel -> CRS (identity for pixel-only images)
+    crs: CRS | None
+    valid: np.ndarray | None = None  # bool (H, W): False where the raster has no data
+    source: str = ""
+    #: tile pixel -> pixel of the source raster (a window offset and a resampling scale)
+    to_source_pixel: Affine = field(default_factory=Affine.identity)
+    read: dict = field(default_factory=dict)  # mode, sizes, window: how the tile was read
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rgb.shape[:2]
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+    def pixel_to_crs(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) tile pixel coordinates -> (N, 2) CRS coordinates (through the affine, rotation included)."""
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        a = self.transform
+        return np.column_stack([a.a * xy[:, 0] + a.b * xy[:, 1] + a.c, a.d * xy[:, 0] + a.e * xy[:, 1] + a.f])
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one tile pixel in CRS units squared."""
+        a = self.transform
+        return abs(a.a * a.e - a.b * a.d)
+
+
+def open_raster(path: str | os.PathLike):
+    """Open with rasterio; bad files become a BadInput with a sentence."""
+    p = os.fspath(path)
+    if not os.path.exists(p) and "://" not in p and not p.startswith("/vsi"):
+        raise BadInput(f"{p} does not exist.", code="not_found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(p)
+    except RasterioIOError as e:
+        raise BadInput(f"{p} is not a raster GDAL can read ({e}).", code="not_a_raster") from e
+    if ds.count == 0:
+        ds.close()
+        raise BadInput(f"{p} has no raster bands.", code="no_bands")
+    return ds
+
+
+def choose_bands(ds, bands: list[int] | None = None) -> list[int]:
+    """1-based band indexes for R, G, B: the user's choice, else colour interpretation, else bands 1-3."""
+    n = ds.count
+    if bands:
+        bands = [int(b) for b in bands]
+        if len(bands) == 1:
+            bands = bands * 3
+        if len(bands) != 3 or any(b < 1 or b > n for b in bands):
+            raise BadInput(
+                f"Bands {bands} do not fit this raster: give one or three band numbers between 1 and {n}.",
+                code="bad_bands",
+            )
+        return bands
+    if n < 3:
+        return [1, 1, 1]
+    interp = list(ds.colorinterp)
+    wanted = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    if all(c in interp for c in wanted):
+        return [interp.index(c) + 1 for c in wanted]
+    return [1, 2, 3]
+
+
+def to_uint8(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """(3, H, W) any dtype -> (H, W, 3) uint8; 8-bit passes through, the rest is stretched per band by
+    percentiles computed over valid pixels only (nodata and NaN ignored)."""
+    if data.dtype == np.uint8:
+        out = data
+    else:
+        out = np.zeros(data.shape, dtype=np.uint8)
+        for i, band in enumerate(data):
+            band = band.astype(np.float64, copy=False)
+            ok = np.isfinite(band)
+            if valid is not None:
+                ok &= valid
+            if not ok.any():
+                continue
+            lo, hi = np.percentile(band[ok], STRETCH_PERCENTILES)
+            if hi <= lo:
+                hi = lo + 1.0
+            scaled = np.clip((band - lo) / (hi - lo) * 255.0, 0, 255)
+            scaled[~np.isfinite(scaled)] = 0
+            out[i] = scaled.astype(np.uint8)
+    if valid is not None:
+        out = np.where(valid[None], out, 0).astype(np.uint8)
+    return np.ascontiguousarray(np.transpose(out, (1, 2, 0)))
+
+
+def read_tile(
+    path_or_ds,
+    bands: list[int] | None = None,
+    window: Window | None = None,
+    max_size: int | None = DEFAULT_MAX_READ,
+    out_shape: tuple[int, int] | None = None,
+) -> RasterTile:
+    """Read a window (default: the whole raster) as RGB uint8, resampled so its long side <= max_size."""
+    own = not hasattr(path_or_ds, "read")
+    ds = open_raster(path_or_ds) if own else path_or_ds
+    try:
+        band_idx = choose_bands(ds, bands)
+        full = Window(0, 0, ds.width, ds.height)
+        win = full if window is None else window.intersection(full)
+        win_w, win_h = int(round(win.width)), int(round(win.height))
+        if win_w < 1 or win_h < 1:
+            raise BadInput("The area to read does not overlap the raster.", code="empty_window")
+        if out_shape is None:
+            scale = 1.0
+            if max_size and max(win_w, win_h) > max_size:
+                scale = max_size / max(win_w, win_h)
+            out_shape = (max(1, round(win_h * scale)), max(1, round(win_w * scale)))
+        out_h, out_w = out_shape
+        resampled = (out_h, out_w) != (win_h, win_w)
+        try:
+            data = ds.read(
+                band_idx, window=win, out_shape=(3, out_h, out_w),
+                resampling=Resampling.average if resampled else Resampling.nearest,
+            )
+            masks = ds.read_masks(band_idx, window=win, out_shape=(3, out_h, out_w), resampling=Resampling.nearest)
+        except RasterioIOError as e:
+            raise BadInput(f"Reading {ds.name} failed: the file looks corrupt ({e}).", code="read_failed") from e
+        valid = (masks > 0).all(axis=0)
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.isfinite(data).all(axis=0)
+        rgb = to_uint8(data, valid)
+        win_transform = ds.window_transform(win)
+        transform = win_transform * Affine.scale(win_w / out_w, win_h / out_h)
+        crs = ds.crs if ds.crs else None
+        return RasterTile(
+            rgb=rgb, transform=transform, crs=crs, valid=None if valid.all() else valid, source=str(ds.name),
+            to_source_pixel=Affine.translation(win.col_off, win.row_off) * Affine.scale(win_w / out_w, win_h / out_h),
+            read={
+                "mode": "resampled" if resampled else ("window" if win != full else "full"),
+                "width": ds.width, "height": ds.height, "read_width": out_w, "read_height": out_h,
+                "window": [int(win.col_off), int(win.row_off), win_w, win_h], "bands": band_idx,
+            },
+        )
+    finally:
+        if own:
+            ds.close()
+
+
+def tile_from_array(rgb: np.ndarray, transform: Affine | None = None, crs: CRS | str | None = None) -> RasterTile:
+    """A tile from an in-memory image (pixel-only work when no transform/CRS is given)."""
+    arr = np.asarray(rgb)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise BadInput("An image array must be (H, W) or (H, W, 3+).", code="bad_image")
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        arr = to_uint8(np.transpose(arr, (2, 0, 1)), None)
+    if isinstance(crs, str):
+        crs = CRS.from_user_input(crs)
+    h, w = arr.shape[:2]
+    return RasterTile(rgb=arr, transform=transform or Affine.identity(), crs=crs, read={
+        "mode": "array", "width": w, "height": h, "read_width": w, "read_height": h})
+
+
+def model_to_tile(points: np.ndarray, tile_shape: tuple[int, int], frame: int) -> np.ndarray:
+    """Model-frame coordinates -> tile pixel coordinates (the inverse of the square resize)."""
+    h, w = tile_shape
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    return pts * np.array([w / frame, h / frame])
+
+
+def box_ring(box: tuple[float, float, float, float]) -> np.ndarray:
+    """The closed ring of a pixel box, so a rotated geotransform gives a rotated box."""
+    x1, y1, x2, y2 = box
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]], dtype=float)
+
+
+def area_unit(crs: CRS | None) -> str:
+    if crs is None:
+        return "pixels"
+    return "m2"
+
+
+def linear_factor(crs: CRS | None) -> float | None:
+    """Metres per CRS unit for projected CRSs; None for geographic ones (areas need a geodesic)."""
+    if crs is None or crs.is_geographic:
+        return None
+    try:
+        _, factor = crs.linear_units_factor
+        return float(factor)
+    except Exception:
+        return 1.0
+
+
+def geodesic_area(geom, crs: CRS) -> float:
+    """Area in m2 of a shapely geometry in a geographic CRS (on its ellipsoid, WGS84 if unknown)."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Geod
+
+    try:
+        geod = ProjCRS.from_wkt(crs.to_wkt()).get_geod() or Geod(ellps="WGS84")
+    except Exception:
+        geod = Geod(ellps="WGS84")
+    return abs(geod.geometry_area_perimeter(geom)[0])
+
+
+def area_m2(geom, crs: CRS | None, pixel_area: float = 1.0) -> float:
+    """Area in square metres (projected or geographic CRS) or in pixels (no CRS)."""
+    if crs is None:
+        return float(geom.area / pixel_area) if pixel_area else float(geom.area)
+    f = linear_factor(crs)
+    if f is None:
+        return float(geodesic_area(geom, crs))
+    return float(geom.area * f * f)
+
+
+def crs_epsg(crs: CRS | None) -> int | None:
+    if crs is None:
+        return None
+    try:
+        return crs.to_epsg()
+    except Exception:
+        return None
+
+
+def ground_sample_distance(tile: RasterTile) -> float:
+    """Mean pixel size of the tile in CRS units (for simplification tolerances)."""
+    return math.sqrt(tile.pixel_area) if tile.pixel_area > 0 else 1.0
