@@ -36,3 +36,9 @@ class WeightsUnavailable(Think2SegError):
 class Cancelled(Think2SegError):
     code = "cancelled"
     http_status = 409
+
+
+class BadRequest(BadInput):
+    """The request itself is malformed (a missing field, bad JSON): HTTP 400."""
+
+    http_status = 400

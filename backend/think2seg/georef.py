@@ -165,11 +165,11 @@ def read_tile(
             valid &= np.isfinite(data).all(axis=0)
         rgb = to_uint8(data, valid)
         win_transform = ds.window_transform(win)
-        transform = win_transform * Affine.scale(win_w / out_w, win_h / out_h)
+        transform = win_transform @ Affine.scale(win_w / out_w, win_h / out_h)
         crs = ds.crs if ds.crs else None
         return RasterTile(
             rgb=rgb, transform=transform, crs=crs, valid=None if valid.all() else valid, source=str(ds.name),
-            to_source_pixel=Affine.translation(win.col_off, win.row_off) * Affine.scale(win_w / out_w, win_h / out_h),
+            to_source_pixel=Affine.translation(win.col_off, win.row_off) @ Affine.scale(win_w / out_w, win_h / out_h),
             read={
                 "mode": "resampled" if resampled else ("window" if win != full else "full"),
                 "width": ds.width, "height": ds.height, "read_width": out_w, "read_height": out_h,

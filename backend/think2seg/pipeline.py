@@ -17,7 +17,7 @@ from shapely.geometry import MultiPolygon, mapping
 from shapely.ops import unary_union
 
 from . import __version__
-from .errors import BadInput
+from .errors import BadInput, BadRequest
 from .georef import (
     DEFAULT_MAX_READ,
     RasterTile,
@@ -129,9 +129,9 @@ class SegmentResult:
 def check_query(query: str) -> str:
     q = (query or "").strip()
     if not q:
-        raise BadInput("The query is empty: type what you are looking for.", code="empty_query")
+        raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
     if len(q) > MAX_QUERY_CHARS:
-        raise BadInput(f"The query is {len(q)} characters long; keep it under {MAX_QUERY_CHARS}.", code="query_too_long")
+        raise BadRequest(f"The query is {len(q)} characters long; keep it under {MAX_QUERY_CHARS}.", code="query_too_long")
     return q
 
 
@@ -233,6 +233,8 @@ class Pipeline:
             geom = mask_to_multipolygon(mask, tile, opts.min_area_pixels)
             instances.append(self._instance_result(k, inst, tile, geom, masks.scores[k]))
         merged = masks.merged if masks is not None else np.zeros((h, w), dtype=bool)
+        if tile.valid is not None:
+            merged = merged & tile.valid
         t3 = time.perf_counter()
         status = parsed.status
         result = SegmentResult(
@@ -250,10 +252,10 @@ class Pipeline:
         ring = box_ring(inst.box)
         pts = np.asarray(inst.points, dtype=float)
         src = tile.to_source_pixel
-        to_src = lambda xy: [[float(v) for v in src * (float(x), float(y))] for x, y in xy]  # noqa: E731
+        to_src = lambda xy: [[float(v) for v in src @ (float(x), float(y))] for x, y in xy]  # noqa: E731
         return InstanceResult(
             instance=k,
-            box_pixel=[float(v) for v in (*(src * inst.box[:2]), *(src * inst.box[2:]))],
+            box_pixel=[float(v) for v in (*(src @ inst.box[:2]), *(src @ inst.box[2:]))],
             points_pixel=to_src(pts),
             box_crs=tile.pixel_to_crs(ring).tolist(),
             points_crs=tile.pixel_to_crs(pts).tolist(),

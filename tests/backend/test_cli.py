@@ -1,0 +1,118 @@
+"""`think2seg segment` as a user runs it: exit codes, sentences, and the GeoPackage it writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from think2seg.testing.tiny_models import KNOWN_REASONING
+
+
+def cli(*args, env=None, timeout=300):
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "think2seg", *args], capture_output=True, text=True, env=e,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_dir):
+    return ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+            "--device", "cpu"]
+
+
+@pytest.mark.slow
+def test_segment_writes_three_layers_in_the_raster_crs(tmp_path, naip, models):
+    import pyogrio
+
+    out = tmp_path / "wetlands.gpkg"
+    p = cli("segment", str(naip), "--query", "the wetlands that hold water all year", "-o", str(out), *models)
+    assert p.returncode == 0, p.stderr
+    assert "1 instance found" in p.stdout and "wetlands.gpkg" in p.stdout
+    layers = dict(pyogrio.list_layers(out))
+    assert layers == {"mask": "MultiPolygon", "prompt_points": "Point", "prompt_boxes": "MultiPolygon"}
+    mask = pyogrio.read_info(out, layer="mask")
+    assert mask["crs"] == "EPSG:26914" and mask["features"] == 1
+    assert KNOWN_REASONING in mask["layer_metadata"]["DESCRIPTION"]
+    meta, _, geoms, fields = pyogrio.raw.read(out, layer="prompt_points")
+    names = list(meta["fields"])
+    for col in ("query", "instance", "reasoner", "segmenter", "created", "point"):
+        assert col in names
+    assert fields[names.index("query")][0] == "the wetlands that hold water all year"
+    assert sorted(fields[names.index("point")].tolist()) == [1, 2]
+    _, _, _, mfields = pyogrio.raw.read(out, layer="mask")
+    mnames = list(pyogrio.read_info(out, layer="mask")["fields"])
+    assert mfields[mnames.index("reasoning")][0] == KNOWN_REASONING
+    assert mfields[mnames.index("area_m2")][0] > 0
+
+
+@pytest.mark.slow
+def test_geojson_output(tmp_path, landsat, models):
+    out = tmp_path / "river.geojson"
+    p = cli("segment", str(landsat), "-q", "the river", "-o", str(out), "--bands", "3,2,1", *models)
+    assert p.returncode == 0, p.stderr
+    assert out.exists() and (tmp_path / "river.points.geojson").exists() and (tmp_path / "river.boxes.geojson").exists()
+    assert "32618" in out.read_text()
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (["README.md", "-q", "x", "-o", "o.gpkg"], "not a raster GDAL can read"),
+    (["missing.tif", "-q", "x", "-o", "o.gpkg"], "does not exist"),
+    (["RASTER", "-q", "   ", "-o", "o.gpkg"], "The query is empty"),
+    (["RASTER", "-q", "x", "-o", "o.shp"], "must end in .gpkg or .geojson"),
+    (["RASTER", "-q", "x", "-o", "o.gpkg", "--bands", "9"], "between 1 and 4"),
+    (["RASTER", "-q", "x", "-o", "o.gpkg", "--bands", "red"], "band numbers separated by commas"),
+])
+def test_bad_input_exits_2_with_a_sentence(tmp_path, naip, args, sentence):
+    args = [str(naip) if a == "RASTER" else a for a in args]
+    if args[0] == "README.md":
+        (tmp_path / "README.md").write_text("# not a raster")
+        args[0] = str(tmp_path / "README.md")
+    p = cli("segment", *args)
+    assert p.returncode == 2
+    assert sentence in p.stderr and "Traceback" not in p.stderr
+
+
+def test_vector_file_is_not_a_raster(tmp_path):
+    import numpy as np
+    import shapely
+    from pyogrio.raw import write
+
+    gpkg = tmp_path / "fields.gpkg"
+    write(gpkg, np.array([shapely.to_wkb(shapely.Point(0, 0))], dtype=object), [], [], layer="pts",
+          driver="GPKG", geometry_type="Point", crs="EPSG:4326")
+    p = cli("segment", str(gpkg), "-q", "x", "-o", str(tmp_path / "o.gpkg"))
+    assert p.returncode == 2 and "not a raster GDAL can read" in p.stderr
+
+
+def test_offline_without_weights_says_what_to_fetch(tmp_path, naip):
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    p = cli("segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--device", "cpu", env=env)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "RicardoString/Think2Seg-RS-3B" in p.stderr and "huggingface-cli download" in p.stderr
+
+
+def test_sam_checkpoint_size_read_from_file_name():
+    from think2seg.weights import sam_size_from_filename
+
+    assert sam_size_from_filename("sam2.1_hiera_t.pt").name == "tiny"
+    assert sam_size_from_filename("/x/sam2.1_hiera_small.pt").name == "small"
+    assert sam_size_from_filename("sam2.1_hiera_b+.pt").name == "base_plus"
+    assert sam_size_from_filename("sam2.1_hiera_base_plus.pt").name == "base_plus"
+    assert sam_size_from_filename("sam2.1_hiera_large.pt").name == "large"
+    assert sam_size_from_filename("my_weights.pt") is None
+
+
+def test_unknown_sam_checkpoint_size_asks_for_sam_size(tmp_path, naip):
+    ckpt = tmp_path / "weights.pt"
+    ckpt.write_bytes(b"x")
+    p = cli("segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--model", str(tmp_path),
+            "--sam", str(ckpt))
+    assert p.returncode == 1 and ("--sam-size" in p.stderr or "config.json" in p.stderr)
+
+
+def test_models_lists_published_reasoners(tmp_path):
+    p = cli("models", env={"HF_HOME": str(tmp_path / "hf")})
+    assert p.returncode == 0 and "RicardoString/Think2Seg-RS-7B" in p.stdout

@@ -1,0 +1,93 @@
+"""End to end with real models: the tiny Qwen2.5-VL (fitted to a known answer) -> parser -> SAM2.1 -> CRS.
+
+The tiny reasoner always answers box (210, 168, 630, 504) and points (420, 336), (315, 420) in the 840 x 840
+frame, so where the prompts land in the raster's CRS can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shapely.geometry import box as shapely_box
+
+from think2seg.testing.tiny_models import KNOWN_BOX, KNOWN_COMPLETION, KNOWN_POINTS, KNOWN_REASONING
+
+pytestmark = pytest.mark.slow
+
+
+def test_known_answer_lands_at_hand_computed_crs_coordinates(tiny_pipeline, naip):
+    r = tiny_pipeline.segment(str(naip), "the wetlands that hold water all year")
+    assert r.answer == KNOWN_COMPLETION and r.reasoning == KNOWN_REASONING
+    assert r.status == "ok" and len(r.instances) == 1
+    inst = r.instances[0]
+    # NAIP: 934 x 723 px, 5 m, origin (485899, 5209246). Frame -> tile: x * 934 / 840, y * 723 / 840.
+    # (420, 336) -> (467.0, 289.2) px -> (485899 + 5 * 467.0, 5209246 - 5 * 289.2) = (488234.0, 5207800.0)
+    # (315, 420) -> (350.25, 361.5) px -> (487650.25, 5207438.5)
+    assert inst.points_crs == [[pytest.approx(488234.0), pytest.approx(5207800.0)],
+                               [pytest.approx(487650.25), pytest.approx(5207438.5)]]
+    # box (210, 168, 630, 504) -> (233.5, 144.6, 700.5, 433.8) px -> x 487066.5..489401.5, y 5207077..5208523
+    assert inst.box_pixel == pytest.approx([233.5, 144.6, 700.5, 433.8])
+    ring = np.array(inst.box_crs)
+    assert ring[0].tolist() == [pytest.approx(487066.5), pytest.approx(5208523.0)]
+    assert ring[2].tolist() == [pytest.approx(489401.5), pytest.approx(5207077.0)]
+    # the mask comes from SAM2 and lies inside the raster, in its CRS
+    raster = shapely_box(485899, 5209246 - 5 * 723, 485899 + 5 * 934, 5209246)
+    assert not inst.geometry.is_empty and inst.geometry.is_valid
+    assert raster.buffer(1e-6).contains(inst.geometry)
+    assert r.crs.to_epsg() == 26914
+    assert r.area == pytest.approx(inst.area) and r.area > 0
+    assert set(r.timings) >= {"read", "preprocess", "reasoner", "parse", "segmenter", "polygonise"}
+
+
+def test_sam2_received_the_scaled_prompts(tiny_pipeline, naip):
+    """The instance mask is exactly what SAM2 draws for the prompts scaled to tile pixels."""
+    from think2seg.georef import read_tile
+    from think2seg.prompts import PromptInstance
+
+    tile = read_tile(naip)
+    r = tiny_pipeline.segment(tile, "anything at all")
+    h, w = tile.shape
+    scaled = PromptInstance(KNOWN_BOX, KNOWN_POINTS).scaled(w / 840, h / 840)
+    direct = tiny_pipeline.segmenter.segment(tile.rgb, [scaled])
+    assert tile.valid is None  # NAIP has nodata 0 but no empty pixels
+    assert direct.merged.any() and np.array_equal(r.merged_mask, direct.merged)
+
+
+def test_batched_tiles_one_generate_call(tiny_pipeline, naip, landsat):
+    from think2seg.georef import read_tile
+    from think2seg.pipeline import SegmentOptions
+
+    tiles = [read_tile(naip), read_tile(landsat)]
+    results = tiny_pipeline.segment_tiles(tiles, ["the ponds", "the river valley and every town along it"],
+                                          SegmentOptions())
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert results[1].crs.to_epsg() == 32618
+    # Landsat: 300.0379 m pixels; the first point (420, 336) of the frame is at the tile's centre-left
+    x, y = results[1].instances[0].points_crs[0]
+    assert x == pytest.approx(101985.0 + 300.0379266750948 * 420 * 791 / 840, abs=1e-3)
+    assert y == pytest.approx(2826915.0 - 300.041782729805 * 336 * 718 / 840, abs=1e-3)
+
+
+def test_nodata_is_never_part_of_the_mask(tiny_pipeline, landsat):
+    from think2seg.georef import read_tile
+
+    tile = read_tile(landsat)
+    assert tile.valid is not None and not tile.valid.all()
+    r = tiny_pipeline.segment(tile, "the river")
+    assert r.merged_mask.any()
+    assert not (r.merged_mask & ~tile.valid).any()
+
+
+def test_reasoning_budget_forces_an_answer_block(tiny_pipeline, naip):
+    r = tiny_pipeline.segment(str(naip), "the wetlands", {"max_reasoning_tokens": 16})
+    assert "<answer>" in r.answer and "</think>" in r.answer
+    assert "budget ran out" in r.message
+
+
+def test_plain_array_is_pixel_only(tiny_pipeline):
+    arr = np.random.default_rng(1).integers(0, 255, (300, 420, 3), dtype=np.uint8)
+    r = tiny_pipeline.segment(arr, "the bright field")
+    assert r.crs is None and r.status == "ok"
+    assert r.instances[0].points_crs[0] == pytest.approx([420 * 420 / 840, 336 * 300 / 840])
+    d = r.to_dict()
+    assert d["crs"] is None and d["area_unit"] == "pixels"

@@ -1,0 +1,188 @@
+"""The HTTP service over real loopback HTTP, started as users start it, with the tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(args: list[str], token_file: Path, wait_for: str = "ready on", timeout: float = 120):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "think2seg", "serve", "--port", str(port), "--token-file", str(token_file), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    lines = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if wait_for in line:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining
+            return proc, f"http://127.0.0.1:{port}"
+    proc.kill()
+    raise RuntimeError("service did not start:\n" + "".join(lines))
+
+
+@pytest.fixture(scope="module")
+def service(tiny_models_dir, tmp_path_factory):
+    token_file = tmp_path_factory.mktemp("cfg") / "think2seg" / "token"
+    proc, url = start_service(
+        ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+         "--device", "cpu", "--max-upload-mb", "3"], token_file)
+    token = token_file.read_text().strip()
+    yield url, token, token_file
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def post_segment(url, token, path: Path, query="the wetlands", options=None, endpoint="/v1/segment", **kw):
+    files = {"image": (path.name, path.read_bytes(), "image/tiff")}
+    data = {"query": query}
+    if options is not None:
+        data["options"] = options if isinstance(options, str) else json.dumps(options)
+    return httpx.post(url + endpoint, headers=auth(token), files=files, data=data, timeout=120, **kw)
+
+
+def test_token_file_is_private(service):
+    _, token, token_file = service
+    assert len(token) >= 32
+    assert (token_file.stat().st_mode & 0o777) == 0o600
+
+
+def test_requests_without_or_with_a_wrong_token_are_refused(service):
+    url, _, _ = service
+    r = httpx.get(url + "/v1/health")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = httpx.get(url + "/v1/health", headers=auth("wrong"))
+    assert r.status_code == 401
+    r = httpx.post(url + "/v1/segment", headers=auth("wrong"), files={"image": ("a.tif", b"xx")}, data={"query": "x"})
+    assert r.status_code == 401
+
+
+def test_health_and_openapi(service):
+    url, token, _ = service
+    h = httpx.get(url + "/v1/health", headers=auth(token)).json()
+    assert h["status"] == "ok" and h["device"] == "cpu" and h["models"]["loaded"]
+    assert h["models"]["segmenter"] == "sam2.1_hiera_tiny" and "torch" in h["versions"]
+    spec = httpx.get(url + "/openapi.json").json()
+    assert "/v1/segment" in spec["paths"] and "/v1/jobs/{job_id}" in spec["paths"]
+
+
+def test_segment_answers_in_the_rasters_crs(service, naip):
+    url, token, _ = service
+    r = post_segment(url, token, naip, "the wetlands that hold water all year")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok" and body["epsg"] == 26914 and body["area_unit"] == "m2"
+    assert body["instances"][0]["points_crs"][0] == [pytest.approx(488234.0), pytest.approx(5207800.0)]
+    feats = body["mask"]["features"]
+    assert feats and feats[0]["geometry"]["type"] == "MultiPolygon"
+    assert body["models"]["prompt_template"] == "think2seg-rs/v1"
+
+
+def test_malformed_requests_get_4xx_and_the_service_stays_up(service, tmp_path, naip):
+    url, token, _ = service
+    junk = tmp_path / "holiday.tif"
+    junk.write_bytes(b"GIF89a not really")
+    r = post_segment(url, token, junk)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster"
+    assert "holiday.tif" in r.json()["error"]["message"] and "/tmp/think2seg-" not in r.json()["error"]["message"]
+    r = httpx.post(url + "/v1/segment", headers=auth(token), data={"query": "x"})
+    assert r.status_code == 400 and "image" in r.json()["error"]["message"]
+    assert post_segment(url, token, naip, query="  ").json()["error"]["code"] == "empty_query"
+    assert post_segment(url, token, naip, query="x" * 2001).json()["error"]["code"] == "query_too_long"
+    r = post_segment(url, token, naip, options="{not json")
+    assert r.status_code == 400 and "options" in r.json()["error"]["message"]
+    r = post_segment(url, token, naip, options={"max_reasoning_tokens": 10**6})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_options"
+    big = tmp_path / "big.tif"
+    big.write_bytes(os.urandom(5 * 2**20))  # over the 3 MiB limit, caught by Content-Length
+    r = post_segment(url, token, big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
+    mid = tmp_path / "mid.tif"
+    mid.write_bytes(os.urandom(int(3.5 * 2**20)))  # caught while streaming
+    r = post_segment(url, token, mid)
+    assert r.status_code == 413
+    assert httpx.get(url + "/v1/health", headers=auth(token)).json()["status"] == "ok"
+
+
+def test_two_clients_at_once_are_served_in_turn(service, naip, landsat):
+    url, token, _ = service
+    results = {}
+
+    def call(name, path):
+        results[name] = post_segment(url, token, path, "the water")
+
+    threads = [threading.Thread(target=call, args=(n, p)) for n, p in (("a", naip), ("b", landsat))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bodies = [results[k].json() for k in "ab"]
+    assert all(results[k].status_code == 200 for k in "ab")
+    assert {b["epsg"] for b in bodies} == {26914, 32618}
+    # one of them waited for the other: GPU work is serialised
+    waits = sorted(b["timings"]["queue"] for b in bodies)
+    ran = min(b["timings"]["reasoner"] + b["timings"]["segmenter"] for b in bodies)
+    assert waits[1] >= 0.5 * ran
+
+
+def test_job_lifecycle_and_cancel(service, naip, landsat):
+    url, token, _ = service
+    # job A runs; job B waits behind it and is cancelled before it starts
+    a = post_segment(url, token, naip, endpoint="/v1/jobs").json()
+    b = post_segment(url, token, landsat, endpoint="/v1/jobs").json()
+    assert a["status"] == "queued" and b["job_id"] != a["job_id"]
+    c = httpx.delete(f"{url}/v1/jobs/{b['job_id']}", headers=auth(token)).json()
+    assert c["status"] == "cancelled"
+    r = httpx.get(f"{url}/v1/jobs/{b['job_id']}/result", headers=auth(token))
+    assert r.status_code == 409 and r.json()["error"]["code"] in ("cancelled", "job_not_finished")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        st = httpx.get(f"{url}/v1/jobs/{a['job_id']}", headers=auth(token)).json()
+        if st["status"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    assert st["status"] == "done" and st["progress"] == 1.0
+    res = httpx.get(f"{url}/v1/jobs/{a['job_id']}/result", headers=auth(token)).json()
+    assert res["epsg"] == 26914 and res["instances"]
+    assert httpx.get(f"{url}/v1/jobs/nope", headers=auth(token)).status_code == 404
+
+
+def test_a_backend_whose_models_fail_says_why(tmp_path, naip):
+    token_file = tmp_path / "token"
+    proc, url = start_service(["--model", str(tmp_path / "no-such-model"), "--sam", "tiny", "--device", "cpu"],
+                              token_file, wait_for="models failed to load")
+    try:
+        token = token_file.read_text().strip()
+        h = httpx.get(url + "/v1/health", headers=auth(token)).json()
+        assert h["status"] == "error" and "no-such-model" in h["error"]["message"]
+        r = post_segment(url, token, naip)
+        assert r.status_code >= 500 and r.json()["error"]["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
