@@ -13,7 +13,7 @@ import sys
 
 from ..errors import BadInput, Think2SegError
 
-COMMANDS = ("segment", "models")
+COMMANDS = ("segment", "models", "serve")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
