@@ -5,7 +5,7 @@ VENV := .venv
 BPY := $(VENV)/bin/python
 TINY := .cache/tiny-models
 
-.PHONY: install backend run test test-fast test-backend lint bench tiny-models clean
+.PHONY: backend test test-fast test-backend lint bench tiny-models clean
 
 ## The backend venv: torch + torchvision pinned to the pair that installs here (docs/environment), sam2 built
 ## without its CUDA extension (it must see the venv's torch, hence --no-build-isolation).
@@ -27,7 +27,14 @@ $(TINY)/.built: $(VENV)/.installed backend/think2seg/testing/tiny_models.py
 tiny-models: $(TINY)/.built
 
 test-backend: tiny-models
-	$(BPY) -m pytest tests/backend -q
+	$(BPY) -m pytest tests/backend -q $(PYTEST_ARGS)
+
+## Everything CI runs: the backend suite, then the plugin under a real QGIS against a real service.
+test: test-backend test-plugin
+
+## The inner loop: skips the slow model checks (CI runs them).
+test-fast: tiny-models
+	$(BPY) -m pytest tests/backend -q -m "not slow"
 
 lint: backend
 	$(VENV)/bin/ruff check backend tests think2seg_qgis

@@ -21,7 +21,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-from rasterio.windows import Window
+from rasterio.windows import Window, WindowError
 
 from .errors import BadInput
 
@@ -141,7 +141,11 @@ def read_tile(
     try:
         band_idx = choose_bands(ds, bands)
         full = Window(0, 0, ds.width, ds.height)
-        win = full if window is None else window.intersection(full)
+        try:
+            win = full if window is None else window.intersection(full)
+        except WindowError as e:
+            raise BadInput("The area to read does not overlap the raster (check its CRS and extent).",
+                           code="empty_window") from e
         win_w, win_h = int(round(win.width)), int(round(win.height))
         if win_w < 1 or win_h < 1:
             raise BadInput("The area to read does not overlap the raster.", code="empty_window")

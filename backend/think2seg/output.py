@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from pyogrio.raw import write as ogr_write
 import shapely
+from pyogrio.raw import write as ogr_write
 from shapely.geometry import MultiPolygon, Point, Polygon
 
 from .errors import BadInput

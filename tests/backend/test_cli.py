@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from think2seg.testing.tiny_models import KNOWN_REASONING
 
 
@@ -116,3 +115,21 @@ def test_unknown_sam_checkpoint_size_asks_for_sam_size(tmp_path, naip):
 def test_models_lists_published_reasoners(tmp_path):
     p = cli("models", env={"HF_HOME": str(tmp_path / "hf")})
     assert p.returncode == 0 and "RicardoString/Think2Seg-RS-7B" in p.stdout
+
+
+def test_bbox_outside_the_raster_is_a_sentence(tmp_path, naip):
+    p = cli("segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--bbox", "0,0,10,10")
+    assert p.returncode == 2 and "does not overlap the raster" in p.stderr
+
+
+@pytest.mark.slow
+def test_bbox_reads_a_window(tmp_path, naip, models):
+    import json
+
+    p = cli("segment", str(naip), "-q", "ponds", "-o", str(tmp_path / "o.gpkg"), "--json",
+            "--bbox", "486000,5206000,487000,5207000", *models)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["read"]["window"] == [20, 449, 200, 200]
+    # frame (420, 336) -> window px (100, 80) -> raster px (120, 529) -> (485899 + 600, 5209246 - 2645)
+    assert d["instances"][0]["points_crs"][0] == [486499.0, 5206601.0]

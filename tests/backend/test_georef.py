@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from affine import Affine
 from rasterio.enums import ColorInterp
-
 from think2seg.errors import BadInput
 from think2seg.georef import area_m2, read_tile
 from think2seg.polygons import mask_to_multipolygon

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from shapely.geometry import box as shapely_box
-
 from think2seg.testing.tiny_models import KNOWN_BOX, KNOWN_COMPLETION, KNOWN_POINTS, KNOWN_REASONING
 
 pytestmark = pytest.mark.slow

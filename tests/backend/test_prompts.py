@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
+from think2seg.prompts import PromptInstance as P
 from think2seg.prompts import (
     has_think_answer_shape,
     is_valid_json_answer,
     parse_answer,
     remove_duplicates,
 )
-from think2seg.prompts import PromptInstance as P
 
 GOOD = ('<think>two ponds</think>\n<answer>```json[{"bbox_2d": [10,20,110,220], "positive_points": [[50, 60], [70, 80]]}, '
         '{"bbox_2d": [300,300,400,420], "positive_points": [[350, 350], [360, 400]]}]```</answer>')

@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bands", default=None, help="bands to show the model as R,G,B (e.g. 4,1,2) or one band (e.g. 1)")
     p.add_argument("--max-read-size", type=int, default=2048,
                    help="rasters larger than this (pixels, long side) are read resampled (default 2048)")
+    p.add_argument("--bbox", default=None,
+                   help="read only this area: minx,miny,maxx,maxy in the raster's CRS (default the whole raster)")
     p.add_argument("--json", action="store_true", help="also print the whole result as JSON on stdout")
     add_model_options(p)
     p.set_defaults(run=run)
@@ -35,6 +37,24 @@ def parse_bands(text: str | None) -> list[int] | None:
                        code="bad_bands") from e
 
 
+def bbox_window(raster: str, bbox: str | None):
+    """`minx,miny,maxx,maxy` in the raster's CRS -> a pixel window (None for the whole raster)."""
+    if not bbox:
+        return None
+    from rasterio.windows import from_bounds
+
+    from ..georef import open_raster
+
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in bbox.split(","))
+    except ValueError as e:
+        raise BadInput(f"--bbox takes minx,miny,maxx,maxy (got '{bbox}').", code="bad_bbox") from e
+    if minx >= maxx or miny >= maxy:
+        raise BadInput("--bbox must have minx < maxx and miny < maxy.", code="bad_bbox")
+    with open_raster(raster) as ds:
+        return from_bounds(minx, miny, maxx, maxy, transform=ds.transform).round_offsets().round_lengths()
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -48,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"Cannot write {args.output}: the output must end in .gpkg or .geojson.", code="bad_output")
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens,
                                      "bands": parse_bands(args.bands), "max_read_size": args.max_read_size})
-    tile = read_tile(args.raster, bands=opts.bands, max_size=opts.max_read_size)
+    tile = read_tile(args.raster, bands=opts.bands, max_size=opts.max_read_size, window=bbox_window(args.raster, args.bbox))
     if tile.read.get("mode") == "resampled":
         r = tile.read
         print(f"note: {r['width']} x {r['height']} px read resampled to {r['read_width']} x {r['read_height']} "

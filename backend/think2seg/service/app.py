@@ -10,11 +10,10 @@ import platform
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +23,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from .. import __version__
 from ..errors import BadInput, BadRequest, Think2SegError
 from .auth import token_matches
-from .worker import WorkItem, Worker
+from .worker import Worker, WorkItem
 
 log = logging.getLogger("think2seg.service")
 

@@ -125,7 +125,12 @@ _QUERIES = [
 def build_reasoner(out: Path, steps: int = 400, seed: int = 0, log=print) -> Path:
     """Build, fit and save the tiny reasoner; checks that greedy decoding returns KNOWN_COMPLETION."""
     import torch
-    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers import (
+        AutoTokenizer,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+    )
 
     from ..prompt_template import build_conversation
     from ..reasoner import to_model_image
