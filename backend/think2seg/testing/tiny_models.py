@@ -194,6 +194,44 @@ def build_reasoner(out: Path, steps: int = 400, seed: int = 0, log=print) -> Pat
     return out
 
 
+def build_qwen3_vl(out: Path) -> Path:
+    """An unfitted tiny Qwen3-VL (patch 16, deepstack), to check other model families load the same way."""
+    from transformers import (
+        AutoTokenizer,
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+    )
+
+    out = Path(out)
+    build_tokenizer_files(out)
+    cfg = Qwen3VLConfig(
+        text_config={"vocab_size": VOCAB_SIZE, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3],
+                                         "mrope_interleaved": True}},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                       "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                       "num_position_embeddings": 64, "deepstack_visual_indexes": [1]},
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+    )
+    try:
+        from transformers import Qwen3VLVideoProcessor
+
+        video_processor = Qwen3VLVideoProcessor()
+    except Exception:
+        video_processor = None
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2),
+        tokenizer=AutoTokenizer.from_pretrained(out, local_files_only=True), video_processor=video_processor,
+        chat_template=QWEN_VL_CHAT_TEMPLATE,
+    )
+    Qwen3VLForConditionalGeneration(cfg).save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def build_sam(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     import torch
     from sam2.build_sam import build_sam2

@@ -1,0 +1,54 @@
+"""The reasoner's loading path and conversation, with real transformers classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from think2seg.prompt_template import SYSTEM_PROMPT, USER_PROMPT
+
+
+def test_prompt_template_is_the_published_wording():
+    # The exact strings the published weights were trained on (Ricardo-XZ/Think2Seg-RS, EarthReason_datasets.py).
+    assert SYSTEM_PROMPT.startswith("You are a remote sensing analysis assistant. Your task is to generate")
+    assert 'Please find "{Question}", identify the target.' in USER_PROMPT
+    assert "i.e. <think> thinking process here </think> \n<answer>```json[{{" in USER_PROMPT
+    assert USER_PROMPT.format(Question="the ponds").count("positive_points") == 3
+
+
+def test_chat_renders_system_image_then_question(tiny_pipeline):
+    text = tiny_pipeline.reasoner.prompt_text("the ponds")
+    assert text.startswith("<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n<|im_start|>user\n")
+    assert "<|vision_start|><|image_pad|><|vision_end|>Please find \"the ponds\"" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_an_840_frame_is_900_image_tokens(tiny_pipeline):
+    from think2seg.reasoner import to_model_image
+
+    r = tiny_pipeline.reasoner
+    img = to_model_image(np.zeros((723, 934, 3), np.uint8))
+    assert img.size == (840, 840)
+    enc = r.encode([img], [r.prompt_text("x")])
+    assert int((enc["input_ids"] == 151655).sum()) == 900  # (840 / 14 / 2) ** 2
+
+
+@pytest.mark.slow
+def test_batch_is_left_padded(tiny_pipeline):
+    r = tiny_pipeline.reasoner
+    outs = r.generate([np.zeros((50, 50, 3), np.uint8)] * 2, ["x", "a much longer query about wetlands and fields"],
+                      max_reasoning_tokens=96)
+    assert outs[0].text == outs[1].text  # padding did not change the answer
+    assert r.processor.tokenizer.padding_side == "left"
+
+
+@pytest.mark.slow
+def test_a_qwen3_vl_checkpoint_loads_the_same_way(tmp_path):
+    from think2seg.reasoner import Reasoner
+    from think2seg.testing.tiny_models import build_qwen3_vl
+
+    folder = build_qwen3_vl(tmp_path / "qwen3vl")
+    r = Reasoner.from_pretrained(str(folder), device="cpu")
+    assert type(r.model).__name__ == "Qwen3VLForConditionalGeneration"
+    out = r.generate([np.zeros((100, 120, 3), np.uint8)], ["the lake"], max_reasoning_tokens=8, answer_budget=4)[0]
+    # an untrained model rambles; the budget still closes its reasoning and opens the answer block
+    assert out.forced_answer and "</think>\n<answer>" in out.text
