@@ -151,7 +151,8 @@ class Pipeline:
     def __init__(self, reasoner: Reasoner, segmenter: Segmenter):
         self.reasoner = reasoner
         self.segmenter = segmenter
-        self._embedded_tile: int | None = None  # id() of the tile whose SAM2 embedding is loaded
+        # The tile whose SAM2 embedding is loaded (a reference, not an id(): ids are reused after GC).
+        self._embedded_tile: RasterTile | None = None
 
     @classmethod
     def from_pretrained(
@@ -218,9 +219,9 @@ class Pipeline:
         pixel_instances = [inst.scaled(w / frame, h / frame) for inst in parsed.instances]
         t1 = time.perf_counter()
         if pixel_instances:
-            if self._embedded_tile != id(tile):
+            if self._embedded_tile is not tile:
                 self.segmenter.set_image(tile.rgb)
-                self._embedded_tile = id(tile)
+                self._embedded_tile = tile
             masks = self.segmenter.predict(pixel_instances, (h, w))
         else:
             masks = None
