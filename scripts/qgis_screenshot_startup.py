@@ -1,0 +1,108 @@
+"""QGIS start-up code for `make screenshot`: run a query through the panel, wait, take the pictures, quit.
+
+Reads THINK2SEG_SCREENSHOT_DIR (where the PNGs go), THINK2SEG_SCREENSHOT_QUERY and
+THINK2SEG_SCREENSHOT_STATUS (a file that receives what the panel said, for the shell to print).
+"""
+
+import os
+import subprocess
+
+from qgis.core import QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication
+from qgis.utils import iface, plugins
+
+OUT = os.environ.get("THINK2SEG_SCREENSHOT_DIR", "docs/screenshots")
+QUERY = os.environ.get("THINK2SEG_SCREENSHOT_QUERY", "the wetlands that hold water all year")
+STATUS = os.environ.get("THINK2SEG_SCREENSHOT_STATUS", "")
+TIMEOUT_MS = 240_000
+state = {"done": False}
+
+
+def log(text: str) -> None:
+    print(f"[screenshot] {text}", flush=True)
+    if STATUS:
+        with open(STATUS, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+
+def grab(name: str) -> None:
+    QApplication.processEvents()
+    path = os.path.join(OUT, name)
+    subprocess.run(["import", "-window", "root", path], check=False)
+    log(f"saved {path}")
+
+
+def start() -> None:
+    plugin = plugins.get("think2seg_qgis")
+    if plugin is None:
+        log("ERROR: the plugin is not loaded")
+        quit_qgis(1)
+        return
+    # No window manager under Xvfb: give the window the whole screen by hand.
+    iface.mainWindow().setGeometry(QApplication.primaryScreen().availableGeometry())
+    rasters = [
+        layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)
+    ]
+    if rasters:
+        iface.setActiveLayer(rasters[0])
+    panel = plugin.show_panel()
+    panel.set_query(QUERY)
+    panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
+    panel.finished.connect(lambda outcome, result: QTimer.singleShot(3000, lambda: finish(panel, result)))
+    QTimer.singleShot(3000, lambda: run(panel))
+
+
+def run(panel) -> None:
+    log(f"backend: {panel.backend_box.status_label.toolTip()}")
+    if panel.run() is None:
+        log(f"ERROR: the run did not start: {panel.status_label.text()}")
+        QTimer.singleShot(1000, lambda: finish(panel, None))
+
+
+def finish(panel, result) -> None:
+    if state["done"]:
+        return
+    state["done"] = True
+    log(f"panel: {panel.status_label.text()}")
+    canvas = iface.mapCanvas()
+    canvas.waitWhileRendering()
+    grab("panel.png")
+    if result is not None:
+        # The answer over the whole raster, map only.
+        raster = panel.layer_combo.currentLayer()
+        canvas.setExtent(canvas.mapSettings().layerExtentToOutputExtent(raster, raster.extent()))
+        canvas.refresh()
+        QTimer.singleShot(2500, lambda: save_map(canvas))
+    else:
+        QTimer.singleShot(500, lambda: quit_qgis(0 if result is not None else 1))
+
+
+def save_map(canvas) -> None:
+    canvas.waitWhileRendering()
+    path = os.path.join(OUT, "result.png")
+    canvas.saveAsImage(path)
+    world_file = path[:-4] + ".pgw"  # saveAsImage georeferences the picture; docs do not need that
+    if os.path.exists(world_file):
+        os.remove(world_file)
+    log(f"saved {path}")
+    quit_qgis(0)
+
+
+def quit_qgis(code: int) -> None:
+    log(f"exit {code}")
+    QgsProject.instance().setDirty(False)
+    QTimer.singleShot(5000, lambda: os._exit(code))  # if a dialog blocks the normal exit
+    os._exit(code) if code else iface.actionExit().trigger()
+
+
+def give_up() -> None:
+    if not state["done"]:
+        log("ERROR: no answer in time")
+        grab("panel.png")
+        quit_qgis(1)
+
+
+os.makedirs(OUT, exist_ok=True)
+QTimer.singleShot(2000, start)
+QTimer.singleShot(TIMEOUT_MS, give_up)

@@ -1,0 +1,237 @@
+"""Real QGIS, offscreen, started once; a minimal iface; a real Think2Seg service on the tiny models.
+
+The service fixture starts ``think2seg serve`` from the backend venv (or $THINK2SEG_BACKEND_PYTHON) on a free
+port with its own token file, and stops it at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / ".cache" / "tiny-models"
+
+# Before Qt starts: no display, and QgsSettings written to a throw-away folder, never the user's profile.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+_CONFIG = tempfile.mkdtemp(prefix="think2seg_qgis_config_")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG
+os.environ.setdefault("XDG_RUNTIME_DIR", _CONFIG)
+for _name in ("THINK2SEG_BACKEND_URL", "THINK2SEG_TOKEN_FILE"):
+    os.environ.pop(_name, None)
+sys.path.insert(0, str(ROOT))
+if "/usr/share/qgis/python/plugins" not in sys.path:
+    sys.path.append("/usr/share/qgis/python/plugins")
+
+import pytest  # noqa: E402
+from qgis.core import QgsApplication, QgsMapLayer, QgsProject  # noqa: E402
+from qgis.gui import QgsMapCanvas, QgsMessageBar  # noqa: E402
+from qgis.PyQt.QtCore import QObject, pyqtSignal  # noqa: E402
+from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
+
+_APP = QgsApplication([], True)
+_APP.setOrganizationName("Think2SegTests")
+_APP.setApplicationName("Think2SegTests")
+_APP.initQgis()
+
+from processing.core.Processing import Processing  # noqa: E402
+
+Processing.initialize()
+
+from plugin_testing import free_port  # noqa: E402
+
+
+# -- a minimal iface ---------------------------------------------------------------------------------------
+class RecordingMessageBar(QgsMessageBar):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.messages: list[tuple[str, str, int]] = []
+
+    def pushMessage(self, title, text=None, level=0, duration=-1, **kwargs):  # noqa: N802 - Qt naming
+        level = kwargs.get("level", level)
+        self.messages.append((title, text, int(level)))
+        return super().pushMessage(title, text, level, duration)
+
+
+class FakeIface(QObject):
+    """What the plugin uses of QgisInterface, backed by real widgets."""
+
+    currentLayerChanged = pyqtSignal(QgsMapLayer)  # noqa: N815 - QGIS naming
+
+    def __init__(self):
+        super().__init__()
+        self._window = QMainWindow()
+        self._window.resize(1200, 800)
+        self._canvas = QgsMapCanvas(self._window)
+        self._canvas.resize(800, 600)
+        self._window.setCentralWidget(self._canvas)
+        self._bar = RecordingMessageBar(self._window)
+        self._toolbar = self._window.addToolBar("Plugins")
+        self._active = None
+        self.menus: dict[str, list] = {}
+        self.docks: list = []
+        self._window.show()
+
+    def mainWindow(self):  # noqa: N802
+        return self._window
+
+    def mapCanvas(self):  # noqa: N802
+        return self._canvas
+
+    def messageBar(self):  # noqa: N802
+        return self._bar
+
+    def activeLayer(self):  # noqa: N802
+        return self._active
+
+    def setActiveLayer(self, layer):  # noqa: N802
+        self._active = layer
+        self.currentLayerChanged.emit(layer)
+        return True
+
+    def addToolBarIcon(self, action):  # noqa: N802
+        self._toolbar.addAction(action)
+
+    def removeToolBarIcon(self, action):  # noqa: N802
+        self._toolbar.removeAction(action)
+
+    def toolbar_actions(self) -> list:
+        return list(self._toolbar.actions())
+
+    def addPluginToMenu(self, menu, action):  # noqa: N802
+        self.menus.setdefault(menu, []).append(action)
+
+    def removePluginMenu(self, menu, action):  # noqa: N802
+        if action in self.menus.get(menu, []):
+            self.menus[menu].remove(action)
+
+    def addDockWidget(self, area, dock):  # noqa: N802
+        self.docks.append(dock)
+        self._window.addDockWidget(area, dock)
+
+    def removeDockWidget(self, dock):  # noqa: N802
+        if dock in self.docks:
+            self.docks.remove(dock)
+        self._window.removeDockWidget(dock)
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    return _APP
+
+
+@pytest.fixture()
+def iface(qgis_app):
+    fake = FakeIface()
+    yield fake
+    fake.deleteLater()
+
+
+@pytest.fixture()
+def project(qgis_app):
+    QgsProject.instance().clear()
+    yield QgsProject.instance()
+    QgsProject.instance().clear()
+
+
+# -- the real service ------------------------------------------------------------------------------------
+@dataclass
+class Service:
+    url: str
+    token_file: str
+    log_file: str
+    process: subprocess.Popen
+
+    @property
+    def token(self) -> str:
+        return Path(self.token_file).read_text().strip()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(Path(self.log_file).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def backend_command() -> list[str]:
+    custom = os.environ.get("THINK2SEG_BACKEND_PYTHON", "").strip()
+    python = custom or str(ROOT / ".venv" / "bin" / "python")
+    return [python, "-m", "think2seg"]
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    reasoner, sam = TINY / "reasoner", TINY / "sam2.1_hiera_t.pt"
+    if not reasoner.is_dir() or not sam.is_file():
+        pytest.fail(f"The tiny models are missing ({TINY}): run `make tiny-models` first.")
+    folder = tmp_path_factory.mktemp("service")
+    port = free_port()
+    token_file = folder / "token"
+    log_file = folder / "backend.log"
+    command = backend_command() + [
+        "serve",
+        "--model",
+        str(reasoner),
+        "--sam",
+        str(sam),
+        "--device",
+        "cpu",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--token-file",
+        str(token_file),
+    ]
+    with open(log_file, "w") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(ROOT),
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    svc = Service(f"http://127.0.0.1:{port}", str(token_file), str(log_file), process)
+    deadline = time.monotonic() + 240
+    ready = False
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"think2seg serve exited with {process.returncode}:\n{svc.log_tail()}")
+        if token_file.exists() and token_file.read_text().strip():
+            request = urllib.request.Request(
+                f"{svc.url}/v1/health", headers={"Authorization": f"Bearer {svc.token}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    if json.loads(response.read()).get("models", {}).get("loaded", True):
+                        ready = True
+                        break
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+        time.sleep(0.5)
+    if not ready:
+        process.kill()
+        pytest.fail(f"think2seg serve did not become ready in 240 s:\n{svc.log_tail()}")
+    yield svc
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture()
+def use_service(service, monkeypatch) -> Service:
+    """Point the plugin (panel and Processing) at the session's service through the environment."""
+    monkeypatch.setenv("THINK2SEG_BACKEND_URL", service.url)
+    monkeypatch.setenv("THINK2SEG_TOKEN_FILE", service.token_file)
+    return service

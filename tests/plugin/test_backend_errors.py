@@ -1,0 +1,232 @@
+"""A stopped, silent or mistrusting backend gives a sentence quickly, never a hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from plugin_testing import NAIP, free_port, load_raster, wait_until
+from qgis.core import QgsProcessingException
+
+from think2seg_qgis.backend_launcher import (
+    STATE_CRASHED,
+    STATE_READY,
+    BackendLauncher,
+    serve_command,
+)
+from think2seg_qgis.client import BackendClient
+from think2seg_qgis.errors import TIMEOUT, UNAUTHORIZED, UNREACHABLE, Think2SegError
+from think2seg_qgis.settings import BackendSettings
+
+
+def test_a_stopped_backend_is_unreachable_at_once(qgis_app):
+    client = BackendClient(f"http://127.0.0.1:{free_port()}", "token", timeout=2)
+    started = time.monotonic()
+    with pytest.raises(Think2SegError) as info:
+        client.health()
+    assert time.monotonic() - started < 2
+    assert info.value.code == UNREACHABLE
+    assert "not reachable" in info.value.message
+
+
+def test_a_silent_backend_times_out(qgis_app):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)  # accepts connections, never answers
+        client = BackendClient(f"http://127.0.0.1:{server.getsockname()[1]}", "token", timeout=1)
+        started = time.monotonic()
+        with pytest.raises(Think2SegError) as info:
+            client.health()
+        assert time.monotonic() - started < 5
+    assert info.value.code == TIMEOUT
+    assert "did not answer in time" in info.value.message
+
+
+def test_a_missing_token_is_named(use_service):
+    with pytest.raises(Think2SegError) as info:
+        BackendClient(use_service.url, "").health()
+    assert info.value.code == "no_token"
+    assert "token file is missing" in info.value.message
+
+
+def test_the_panel_says_the_backend_is_not_reachable(iface, project, monkeypatch):
+    from think2seg_qgis import classFactory
+
+    monkeypatch.setenv("THINK2SEG_BACKEND_URL", f"http://127.0.0.1:{free_port()}")
+    plugin = classFactory(iface)
+    plugin.initGui()
+    try:
+        panel = plugin.show_panel()
+        layer = load_raster(NAIP)
+        project.addMapLayer(layer)
+        panel.layer_combo.setLayer(layer)
+        panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
+        panel.set_query("the wetlands")
+        outcomes = []
+        panel.finished.connect(lambda outcome, result: outcomes.append((outcome, result)))
+        started = time.monotonic()
+        assert panel.run() is not None
+        assert wait_until(lambda: outcomes, timeout=30)
+        assert time.monotonic() - started < 30
+        outcome, result = outcomes[0]
+        assert result is None and outcome.error is not None
+        assert outcome.error.code == UNREACHABLE
+        assert "not reachable" in panel.status_label.text()
+        assert any("not reachable" in (text or "") for _, text, _ in iface.messageBar().messages)
+        assert len(project.mapLayers()) == 1  # no junk layers
+        assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+        # The backend status line says it too.
+        panel.backend_box.check()
+        assert wait_until(lambda: "not reachable" in panel.backend_box.status_label.text(), timeout=10)
+    finally:
+        plugin.unload()
+
+
+def test_processing_with_a_stopped_backend_raises_a_sentence(qgis_app, monkeypatch):
+    import processing
+
+    from think2seg_qgis import classFactory
+
+    monkeypatch.setenv("THINK2SEG_BACKEND_URL", f"http://127.0.0.1:{free_port()}")
+    plugin = classFactory(None)
+    plugin.initProcessing()
+    try:
+        started = time.monotonic()
+        with pytest.raises(QgsProcessingException) as info:
+            processing.run(
+                "think2seg:segment", {"INPUT": str(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:"}
+            )
+        assert time.monotonic() - started < 10
+        assert "not reachable" in str(info.value)
+    finally:
+        plugin.unload()
+
+
+def test_a_wrong_token_is_named(use_service):
+    client = BackendClient(use_service.url, "not-the-token", timeout=5)
+    with pytest.raises(Think2SegError) as info:
+        client.health()
+    assert info.value.code == UNAUTHORIZED
+    assert "refused the token" in info.value.message
+
+
+def test_launcher_needs_an_interpreter(qgis_app, monkeypatch):
+    monkeypatch.delenv("THINK2SEG_BACKEND_PYTHON", raising=False)
+    launcher = BackendLauncher()
+    with pytest.raises(Think2SegError) as info:
+        launcher.start(BackendSettings(python=""))
+    assert "Set the backend's Python" in info.value.message
+
+
+def test_serve_command(qgis_app, tmp_path):
+    settings = BackendSettings(port=9100, token_file=str(tmp_path / "t"), model="/m", device="cpu")
+    command = serve_command(settings, "/venv/bin/python", "small")
+    assert command[:4] == ["/venv/bin/python", "-m", "think2seg", "serve"]
+    assert command[command.index("--port") + 1] == "9100"
+    assert command[command.index("--sam") + 1] == "small"
+    assert command[command.index("--model") + 1] == "/m"
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+
+
+def test_launcher_reports_a_crash_with_the_log_tail(qgis_app, tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'CUDA error: no kernel image is available' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
+    states = []
+    launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
+    launcher.start(BackendSettings(python=str(fake), port=free_port(), token_file=str(tmp_path / "tok")))
+    assert wait_until(lambda: any(s == STATE_CRASHED for s, _ in states), timeout=10)
+    sentence = [t for s, t in states if s == STATE_CRASHED][0]
+    assert "exited (code 3)" in sentence and "no kernel image" in sentence
+    assert not launcher.is_running()
+
+
+@pytest.mark.slow
+def test_launcher_starts_and_stops_the_real_backend(qgis_app, tmp_path, service):
+    """The panel's Start button path: the real service from the backend venv, on the tiny models."""
+    from conftest import TINY, backend_command
+
+    python = backend_command()[0]
+    launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
+    states = []
+    launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
+    settings = BackendSettings(
+        python=python,
+        port=free_port(),
+        token_file=str(tmp_path / "token"),
+        model=str(TINY / "reasoner"),
+        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
+        device="cpu",
+    )
+    launcher.start(settings)
+    try:
+        assert wait_until(lambda: launcher.state == STATE_READY, timeout=180), (states, launcher.log_tail())
+        assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
+        assert "Backend ready on CPU" in states[-1][1]
+    finally:
+        launcher.stop()
+    assert not launcher.is_running()
+
+
+class _ErrorServer:
+    """A loopback HTTP server that answers every request with one canned error (status, JSON body)."""
+
+    def __init__(self, status: int, body: dict):
+        import http.server
+        import json
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = _answer  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words"),
+    [
+        (507, "out_of_memory", "ran out of memory"),
+        (503, "models_loading", "still loading its models"),
+        (422, "not_a_raster", "not a raster GDAL can read"),
+        (500, "internal", "The backend failed"),
+    ],
+)
+def test_backend_errors_become_sentences(qgis_app, tmp_path, status, code, words):
+    messages = {
+        "out_of_memory": "The GPU ran out of memory.",
+        "models_loading": "The models are still loading.",
+        "not_a_raster": "The uploaded file is not a raster GDAL can read.",
+        "internal": "The backend failed: RuntimeError: boom",
+    }
+    server = _ErrorServer(status, {"error": {"code": code, "message": messages[code]}})
+    image = tmp_path / "a.tif"
+    image.write_bytes(b"II*\x00")
+    try:
+        with pytest.raises(Think2SegError) as info:
+            BackendClient(server.url, "token").segment(str(image), "the wetlands")
+    finally:
+        server.close()
+    assert info.value.code == code and info.value.status == status
+    assert words in info.value.message

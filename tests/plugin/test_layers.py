@@ -1,0 +1,169 @@
+"""Result layers from an answer shaped exactly as docs/api.md shows (a canned answer: layer building only)."""
+
+from __future__ import annotations
+
+import os
+
+from osgeo import ogr
+from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsRectangle, QgsWkbTypes
+
+from think2seg_qgis.layers import (
+    ResultContext,
+    add_to_project,
+    answer_extent,
+    answer_is_empty,
+    build_result_layers,
+    empty_sentence,
+    geopackage_path_for,
+)
+
+CRS = QgsCoordinateReferenceSystem("EPSG:26914")
+X0, Y0 = 500000.0, 5200000.0  # any place in UTM 14N
+
+
+def canned_answer(status: str = "ok") -> dict:
+    square = [[X0, Y0], [X0 + 100, Y0], [X0 + 100, Y0 + 80], [X0, Y0 + 80], [X0, Y0]]
+    second = [[X0 + 300, Y0], [X0 + 340, Y0], [X0 + 340, Y0 + 40], [X0 + 300, Y0 + 40], [X0 + 300, Y0]]
+    return {
+        "query": "the wetlands that hold water all year",
+        "status": status,
+        "message": "2 instances found",
+        "reasoning": "Dark, smooth patches surrounded by vegetation are open water.",
+        "answer": '<answer>```json[{"bbox_2d": [0, 0, 20, 16], "points": [[10, 8]]}]```</answer>',
+        "instances": [
+            {
+                "instance": 0,
+                "box_pixel": [0, 0, 20, 16],
+                "points_pixel": [[10, 8], [12, 9]],
+                "box_crs": [[X0, Y0 + 80], [X0 + 100, Y0 + 80], [X0 + 100, Y0], [X0, Y0], [X0, Y0 + 80]],
+                "points_crs": [[X0 + 50, Y0 + 40], [X0 + 60, Y0 + 35]],
+                "area": 8000.0,
+            },
+            {
+                "instance": 1,
+                "box_pixel": [60, 8, 68, 16],
+                "points_pixel": [[64, 12]],
+                "box_crs": [
+                    [X0 + 300, Y0 + 40],
+                    [X0 + 340, Y0 + 40],
+                    [X0 + 340, Y0],
+                    [X0 + 300, Y0],
+                    [X0 + 300, Y0 + 40],
+                ],
+                "points_crs": [[X0 + 320, Y0 + 20]],
+                "area": 1600.0,
+            },
+        ],
+        "mask": {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "MultiPolygon", "coordinates": [[square]]},
+                    "properties": {"instance": 0, "area": 8000.0},
+                },
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Polygon", "coordinates": [second]},
+                    "properties": {"instance": 1, "area": 1600.0},
+                },
+            ],
+        },
+        "crs": CRS.toWkt(),
+        "epsg": 26914,
+        "area_unit": "m2",
+        "read": {"mode": "resampled", "width": 934, "height": 723, "read_width": 934, "read_height": 723},
+        "timings": {"read": 0.01, "reasoner": 1.2, "segmenter": 0.05},
+        "models": {
+            "reasoner": "RicardoString/Think2Seg-RS-3B",
+            "segmenter": "sam2.1_hiera_small",
+            "prompt_template": "think2seg-rs/v1",
+        },
+    }
+
+
+def context(**kwargs) -> ResultContext:
+    return ResultContext(
+        query="the wetlands that hold water all year",
+        source_layer="naip",
+        crs=CRS,
+        sam_size="small",
+        **kwargs,
+    )
+
+
+def test_three_layers_with_provenance(qgis_app):
+    result = build_result_layers(canned_answer(), context())
+    masks, points, boxes = result.masks, result.points, result.boxes
+    assert (masks.featureCount(), points.featureCount(), boxes.featureCount()) == (2, 3, 2)
+    for layer in result.layers():
+        assert layer.crs().authid() == "EPSG:26914"
+    assert masks.wkbType() == QgsWkbTypes.MultiPolygon
+    assert points.geometryType() == QgsWkbTypes.PointGeometry
+    first = next(masks.getFeatures())
+    assert first["query"] == "the wetlands that hold water all year"
+    assert first["instance"] == 0 and first["area"] == 8000.0 and first["area_unit"] == "m2"
+    assert first["reasoner"] == "RicardoString/Think2Seg-RS-3B" and first["segmenter"] == "sam2.1_hiera_small"
+    assert first["sam_size"] == "small" and first["source_layer"] == "naip"
+    assert first["created"].isValid()
+    assert "open water" in first["reasoning"]
+    assert first.geometry().area() == 8000.0
+    assert "open water" in masks.metadata().abstract()
+    box = next(boxes.getFeatures())
+    assert box.geometry().boundingBox() == QgsRectangle(X0, Y0, X0 + 100, Y0 + 80)
+    assert box["box_pixel"] == "0,0,20,16"
+    pts = sorted((f["instance"], f["point"], f["x_pixel"]) for f in points.getFeatures())
+    assert pts == [(0, 0, 10.0), (0, 1, 12.0), (1, 0, 64.0)]
+    # Styled from resources/styles: a semi-transparent fill.
+    symbol = masks.renderer().symbol()
+    assert 0 < symbol.color().alpha() < 255 or symbol.opacity() < 1
+
+
+def test_group_named_after_the_query_and_zoom_extent(project):
+    result = build_result_layers(canned_answer(), context())
+    group = add_to_project(result, project)
+    assert group.name() == "the wetlands that hold water all year"
+    assert [node.layer().name() for node in group.findLayers()] == [
+        "Masks",
+        "Prompt points",
+        "Prompt boxes",
+    ]
+    extent = answer_extent(result, QgsCoordinateReferenceSystem("EPSG:4326"))
+    assert -100 < extent.center().x() < -90 and 40 < extent.center().y() < 50  # UTM 14N, in degrees
+
+
+def test_empty_and_unparsed_answers(qgis_app):
+    empty = canned_answer("empty")
+    empty["instances"], empty["mask"]["features"] = [], []
+    assert answer_is_empty(empty)
+    assert empty_sentence(empty, "q", "naip") == "Nothing matches “q” in “naip”."
+    unparsed = dict(empty, status="unparsed")
+    assert "no usable answer" in empty_sentence(unparsed, "q", "naip")
+    assert not answer_is_empty(canned_answer())
+
+
+def test_selected_polygons_clip_the_masks(qgis_app):
+    clip = QgsGeometry.fromRect(QgsRectangle(X0, Y0, X0 + 50, Y0 + 80))
+    result = build_result_layers(canned_answer(), context(clip_geometry=clip))
+    assert result.masks.featureCount() == 1  # the second instance lies outside
+    feature = next(result.masks.getFeatures())
+    assert feature.geometry().area() == 4000.0 and feature["area"] == 4000.0
+    assert result.points.featureCount() == 2 and result.boxes.featureCount() == 1
+
+
+def test_geopackage_next_to_the_raster(qgis_app, tmp_path):
+    raster = tmp_path / "scene.tif"
+    raster.write_bytes(b"")
+    path = geopackage_path_for(str(raster), str(tmp_path / "fallback"))
+    assert path == str(tmp_path / "scene_think2seg.gpkg")
+    result = build_result_layers(canned_answer(), context(), "geopackage", path)
+    assert os.path.isfile(path)
+    for layer in result.layers():
+        assert layer.providerType() == "ogr" and layer.isValid()
+        assert layer.crs().authid() == "EPSG:26914"
+    assert result.masks.featureCount() == 2
+    # A second run adds new tables to the same file, it does not replace the first.
+    build_result_layers(canned_answer(), context(), "geopackage", path)
+    dataset = ogr.Open(path)
+    tables = sorted(dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount()))
+    assert len(tables) == 6, tables

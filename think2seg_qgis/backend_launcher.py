@@ -1,0 +1,245 @@
+"""Start, watch and stop a local ``think2seg serve`` from a configured interpreter or venv.
+
+The backend runs in its own process and its own Python (torch never enters QGIS). The launcher writes the
+service's output to a log file, watches the process and its ``/v1/health`` without blocking the UI, and reads
+the token file the service creates.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal
+
+from .client import BackendClient, BackendHealth
+from .errors import MODELS_LOADING, Think2SegError
+from .settings import BackendSettings, default_log_file
+
+ENV_BACKEND_PYTHON = "THINK2SEG_BACKEND_PYTHON"
+
+STATE_STOPPED = "stopped"
+STATE_STARTING = "starting"
+STATE_READY = "ready"
+STATE_CRASHED = "crashed"
+
+
+def resolve_interpreter(configured: str) -> str:
+    """The backend's Python: the setting (a file or a venv folder), else $THINK2SEG_BACKEND_PYTHON."""
+    value = (configured or os.environ.get(ENV_BACKEND_PYTHON, "")).strip()
+    if not value:
+        return ""
+    path = Path(os.path.expanduser(value))
+    if path.is_dir():
+        for candidate in (path / "bin" / "python", path / "Scripts" / "python.exe"):
+            if candidate.exists():
+                return str(candidate)
+        return ""
+    return str(path)
+
+
+def serve_command(settings: BackendSettings, interpreter: str, sam_size: str = "") -> list[str]:
+    command = [
+        interpreter,
+        "-m",
+        "think2seg",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.launch_port()),
+        "--token-file",
+        settings.effective_token_file(),
+    ]
+    if settings.device and settings.device != "auto":
+        command += ["--device", settings.device]
+    if settings.model.strip():
+        command += ["--model", os.path.expanduser(settings.model.strip())]
+    if settings.sam_checkpoint.strip():
+        command += ["--sam", os.path.expanduser(settings.sam_checkpoint.strip())]
+    elif sam_size:
+        command += ["--sam", sam_size]  # the published SAM2.1 checkpoint of that size
+    if settings.extra_args.strip():
+        command += shlex.split(settings.extra_args)
+    return command
+
+
+def read_log_tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class HealthProbe(QObject):
+    """Asks ``/v1/health`` in a helper thread; ``answered`` carries a BackendHealth or a Think2SegError."""
+
+    answered = pyqtSignal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._busy = False
+
+    def probe(self, url: str, token: str, timeout: float = 3.0) -> bool:
+        if self._busy:
+            return False
+        self._busy = True
+
+        def ask() -> None:
+            try:
+                result: object = BackendClient(url, token, timeout=timeout).health(timeout=timeout)
+            except Think2SegError as error:
+                result = error
+            except Exception as error:  # noqa: BLE001
+                result = Think2SegError("internal", f"Health check failed: {error}")
+            self._busy = False
+            try:
+                self.answered.emit(result)
+            except RuntimeError:  # the probe was deleted while the thread ran (plugin unloaded)
+                pass
+
+        threading.Thread(target=ask, name="think2seg-health", daemon=True).start()
+        return True
+
+
+class BackendLauncher(QObject):
+    """Owns at most one backend process. ``state_changed(state, sentence)`` tells the panel what happens."""
+
+    state_changed = pyqtSignal(str, str)
+
+    def __init__(self, parent: QObject | None = None, log_file: str | None = None):
+        super().__init__(parent)
+        self.process: subprocess.Popen | None = None
+        self.settings: BackendSettings | None = None
+        self.log_file = log_file or default_log_file()
+        self.state = STATE_STOPPED
+        self.started_at = 0.0
+        self._log_handle = None
+        self._probe = HealthProbe(self)
+        self._probe.answered.connect(self._on_health)
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self._watch)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, settings: BackendSettings, sam_size: str = "") -> None:
+        """Start the service; raise Think2SegError with a sentence when it cannot be started."""
+        if self.is_running():
+            return
+        interpreter = resolve_interpreter(settings.python)
+        if not interpreter or not os.path.exists(interpreter):
+            raise Think2SegError(
+                "backend_not_configured",
+                "Set the backend's Python (the interpreter or venv where the `think2seg` package is installed, "
+                "e.g. the project's .venv) in the panel's backend settings, then press Start.",
+            )
+        command = serve_command(settings, interpreter, sam_size)
+        Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(settings.effective_token_file()).parent.mkdir(parents=True, exist_ok=True)
+        self._log_handle = open(self.log_file, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the child
+        self._log_handle.write(
+            f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} QGIS starts: {shlex.join(command)}\n"
+        )
+        self._log_handle.flush()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            self.process = subprocess.Popen(
+                command,
+                stdout=self._log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=(sys.platform != "win32"),
+            )
+        except OSError as error:
+            self._close_log()
+            raise Think2SegError(
+                "backend_not_started", f"Could not start the backend ({interpreter}): {error}"
+            ) from None
+        self.settings = settings
+        self.started_at = time.monotonic()
+        self._set_state(STATE_STARTING, "Starting the local backend…")
+        self._timer.setInterval(1000)
+        self._timer.start()
+
+    def stop(self, wait: float = 5.0) -> None:
+        self._timer.stop()
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                try:
+                    process.wait(timeout=wait)
+                except subprocess.TimeoutExpired:
+                    pass
+        self._close_log()
+        if self.state != STATE_STOPPED:
+            self._set_state(STATE_STOPPED, "The local backend is stopped.")
+
+    def log_tail(self, lines: int = 15) -> str:
+        return read_log_tail(self.log_file, lines)
+
+    # -- watching ---------------------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        if self.process is None:
+            self._timer.stop()
+            return
+        code = self.process.poll()
+        if code is not None:
+            self._timer.stop()
+            self.process = None
+            self._close_log()
+            self._set_state(
+                STATE_CRASHED,
+                f"The local backend exited (code {code}) — see its log ({self.log_file}):\n{self.log_tail()}",
+            )
+            return
+        if self.settings is not None:
+            self._probe.probe(self.settings.effective_url(), self.settings.read_token(), timeout=2.0)
+
+    def _on_health(self, result: object) -> None:
+        if self.process is None:
+            return
+        elapsed = time.monotonic() - self.started_at
+        if isinstance(result, BackendHealth):
+            if result.loaded:
+                self._timer.setInterval(5000)  # ready: keep watching for a crash, less often
+                self._set_state(STATE_READY, result.sentence())
+            else:
+                self._set_state(STATE_STARTING, f"Backend loading its models ({elapsed:.0f} s)…")
+        elif isinstance(result, Think2SegError) and result.code == MODELS_LOADING:
+            self._set_state(STATE_STARTING, f"Backend loading its models ({elapsed:.0f} s)…")
+        elif self.state != STATE_READY:
+            self._set_state(STATE_STARTING, f"Starting the local backend ({elapsed:.0f} s)…")
+        else:
+            self._set_state(STATE_STARTING, f"The local backend stopped answering: {result}")
+
+    def _set_state(self, state: str, sentence: str) -> None:
+        changed = (state, sentence) != (self.state, getattr(self, "_sentence", None))
+        self.state = state
+        self._sentence = sentence
+        if changed:
+            self.state_changed.emit(state, sentence)
+
+    def _close_log(self) -> None:
+        if self._log_handle is not None:
+            try:
+                self._log_handle.close()
+            except OSError:
+                pass
+            self._log_handle = None

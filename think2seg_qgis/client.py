@@ -1,0 +1,228 @@
+"""HTTP client for the Think2Seg backend (docs/api.md), on the standard library only.
+
+No Qt here: the client runs in QgsTask and Processing worker threads as well as on the main thread, and it
+must stay importable without QGIS so that it is easy to reason about. Every failure becomes a
+``Think2SegError`` with a stable code.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+
+from .errors import (
+    BAD_ANSWER,
+    NO_TOKEN,
+    TIMEOUT,
+    UNAUTHORIZED,
+    UNREACHABLE,
+    Think2SegError,
+    backend_sentence,
+)
+
+API = "/v1"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass
+class BackendHealth:
+    status: str
+    device: str
+    device_detail: str
+    reasoner: str
+    segmenter: str
+    loaded: bool
+    running: int = 0
+    waiting: int = 0
+    versions: dict = field(default_factory=dict)
+    error: str = ""  # the models failed to load: the backend's sentence
+    raw: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict) -> BackendHealth:
+        models = data.get("models") or {}
+        queue = data.get("queue") or {}
+        return cls(
+            status=str(data.get("status", "")),
+            device=str(data.get("device", "")),
+            device_detail=str(data.get("device_detail", "") or data.get("device", "")),
+            reasoner=str(models.get("reasoner", "")),
+            segmenter=str(models.get("segmenter", "")),
+            loaded=bool(models.get("loaded", data.get("status") == "ok")),
+            running=int(queue.get("running", 0) or 0),
+            waiting=int(queue.get("waiting", 0) or 0),
+            versions=dict(data.get("versions") or {}),
+            error=str((data.get("error") or {}).get("message", ""))
+            if isinstance(data.get("error"), dict)
+            else "",
+            raw=data,
+        )
+
+    def sentence(self) -> str:
+        if self.error:
+            return f"The backend runs on {self.device_detail or self.device} but its models failed to load: {self.error}"
+        if not self.loaded:
+            return f"Backend starting on {self.device_detail or self.device}: loading the models…"
+        queue = ""
+        if self.running or self.waiting:
+            queue = f", {self.running} running, {self.waiting} waiting"
+        return f"Backend ready on {self.device_detail or self.device}{queue}"
+
+
+def encode_multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[bytes, str]:
+    """A multipart/form-data body: text ``fields`` and ``files`` given as name -> path."""
+    boundary = f"----think2seg{uuid.uuid4().hex}"
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n'
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n".encode()
+            + value.encode("utf-8")
+            + b"\r\n"
+        )
+    for name, path in files.items():
+        filename = os.path.basename(path).replace('"', "")
+        ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        with open(path, "rb") as handle:
+            content = handle.read()
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n".encode()
+            + content
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class BackendClient:
+    """Talks to one backend. ``timeout`` bounds connecting and quick calls; ``request_timeout`` a segmentation."""
+
+    def __init__(self, url: str, token: str, timeout: float = 5.0, request_timeout: float = 900.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.request_timeout = request_timeout
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        handlers = []
+        if host in LOOPBACK_HOSTS or host.startswith("127."):
+            # A system proxy must never see loopback traffic (nor the token).
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, dict]:
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        request.add_header("Accept", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        try:
+            with self._opener.open(request, timeout=timeout or self.timeout) as response:
+                payload = response.read()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            raise self._http_error(error) from None
+        except (socket.timeout, TimeoutError):  # noqa: UP041 - distinct classes on Python 3.9 (QGIS 3.22 on Windows)
+            raise Think2SegError(TIMEOUT, backend_sentence(TIMEOUT, "", self.url)) from None
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, (socket.timeout, TimeoutError)):
+                raise Think2SegError(TIMEOUT, backend_sentence(TIMEOUT, "", self.url)) from None
+            raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
+        except (ConnectionError, OSError):
+            raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
+        if not payload:
+            return status, {}
+        try:
+            return status, json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise Think2SegError(
+                BAD_ANSWER,
+                f"The backend at {self.url} answered something that is not JSON (is it Think2Seg?).",
+            ) from None
+
+    def _http_error(self, error: urllib.error.HTTPError) -> Think2SegError:
+        code, message = "", ""
+        try:
+            data = json.loads(error.read().decode("utf-8"))
+            err = data.get("error") if isinstance(data, dict) else None
+            if isinstance(err, dict):
+                code, message = str(err.get("code", "")), str(err.get("message", ""))
+            elif isinstance(data, dict) and "detail" in data:
+                message = str(data["detail"])
+        except Exception:  # noqa: BLE001 - a body we cannot read still gives an HTTP status
+            pass
+        if error.code == 401 and not self.token:
+            # Without a token the backend's own sentence is less useful than saying where the token comes from.
+            return Think2SegError(
+                NO_TOKEN,
+                backend_sentence(
+                    NO_TOKEN,
+                    "the token file is missing or empty; start the backend once (it writes the file) or type the "
+                    "token in the backend settings.",
+                ),
+                status=401,
+            )
+        if error.code == 401 and not code:
+            code = UNAUTHORIZED
+        if not code:
+            code = {
+                404: "not_found",
+                413: "upload_too_large",
+                503: "models_loading",
+                507: "out_of_memory",
+            }.get(error.code, "internal")
+        if not message:
+            message = f"The backend answered HTTP {error.code} ({error.reason})."
+        return Think2SegError(code, backend_sentence(code, message, self.url), status=error.code)
+
+    # -- the API --------------------------------------------------------------------------------------------
+    def health(self, timeout: float | None = None) -> BackendHealth:
+        _, data = self._request("GET", f"{API}/health", timeout=timeout)
+        return BackendHealth.from_json(data)
+
+    def _form(self, image_path: str, query: str, options: dict | None) -> tuple[bytes, str]:
+        fields = {"query": query}
+        if options:
+            fields["options"] = json.dumps(options)
+        return encode_multipart(fields, {"image": image_path})
+
+    def segment(self, image_path: str, query: str, options: dict | None = None) -> dict:
+        body, ctype = self._form(image_path, query, options)
+        _, data = self._request("POST", f"{API}/segment", body, ctype, timeout=self.request_timeout)
+        return data
+
+    def submit_job(self, image_path: str, query: str, options: dict | None = None) -> str:
+        body, ctype = self._form(image_path, query, options)
+        _, data = self._request("POST", f"{API}/jobs", body, ctype, timeout=max(self.timeout, 120.0))
+        job_id = data.get("job_id")
+        if not job_id:
+            raise Think2SegError(BAD_ANSWER, "The backend accepted the job but gave no job id.")
+        return str(job_id)
+
+    def job_status(self, job_id: str) -> dict:
+        return self._request("GET", f"{API}/jobs/{urllib.parse.quote(job_id)}")[1]
+
+    def job_result(self, job_id: str) -> dict:
+        _, data = self._request(
+            "GET", f"{API}/jobs/{urllib.parse.quote(job_id)}/result", timeout=max(self.timeout, 60.0)
+        )
+        return data
+
+    def cancel_job(self, job_id: str) -> None:
+        self._request("DELETE", f"{API}/jobs/{urllib.parse.quote(job_id)}")

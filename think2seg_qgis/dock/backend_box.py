@@ -1,0 +1,296 @@
+"""The panel's backend section: is it reachable, on what device; start/stop a local one or connect to a URL."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
+from qgis.PyQt.QtCore import QTimer, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..backend_launcher import (
+    STATE_CRASHED,
+    STATE_READY,
+    STATE_STARTING,
+    BackendLauncher,
+    HealthProbe,
+)
+from ..client import BackendHealth
+from ..errors import Think2SegError
+from ..settings import (
+    MODE_LOCAL,
+    MODE_REMOTE,
+    BackendSettings,
+    load_backend_settings,
+    save_backend_settings,
+)
+
+COLOURS = {"ok": "#2e7d32", "busy": "#ef6c00", "bad": "#c62828", "unknown": "#757575"}
+
+
+class BackendBox(QgsCollapsibleGroupBox):
+    """Emits ``status_changed(kind, sentence, log_tail)``; kind is ok, busy, bad or unknown."""
+
+    status_changed = pyqtSignal(str, str, str)
+
+    def __init__(self, launcher: BackendLauncher, parent: QWidget | None = None):
+        super().__init__("Backend", parent)
+        self.setObjectName("think2segBackendBox")
+        self.launcher = launcher
+        self.health: BackendHealth | None = None
+        self.kind = "unknown"
+        self.sam_size = ""  # the panel's SAM2 size: used when no checkpoint file is set
+        self._build()
+        self._load(load_backend_settings())
+        self.probe = HealthProbe(self)
+        self.probe.answered.connect(self._on_health)
+        self.launcher.state_changed.connect(self._on_launcher_state)
+        self.timer = QTimer(self)
+        self.timer.setInterval(15000)
+        self.timer.timeout.connect(self.check)
+
+    # -- widgets --------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.status_label = QLabel("Backend: not checked yet")
+        self.status_label.setWordWrap(True)
+        self.status_label.setObjectName("think2segBackendStatus")
+        self.status_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        layout.addWidget(self.status_label)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("think2segStartBackend")
+        self.start_button.setToolTip("Start a local backend with the interpreter and models set below")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("think2segStopBackend")
+        self.stop_button.setToolTip("Stop the local backend this panel started")
+        self.check_button = QPushButton("Check")
+        self.check_button.setToolTip("Ask the backend whether it is reachable and on what device it runs")
+        self.start_button.clicked.connect(self.start_local)
+        self.stop_button.clicked.connect(self.stop_local)
+        self.check_button.clicked.connect(self.check)
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.check_button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+
+        self.settings_box = QgsCollapsibleGroupBox("Settings")
+        self.settings_box.setObjectName("think2segBackendSettings")
+        self.settings_box.setSaveCollapsedState(False)
+        settings_layout = QVBoxLayout(self.settings_box)
+        layout.addWidget(self.settings_box)
+
+        mode_row = QHBoxLayout()
+        self.local_radio = QRadioButton("Local backend")
+        self.remote_radio = QRadioButton("Connect to a URL")
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.local_radio)
+        self.mode_group.addButton(self.remote_radio)
+        mode_row.addWidget(self.local_radio)
+        mode_row.addWidget(self.remote_radio)
+        mode_row.addStretch(1)
+        settings_layout.addLayout(mode_row)
+
+        self.local_widget = QWidget()
+        local_form = QFormLayout(self.local_widget)
+        local_form.setContentsMargins(0, 0, 0, 0)
+        self.python_widget = QgsFileWidget()
+        self.python_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.python_widget.setToolTip(
+            "The Python interpreter (or the venv folder) where the think2seg backend is installed, "
+            "e.g. <repository>/.venv/bin/python"
+        )
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("default: the published Think2Seg weights")
+        self.sam_widget = QgsFileWidget()
+        self.sam_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.sam_widget.lineEdit().setPlaceholderText("default: the SAM2 size chosen under Options")
+        self.sam_widget.setToolTip(
+            "A SAM2.1 checkpoint file (.pt); empty: the published one of the size under Options"
+        )
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cuda", "cpu", "mps"])
+        self.port_spin = QSpinBox()
+        self.port_spin.setRange(1024, 65535)
+        local_form.addRow("Python or venv", self.python_widget)
+        local_form.addRow("Reasoning model", self.model_edit)
+        local_form.addRow("SAM2 checkpoint", self.sam_widget)
+        local_form.addRow("Device", self.device_combo)
+        local_form.addRow("Port", self.port_spin)
+        settings_layout.addWidget(self.local_widget)
+
+        self.remote_widget = QWidget()
+        remote_form = QFormLayout(self.remote_widget)
+        remote_form.setContentsMargins(0, 0, 0, 0)
+        self.url_edit = QLineEdit()
+        self.url_edit.setPlaceholderText("http://gpu-server:8765")
+        self.token_edit = QLineEdit()
+        self.token_edit.setEchoMode(QLineEdit.Password)
+        self.token_edit.setPlaceholderText("or leave empty to read the token file")
+        remote_form.addRow("URL", self.url_edit)
+        remote_form.addRow("Token", self.token_edit)
+        settings_layout.addWidget(self.remote_widget)
+
+        self.token_file_widget = QgsFileWidget()
+        self.token_file_widget.setStorageMode(QgsFileWidget.GetFile)
+        token_form = QFormLayout()
+        token_form.setContentsMargins(0, 0, 0, 0)
+        token_form.addRow("Token file", self.token_file_widget)
+        settings_layout.addLayout(token_form)
+        self.env_label = QLabel()
+        self.env_label.setWordWrap(True)
+        self.env_label.setStyleSheet("color: #555;")
+        self.env_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        settings_layout.addWidget(self.env_label)
+
+        self.local_radio.toggled.connect(self._mode_changed)
+        for widget in (self.model_edit, self.url_edit, self.token_edit):
+            widget.editingFinished.connect(self.save)
+        for file_widget in (self.python_widget, self.sam_widget, self.token_file_widget):
+            file_widget.fileChanged.connect(self.save)
+        self.device_combo.currentTextChanged.connect(self.save)
+        self.port_spin.valueChanged.connect(self.save)
+
+    def _load(self, settings: BackendSettings) -> None:
+        self._loading = True
+        (self.remote_radio if settings.mode == MODE_REMOTE else self.local_radio).setChecked(True)
+        self.python_widget.setFilePath(settings.python)
+        self.model_edit.setText(settings.model)
+        self.sam_widget.setFilePath(settings.sam_checkpoint)
+        index = self.device_combo.findText(settings.device)
+        self.device_combo.setCurrentIndex(max(0, index))
+        self.port_spin.setValue(int(settings.port))
+        self.url_edit.setText(settings.url)
+        self.token_edit.setText(settings.token)
+        self.token_file_widget.setFilePath(settings.token_file)
+        self._loading = False
+        self._mode_changed()
+        # Open the settings only when there is nothing to connect to or start yet.
+        configured = settings.mode == MODE_REMOTE or bool(settings.python) or settings.url_from_environment()
+        self.settings_box.setCollapsed(configured or bool(os.environ.get("THINK2SEG_BACKEND_PYTHON")))
+
+    def settings(self) -> BackendSettings:
+        current = load_backend_settings()
+        current.mode = MODE_REMOTE if self.remote_radio.isChecked() else MODE_LOCAL
+        current.python = self.python_widget.filePath().strip()
+        current.model = self.model_edit.text().strip()
+        current.sam_checkpoint = self.sam_widget.filePath().strip()
+        current.device = self.device_combo.currentText()
+        current.port = self.port_spin.value()
+        current.url = self.url_edit.text().strip()
+        current.token = self.token_edit.text().strip()
+        current.token_file = self.token_file_widget.filePath().strip() or current.token_file
+        return current
+
+    def save(self, *_args) -> None:
+        if not getattr(self, "_loading", False):
+            save_backend_settings(self.settings())
+            self._update_env_note()
+
+    def _mode_changed(self, *_args) -> None:
+        local = self.local_radio.isChecked()
+        self.local_widget.setVisible(local)
+        self.remote_widget.setVisible(not local)
+        self.start_button.setVisible(local)
+        self.stop_button.setVisible(local)
+        self.save()
+        self._update_env_note()
+
+    def _update_env_note(self) -> None:
+        settings = self.settings()
+        notes = []
+        if settings.url_from_environment():
+            notes.append(f"$THINK2SEG_BACKEND_URL sets the URL: {settings.effective_url()}")
+        if os.environ.get("THINK2SEG_TOKEN_FILE"):
+            notes.append(f"$THINK2SEG_TOKEN_FILE sets the token file: {settings.effective_token_file()}")
+        self.env_label.setText("\n".join(notes))
+        self.env_label.setVisible(bool(notes))
+        running = self.launcher.is_running()
+        answering = self.health is not None and self.health.loaded
+        self.start_button.setEnabled(not running and not answering)
+        self.stop_button.setEnabled(running)
+
+    # -- status ---------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        settings = self.settings()
+        self.probe.probe(
+            settings.effective_url(), settings.read_token(), timeout=min(3.0, settings.connect_timeout)
+        )
+
+    def _on_health(self, result: object) -> None:
+        url = self.settings().effective_url()
+        if isinstance(result, BackendHealth):
+            self.health = result
+            kind = "ok" if result.loaded else "busy"
+            self._show(kind, f"{result.sentence()} — {url}", "")
+            self._update_env_note()
+            if result.loaded:
+                self.settings_box.setCollapsed(True)
+        elif isinstance(result, Think2SegError):
+            self.health = None
+            self._update_env_note()
+            if self.launcher.state == STATE_STARTING:
+                return  # the launcher reports the start-up itself
+            tail = self.launcher.log_tail() if self.launcher.state == STATE_CRASHED else ""
+            kind = "busy" if result.code == "models_loading" else "bad"
+            self._show(kind, result.message, tail)
+
+    def _on_launcher_state(self, state: str, sentence: str) -> None:
+        if state == STATE_READY:
+            self.check()
+        elif state == STATE_CRASHED:
+            self._show("bad", sentence.split("\n", 1)[0], self.launcher.log_tail())
+        elif state == STATE_STARTING:
+            self._show("busy", sentence, "")
+        else:
+            self._show("unknown", sentence, "")
+        self._update_env_note()
+
+    def _show(self, kind: str, sentence: str, log_tail: str) -> None:
+        self.kind = kind
+        colour = COLOURS.get(kind, COLOURS["unknown"])
+        self.status_label.setText(
+            f'<span style="color:{colour}; font-size:14pt;">●</span> {_escape(sentence)}'
+        )
+        self.status_label.setToolTip(sentence)
+        self.status_changed.emit(kind, sentence, log_tail)
+
+    # -- local backend ----------------------------------------------------------------------------------------
+    def start_local(self) -> None:
+        self.save()
+        if self.health is not None and self.health.loaded and not self.launcher.is_running():
+            self._show(
+                "ok",
+                f"A backend already answers at {self.settings().effective_url()}; no need to start one.",
+                "",
+            )
+            return
+        try:
+            self.launcher.start(self.settings(), self.sam_size)
+        except Think2SegError as error:
+            self._show("bad", error.message, "")
+        self._update_env_note()
+
+    def stop_local(self) -> None:
+        self.launcher.stop()
+        self._update_env_note()
+        self.check()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,449 @@
+"""The Think2Seg dock panel: query, raster, area, options, Run/Cancel, progress, the model's reasoning."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsMessageLog,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtGui import QFont
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import areas
+from ..backend_launcher import STATE_CRASHED, STATE_STOPPED, BackendLauncher
+from ..errors import CANCELLED, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
+from ..export import RasterSource
+from ..layers import (
+    ResultContext,
+    ResultLayers,
+    add_to_project,
+    answer_extent,
+    answer_is_empty,
+    build_result_layers,
+    empty_sentence,
+    geopackage_path_for,
+    sam_size_note,
+)
+from ..segmentation import SegmentationOptions
+from ..settings import (
+    AREA_CANVAS,
+    AREA_LAYER,
+    AREA_SELECTION,
+    DESTINATION_GEOPACKAGE,
+    DESTINATION_MEMORY,
+    SAM_SIZES,
+    load_run_settings,
+    remember_query,
+    save_run_settings,
+)
+from ..task import LOG_TAG, SegmentationRequest, SegmentationTask, TaskOutcome
+from .backend_box import BackendBox
+
+AREAS = (
+    (AREA_CANVAS, "Visible map extent"),
+    (AREA_LAYER, "Whole layer"),
+    (AREA_SELECTION, "Selected features of"),
+)
+DESTINATIONS = (
+    (DESTINATION_MEMORY, "Temporary layers"),
+    (DESTINATION_GEOPACKAGE, "GeoPackage next to the raster"),
+)
+
+
+class Think2SegPanel(QgsDockWidget):
+    """``finished(outcome, result_layers_or_None)`` fires after every run (tests and scripts wait on it)."""
+
+    finished = pyqtSignal(object, object)
+
+    def __init__(self, iface, launcher: BackendLauncher | None = None, parent: QWidget | None = None):
+        super().__init__("Think2Seg", parent or iface.mainWindow())
+        self.setObjectName("Think2SegPanel")
+        self.iface = iface
+        self.launcher = launcher or BackendLauncher(self)
+        self.task: SegmentationTask | None = None
+        self.last_result: ResultLayers | None = None
+        self.run_settings = load_run_settings()
+        self._build()
+        self._load_run_settings()
+        if hasattr(self.iface, "currentLayerChanged"):
+            self.iface.currentLayerChanged.connect(self._follow_active_layer)
+        self.use_active_layer()
+
+    # -- widgets --------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        body = QWidget()
+        layout = QVBoxLayout(body)
+
+        self.backend_box = BackendBox(self.launcher, body)
+        self.backend_box.status_changed.connect(self._on_backend_status)
+        layout.addWidget(self.backend_box)
+
+        form = QFormLayout()
+        self.query_combo = QComboBox()
+        self.query_combo.setEditable(True)
+        self.query_combo.setInsertPolicy(QComboBox.NoInsert)
+        self.query_combo.setObjectName("think2segQuery")
+        self.query_combo.lineEdit().setPlaceholderText("e.g. the wetlands that hold water all year")
+        self.query_combo.lineEdit().returnPressed.connect(self.run)
+        self.query_combo.setToolTip("What to find, in words; pick one of the last queries from the list")
+        form.addRow("Query", self.query_combo)
+
+        self.layer_combo = QgsMapLayerComboBox()
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setObjectName("think2segRasterLayer")
+        form.addRow("Raster layer", self.layer_combo)
+
+        area_row = QHBoxLayout()
+        self.area_combo = QComboBox()
+        for key, label in AREAS:
+            self.area_combo.addItem(label, key)
+        self.selection_combo = QgsMapLayerComboBox()
+        self.selection_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.area_combo.currentIndexChanged.connect(self._area_changed)
+        area_row.addWidget(self.area_combo)
+        area_row.addWidget(self.selection_combo, 1)
+        form.addRow("Area", area_row)
+        layout.addLayout(form)
+
+        self.options_box = QgsCollapsibleGroupBox("Options")
+        options = QFormLayout(self.options_box)
+        self.sam_combo = QComboBox()
+        self.sam_combo.addItems(list(SAM_SIZES))
+        self.sam_combo.setToolTip("SAM2.1 model size: larger draws finer masks, needs more memory")
+        self.budget_spin = QSpinBox()
+        self.budget_spin.setRange(16, 8192)
+        self.budget_spin.setSingleStep(128)
+        self.budget_spin.setSuffix(" tokens")
+        self.budget_spin.setToolTip("How long the model may reason before it answers")
+        self.destination_combo = QComboBox()
+        for key, label in DESTINATIONS:
+            self.destination_combo.addItem(label, key)
+        self.max_size_spin = QSpinBox()
+        self.max_size_spin.setRange(256, 16384)
+        self.max_size_spin.setSingleStep(256)
+        self.max_size_spin.setSuffix(" px")
+        self.max_size_spin.setToolTip(
+            "The long side of the image sent to the backend; larger areas are resampled"
+        )
+        self.sam_combo.currentTextChanged.connect(self._sam_size_changed)
+        options.addRow("SAM2 size", self.sam_combo)
+        options.addRow("Reasoning budget", self.budget_spin)
+        options.addRow("Results in", self.destination_combo)
+        options.addRow("Image size at most", self.max_size_spin)
+        layout.addWidget(self.options_box)
+
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("think2segRun")
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("think2segCancel")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        layout.addWidget(self.progress)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setObjectName("think2segStatus")
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.status_label)
+
+        self.tabs = QTabWidget()
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.TypeWriter)
+        self.reasoning_view = QPlainTextEdit()
+        self.reasoning_view.setReadOnly(True)
+        self.reasoning_view.setPlaceholderText("The model's reasoning appears here after a run.")
+        self.answer_view = QPlainTextEdit()
+        self.answer_view.setReadOnly(True)
+        self.answer_view.setFont(mono)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setFont(mono)
+        self.log_view.setPlaceholderText("The backend's log tail appears here when something goes wrong.")
+        self.tabs.addTab(self.reasoning_view, "Reasoning")
+        self.tabs.addTab(self.answer_view, "Raw answer")
+        self.tabs.addTab(self.log_view, "Backend log")
+        layout.addWidget(self.tabs, 1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(body)
+        self.setWidget(scroll)
+        self.setMinimumWidth(340)
+
+    def _load_run_settings(self) -> None:
+        run = self.run_settings
+        self._fill_history()
+        self.sam_combo.setCurrentText(run.sam_size)
+        self.backend_box.sam_size = run.sam_size
+        self.budget_spin.setValue(int(run.max_reasoning_tokens))
+        self.destination_combo.setCurrentIndex(max(0, self.destination_combo.findData(run.destination)))
+        self.area_combo.setCurrentIndex(max(0, self.area_combo.findData(run.area)))
+        self.max_size_spin.setValue(int(run.export_max_size))
+        self._area_changed()
+
+    def _fill_history(self) -> None:
+        text = self.query_combo.currentText()
+        self.query_combo.blockSignals(True)
+        self.query_combo.clear()
+        self.query_combo.addItems(self.run_settings.history)
+        self.query_combo.setEditText(text)
+        self.query_combo.blockSignals(False)
+
+    def _sam_size_changed(self, size: str) -> None:
+        self.backend_box.sam_size = size
+
+    def _area_changed(self, *_args) -> None:
+        self.selection_combo.setVisible(self.area_combo.currentData() == AREA_SELECTION)
+
+    def use_active_layer(self) -> None:
+        layer = self.iface.activeLayer() if hasattr(self.iface, "activeLayer") else None
+        if isinstance(layer, QgsRasterLayer):
+            self.layer_combo.setLayer(layer)
+
+    def _follow_active_layer(self, layer) -> None:
+        if isinstance(layer, QgsRasterLayer) and (self.task is None):
+            self.layer_combo.setLayer(layer)
+
+    def set_query(self, text: str) -> None:
+        self.query_combo.setEditText(text)
+
+    # -- messages -------------------------------------------------------------------------------------------
+    def _say(self, sentence: str, level=Qgis.Info, log_tail: str = "", duration: int = 8) -> None:
+        self.status_label.setText(sentence)
+        if log_tail:
+            self.log_view.setPlainText(log_tail)
+            self.tabs.setCurrentWidget(self.log_view)
+        bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
+        if bar is not None:
+            bar.pushMessage("Think2Seg", sentence, level=level, duration=duration)
+        QgsMessageLog.logMessage(sentence, LOG_TAG, level=level)
+
+    def _on_backend_status(self, kind: str, sentence: str, log_tail: str) -> None:
+        if log_tail:
+            self.log_view.setPlainText(log_tail)
+        if kind == "bad" and self.launcher.state == STATE_CRASHED:
+            self._say(sentence, Qgis.Critical, log_tail)
+
+    # -- run ------------------------------------------------------------------------------------------------
+    def _collect_run_settings(self) -> None:
+        run = self.run_settings
+        run.sam_size = self.sam_combo.currentText()
+        run.max_reasoning_tokens = self.budget_spin.value()
+        run.destination = self.destination_combo.currentData()
+        run.area = self.area_combo.currentData()
+        run.export_max_size = self.max_size_spin.value()
+
+    def run(self) -> SegmentationTask | None:
+        """Start a run in the background; returns the task, or None with a sentence shown."""
+        if self.task is not None:
+            self._say("A run is already going on: wait for it or press Cancel.", Qgis.Warning)
+            return None
+        query = " ".join(self.query_combo.currentText().split())
+        if not query:
+            self._say("Type a query first: what should be found in the raster?", Qgis.Warning)
+            return None
+        layer = self.layer_combo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer):
+            self._say("Choose a raster layer to read (add one to the project first).", Qgis.Warning)
+            return None
+        self._collect_run_settings()
+        try:
+            source = RasterSource.from_layer(layer)
+            area, clip = self._area(source)
+        except Think2SegError as error:
+            self._say(error.message, Qgis.Warning)
+            return None
+        backend = self.backend_box.settings()
+        token = backend.read_token()
+        remember_query(self.run_settings, query)
+        save_run_settings(self.run_settings)
+        self._fill_history()
+        self.query_combo.setEditText(query)
+
+        request = SegmentationRequest(
+            query=query,
+            source=source,
+            area=area,
+            options=SegmentationOptions(
+                sam_size=self.run_settings.sam_size,
+                max_reasoning_tokens=self.run_settings.max_reasoning_tokens,
+            ),
+            url=backend.effective_url(),
+            token=token,
+            connect_timeout=backend.connect_timeout,
+            request_timeout=backend.request_timeout,
+            max_size=self.run_settings.export_max_size,
+            use_jobs=True,
+            clip_geometry=clip,
+        )
+        self.task = SegmentationTask(request, self._on_done)
+        self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        self.task.status_message.connect(self.status_label.setText)
+        self.reasoning_view.clear()
+        self.answer_view.clear()
+        self.progress.setValue(0)
+        self.status_label.setText(f"Running “{query}” on “{source.name}”…")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def _area(self, source: RasterSource):
+        mode = self.area_combo.currentData()
+        if mode == AREA_LAYER:
+            return areas.whole_layer(source), None
+        if mode == AREA_SELECTION:
+            return areas.selected_polygons(self.selection_combo.currentLayer(), source)
+        canvas = self.iface.mapCanvas()
+        return areas.map_extent(canvas.extent(), canvas.mapSettings().destinationCrs(), source), None
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.status_label.setText("Cancelling…")
+            self.task.cancel()
+
+    def _on_done(self, outcome: TaskOutcome) -> None:
+        self.task = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        result = None
+        try:
+            result = self._show_outcome(outcome)
+        finally:
+            self.finished.emit(outcome, result)
+
+    def _show_outcome(self, outcome: TaskOutcome) -> ResultLayers | None:
+        request = outcome.request
+        if outcome.error is not None:
+            self.progress.setValue(0)
+            error = outcome.error
+            if error.code == CANCELLED:
+                self._say(error.message, Qgis.Info)
+                return None
+            crashed = self.launcher.state == STATE_CRASHED
+            # The log tail helps only when this panel started the backend (its log is the one we know).
+            ours = self.launcher.state != STATE_STOPPED
+            tail = self.launcher.log_tail() if ours and (error.code in INTERNAL_CODES or crashed) else ""
+            if error.code == UNREACHABLE and crashed:
+                error = Think2SegError(
+                    CRASHED,
+                    f"The local backend stopped unexpectedly; see its log ({self.launcher.log_file}).",
+                )
+            self._say(error.message, Qgis.Critical, tail)
+            self.backend_box.check()
+            return None
+        answer = outcome.answer or {}
+        self.progress.setValue(100)
+        self.reasoning_view.setPlainText(str(answer.get("reasoning") or ""))
+        self.answer_view.setPlainText(_raw_answer_text(answer))
+        self.tabs.setCurrentWidget(self.reasoning_view)
+        if answer_is_empty(answer):
+            self._say(empty_sentence(answer, request.query, request.source.name), Qgis.Info)
+            return None
+        context = ResultContext(
+            query=request.query,
+            source_layer=request.source.name,
+            crs=request.source.crs,
+            sam_size=request.options.sam_size,
+            clip_geometry=request.clip_geometry,
+        )
+        geopackage = None
+        if self.run_settings.destination == DESTINATION_GEOPACKAGE:
+            home = QgsProject.instance().homePath() or tempfile.gettempdir()
+            geopackage = geopackage_path_for(
+                request.source.file_path, home if os.access(home, os.W_OK) else tempfile.gettempdir()
+            )
+        try:
+            result = build_result_layers(answer, context, self.run_settings.destination, geopackage)
+        except Think2SegError as error:
+            self._say(error.message, Qgis.Critical)
+            return None
+        if result.masks.featureCount() == 0:
+            self._say(f"Nothing matches “{request.query}” inside the selected polygons.", Qgis.Info)
+            return None
+        group = add_to_project(result)
+        view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
+        if view is not None:  # the view may draw a new group collapsed; show its three layers
+            index = view.layerTreeModel().node2index(group)
+            view.expand(view.proxyModel().mapFromSource(index) if hasattr(view, "proxyModel") else index)
+        self.last_result = result
+        self._zoom_to(result)
+        where = f" (saved in {geopackage})" if geopackage else ""
+        note = sam_size_note(answer, request.options.sam_size)
+        self._say(
+            f"{result.message.rstrip('.')} for “{request.query}” in “{request.source.name}”{where}. {note}".strip(),
+            Qgis.Success,
+        )
+        return result
+
+    def _zoom_to(self, result: ResultLayers) -> None:
+        canvas = self.iface.mapCanvas()
+        extent = answer_extent(result, canvas.mapSettings().destinationCrs())
+        if extent is not None:
+            canvas.setExtent(extent)
+            canvas.refresh()
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel a running task and stop watching; the plugin calls this from unload()."""
+        if self.task is not None:
+            self.task.on_done = lambda _outcome: None
+            self.task.cancel()
+            self.task = None
+        self.backend_box.timer.stop()
+        if hasattr(self.iface, "currentLayerChanged"):
+            try:
+                self.iface.currentLayerChanged.disconnect(self._follow_active_layer)
+            except (TypeError, RuntimeError):
+                pass
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(event)
+        self.backend_box.check()
+        self.backend_box.timer.start()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().hideEvent(event)
+        self.backend_box.timer.stop()
+
+
+def _raw_answer_text(answer: dict) -> str:
+    raw = str(answer.get("answer") or "")
+    summary = {
+        k: answer.get(k) for k in ("status", "message", "models", "timings", "read", "epsg", "area_unit")
+    }
+    return f"{raw}\n\n{json.dumps(summary, indent=2, ensure_ascii=False)}".strip()

@@ -1,0 +1,417 @@
+"""Result layers from the backend's answer: mask polygons, prompt points and prompt boxes.
+
+The feature-building functions serve both the panel (memory or GeoPackage layers in a project group) and the
+Processing algorithm (feature sinks), so both give the same fields and geometry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from osgeo import ogr
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsLayerTreeGroup,
+    QgsPointXY,
+    QgsProject,
+    QgsRectangle,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QDateTime, QVariant
+
+from .errors import BAD_ANSWER, WRITE_FAILED, Think2SegError
+from .resource_files import style_path
+
+ogr.UseExceptions()
+
+MASKS_STYLE = "think2seg_masks.qml"
+POINTS_STYLE = "think2seg_points.qml"
+BOXES_STYLE = "think2seg_boxes.qml"
+
+
+@dataclass
+class ResultContext:
+    """Provenance written on every feature."""
+
+    query: str
+    source_layer: str
+    crs: QgsCoordinateReferenceSystem
+    sam_size: str
+    created: QDateTime = field(default_factory=QDateTime.currentDateTime)
+    clip_geometry: QgsGeometry | None = None  # selected polygons, in the raster's CRS
+
+
+@dataclass
+class ResultLayers:
+    masks: QgsVectorLayer
+    points: QgsVectorLayer
+    boxes: QgsVectorLayer
+    group_name: str
+    message: str
+
+    def layers(self) -> list[QgsVectorLayer]:
+        return [self.masks, self.points, self.boxes]
+
+
+# -- fields ------------------------------------------------------------------------------------------------
+def _common_fields() -> list[QgsField]:
+    return [
+        QgsField("query", QVariant.String),
+        QgsField("instance", QVariant.Int),
+        QgsField("source_layer", QVariant.String),
+        QgsField("reasoner", QVariant.String),
+        QgsField("segmenter", QVariant.String),
+        QgsField("sam_size", QVariant.String),
+        QgsField("created", QVariant.DateTime),
+    ]
+
+
+def _fields(extra: list[QgsField]) -> QgsFields:
+    fields = QgsFields()
+    for f in _common_fields() + extra:
+        fields.append(f)
+    return fields
+
+
+def mask_fields() -> QgsFields:
+    return _fields(
+        [
+            QgsField("area", QVariant.Double),
+            QgsField("area_unit", QVariant.String),
+            QgsField("score", QVariant.Double),
+            QgsField("reasoning", QVariant.String),
+        ]
+    )
+
+
+def point_fields() -> QgsFields:
+    return _fields(
+        [
+            QgsField("point", QVariant.Int),
+            QgsField("x_pixel", QVariant.Double),
+            QgsField("y_pixel", QVariant.Double),
+        ]
+    )
+
+
+def box_fields() -> QgsFields:
+    return _fields([QgsField("box_pixel", QVariant.String), QgsField("score", QVariant.Double)])
+
+
+# -- the answer --------------------------------------------------------------------------------------------
+def answer_is_empty(answer: dict) -> bool:
+    features = ((answer.get("mask") or {}).get("features")) or []
+    return answer.get("status") in ("empty", "unparsed") or not features
+
+
+def empty_sentence(answer: dict, query: str, source_layer: str) -> str:
+    if answer.get("status") == "unparsed":
+        return (
+            f"Nothing matches “{query}” in “{source_layer}”: the model gave no usable answer "
+            "(see its raw answer in the panel)."
+        )
+    return f"Nothing matches “{query}” in “{source_layer}”."
+
+
+def _instances(answer: dict) -> dict[int, dict]:
+    out = {}
+    for position, item in enumerate(answer.get("instances") or []):
+        if isinstance(item, dict):
+            out[int(item.get("instance", position))] = item
+    return out
+
+
+def _geometry_from_geojson(geometry: dict) -> QgsGeometry:
+    try:
+        ogr_geometry = ogr.CreateGeometryFromJson(json.dumps(geometry))
+    except (RuntimeError, TypeError, ValueError):
+        ogr_geometry = None
+    if ogr_geometry is None:
+        raise Think2SegError(BAD_ANSWER, "The backend returned a mask geometry that cannot be read.")
+    result = QgsGeometry()
+    result.fromWkb(bytes(ogr_geometry.ExportToIsoWkb()))
+    return result
+
+
+_SAM_NAMES = (
+    ("base_plus", "base_plus"),
+    ("b+", "base_plus"),
+    ("large", "large"),
+    ("hiera_l", "large"),
+    ("small", "small"),
+    ("hiera_s", "small"),
+    ("tiny", "tiny"),
+    ("hiera_t", "tiny"),
+)
+
+
+def sam_size_used(answer: dict, requested: str) -> str:
+    """The SAM2 size the backend used (from its segmenter id), else the size asked for."""
+    segmenter = str((answer.get("models") or {}).get("segmenter", "")).lower()
+    for key, size in _SAM_NAMES:
+        if key in segmenter:
+            return size
+    return requested
+
+
+def sam_size_note(answer: dict, requested: str) -> str:
+    """A sentence when the backend drew the masks with another SAM2 size than the one asked for."""
+    used = sam_size_used(answer, requested)
+    if used == requested:
+        return ""
+    return f"Masks drawn with SAM2 {used}, the size the backend was started with (not {requested})."
+
+
+def _common_attributes(context: ResultContext, answer: dict, instance: int) -> list:
+    models = answer.get("models") or {}
+    return [
+        context.query,
+        instance,
+        context.source_layer,
+        str(models.get("reasoner", "")),
+        str(models.get("segmenter", "")),
+        sam_size_used(answer, context.sam_size),
+        context.created,
+    ]
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
+    fields = mask_fields()
+    instances = _instances(answer)
+    reasoning = str(answer.get("reasoning") or "")
+    area_unit = str(answer.get("area_unit") or "")
+    out = []
+    for position, item in enumerate((answer.get("mask") or {}).get("features") or []):
+        if not isinstance(item, dict) or not item.get("geometry"):
+            continue
+        props = item.get("properties") or {}
+        instance = int(props.get("instance", position))
+        geometry = _geometry_from_geojson(item["geometry"])
+        if geometry.isEmpty():
+            continue
+        area = _number(props.get("area", instances.get(instance, {}).get("area")))
+        if context.clip_geometry is not None:
+            geometry = geometry.intersection(context.clip_geometry)
+            if geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
+                continue
+            if area_unit != "pixels":
+                area = geometry.area()
+        geometry.convertToMultiType()
+        feature = QgsFeature(fields)
+        feature.setGeometry(geometry)
+        feature.setAttributes(
+            _common_attributes(context, answer, instance)
+            + [area, area_unit, _number(instances.get(instance, {}).get("score")), reasoning]
+        )
+        out.append(feature)
+    return out
+
+
+def point_features(answer: dict, context: ResultContext, keep: set[int] | None = None) -> list[QgsFeature]:
+    fields = point_fields()
+    out = []
+    for instance, item in _instances(answer).items():
+        if keep is not None and instance not in keep:
+            continue
+        pixels = item.get("points_pixel") or []
+        for index, xy in enumerate(item.get("points_crs") or []):
+            if not isinstance(xy, (list, tuple)) or len(xy) < 2:
+                continue
+            pixel = pixels[index] if index < len(pixels) and len(pixels[index]) >= 2 else [None, None]
+            feature = QgsFeature(fields)
+            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(xy[0]), float(xy[1]))))
+            feature.setAttributes(
+                _common_attributes(context, answer, instance) + [index, _number(pixel[0]), _number(pixel[1])]
+            )
+            out.append(feature)
+    return out
+
+
+def box_features(answer: dict, context: ResultContext, keep: set[int] | None = None) -> list[QgsFeature]:
+    fields = box_fields()
+    out = []
+    for instance, item in _instances(answer).items():
+        if keep is not None and instance not in keep:
+            continue
+        ring = [QgsPointXY(float(xy[0]), float(xy[1])) for xy in (item.get("box_crs") or []) if len(xy) >= 2]
+        if len(ring) < 4:
+            continue
+        if ring[0] != ring[-1]:
+            ring.append(ring[0])
+        feature = QgsFeature(fields)
+        feature.setGeometry(QgsGeometry.fromPolygonXY([ring]))
+        box_pixel = item.get("box_pixel") or []
+        feature.setAttributes(
+            _common_attributes(context, answer, instance)
+            + [",".join(f"{float(v):g}" for v in box_pixel), _number(item.get("score"))]
+        )
+        out.append(feature)
+    return out
+
+
+def kept_instances(masks: list[QgsFeature]) -> set[int]:
+    return {int(f["instance"]) for f in masks}
+
+
+# -- layers ------------------------------------------------------------------------------------------------
+def _memory_layer(
+    kind: str, name: str, crs: QgsCoordinateReferenceSystem, fields: QgsFields
+) -> QgsVectorLayer:
+    layer = QgsVectorLayer(f"{kind}?index=yes", name, "memory")
+    layer.setCrs(crs)
+    layer.dataProvider().addAttributes(fields.toList())
+    layer.updateFields()
+    return layer
+
+
+def _apply_style(layer: QgsVectorLayer, style: str) -> None:
+    path = style_path(style)
+    if path:
+        layer.loadNamedStyle(path)
+
+
+def _set_abstract(layer: QgsVectorLayer, text: str) -> None:
+    metadata = layer.metadata()
+    metadata.setAbstract(text)
+    layer.setMetadata(metadata)
+    if hasattr(layer, "setAbstract"):  # the layer properties' abstract (server tab) in 3.22
+        layer.setAbstract(text)
+
+
+def group_name_for(query: str) -> str:
+    query = " ".join(query.split())
+    return query if len(query) <= 80 else query[:79] + "…"
+
+
+def slug(text: str, length: int = 40) -> str:
+    value = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return (value[:length].rstrip("_")) or "query"
+
+
+def geopackage_path_for(file_path: str | None, fallback_dir: str) -> str:
+    """``<raster stem>_think2seg.gpkg`` next to the raster, or in ``fallback_dir`` when that is not writable."""
+    if file_path:
+        folder = os.path.dirname(os.path.abspath(file_path))
+        stem = os.path.splitext(os.path.basename(file_path))[0]
+        if os.access(folder, os.W_OK):
+            return os.path.join(folder, f"{stem}_think2seg.gpkg")
+        return os.path.join(fallback_dir, f"{stem}_think2seg.gpkg")
+    return os.path.join(fallback_dir, "think2seg_results.gpkg")
+
+
+def build_result_layers(
+    answer: dict,
+    context: ResultContext,
+    destination: str = "memory",
+    geopackage: str | None = None,
+) -> ResultLayers:
+    """Layers (not yet in a project) for a non-empty answer; raise Think2SegError when writing fails."""
+    masks = mask_features(answer, context)
+    keep = kept_instances(masks)
+    points = point_features(answer, context, keep)
+    boxes = box_features(answer, context, keep)
+    group = group_name_for(context.query)
+    layers = {
+        "masks": _memory_layer("MultiPolygon", "Masks", context.crs, mask_fields()),
+        "points": _memory_layer("Point", "Prompt points", context.crs, point_fields()),
+        "boxes": _memory_layer("Polygon", "Prompt boxes", context.crs, box_fields()),
+    }
+    for key, features in (("masks", masks), ("points", points), ("boxes", boxes)):
+        layers[key].dataProvider().addFeatures(features)
+        layers[key].updateExtents()
+    if destination == "geopackage" and geopackage:
+        stamp = context.created.toString("yyyyMMdd_HHmmss")
+        base = _free_table_base(geopackage, f"{slug(context.query)}_{stamp}")
+        layers = {key: _write_geopackage(layer, geopackage, f"{base}_{key}") for key, layer in layers.items()}
+    for key, style in (("masks", MASKS_STYLE), ("points", POINTS_STYLE), ("boxes", BOXES_STYLE)):
+        _apply_style(layers[key], style)
+    reasoning = str(answer.get("reasoning") or "").strip()
+    _set_abstract(
+        layers["masks"],
+        f"Think2Seg answer to “{context.query}” on “{context.source_layer}”.\n\nReasoning:\n{reasoning}".strip(),
+    )
+    message = str(answer.get("message") or f"{len(masks)} instance(s) found")
+    return ResultLayers(layers["masks"], layers["points"], layers["boxes"], group, message)
+
+
+def _free_table_base(path: str, base: str) -> str:
+    """``base`` or ``base_2``, ``base_3``… so that a run never replaces the tables of an earlier one."""
+    if not os.path.exists(path):
+        return base
+    try:
+        dataset = ogr.Open(path)
+        names = {dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())} if dataset else set()
+    except RuntimeError:
+        names = set()
+    candidate, number = base, 1
+    while any(f"{candidate}_{key}" in names for key in ("masks", "points", "boxes")):
+        number += 1
+        candidate = f"{base}_{number}"
+    return candidate
+
+
+def _write_geopackage(layer: QgsVectorLayer, path: str, table: str) -> QgsVectorLayer:
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = table
+    options.fileEncoding = "UTF-8"
+    if os.path.exists(path):
+        options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteLayer
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    result = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, path, QgsProject.instance().transformContext(), options
+    )
+    error, message = result[0], result[1]
+    if error != QgsVectorFileWriter.NoError:
+        raise Think2SegError(WRITE_FAILED, f"Could not write the results to {path}: {message}")
+    written = QgsVectorLayer(f"{path}|layername={table}", layer.name(), "ogr")
+    if not written.isValid():
+        raise Think2SegError(WRITE_FAILED, f"The results written to {path} could not be opened again.")
+    return written
+
+
+def add_to_project(result: ResultLayers, project: QgsProject | None = None) -> QgsLayerTreeGroup:
+    """Add the three layers to a group (named after the query) at the top of the layer tree."""
+    project = project or QgsProject.instance()
+    root = project.layerTreeRoot()
+    group = root.insertGroup(0, result.group_name)
+    for layer in result.layers():
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
+    group.setExpanded(True)
+    return group
+
+
+def answer_extent(result: ResultLayers, crs: QgsCoordinateReferenceSystem, project: QgsProject | None = None):
+    """The extent of the answer in ``crs`` (e.g. the canvas's), with a margin; None when it has no geometry."""
+    extent = QgsRectangle()
+    for layer in (result.masks, result.boxes):
+        layer.updateExtents()
+        if layer.featureCount() and not layer.extent().isEmpty():
+            extent.combineExtentWith(layer.extent())
+    if extent.isNull() or extent.isEmpty():
+        return None
+    if crs.isValid() and crs != result.masks.crs():
+        transform = QgsCoordinateTransform(
+            result.masks.crs(), crs, (project or QgsProject.instance()).transformContext()
+        )
+        extent = transform.transformBoundingBox(extent)
+    extent.scale(1.5)
+    return extent

@@ -1,0 +1,123 @@
+"""Send an exported image to the backend and wait for the answer, with progress and cancel.
+
+Shared by the panel's QgsTask and the Processing algorithm; no Qt here, only two callables: ``progress``
+(fraction 0-1, sentence) and ``is_cancelled``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .client import BackendClient
+from .errors import CANCELLED, JOB_FAILED, Think2SegError, backend_sentence
+
+Progress = Callable[[float, str], None]
+IsCancelled = Callable[[], bool]
+
+
+@dataclass
+class SegmentationOptions:
+    sam_size: str = "small"
+    max_reasoning_tokens: int = 1024
+    bands: list[int] | None = None
+    tile_size: int | None = None
+    overlap: int | None = None
+    max_read_size: int | None = None  # the backend tiles a job whose image is larger than this
+
+    def to_json(self) -> dict:
+        options: dict = {"sam_size": self.sam_size, "max_reasoning_tokens": int(self.max_reasoning_tokens)}
+        if self.bands:
+            options["bands"] = [int(b) for b in self.bands]
+        if self.tile_size:
+            options["tile_size"] = int(self.tile_size)
+            options["overlap"] = int(self.overlap or 0)
+        if self.max_read_size:
+            options["max_read_size"] = int(self.max_read_size)
+        return options
+
+
+def cancelled_error() -> Think2SegError:
+    return Think2SegError(CANCELLED, "The segmentation was cancelled; nothing was added to the project.")
+
+
+def run_segmentation(
+    client: BackendClient,
+    image_path: str,
+    query: str,
+    options: SegmentationOptions,
+    progress: Progress,
+    is_cancelled: IsCancelled,
+    use_jobs: bool,
+    poll_interval: float = 0.5,
+) -> dict:
+    """The backend's answer (the ``/v1/segment`` JSON); raises Think2SegError (code ``cancelled`` on cancel)."""
+    if use_jobs:
+        return _run_job(client, image_path, query, options, progress, is_cancelled, poll_interval)
+    return _run_direct(client, image_path, query, options, progress, is_cancelled, poll_interval)
+
+
+def _run_direct(client, image_path, query, options, progress, is_cancelled, poll_interval) -> dict:
+    """``POST /v1/segment`` in a helper thread so that a cancel returns at once (the answer is then dropped)."""
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            outcome["answer"] = client.segment(image_path, query, options.to_json())
+        except Exception as error:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=call, name="think2seg-segment", daemon=True)
+    worker.start()
+    started = time.monotonic()
+    while worker.is_alive():
+        if is_cancelled():
+            raise cancelled_error()
+        elapsed = time.monotonic() - started
+        # No progress from a single request: an asymptotic bar says "still working" without lying much.
+        progress(min(0.95, elapsed / (elapsed + 20.0)), f"Waiting for the model ({elapsed:.0f} s)")
+        worker.join(poll_interval)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["answer"]
+
+
+def _run_job(client, image_path, query, options, progress, is_cancelled, poll_interval) -> dict:
+    progress(0.0, "Uploading the image")
+    job_id = client.submit_job(image_path, query, options.to_json())
+    try:
+        while True:
+            if is_cancelled():
+                raise cancelled_error()
+            status = client.job_status(job_id)
+            state = status.get("status")
+            fraction = float(status.get("progress") or 0.0)
+            progress(fraction, str(status.get("message") or state or ""))
+            if state == "done":
+                return client.job_result(job_id)
+            if state == "cancelled":
+                raise cancelled_error()
+            if state == "failed":
+                err = status.get("error") or {}
+                code = str(err.get("code") or JOB_FAILED)
+                raise Think2SegError(
+                    code, backend_sentence(code, str(err.get("message") or "The job failed."))
+                )
+            _sleep_unless_cancelled(poll_interval, is_cancelled)
+    except Think2SegError as error:
+        if error.code == CANCELLED:
+            try:
+                client.cancel_job(job_id)
+            except Think2SegError:
+                pass  # the backend may be gone already; the user asked to stop, which is done
+        raise
+
+
+def _sleep_unless_cancelled(seconds: float, is_cancelled: IsCancelled) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if is_cancelled():
+            return
+        time.sleep(min(0.05, max(0.0, end - time.monotonic())))

@@ -1,0 +1,206 @@
+"""The plugin's settings: stored in QgsSettings under ``think2seg/``; two environment variables win.
+
+``THINK2SEG_BACKEND_URL`` and ``THINK2SEG_TOKEN_FILE``, when set, take precedence over what the panel stores:
+they let a test, a script or an administrator point every QGIS on a machine at one backend.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qgis.core import QgsSettings
+
+from .client import BackendClient
+
+PREFIX = "think2seg"
+ENV_URL = "THINK2SEG_BACKEND_URL"
+ENV_TOKEN_FILE = "THINK2SEG_TOKEN_FILE"
+
+SAM_SIZES = ("tiny", "small", "base_plus", "large")
+DEFAULT_SAM_SIZE = "small"
+DEFAULT_REASONING_TOKENS = 1024
+DEFAULT_PORT = 8765
+DEFAULT_EXPORT_MAX_SIZE = 2048
+# Beyond the export bound, Processing sends the area at full resolution (up to this long side) and lets the
+# backend tile it through the jobs API.
+DEFAULT_TILED_MAX_SIZE = 8192
+DEFAULT_TILE_SIZE = 1024
+DEFAULT_TILE_OVERLAP = 128
+HISTORY_LENGTH = 20
+
+MODE_LOCAL = "local"
+MODE_REMOTE = "remote"
+DESTINATION_MEMORY = "memory"
+DESTINATION_GEOPACKAGE = "geopackage"
+
+AREA_CANVAS = "canvas"
+AREA_LAYER = "layer"
+AREA_SELECTION = "selection"
+
+
+def default_token_file() -> str:
+    return str(Path.home() / ".config" / "think2seg" / "token")
+
+
+def default_log_file() -> str:
+    return str(Path.home() / ".cache" / "think2seg" / "backend-qgis.log")
+
+
+@dataclass
+class BackendSettings:
+    """Where the backend is and how to start one."""
+
+    mode: str = MODE_LOCAL
+    url: str = ""  # remote mode: the service's base URL
+    token: str = ""  # remote mode: a token typed in the panel (else the token file is read)
+    token_file: str = field(default_factory=default_token_file)
+    python: str = ""  # local mode: an interpreter or a venv folder that has the `think2seg` package
+    model: str = ""  # empty: the backend's default (the published weights)
+    sam_checkpoint: str = ""
+    device: str = "auto"
+    port: int = DEFAULT_PORT
+    extra_args: str = ""
+    connect_timeout: float = 5.0
+    request_timeout: float = 900.0
+
+    def effective_url(self) -> str:
+        env = os.environ.get(ENV_URL, "").strip()
+        if env:
+            return env.rstrip("/")
+        if self.mode == MODE_REMOTE and self.url.strip():
+            return self.url.strip().rstrip("/")
+        return f"http://127.0.0.1:{self.port}"
+
+    def launch_port(self) -> int:
+        """The port a local backend listens on: the one in a loopback $THINK2SEG_BACKEND_URL, else the setting."""
+        parts = urllib.parse.urlsplit(self.effective_url())
+        if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+            return int(parts.port)
+        return int(self.port)
+
+    def effective_token_file(self) -> str:
+        env = os.environ.get(ENV_TOKEN_FILE, "").strip()
+        return os.path.expanduser(env or self.token_file or default_token_file())
+
+    def url_from_environment(self) -> bool:
+        return bool(os.environ.get(ENV_URL, "").strip())
+
+    def read_token(self) -> str:
+        """The bearer token: a typed token (remote mode, no env override) or the token file's content."""
+        if self.mode == MODE_REMOTE and self.token.strip() and not os.environ.get(ENV_TOKEN_FILE):
+            return self.token.strip()
+        path = self.effective_token_file()
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError:
+            return ""
+
+    def client(self) -> BackendClient:
+        return BackendClient(
+            self.effective_url(), self.read_token(), self.connect_timeout, self.request_timeout
+        )
+
+
+@dataclass
+class RunSettings:
+    """What the panel remembers between runs."""
+
+    sam_size: str = DEFAULT_SAM_SIZE
+    max_reasoning_tokens: int = DEFAULT_REASONING_TOKENS
+    destination: str = DESTINATION_MEMORY
+    area: str = AREA_CANVAS
+    export_max_size: int = DEFAULT_EXPORT_MAX_SIZE
+    tiled_max_size: int = DEFAULT_TILED_MAX_SIZE
+    history: list[str] = field(default_factory=list)
+
+
+def _value(settings: QgsSettings, key: str, default, kind):
+    raw = settings.value(f"{PREFIX}/{key}", default)
+    if raw is None:
+        return default
+    try:
+        if kind is bool:
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        return kind(raw)
+    except (TypeError, ValueError):
+        return default
+
+
+def load_backend_settings() -> BackendSettings:
+    s = QgsSettings()
+    d = BackendSettings()
+    return BackendSettings(
+        mode=_value(s, "backend/mode", d.mode, str),
+        url=_value(s, "backend/url", d.url, str),
+        token=_value(s, "backend/token", d.token, str),
+        token_file=_value(s, "backend/token_file", d.token_file, str) or d.token_file,
+        python=_value(s, "backend/python", d.python, str),
+        model=_value(s, "backend/model", d.model, str),
+        sam_checkpoint=_value(s, "backend/sam_checkpoint", d.sam_checkpoint, str),
+        device=_value(s, "backend/device", d.device, str) or d.device,
+        port=_value(s, "backend/port", d.port, int),
+        extra_args=_value(s, "backend/extra_args", d.extra_args, str),
+        connect_timeout=_value(s, "backend/connect_timeout", d.connect_timeout, float),
+        request_timeout=_value(s, "backend/request_timeout", d.request_timeout, float),
+    )
+
+
+def save_backend_settings(backend: BackendSettings) -> None:
+    s = QgsSettings()
+    for key, value in (
+        ("mode", backend.mode),
+        ("url", backend.url),
+        ("token", backend.token),
+        ("token_file", backend.token_file),
+        ("python", backend.python),
+        ("model", backend.model),
+        ("sam_checkpoint", backend.sam_checkpoint),
+        ("device", backend.device),
+        ("port", int(backend.port)),
+        ("extra_args", backend.extra_args),
+        ("connect_timeout", float(backend.connect_timeout)),
+        ("request_timeout", float(backend.request_timeout)),
+    ):
+        s.setValue(f"{PREFIX}/backend/{key}", value)
+
+
+def load_run_settings() -> RunSettings:
+    s = QgsSettings()
+    d = RunSettings()
+    history = s.value(f"{PREFIX}/run/history", [])
+    if isinstance(history, str):
+        history = [history] if history else []
+    sam_size = _value(s, "run/sam_size", d.sam_size, str)
+    return RunSettings(
+        sam_size=sam_size if sam_size in SAM_SIZES else d.sam_size,
+        max_reasoning_tokens=_value(s, "run/max_reasoning_tokens", d.max_reasoning_tokens, int),
+        destination=_value(s, "run/destination", d.destination, str),
+        area=_value(s, "run/area", d.area, str),
+        export_max_size=max(64, _value(s, "run/export_max_size", d.export_max_size, int)),
+        tiled_max_size=max(64, _value(s, "run/tiled_max_size", d.tiled_max_size, int)),
+        history=[str(h) for h in (history or []) if str(h).strip()][:HISTORY_LENGTH],
+    )
+
+
+def save_run_settings(run: RunSettings) -> None:
+    s = QgsSettings()
+    s.setValue(f"{PREFIX}/run/sam_size", run.sam_size)
+    s.setValue(f"{PREFIX}/run/max_reasoning_tokens", int(run.max_reasoning_tokens))
+    s.setValue(f"{PREFIX}/run/destination", run.destination)
+    s.setValue(f"{PREFIX}/run/area", run.area)
+    s.setValue(f"{PREFIX}/run/export_max_size", int(run.export_max_size))
+    s.setValue(f"{PREFIX}/run/tiled_max_size", int(run.tiled_max_size))
+    s.setValue(f"{PREFIX}/run/history", list(run.history[:HISTORY_LENGTH]))
+
+
+def remember_query(run: RunSettings, query: str) -> None:
+    """Put a query first in the history, without duplicates."""
+    query = query.strip()
+    if not query:
+        return
+    run.history = [query] + [q for q in run.history if q != query]
+    del run.history[HISTORY_LENGTH:]
