@@ -1,0 +1,67 @@
+"""`think2seg eval --data DIR --split val|test -o REPORT_DIR`: gIoU/cIoU on EarthReason, masks and a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub) -> None:
+    from . import add_model_options
+
+    p = sub.add_parser(
+        "eval", help="evaluate a reasoner + SAM2 on an EarthReason split (gIoU, cIoU, masks, HTML report)",
+        description="Run the pipeline over an EarthReason-layout split in batches and write REPORT_DIR/metrics.json, "
+                    "pred/<id>.png, samples.jsonl (answers and reasoning) and report.html. Rerunning the same "
+                    "command resumes where it stopped.",
+    )
+    p.add_argument("--data", required=True, help="EarthReason root: DATA/{split}/images, labels, QAs "
+                                                 "(hub dataset earth-insights/EarthReason)")
+    p.add_argument("--split", default="test", help="split folder to evaluate: val or test (default test)")
+    p.add_argument("--output", "-o", required=True, help="report folder (created; an existing run is resumed)")
+    p.add_argument("--protocol", choices=("think2seg", "segearth"), default="think2seg",
+                   help="think2seg: seeded random question, 840 px, empty target as the reference script; "
+                        "segearth: first question, 1024 px, empty prediction on empty target = IoU 1 "
+                        "(the two are not comparable; default think2seg)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate N images (a seeded subset) instead of all")
+    p.add_argument("--batch-size", type=int, default=4, help="images per generate call (default 4)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the question choice and of --limit (default 42)")
+    p.add_argument("--max-reasoning-tokens", type=int, default=2048,
+                   help="generation budget per answer (default 2048, as the reference evaluation)")
+    p.add_argument("--cases", type=int, default=4, help="best and worst cases drawn in the report (default 4 each)")
+    p.add_argument("--restart", action="store_true", help="discard an earlier run in the report folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import BadInput
+    from ..evaluation.earthreason import scan_split
+    from ..evaluation.runner import EvalSettings, evaluate
+
+    if args.limit is not None and args.limit < 1:
+        raise BadInput("--limit must be at least 1.", code="bad_options")
+    if args.batch_size < 1:
+        raise BadInput("--batch-size must be at least 1.", code="bad_options")
+    # Find the data (or say where to get it) before loading models, which takes a while.
+    samples, problems = scan_split(args.data, args.split)
+    print(f"{len(samples)} usable samples in {args.data}/{args.split}"
+          + (f", {len(problems)} with problems (listed in the report)" if problems else ""), file=sys.stderr)
+    from . import load_pipeline
+
+    pipeline = load_pipeline(args)
+    settings = EvalSettings(
+        data=args.data, split=args.split, out=args.output, protocol=args.protocol, seed=args.seed,
+        limit=args.limit, batch_size=args.batch_size, max_reasoning_tokens=args.max_reasoning_tokens,
+        restart=args.restart, report_cases=args.cases,
+    )
+    m = evaluate(pipeline, settings, progress=not args.no_progress)
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f}"
+
+    print(f"{args.split} ({m['protocol']}): gIoU {pct(m['giou'])}  cIoU {pct(m['ciou'])}  on {m['n']} images; "
+          f"{m['parse_failures']} parse failures, {m['empty_target']} without a target, {m['skipped']} skipped. "
+          f"Report: {args.output}/report.html")
+    return 0

@@ -1,0 +1,135 @@
+"""Per-image IoU, gIoU and cIoU under the two EarthReason protocols.
+
+gIoU is the mean of the per-image IoUs; cIoU is the total intersection over the total union of the split.
+The two protocols differ on the question asked, the frame the masks are compared in and, above all, on
+images with no target, so their figures are not comparable (method.md):
+
+- ``think2seg`` (Think2Seg-RS's evaluation script): one seeded random question per image, image and label
+  resized to 840 x 840 (LANCZOS / NEAREST). A failed parse is an empty mask whose ground-truth area still
+  adds to the union. On an image with no target the IoU is 1 when the model answered ``[]`` and 0 otherwise,
+  and the image adds nothing to the cIoU sums whatever the answer: the reference never runs SAM2 there, so a
+  false alarm on an empty image costs gIoU but not cIoU.
+- ``segearth`` (SegEarth-R1's evaluation, LISA-style): the first question, the long side resized to 1024,
+  every image adds its intersection and union, and an image whose prediction and target are both empty has
+  IoU 1 (union 0). A failed parse is an empty mask.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..prompt_template import MODEL_FRAME
+
+PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    question: str  # "random" (seeded, one per image) or "first"
+    frame: int  # masks are compared at this size
+    square: bool  # True: resized to frame x frame; False: the long side resized to frame, aspect kept
+    description: str
+
+    def frame_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the comparison frame for an image of this size."""
+        if self.square:
+            return self.frame, self.frame
+        scale = self.frame / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+PROTOCOLS = {
+    "think2seg": Protocol(
+        "think2seg", "random", MODEL_FRAME, True,
+        "Think2Seg-RS: one seeded random question per image, 840 x 840, failed parse = empty mask, "
+        "empty target: IoU 1 for [] else 0 and nothing added to cIoU",
+    ),
+    "segearth": Protocol(
+        "segearth", "first", 1024, False,
+        "SegEarth-R1: first question, long side 1024, failed parse = empty mask, "
+        "empty prediction on an empty target = IoU 1",
+    ),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    from ..errors import BadInput
+
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise BadInput(f"Unknown protocol '{name}': use {' or '.join(PROTOCOLS)}.", code="bad_protocol") from None
+
+
+@dataclass
+class SampleScore:
+    """One image's score: iou is its gIoU term, intersection/union what it adds to the cIoU sums."""
+
+    iou: float
+    intersection: int
+    union: int
+    empty_target: bool
+    status: str  # ok | empty | unparsed (the parser's verdict on the answer)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_sample(pred: np.ndarray | None, gt: np.ndarray, status: str, protocol: Protocol | str) -> SampleScore:
+    """Score one prediction against its ground truth (both bool, same shape) under a protocol.
+
+    `pred` is the OR-merged mask; None (or a status other than "ok") counts as an empty mask.
+    """
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    gt = np.asarray(gt, dtype=bool)
+    if pred is None or status != "ok":
+        pred = np.zeros_like(gt)
+    pred = np.asarray(pred, dtype=bool)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    empty_target = not gt.any()
+    if proto.name == "think2seg" and empty_target:
+        return SampleScore(1.0 if status == "empty" else 0.0, 0, 0, True, status)
+    inter = int(np.logical_and(pred, gt).sum())
+    union = int(np.logical_or(pred, gt).sum())
+    iou = inter / union if union > 0 else 1.0  # union 0 only happens on an empty target (segearth)
+    return SampleScore(iou, inter, union, empty_target, status)
+
+
+def _aggregate(scores: list[SampleScore]) -> dict:
+    n = len(scores)
+    inter = sum(s.intersection for s in scores)
+    union = sum(s.union for s in scores)
+    return {
+        "n": n,
+        "giou": float(np.mean([s.iou for s in scores])) if n else None,
+        "ciou": inter / union if union > 0 else None,
+        "intersection": inter,
+        "union": union,
+    }
+
+
+def summarize(scores: list[SampleScore], categories: list[str | None] | None = None,
+              protocol: Protocol | str | None = None) -> dict:
+    """The split's figures: gIoU, cIoU, counts, precision at IoU thresholds, and per category when known."""
+    out = _aggregate(scores)
+    if protocol is not None:
+        proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        out["protocol"] = proto.name
+        out["protocol_description"] = proto.description
+    out["parse_failures"] = sum(s.status == "unparsed" for s in scores)
+    out["empty_answers"] = sum(s.status == "empty" for s in scores)
+    out["empty_target"] = sum(s.empty_target for s in scores)
+    out["empty_target_correct"] = sum(s.empty_target and s.status == "empty" for s in scores)
+    out["precision_at"] = {f"{t:.1f}": (sum(s.iou > t for s in scores) / len(scores) if scores else None)
+                           for t in PR_THRESHOLDS}
+    if categories is not None and any(c is not None for c in categories):
+        groups: dict[str, list[SampleScore]] = defaultdict(list)
+        for s, c in zip(scores, categories, strict=True):
+            groups[str(c) if c is not None else "(none)"].append(s)
+        out["per_category"] = {c: _aggregate(g) for c, g in sorted(groups.items())}
+    return out

@@ -1,0 +1,116 @@
+"""gIoU / cIoU under both protocols, against values computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from think2seg.errors import BadInput
+from think2seg.evaluation.earthreason import Sample
+from think2seg.evaluation.metrics import PROTOCOLS, SampleScore, get_protocol, score_sample, summarize
+from think2seg.evaluation.runner import select_samples
+
+
+def masks():
+    gt = np.zeros((10, 10), dtype=bool)
+    gt[2:6, 2:6] = True  # 16 px
+    pred = np.zeros_like(gt)
+    pred[2:6, 4:8] = True  # 16 px, 8 of them on the target: I 8, U 24
+    return gt, pred
+
+
+@pytest.mark.parametrize("protocol", ["think2seg", "segearth"])
+def test_perfect_answer(protocol):
+    gt, _ = masks()
+    s = score_sample(gt.copy(), gt, "ok", protocol)
+    assert (s.iou, s.intersection, s.union, s.empty_target) == (1.0, 16, 16, False)
+
+
+@pytest.mark.parametrize("protocol", ["think2seg", "segearth"])
+def test_partial_overlap(protocol):
+    gt, pred = masks()
+    s = score_sample(pred, gt, "ok", protocol)
+    assert (s.intersection, s.union) == (8, 24) and s.iou == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("protocol", ["think2seg", "segearth"])
+@pytest.mark.parametrize("status", ["unparsed", "empty"])
+def test_failed_parse_or_empty_answer_on_a_target_is_an_empty_mask(protocol, status):
+    gt, pred = masks()
+    s = score_sample(pred, gt, status, protocol)  # whatever mask came with it is ignored
+    assert (s.iou, s.intersection, s.union) == (0.0, 0, 16)  # the target's area still adds to the union
+
+
+def test_empty_target_think2seg_as_the_reference():
+    empty = np.zeros((10, 10), dtype=bool)
+    _, pred = masks()
+    # [] on an image with no target: IoU 1, nothing added to cIoU
+    assert score_sample(None, empty, "empty", "think2seg") == SampleScore(1.0, 0, 0, True, "empty")
+    # a box on an image with no target: IoU 0, and (as the reference, which never runs SAM2 there) no union either
+    assert score_sample(pred, empty, "ok", "think2seg") == SampleScore(0.0, 0, 0, True, "ok")
+    assert score_sample(None, empty, "unparsed", "think2seg") == SampleScore(0.0, 0, 0, True, "unparsed")
+
+
+def test_empty_target_segearth_lisa_style():
+    empty = np.zeros((10, 10), dtype=bool)
+    _, pred = masks()
+    assert score_sample(None, empty, "empty", "segearth") == SampleScore(1.0, 0, 0, True, "empty")
+    # a failed parse is an empty mask: empty prediction on an empty target = IoU 1
+    assert score_sample(None, empty, "unparsed", "segearth").iou == 1.0
+    # a false alarm adds its area to the union
+    assert score_sample(pred, empty, "ok", "segearth") == SampleScore(0.0, 0, 16, True, "ok")
+
+
+def test_summaries_by_hand():
+    gt, pred = masks()
+    empty = np.zeros_like(gt)
+    cases = [(gt, gt, "ok", "a"), (pred, gt, "ok", "a"), (None, gt, "unparsed", "b"), (pred, empty, "ok", "b")]
+    t = [score_sample(p, g, st, "think2seg") for p, g, st, _ in cases]
+    m = summarize(t, [c for *_, c in cases], "think2seg")
+    # IoUs 1, 1/3, 0, 0; I = 16 + 8 + 0 + 0; U = 16 + 24 + 16 + 0
+    assert m["giou"] == pytest.approx((1 + 1 / 3) / 4)
+    assert m["ciou"] == pytest.approx(24 / 56)
+    assert (m["n"], m["parse_failures"], m["empty_target"], m["protocol"]) == (4, 1, 1, "think2seg")
+    assert m["precision_at"]["0.5"] == pytest.approx(0.25)
+    assert m["per_category"]["a"]["ciou"] == pytest.approx(24 / 40)
+    assert m["per_category"]["b"]["giou"] == 0.0
+    s = [score_sample(p, g, st, "segearth") for p, g, st, _ in cases]
+    m2 = summarize(s, None, "segearth")
+    # the false alarm on the empty image now adds 16 to the union
+    assert m2["ciou"] == pytest.approx(24 / 72) and m2["giou"] == pytest.approx((1 + 1 / 3) / 4)
+    assert "per_category" not in m2
+
+
+def test_no_union_gives_no_ciou():
+    empty = np.zeros((4, 4), dtype=bool)
+    m = summarize([score_sample(None, empty, "empty", "think2seg")])
+    assert m["ciou"] is None and m["giou"] == 1.0
+
+
+def test_protocol_frames():
+    assert PROTOCOLS["think2seg"].frame_size(2000, 1000) == (840, 840)
+    assert PROTOCOLS["segearth"].frame_size(2000, 1000) == (1024, 512)
+    assert PROTOCOLS["segearth"].frame_size(300, 600) == (512, 1024)
+    with pytest.raises(BadInput):
+        get_protocol("lisa")
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        score_sample(np.zeros((3, 3), bool), np.zeros((4, 4), bool), "ok", "think2seg")
+
+
+def test_question_choice_is_seeded_per_image():
+    s = Sample("img_7", None, None, [f"q{i}" for i in range(6)])
+    picks = {s.question("random", 42) for _ in range(5)}
+    assert len(picks) == 1  # stable
+    assert s.question("first", 42) == (0, "q0")
+    others = {Sample(f"img_{k}", None, None, [f"q{i}" for i in range(6)]).question("random", 42)[0] for k in range(40)}
+    assert len(others) > 3  # but it varies between images
+
+
+def test_larger_limit_keeps_the_smaller_selection():
+    samples = [Sample(f"s{k}", None, None, ["q"]) for k in range(30)]
+    small = {s.image_id for s in select_samples(samples, 5, 1)}
+    big = {s.image_id for s in select_samples(samples, 12, 1)}
+    assert len(small) == 5 and len(big) == 12 and small <= big
+    assert select_samples(samples, None, 1) == samples

@@ -1,0 +1,127 @@
+"""The GRPO rewards with the real (tiny, random) SAM2.1: perfect, partial, malformed and empty answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from earthreason_fixture import known_sam_mask
+from PIL import Image
+from think2seg.testing.tiny_models import KNOWN_COMPLETION
+from think2seg.training.rewards import (
+    MaskReward,
+    completion_text,
+    json_validity_reward,
+    think_answer_shape_reward,
+)
+
+EMPTY = "<think>no track in this image</think>\n<answer>```json[]```</answer>"
+MALFORMED = '<think>a pond</think><answer>```json[{"bbox_2d": [1, 2, 3], "positive_points": [[1, 1]]}]```</answer>'
+NO_TAGS = json.dumps([{"bbox_2d": [210, 168, 630, 504], "positive_points": [[420, 336], [315, 420]]}])
+
+
+class CountingSegmenter:
+    """The real segmenter, counting its image embeddings."""
+
+    def __init__(self, seg):
+        self.seg = seg
+        self.set_image_calls = 0
+
+    def set_image(self, rgb):
+        self.set_image_calls += 1
+        self.seg.set_image(rgb)
+
+    def predict(self, instances, shape):
+        return self.seg.predict(instances, shape)
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_models_dir):
+    from think2seg.segmenter import Segmenter
+
+    return Segmenter.from_pretrained(str(tiny_models_dir / "sam2.1_hiera_t.pt"), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def scene(segmenter):
+    """An 840 x 840 image and SAM2's own mask for the tiny reasoner's known answer (a perfect ground truth)."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (840, 840, 3), dtype=np.uint8)
+    rgb[200:500, 250:600] = (40, 90, 160)
+    return Image.fromarray(rgb), known_sam_mask(segmenter, rgb)
+
+
+def test_perfect_answer_scores_the_maximum(segmenter, scene):
+    image, gt = scene
+    r = MaskReward(segmenter)
+    c = [KNOWN_COMPLETION]
+    assert r(c, image=[image], mask=[gt]) == [2.0]
+    assert json_validity_reward(c) == [1.0]
+    assert think_answer_shape_reward(c) == [1.0]
+
+
+def test_partial_mask_scores_twice_its_iou(segmenter, scene, tmp_path):
+    image, gt = scene
+    half = gt.copy()
+    half[:, 420:] = False  # the ground truth is the left half of what SAM2 draws
+    path = tmp_path / "half.png"
+    Image.fromarray(half.astype(np.uint8) * 255).save(path)
+    r = MaskReward(segmenter)
+    [v] = r([KNOWN_COMPLETION], image=[image], mask_path=[str(path)])
+    assert v == pytest.approx(2 * half.sum() / gt.sum())
+    assert 0 < v < 2
+
+
+def test_malformed_answers_score_zero(segmenter, scene):
+    image, gt = scene
+    r = MaskReward(segmenter)
+    assert r([MALFORMED, "I cannot tell."], image=[image, image], mask=[gt, gt]) == [0.0, 0.0]
+    assert json_validity_reward([MALFORMED, "I cannot tell.", EMPTY]) == [0.0, 0.0, 1.0]
+    assert think_answer_shape_reward([MALFORMED, NO_TAGS, EMPTY, KNOWN_COMPLETION + " trailing"]) == [1.0, 0.0, 1.0, 0.0]
+    # an answer without tags still gives SAM2 its prompts: the mask reward is about the mask
+    assert r([NO_TAGS], image=[image], mask=[gt]) == [2.0]
+
+
+def test_empty_target_rule_as_the_reference(segmenter, scene):
+    image, _ = scene
+    nothing = np.zeros((840, 840), dtype=bool)
+    counting = CountingSegmenter(segmenter)
+    r = MaskReward(counting)
+    # [] on an image without a target: IoU 1, so 2 x 1 = 2 (the reference's mask_iou_reward 1 x weight 2)
+    assert r([EMPTY, KNOWN_COMPLETION, MALFORMED], image=[image] * 3, mask=[nothing] * 3) == [2.0, 0.0, 0.0]
+    assert counting.set_image_calls == 0  # no SAM2 needed to know that
+    # [] on an image with a target: nothing found, 0
+    _, gt = scene
+    assert r([EMPTY], image=[image], mask=[gt]) == [0.0]
+
+
+def test_sam2_embeds_each_distinct_image_once(segmenter, scene):
+    image, gt = scene
+    other = Image.fromarray(np.full((840, 840, 3), 120, dtype=np.uint8))
+    counting = CountingSegmenter(segmenter)
+    r = MaskReward(counting)
+    group = [KNOWN_COMPLETION, KNOWN_COMPLETION, NO_TAGS, MALFORMED]
+    images = [image] * 4 + [other] * 4
+    masks = [gt] * 4 + [gt] * 4
+    out = r(group + group, image=images, mask=masks, image_id=["a"] * 4 + ["b"] * 4)
+    assert counting.set_image_calls == 2
+    assert out[:4] == [2.0, 2.0, 2.0, 0.0]
+    # without ids, identical pixels are recognised (TRL gives each completion its own copy of the image)
+    counting.set_image_calls = 0
+    copies = [Image.fromarray(np.asarray(image)) for _ in range(4)]
+    r(group, image=copies, mask=[gt] * 4)
+    assert counting.set_image_calls == 1
+
+
+def test_conversational_completions():
+    conv = [{"role": "assistant", "content": KNOWN_COMPLETION}]
+    assert completion_text(conv) == KNOWN_COMPLETION
+    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]) == "ab"
+    assert json_validity_reward([conv]) == [1.0] and think_answer_shape_reward([conv]) == [1.0]
+
+
+def test_label_at_another_size_is_resized_nearest(segmenter, scene):
+    image, gt = scene
+    big = np.asarray(Image.fromarray(gt.astype(np.uint8) * 255).resize((1680, 1680), Image.NEAREST))
+    assert MaskReward(segmenter)([KNOWN_COMPLETION], image=[image], mask=[big]) == [2.0]
