@@ -43,6 +43,8 @@ class SegmentOptions:
     bands: list[int] | None = None
     min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS
     max_read_size: int = DEFAULT_MAX_READ
+    #: False skips building polygons (evaluation only needs the pixel mask)
+    polygonise: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> SegmentOptions:
@@ -231,7 +233,7 @@ class Pipeline:
             mask = masks.instances[k]
             if tile.valid is not None:
                 mask = mask & tile.valid  # nothing is found where the raster has no data
-            geom = mask_to_multipolygon(mask, tile, opts.min_area_pixels)
+            geom = mask_to_multipolygon(mask, tile, opts.min_area_pixels) if opts.polygonise else MultiPolygon()
             instances.append(self._instance_result(k, inst, tile, geom, masks.scores[k]))
         merged = masks.merged if masks is not None else np.zeros((h, w), dtype=bool)
         if tile.valid is not None:
