@@ -13,7 +13,7 @@ import sys
 
 from ..errors import BadInput, Think2SegError
 
-COMMANDS = ("segment", "models", "serve", "eval", "train", "dataset")
+COMMANDS = ("segment", "batch", "models", "serve", "eval", "train", "dataset")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

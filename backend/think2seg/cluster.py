@@ -1,0 +1,242 @@
+"""`think2seg batch --ray ADDRESS`: the same batch on a Ray cluster, with the same output as a local run.
+
+Ray Data carries one row per (raster, tile window, query) still to do. `map_batches` sends rows to actors
+(`TileActor`) that each load the models once (one GPU each where the cluster has GPUs, a CPU slot
+otherwise), read the windows they were given, answer the pairs in one batched call and send back each
+pair's clipped pieces, prompts and reasoning (`tiling.tile_entry`). The driver is the one writer: it
+gathers a tile's entries, saves the tile's shard in the batch's state folder exactly as a local run does,
+and once a raster's tiles are all in, merges them (`tiling.merge_shards`) and writes the output
+(`batch.finish`). Local and Ray runs therefore share state, resume each other, and write the same features.
+
+Every node must read the rasters at the same path (a shared file system, or URLs GDAL reads such as
+/vsis3/...) and have the think2seg environment installed (the same venv or container image). Ray is
+imported here only, lazily: the rest of the package never needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .batch import BatchJob, BatchSummary, RasterPlan, TileProgress, failure, finish, prepare
+from .tiling import TileSpec, TileState, merge_shards, run_fingerprint
+
+
+@dataclass
+class RayModels:
+    """How each actor loads its Pipeline (the arguments of `Pipeline.from_pretrained`)."""
+
+    model: str
+    sam: str
+    sam_size: str | None = None
+    device: str | None = "auto"
+
+
+class TileActor:
+    """A Ray Data actor holding one loaded Pipeline; answers batches of (raster, tile, query) rows."""
+
+    def __init__(self, models: dict, options: dict, tiling: dict):
+        import os
+
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        from .pipeline import Pipeline, SegmentOptions
+
+        self.pipeline = Pipeline.from_pretrained(models["model"], models["sam"], models["sam_size"], models["device"])
+        self.options = SegmentOptions.from_dict(options)
+        self.tiling = tiling
+        self._grids: dict[str, object] = {}
+
+    def _grid(self, ds, raster: str):
+        from .tiling import TileGrid
+
+        if raster not in self._grids:
+            t = self.tiling
+            self._grids[raster] = TileGrid.for_raster(ds, t["tile_size"], t["overlap"], t["gsd"])
+        return self._grids[raster]
+
+    def __call__(self, batch: dict) -> dict:
+        from .georef import open_raster
+        from .tiling import nodata_entry, read_window, tile_entry
+
+        rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["raster"]))]
+        out = {"key": [], "tile": [], "query_index": [], "entry": [], "read": [], "error": []}
+
+        def emit(row, entry=None, read=None, error=None):
+            out["key"].append(str(row["key"]))
+            out["tile"].append(str(row["tile"]))
+            out["query_index"].append(int(row["query_index"]))
+            out["entry"].append(json.dumps(entry) if entry is not None else "")
+            out["read"].append(json.dumps(read) if read is not None else "")
+            out["error"].append(json.dumps(error) if error is not None else "")
+
+        by_raster: dict[str, list[dict]] = {}
+        for row in rows:
+            by_raster.setdefault(str(row["raster"]), []).append(row)
+        for raster, rrows in by_raster.items():
+            try:
+                ds = open_raster(raster)
+            except Exception as e:
+                for row in rrows:
+                    emit(row, error=failure(raster, e, "run"))
+                continue
+            try:
+                grid = self._grid(ds, raster)
+                specs: dict[str, TileSpec] = {}
+                for row in rrows:
+                    specs.setdefault(str(row["tile"]), TileSpec.from_dict(json.loads(row["spec"])))
+                tiles = {tid: read_window(ds, spec, self.options.bands) for tid, spec in specs.items()}
+                live = [r for r in rrows if tiles[str(r["tile"])].valid is None or tiles[str(r["tile"])].valid.any()]
+                live.sort(key=lambda r: list(specs).index(str(r["tile"])))  # pairs of one tile side by side
+                results = self.pipeline.segment_tiles([tiles[str(r["tile"])] for r in live],
+                                                      [str(r["query"]) for r in live], self.options) if live else []
+                answered = {id(r): res for r, res in zip(live, results)}
+                for row in rrows:
+                    tid = str(row["tile"])
+                    tile = tiles[tid]
+                    read = {"read": tile.read, "read_pixels": int(tile.rgb.shape[0] * tile.rgb.shape[1]),
+                            "nodata": id(row) not in answered}
+                    if id(row) in answered:
+                        entry = tile_entry(grid, specs[tid], int(row["query_index"]), answered[id(row)])
+                    else:
+                        entry = nodata_entry(int(row["query_index"]), str(row["query"]))
+                    emit(row, entry=entry, read=read)
+            except Exception as e:  # a broken raster fails alone; the actor goes on with other rasters
+                for row in rrows:
+                    emit(row, error=failure(raster, e, "run"))
+            finally:
+                ds.close()
+        return out
+
+
+def connect(address: str, num_cpus: int | None = None) -> None:
+    """Join a cluster (`auto`, `ray://host:10001`, `host:6379`) or start one here (`local`); a Ray already
+    initialised in this process (a test's, a notebook's) is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address == "local":
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=address, log_to_driver=False)
+
+
+def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | None = None,
+                  models: dict | None = None, cancelled: Callable[[], bool] | None = None) -> BatchSummary:
+    """Run `job` on Ray (see the module docstring). `loader` says how actors load the models, `models` are
+    the ids that key the resume state (default: the loader's; the CLI passes those the pipeline reports).
+    `cancelled()` is checked between result batches; the finished tiles stay in the state folder."""
+    import ray
+
+    from .batch import model_ids
+    from .errors import Cancelled
+
+    t0 = time.perf_counter()
+    connect(address)
+    ids = dict(models or model_ids(loader.model, loader.sam, loader.sam_size))
+    plans, failures, target, state = prepare(job, ids)
+    queries, opts = job.queries, job.options
+    tile_states: dict[str, TileState] = {}
+    rows = []
+    todo: list[RasterPlan] = []
+    for p in plans:
+        if state.is_done(p):
+            continue
+        try:
+            ts = TileState(state.raster_dir(p), run_fingerprint(p.path, queries, opts, p.grid, ids), p.grid)
+        except Exception as e:
+            f = failure(p.path, e, "run")
+            failures.append(f)
+            state.mark_failed(p, f)
+            continue
+        tile_states[p.key] = ts
+        todo.append(p)
+        finished = set(ts.finished)
+        for spec in p.grid.tiles:
+            if spec.id in finished:
+                continue
+            spec_json = json.dumps(spec.to_dict())
+            for qi, q in enumerate(queries):
+                rows.append({"raster": p.path, "key": p.key, "tile": spec.id, "spec": spec_json, "query_index": qi,
+                             "query": q})
+    progress = TileProgress(sum(len(p.grid.tiles) for p in plans), job.progress)
+    by_key = {p.key: p for p in todo}
+    failed: set[str] = set()
+    resumed = {p.key: len(tile_states[p.key].finished) for p in todo}
+    ran: dict[str, int] = {p.key: 0 for p in todo}
+    nodata: dict[str, int] = {p.key: 0 for p in todo}
+    max_read: dict[str, int] = {p.key: 0 for p in todo}
+    for p in plans:
+        done_before = len(p.grid.tiles) if p.key not in tile_states else len(tile_states[p.key].finished)
+        progress.callback(p.key)(done_before, len(p.grid.tiles), Path(p.path).name)
+    try:
+        if rows:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            n_actors = actors or max(1, gpus)
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // max(1, len(queries)), 64)))
+            answers = ds.map_batches(
+                TileActor, batch_size=job.batch_size * len(queries), concurrency=n_actors, batch_format="numpy",
+                fn_constructor_kwargs={
+                    "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
+                    "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,
+                                "min_area_pixels": opts.min_area_pixels},
+                    "tiling": {"tile_size": job.tile_size, "overlap": job.overlap, "gsd": job.gsd},
+                },
+                **resources,
+            )
+            pending: dict[tuple[str, str], dict] = {}
+            specs = {(r["key"], r["tile"]): r["spec"] for r in rows}
+            for batch in answers.iter_batches(batch_size=None, batch_format="numpy"):
+                if cancelled is not None and cancelled():
+                    raise Cancelled("The batch was cancelled; finished tiles are kept: rerun with --resume.")
+                for key, tile, qi, entry, read, error in zip(batch["key"], batch["tile"], batch["query_index"],
+                                                              batch["entry"], batch["read"], batch["error"]):
+                    key, tile = str(key), str(tile)
+                    if key in failed:
+                        continue
+                    if error:
+                        f = json.loads(str(error))
+                        failed.add(key)
+                        failures.append(f)
+                        state.mark_failed(by_key[key], f)
+                        continue
+                    slot = pending.setdefault((key, tile), {"entries": {}, "read": json.loads(str(read))})
+                    slot["entries"][int(qi)] = json.loads(str(entry))
+                    if len(slot["entries"]) < len(queries):
+                        continue
+                    del pending[(key, tile)]
+                    info = slot["read"]
+                    shard = {"tile": json.loads(specs[(key, tile)]), "read": info["read"],
+                             "read_pixels": info["read_pixels"], "nodata": info["nodata"],
+                             "entries": [slot["entries"][i] for i in range(len(queries))]}
+                    ts = tile_states[key]
+                    ts.save([shard])
+                    ran[key] += 1
+                    nodata[key] += int(info["nodata"])
+                    max_read[key] = max(max_read[key], info["read_pixels"])
+                    p = by_key[key]
+                    progress.callback(key)(len(ts.finished), len(p.grid.tiles),
+                                           f"{Path(p.path).name}: tile {len(ts.finished)} of {len(p.grid.tiles)}")
+    finally:
+        progress.close()
+    for p in todo:
+        if p.key in failed:
+            continue
+        ts = tile_states[p.key]
+        if len(ts.finished) < len(p.grid.tiles):
+            f = {"raster": p.path, "stage": "run", "code": "incomplete",
+                 "message": f"{len(p.grid.tiles) - len(ts.finished)} tiles of {p.path} came back without an answer."}
+            failures.append(f)
+            state.mark_failed(p, f)
+            continue
+        stats = {"tiles": len(p.grid.tiles), "tiles_run": ran[p.key], "tiles_resumed": resumed[p.key],
+                 "tiles_nodata": nodata[p.key], "max_read_pixels": max_read[p.key]}
+        result = merge_shards(ts.shards(), p.grid, queries, p.path, ids, opts.min_area_pixels, stats)
+        state.mark_done(p, result)
+    return finish(job, plans, failures, target, state, t0)

@@ -1,0 +1,666 @@
+"""Big rasters: a grid of overlapping tiles read by windows, every query on every tile, seamless polygons.
+
+The grid
+    Tiles are `tile_size` x `tile_size` pixels *as the model sees them*, overlapping by `overlap` pixels. At
+    native resolution a tile pixel is a raster pixel; with `gsd` (the ground sample distance wanted, in the
+    raster's CRS units: metres for a projected CRS, pixels for a raster without georeferencing) a tile pixel
+    covers `scale = gsd / native pixel size` raster pixels and the window is read resampled (GDAL averages,
+    and uses overviews when the file has them). Tiles step by `tile_size - overlap`; the last tile of a row
+    or column is moved back to end flush with the raster's edge, so every tile is full-sized (a raster
+    smaller than one tile is one tile).
+
+Seamless merge (no seams, no doubles)
+    Every tile owns a *core*: the part of its window up to the middle of its overlap with each neighbour
+    (at the raster's edge, the edge). Cores partition the raster. Each tile keeps only what falls in its
+    core: mask polygons are clipped to the core, prompts are kept where the box centre (points: the point)
+    lies in it. Clipping and merging happen in the raster's pixel frame, where core borders are whole
+    numbers and the geometry is snapped to a 1/256-pixel grid, so the two sides of a border meet exactly.
+    The answer to a query is the OR of its instance masks (method.md); its features are the connected
+    regions of that answer, as if the raster were one tile: polygons of the same query that share a stretch
+    of border or overlap are dissolved into one feature (`parts` lists the tile:instance pieces in it), which
+    then goes back to the CRS through the raster's geotransform (rotation included). Memory holds
+    polygons, never a raster-sized mask.
+
+Memory and resumability
+    Windows are read one batch at a time (`batch_size` tiles, each asked every query in one batched
+    `generate`), under a bounded GDAL block cache, so memory follows the tile, not the raster. Each
+    finished tile is written at once as a shard (`STATE/tiles/<tile>.json`) and listed in
+    `STATE/state.json`; a rerun with the same `state_path` and the same raster, queries and options skips
+    the finished tiles and ends with the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from shapely.affinity import affine_transform
+from shapely.geometry import MultiPolygon, Polygon, box, mapping
+
+from .errors import BadInput, Cancelled
+from .georef import RasterTile, area_m2, area_unit, crs_epsg, open_raster, read_tile
+
+#: Precision of clipped / merged geometry, in raster pixels (a power of two: exact in binary).
+SNAP_PIXELS = 1.0 / 256.0
+#: GDAL block cache while reading tiles (MB): bounded so memory follows the tile, not the raster.
+GDAL_CACHE_MB = 64
+STATE_VERSION = 1
+MIN_TILE = 64
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+# -- the grid -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TileSpec:
+    """One tile: its window and core in raster pixels (x0, y0, x1, y1 half-open), its read size."""
+
+    id: str  # "r{row}c{col}"
+    row: int
+    col: int
+    window: tuple[int, int, int, int]  # col_off, row_off, width, height
+    out_shape: tuple[int, int]  # (height, width) as read, = the tile's pixels
+    core: tuple[int, int, int, int]  # x0, y0, x1, y1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TileSpec:
+        return cls(d["id"], int(d["row"]), int(d["col"]), tuple(int(v) for v in d["window"]),
+                   tuple(int(v) for v in d["out_shape"]), tuple(int(v) for v in d["core"]))
+
+
+def axis_offsets(length: int, window: int, step: int) -> list[int]:
+    """Window starts along one axis: a regular step, the last one flush with the end."""
+    if length <= window:
+        return [0]
+    offsets = list(range(0, length - window, step))
+    offsets.append(length - window)
+    return offsets
+
+
+def axis_cores(offsets: Sequence[int], window: int, length: int) -> list[tuple[int, int]]:
+    """Each window's share of the axis: from the middle of its overlap with the previous window to the
+    middle of its overlap with the next one (the axis ends at the ends). The shares partition [0, length)."""
+    cuts = [0]
+    for prev, cur in zip(offsets[:-1], offsets[1:]):
+        cuts.append((cur + min(prev + window, length)) // 2)
+    cuts.append(length)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def make_grid(width: int, height: int, tile_size: int = 1024, overlap: int = 128, scale: float = 1.0) -> list[TileSpec]:
+    """The tiles of a `width` x `height` raster; `tile_size`/`overlap` in tile pixels, `scale` raster pixels
+    per tile pixel (1 = native resolution, 4 = a quarter of the resolution)."""
+    check_grid_options(tile_size, overlap, scale)
+    win = max(1, int(round(tile_size * scale)))
+    step = max(1, int(round((tile_size - overlap) * scale)))
+    specs = []
+    xs, ys = axis_offsets(width, win, step), axis_offsets(height, win, step)
+    x_cores, y_cores = axis_cores(xs, win, width), axis_cores(ys, win, height)
+    for r, (y, (cy0, cy1)) in enumerate(zip(ys, y_cores)):
+        h = min(win, height - y)
+        for c, (x, (cx0, cx1)) in enumerate(zip(xs, x_cores)):
+            w = min(win, width - x)
+            out = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))
+            specs.append(TileSpec(f"r{r}c{c}", r, c, (x, y, w, h), out, (cx0, cy0, cx1, cy1)))
+    return specs
+
+
+def check_grid_options(tile_size: int, overlap: int, scale: float = 1.0) -> None:
+    if tile_size < MIN_TILE or tile_size > 8192:
+        raise BadInput(f"tile_size must be between {MIN_TILE} and 8192 pixels (got {tile_size}).", code="bad_options")
+    if overlap < 0 or overlap > tile_size // 2:
+        raise BadInput(f"overlap must be between 0 and half the tile size, {tile_size // 2} (got {overlap}).",
+                       code="bad_options")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise BadInput("gsd must be a positive number.", code="bad_options")
+
+
+def native_pixel_size(transform: Affine) -> float:
+    """Side of one raster pixel in CRS units (rotation and shear included: the root of the pixel's area)."""
+    return math.sqrt(abs(transform.a * transform.e - transform.b * transform.d)) or 1.0
+
+
+@dataclass
+class TileGrid:
+    """A raster's tiling: its size, georeferencing and tiles."""
+
+    width: int
+    height: int
+    transform: Affine  # raster pixel -> CRS
+    crs: CRS | None
+    tile_size: int
+    overlap: int
+    gsd: float | None
+    scale: float  # raster pixels per tile pixel
+    tiles: list[TileSpec]
+
+    @classmethod
+    def for_raster(cls, ds, tile_size: int = 1024, overlap: int = 128, gsd: float | None = None) -> TileGrid:
+        transform = ds.transform  # identity for an image without georeferencing: then gsd is in pixels
+        native = native_pixel_size(transform)
+        scale = 1.0 if gsd is None else float(gsd) / native
+        check_grid_options(tile_size, overlap, scale)
+        tiles = make_grid(ds.width, ds.height, tile_size, overlap, scale)
+        return cls(ds.width, ds.height, transform, ds.crs if ds.crs else None, tile_size, overlap, gsd, scale, tiles)
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one raster pixel in CRS units squared."""
+        t = self.transform
+        return abs(t.a * t.e - t.b * t.d) or 1.0
+
+    def to_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "transform": list(self.transform)[:6],
+                "crs": self.crs.to_wkt() if self.crs else None, "tile_size": self.tile_size, "overlap": self.overlap,
+                "gsd": self.gsd, "scale": self.scale, "tiles": len(self.tiles)}
+
+    def to_crs(self, geom_px):
+        """Raster-pixel geometry -> CRS geometry."""
+        t = self.transform
+        return affine_transform(geom_px, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+    def to_pixels(self, geom_crs):
+        """CRS geometry -> raster-pixel geometry."""
+        t = ~self.transform
+        return affine_transform(geom_crs, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+
+def read_window(ds, spec: TileSpec, bands: list[int] | None = None) -> RasterTile:
+    """Read exactly one tile's window (resampled to its tile size) and nothing more."""
+    x, y, w, h = spec.window
+    return read_tile(ds, bands=bands, window=Window(x, y, w, h), out_shape=spec.out_shape)
+
+
+# -- per-tile results: what each tile keeps of its answers ---------------------------------------------------
+def _as_multipolygon(geom) -> MultiPolygon:
+    if geom is None or geom.is_empty:
+        return MultiPolygon()
+    if isinstance(geom, MultiPolygon):
+        return geom
+    if isinstance(geom, Polygon):
+        return MultiPolygon([geom])
+    polys = []
+    for g in getattr(geom, "geoms", []):
+        if isinstance(g, Polygon) and not g.is_empty:
+            polys.append(g)
+        elif isinstance(g, MultiPolygon):
+            polys.extend(g.geoms)
+    return MultiPolygon(polys) if polys else MultiPolygon()
+
+
+def clip_to_core(geom_px, core: tuple[int, int, int, int]) -> MultiPolygon:
+    """A raster-pixel geometry cut to a tile's core and snapped to the shared pixel grid."""
+    if geom_px.is_empty:
+        return MultiPolygon()
+    clipped = shapely.intersection(geom_px, box(*core))
+    return _as_multipolygon(shapely.set_precision(clipped, SNAP_PIXELS))
+
+
+def _in_core(x: float, y: float, core) -> bool:
+    return core[0] <= x < core[2] and core[1] <= y < core[3]
+
+
+def tile_entry(grid: TileGrid, spec: TileSpec, query_index: int, result) -> dict:
+    """One (tile, query) answer as kept in a shard: mask pieces clipped to the core (raster pixels, WKB),
+    the prompts whose box centre lies in the core, the reasoning."""
+    pieces, instances = [], []
+    for inst in result.instances:
+        piece = clip_to_core(grid.to_pixels(inst.geometry), spec.core) if not inst.geometry.is_empty else MultiPolygon()
+        for poly in piece.geoms:  # one piece per connected part: features are connected regions
+            pieces.append({"instance": inst.instance, "score": float(inst.score), "wkb": shapely.to_wkb(poly, hex=True)})
+        x1, y1, x2, y2 = inst.box_pixel
+        if _in_core((x1 + x2) / 2, (y1 + y2) / 2, spec.core):
+            d = inst.to_dict()
+            d["points_in_core"] = [bool(_in_core(px, py, spec.core)) for px, py in inst.points_pixel]
+            instances.append(d)
+    return {
+        "query_index": query_index, "query": result.query, "status": result.status, "message": result.message,
+        "reasoning": result.reasoning, "answer": result.answer, "pieces": pieces, "instances": instances,
+        "timings": {k: round(float(v), 6) for k, v in result.timings.items()}, "created": result.created,
+    }
+
+
+def nodata_entry(query_index: int, query: str) -> dict:
+    return {"query_index": query_index, "query": query, "status": "nodata",
+            "message": "The tile holds no data; it was not sent to the model.", "reasoning": "", "answer": "",
+            "pieces": [], "instances": [], "timings": {}, "created": utc_now()}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_tiles(pipeline, ds, grid: TileGrid, specs: Sequence[TileSpec], queries: Sequence[str], options,
+              cancelled: Callable[[], bool] | None = None) -> list[dict]:
+    """Read `specs`, ask each tile every query in one batched call, and return one shard per tile.
+
+    Shared by the local loop and the Ray actors: a shard is plain JSON-able data."""
+    t0 = time.perf_counter()
+    tiles = [read_window(ds, spec, options.bands) for spec in specs]
+    read_s = (time.perf_counter() - t0) / max(1, len(specs))
+    live = [k for k, t in enumerate(tiles) if t.valid is None or t.valid.any()]
+    pair_tiles = [tiles[k] for k in live for _ in queries]
+    pair_queries = [q for _ in live for q in queries]
+    results = pipeline.segment_tiles(pair_tiles, pair_queries, options, cancelled=cancelled) if pair_tiles else []
+    shards = []
+    it = iter(results)
+    for k, (spec, tile) in enumerate(zip(specs, tiles)):
+        entries = []
+        for qi, q in enumerate(queries):
+            if k in live:
+                r = next(it)
+                r.timings = {"read": read_s / len(queries), **r.timings}
+                entries.append(tile_entry(grid, spec, qi, r))
+            else:
+                entries.append(nodata_entry(qi, q))
+        shards.append({"tile": spec.to_dict(), "read": tile.read, "read_pixels": int(tile.rgb.shape[0] * tile.rgb.shape[1]),
+                       "nodata": k not in live, "entries": entries})
+    return shards
+
+
+# -- merging pieces across tile borders ----------------------------------------------------------------------
+@dataclass
+class Piece:
+    """A connected part of one tile's instance mask inside that tile's core (raster pixels)."""
+
+    geometry: Polygon | MultiPolygon
+    tile: str
+    query_index: int
+    instance: int
+    score: float = 0.0
+
+
+def dissolve(pieces: Sequence[Piece]) -> list[list[int]]:
+    """Groups of piece indexes to merge: pieces of the same query that share a stretch of border (across
+    tiles) or overlap (two instances of one tile); a corner alone does not join. Every piece is in exactly
+    one group."""
+    n = len(pieces)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if n > 1:
+        geoms = np.array([p.geometry for p in pieces], dtype=object)
+        tree = shapely.STRtree(geoms)
+        a, b = tree.query(geoms, predicate="intersects")
+        queries = np.array([p.query_index for p in pieces])
+        keep = (a < b) & (queries[a] == queries[b])
+        a, b = a[keep], b[keep]
+        if len(a):
+            shared = shapely.length(shapely.intersection(geoms[a], geoms[b])) > 0
+            for i, j in zip(a[shared], b[shared]):
+                ri, rj = find(int(i)), find(int(j))
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def merge_pieces(pieces: Sequence[Piece], min_area_pixels: float = 0.0) -> list[tuple[MultiPolygon, list[int]]]:
+    """Dissolved geometries (raster pixels) with the pieces each is made of; specks under `min_area_pixels`
+    (raster pixels) after merging are dropped."""
+    out = []
+    for group in dissolve(pieces):
+        geom = pieces[group[0]].geometry if len(group) == 1 else shapely.union_all(
+            [pieces[i].geometry for i in group], grid_size=SNAP_PIXELS)
+        geom = _as_multipolygon(geom)
+        if geom.is_empty or geom.area < min_area_pixels:
+            continue
+        out.append((geom, group))
+    return out
+
+
+# -- the answer for one raster -------------------------------------------------------------------------------
+@dataclass
+class TiledFeature:
+    """One merged mask feature in the raster's CRS."""
+
+    query: str
+    query_index: int
+    instance: int  # running number per query in this raster (a connected region of the query's answer)
+    geometry: MultiPolygon
+    area: float
+    score: float  # area-weighted mean of its pieces' SAM2 scores
+    tile: str  # the tile holding most of it
+    tiles: list[str]
+    parts: list[str]  # "tile:instance" of every piece merged into it
+    reasoning: str  # that main tile's reasoning for this query
+
+
+@dataclass
+class TiledResult:
+    """Everything one tiled run found on one raster. `to_dict()` is the /v1/segment answer (docs/api.md)
+    for a whole raster:
+
+    - `query` (the first query), `queries` (all), `status` ("ok" when any feature, else "empty", or
+      "unparsed" when no tile had a usable answer), `message`;
+    - `reasoning`: the tiles' reasoning, one "[tile] text" paragraph per tile and query (each tile's own is
+      in `tiles`); `answer`: "" (each tile's raw answer is in `tiles`);
+    - `instances`: per tile, the prompts whose box centre lies in that tile's core (no doubles from the
+      overlaps), /v1/segment's instance fields plus `tile` and `query`; pixels are the raster's;
+    - `mask`: a FeatureCollection of the merged features (CRS), properties `instance`, `area`, `score`,
+      `query`, `tile` (the tile holding most of the feature), `tiles` (every tile it spans), `parts`;
+    - `tiles`: one record per tile and query: `tile`, `window` [col, row, w, h], `query`, `status`,
+      `message`, `reasoning`, `answer`, `instances`;
+    - `crs`, `epsg`, `area_unit`, `read` ({"mode": "tiled", sizes, grid, tile counts, largest read}),
+      `timings` (seconds per stage, summed over tiles), `models`, `created`.
+    """
+
+    source: str
+    queries: list[str]
+    grid: TileGrid
+    features: list[TiledFeature]
+    tile_records: list[dict]
+    instances: list[dict]
+    models: dict
+    timings: dict[str, float]
+    stats: dict[str, int]
+    created: str = field(default_factory=utc_now)
+
+    @property
+    def crs(self) -> CRS | None:
+        return self.grid.crs
+
+    @property
+    def status(self) -> str:
+        if self.features:
+            return "ok"
+        statuses = {r["status"] for r in self.tile_records if r["status"] != "nodata"}
+        return "unparsed" if statuses == {"unparsed"} else "empty"
+
+    @property
+    def area(self) -> float:
+        return float(sum(f.area for f in self.features))
+
+    @property
+    def message(self) -> str:
+        n, tiles = len(self.features), self.stats.get("tiles", 0)
+        where = f"in {tiles} tile{'s' if tiles != 1 else ''}"
+        if self.status == "empty":
+            return f"The model found nothing that matches the quer{'ies' if len(self.queries) > 1 else 'y'} {where}."
+        if self.status == "unparsed":
+            return f"No tile gave a usable answer {where}; no mask was made."
+        unit = area_unit(self.crs)
+        size = (f"{self.area / 1e4:.2f} ha" if self.area >= 1e4 else f"{self.area:.0f} m²") if unit == "m2" else \
+            f"{self.area:.0f} {unit}"
+        return f"{n} feature{'s' if n != 1 else ''} found {where}, {size} in all."
+
+    def to_dict(self) -> dict:
+        crs = self.crs
+        reasoning = "\n\n".join(f"[{r['tile']}{'' if len(self.queries) == 1 else ' ' + repr(r['query'])}] "
+                                f"{r['reasoning']}" for r in self.tile_records if r["reasoning"])
+        return {
+            "query": self.queries[0] if self.queries else "", "queries": list(self.queries),
+            "status": self.status, "message": self.message, "reasoning": reasoning, "answer": "",
+            "instances": self.instances,
+            "mask": {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "geometry": mapping(f.geometry), "properties": {
+                    "instance": f.instance, "area": f.area, "score": f.score, "query": f.query, "tile": f.tile,
+                    "tiles": f.tiles, "parts": f.parts}}
+                for f in self.features]},
+            "tiles": self.tile_records,
+            "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
+            "read": {"mode": "tiled", "source": self.source, **self.grid.to_dict(), **self.stats},
+            "timings": self.timings, "models": self.models, "created": self.created,
+        }
+
+    def layer_rows(self, extra: dict | None = None) -> dict[str, list[tuple[object, dict]]]:
+        """(geometry in the CRS, attributes) per GIS layer: `mask`, `prompt_points`, `prompt_boxes`.
+        Columns follow think2seg.output plus `raster`, `tile`, `tiles`, `parts`."""
+        from shapely.geometry import Point
+
+        base = {"reasoner": self.models.get("reasoner", ""), "segmenter": self.models.get("segmenter", ""),
+                "created": self.created, "source": self.source, "raster": self.source, **(extra or {})}
+        area_key = "area_m2" if self.crs is not None else "area_px"
+        rows: dict[str, list] = {"mask": [], "prompt_points": [], "prompt_boxes": []}
+        for f in self.features:
+            rows["mask"].append((f.geometry, {**base, "query": f.query, "instance": f.instance, area_key: f.area,
+                                              "score": f.score, "status": "ok", "reasoning": f.reasoning,
+                                              "tile": f.tile, "tiles": ",".join(f.tiles), "parts": ",".join(f.parts)}))
+        for inst in self.instances:
+            attrs = {**base, "query": inst["query"], "instance": inst["instance"], "tile": inst["tile"]}
+            for j, (xy, inside) in enumerate(zip(inst["points_crs"], inst.get("points_in_core", []))):
+                if inside:
+                    rows["prompt_points"].append((Point(xy), {**attrs, "point": j + 1}))
+            rows["prompt_boxes"].append((MultiPolygon([Polygon(inst["box_crs"])]), attrs))
+        return rows
+
+
+def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str], source: str, models: dict,
+                 min_area_pixels: float = 0.0, stats: dict | None = None) -> TiledResult:
+    """The raster's answer from its tiles' shards (any order): pieces dissolved across core borders."""
+    t0 = time.perf_counter()
+    pieces: list[Piece] = []
+    records, instances = [], []
+    timings: dict[str, float] = {}
+    reasoning: dict[tuple[str, int], str] = {}
+    order = {s.id: k for k, s in enumerate(grid.tiles)}
+    for shard in sorted(shards, key=lambda s: order.get(s["tile"]["id"], 0)):
+        spec = TileSpec.from_dict(shard["tile"])
+        for e in shard["entries"]:
+            qi = int(e["query_index"])
+            reasoning[(spec.id, qi)] = e["reasoning"]
+            records.append({"tile": spec.id, "window": list(spec.window), "query": e["query"], "status": e["status"],
+                            "message": e["message"], "reasoning": e["reasoning"], "answer": e["answer"],
+                            "instances": len(e["instances"])})
+            for inst in e["instances"]:
+                instances.append({**inst, "tile": spec.id, "query": e["query"]})
+            for p in e["pieces"]:
+                pieces.append(Piece(shapely.from_wkb(p["wkb"]), spec.id, qi, int(p["instance"]), float(p["score"])))
+            for k, v in e.get("timings", {}).items():
+                timings[k] = timings.get(k, 0.0) + float(v)
+    features = []
+    counters = [0] * len(queries)
+    min_area = min_area_pixels * grid.scale * grid.scale
+    for geom_px, group in merge_pieces(pieces, min_area):
+        parts = [pieces[i] for i in group]
+        areas = np.array([p.geometry.area for p in parts])
+        main = parts[int(np.argmax(areas))]
+        qi = main.query_index
+        geom = _as_multipolygon(grid.to_crs(geom_px))
+        features.append(TiledFeature(
+            query=queries[qi], query_index=qi, instance=counters[qi], geometry=geom,
+            area=area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area),
+            score=float(np.average([p.score for p in parts], weights=areas if areas.sum() > 0 else None)),
+            tile=main.tile, tiles=sorted({p.tile for p in parts}, key=lambda t: order.get(t, 0)),
+            parts=list(dict.fromkeys(f"{p.tile}:{p.instance}" for p in parts)), reasoning=reasoning.get((main.tile, qi), ""),
+        ))
+        counters[qi] += 1
+    timings["merge"] = time.perf_counter() - t0
+    return TiledResult(source=source, queries=list(queries), grid=grid, features=features, tile_records=records,
+                       instances=instances, models=models, timings=timings, stats=dict(stats or {}))
+
+
+# -- the resumable run ----------------------------------------------------------------------------------------
+def write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+class TileState:
+    """A run's folder: `state.json` (what the run is, which tiles are finished) and one shard per tile."""
+
+    def __init__(self, folder: str | os.PathLike, fingerprint: dict, grid: TileGrid):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+        self.grid = grid
+        self.finished: list[str] = []
+        (self.folder / "tiles").mkdir(parents=True, exist_ok=True)
+        state_file = self.folder / "state.json"
+        if state_file.exists():
+            try:
+                old = json.loads(state_file.read_text())
+            except ValueError:
+                old = None
+            if old is not None and old.get("fingerprint") != fingerprint:
+                raise BadInput(
+                    f"{self.folder} holds a run of another raster, query or tiling; remove it (or run without "
+                    "resuming) to start over.", code="state_mismatch")
+            if old is not None:
+                self.finished = [t for t in old.get("finished", []) if self.shard_path(t).exists()]
+        self._save_state()
+
+    def shard_path(self, tile_id: str) -> Path:
+        return self.folder / "tiles" / f"{tile_id}.json"
+
+    def _save_state(self) -> None:
+        write_json(self.folder / "state.json", {
+            "version": STATE_VERSION, "fingerprint": self.fingerprint, "grid": self.grid.to_dict(),
+            "finished": self.finished, "updated": utc_now()})
+
+    def save(self, shards: Sequence[dict]) -> None:
+        """Shards first, then the list: a tile is finished only once its shard is on disk."""
+        for s in shards:
+            write_json(self.shard_path(s["tile"]["id"]), s)
+        done = set(self.finished)
+        self.finished += [s["tile"]["id"] for s in shards if s["tile"]["id"] not in done]
+        self._save_state()
+
+    def shards(self) -> Iterable[dict]:
+        for tile_id in self.finished:
+            yield json.loads(self.shard_path(tile_id).read_text())
+
+
+def raster_identity(path: str) -> dict:
+    """What makes a raster the same raster for resuming: its path, size and modification time."""
+    ident: dict = {"path": os.path.abspath(path) if os.path.exists(path) else path}
+    try:
+        st = os.stat(path)
+        ident.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    except OSError:
+        pass
+    return ident
+
+
+def run_fingerprint(path: str, queries: Sequence[str], options, grid: TileGrid, models: dict) -> dict:
+    return {
+        "raster": raster_identity(path), "queries": list(queries), "tile_size": grid.tile_size,
+        "overlap": grid.overlap, "gsd": grid.gsd, "bands": options.bands,
+        "max_reasoning_tokens": options.max_reasoning_tokens, "min_area_pixels": options.min_area_pixels,
+        "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
+        "prompt_template": models.get("prompt_template"),
+    }
+
+
+def state_key(path: str) -> str:
+    """A folder name for one raster's state inside a batch's state folder."""
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)[:40]
+    return f"{stem}-{digest}"
+
+
+def _options(options):
+    from .pipeline import SegmentOptions
+
+    return options if isinstance(options, SegmentOptions) else SegmentOptions.from_dict(options)
+
+
+def _queries(queries) -> list[str]:
+    from .pipeline import check_query
+
+    qs = [queries] if isinstance(queries, str) else list(queries)
+    if not qs:
+        raise BadInput("Give at least one query.", code="empty_query")
+    return [check_query(q) for q in qs]
+
+
+def segment_raster_tiled(
+    pipeline,
+    path: str | os.PathLike,
+    queries: str | Sequence[str],
+    options=None,
+    tile_size: int = 1024,
+    overlap: int = 128,
+    gsd: float | None = None,
+    batch_size: int = 4,
+    state_path: str | os.PathLike | None = None,
+    progress: ProgressFn | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    max_tiles: int | None = None,
+) -> TiledResult:
+    """Answer every query on every tile of a raster of any size; see the module docstring for the grid,
+    the merge and the state folder.
+
+    `options` is a `SegmentOptions` or its dict (`bands`, `max_reasoning_tokens`, `min_area_pixels`).
+    `batch_size` tiles are read and sent together (each with every query: `batch_size * len(queries)`
+    sequences in one `generate`). With `state_path`, finished tiles are kept there and a rerun with the
+    same raster, queries and options resumes; without it a temporary folder is used and removed. `progress`
+    is called as `progress(done_tiles, total_tiles, message)`; `cancelled()` is checked before each batch
+    (and between the batch's pairs): when it turns true, `Cancelled` is raised and the finished tiles stay
+    in the state folder. `max_tiles` (benchmarks, previews) stops after that many new tiles; the result
+    then covers the finished tiles only. Returns a `TiledResult` (its `to_dict()` is the /v1/segment answer).
+    """
+    opts = _options(options)
+    qs = _queries(queries)
+    if batch_size < 1:
+        raise BadInput("batch_size must be at least 1.", code="bad_options")
+    path = os.fspath(path)
+    t_start = time.perf_counter()
+    temp = None
+    if state_path is None:
+        temp = tempfile.mkdtemp(prefix="think2seg-tiles-")
+        state_path = temp
+    try:
+        import rasterio
+
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            ds = open_raster(path)
+            try:
+                grid = TileGrid.for_raster(ds, tile_size, overlap, gsd)
+                models = pipeline.models
+                state = TileState(state_path, run_fingerprint(path, qs, opts, grid, models), grid)
+                done_ids = set(state.finished)
+                todo = [s for s in grid.tiles if s.id not in done_ids]
+                total, resumed = len(grid.tiles), len(grid.tiles) - len(todo)
+                if max_tiles is not None:
+                    todo = todo[: max(0, int(max_tiles))]
+                name = Path(path).name
+                if progress:
+                    progress(resumed, total, f"{name}: {resumed} of {total} tiles already done" if resumed
+                             else f"{name}: {total} tiles")
+                max_read, nodata = 0, 0
+                for start in range(0, len(todo), batch_size):
+                    if cancelled is not None and cancelled():
+                        raise Cancelled(f"The job was cancelled after {len(state.finished)} of {total} tiles; "
+                                        "run it again with the same state to continue.")
+                    shards = run_tiles(pipeline, ds, grid, todo[start:start + batch_size], qs, opts, cancelled)
+                    state.save(shards)
+                    max_read = max([max_read] + [s["read_pixels"] for s in shards])
+                    nodata += sum(1 for s in shards if s["nodata"])
+                    if progress:
+                        n = len(state.finished)
+                        progress(n, total, f"{name}: tile {n} of {total}")
+            finally:
+                ds.close()
+        stats = {"tiles": total, "tiles_run": len(todo), "tiles_resumed": resumed, "tiles_nodata": nodata,
+                 "max_read_pixels": max_read}
+        result = merge_shards(state.shards(), grid, qs, path, models, opts.min_area_pixels, stats)
+        result.timings["total"] = time.perf_counter() - t_start
+        return result
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
