@@ -8,9 +8,21 @@ QGIS_PROFILE_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 QGIS_APT := python3-qgis qgis-providers qgis xvfb xauth imagemagick xdotool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PLUGIN_SOURCES := $(shell find think2seg_qgis -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null) \
-	metadata.txt $(wildcard resources/styles/*.qml resources/icons/*.svg resources/ui/*.ui)
+	metadata.txt LICENSE $(wildcard resources/styles/*.qml resources/icons/*.svg think2seg_qgis/i18n/*)
+BACKEND_WHEEL_DIR := build/backend-wheel
+PYQT6_VENV := build/pyqt6-venv
 
-.PHONY: qgis-system venv-qgis test-plugin package install-plugin run run-tiny screenshot
+## Publishing: the addresses plugins.qgis.org shows and whom users write to. Set them once here (or on the command
+## line, `make package PLUGIN_EMAIL=...`); metadata.txt carries @PLUGIN_*@ placeholders that `package` fills in.
+PLUGIN_AUTHOR ?= Think2Seg contributors
+PLUGIN_EMAIL ?= think2seg@users.noreply.github.com
+PLUGIN_REPOSITORY ?= https://github.com/think2seg/think2seg
+PLUGIN_HOMEPAGE ?= $(PLUGIN_REPOSITORY)
+PLUGIN_TRACKER ?= $(PLUGIN_REPOSITORY)/issues
+PLUGIN_META := --meta author="$(PLUGIN_AUTHOR)" --meta email="$(PLUGIN_EMAIL)" --meta repository="$(PLUGIN_REPOSITORY)" \
+	--meta homepage="$(PLUGIN_HOMEPAGE)" --meta tracker="$(PLUGIN_TRACKER)"
+
+.PHONY: qgis-system venv-qgis test-plugin package install-plugin run run-tiny screenshot i18n check-qt6
 
 ## QGIS 3.22+ from the distribution (Debian 12: 3.22), bound to /usr/bin/python3; skipped when present.
 qgis-system:
@@ -33,8 +45,23 @@ venv-qgis: $(QVENV)/.installed
 test-plugin: qgis-system $(QVENV)/.installed backend tiny-models
 	QT_QPA_PLATFORM=offscreen $(QPY) -m pytest tests/plugin -q
 
-$(PLUGIN_ZIP): $(PLUGIN_SOURCES) scripts/plugin_package.py
-	$(QGIS_PY) scripts/plugin_package.py $@
+## The backend's wheel, carried in the zip: "Set up backend" installs it into a managed venv (deps from PyPI).
+$(BACKEND_WHEEL_DIR)/.built: $(shell find backend/think2seg -name '*.py' 2>/dev/null) backend/pyproject.toml | backend
+	rm -rf $(BACKEND_WHEEL_DIR) && $(BPY) -m pip wheel -q --no-deps --no-build-isolation -w $(BACKEND_WHEEL_DIR) ./backend
+	touch $@
+
+$(PLUGIN_ZIP): $(PLUGIN_SOURCES) scripts/plugin_package.py $(BACKEND_WHEEL_DIR)/.built
+	$(QGIS_PY) scripts/plugin_package.py $@ $(PLUGIN_META) --backend-wheel $$(ls $(BACKEND_WHEEL_DIR)/think2seg-*.whl)
+
+## The translation template (think2seg_qgis/i18n/think2seg_qgis.ts) from every tr("...") in the plugin.
+i18n:
+	$(QGIS_PY) scripts/plugin_i18n.py
+
+## The Qt6 name check with PyQt6 from PyPI in a throw-away venv (QGIS 4 itself does not install here).
+check-qt6: $(QVENV)/.installed
+	[ -x $(PYQT6_VENV)/bin/python ] || { $(QGIS_PY) -m venv $(PYQT6_VENV) && $(PYQT6_VENV)/bin/pip install -q PyQt6; }
+	THINK2SEG_PYQT6_PYTHON=$(CURDIR)/$(PYQT6_VENV)/bin/python QT_QPA_PLATFORM=offscreen \
+	  $(QPY) -m pytest tests/plugin/test_qt6_names.py -q
 
 ## The zip QGIS's "Install from ZIP" accepts.
 package: $(PLUGIN_ZIP)

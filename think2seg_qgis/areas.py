@@ -58,7 +58,7 @@ def selected_polygons(
     layer: QgsVectorLayer, source: RasterSource, context: QgsCoordinateTransformContext | None = None
 ) -> tuple[QgsRectangle, QgsGeometry]:
     """(bounding box, union of the selected polygons), both in the raster's CRS."""
-    if layer is None or not layer.isValid() or layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+    if layer is None or not layer.isValid() or layer.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
         raise Think2SegError(
             EMPTY_AREA, "Choose a polygon layer whose selected features mark the area to read."
         )

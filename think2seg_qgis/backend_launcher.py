@@ -18,7 +18,14 @@ from pathlib import Path
 from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal
 
 from .client import BackendClient, BackendHealth
-from .errors import MODELS_LOADING, Think2SegError
+from .errors import (
+    INTERNAL,
+    MODELS_LOADING,
+    NOT_CONFIGURED,
+    NOT_STARTED,
+    Think2SegError,
+)
+from .i18n import tr
 from .settings import BackendSettings, default_log_file
 
 ENV_BACKEND_PYTHON = "THINK2SEG_BACKEND_PYTHON"
@@ -27,18 +34,37 @@ STATE_STOPPED = "stopped"
 STATE_STARTING = "starting"
 STATE_READY = "ready"
 STATE_CRASHED = "crashed"
+STATE_FAILED = "failed"  # the process runs but its models cannot load: it will never answer a query
+
+
+def download_sentence(download: dict) -> str:
+    """“Downloading the reasoner … weights: 812 of 7,512 MB (11 %)…” from the backend's health ``download``."""
+    what = str(download.get("what") or tr("model"))
+    done = float(download.get("done_mb") or 0.0)
+    total = download.get("total_mb")
+    if total:
+        fraction = float(download.get("fraction") or (done / float(total)))
+        return tr("Downloading the {what} weights: {done:,.0f} of {total:,.0f} MB ({percent:.0f} %)…").format(
+            what=what, done=done, total=float(total), percent=100 * fraction
+        )
+    return tr("Downloading the {what} weights: {done:,.0f} MB so far…").format(what=what, done=done)
 
 
 def resolve_interpreter(configured: str) -> str:
-    """The backend's Python: the setting (a file or a venv folder), else $THINK2SEG_BACKEND_PYTHON."""
+    """The backend's Python: the setting, else $THINK2SEG_BACKEND_PYTHON.
+
+    The setting may be an interpreter, a venv folder, or a project folder that holds a ``.venv`` (what the
+    folder picker gives when the user picks the checkout).
+    """
     value = (configured or os.environ.get(ENV_BACKEND_PYTHON, "")).strip()
     if not value:
         return ""
     path = Path(os.path.expanduser(value))
     if path.is_dir():
-        for candidate in (path / "bin" / "python", path / "Scripts" / "python.exe"):
-            if candidate.exists():
-                return str(candidate)
+        for venv in (path, path / ".venv", path / "venv"):
+            for candidate in (venv / "bin" / "python", venv / "Scripts" / "python.exe"):
+                if candidate.exists():
+                    return str(candidate)
         return ""
     return str(path)
 
@@ -55,6 +81,8 @@ def serve_command(settings: BackendSettings, interpreter: str, sam_size: str = "
         str(settings.launch_port()),
         "--token-file",
         settings.effective_token_file(),
+        "--parent-pid",  # the service stops by itself if QGIS dies without stopping it
+        str(os.getpid()),
     ]
     if settings.device and settings.device != "auto":
         command += ["--device", settings.device]
@@ -101,7 +129,7 @@ class HealthProbe(QObject):
             except Think2SegError as error:
                 result = error
             except Exception as error:  # noqa: BLE001
-                result = Think2SegError("internal", f"Health check failed: {error}")
+                result = Think2SegError(INTERNAL, tr("Health check failed: {error}").format(error=error))
             self._busy = False
             try:
                 self.answered.emit(result)
@@ -141,9 +169,11 @@ class BackendLauncher(QObject):
         interpreter = resolve_interpreter(settings.python)
         if not interpreter or not os.path.exists(interpreter):
             raise Think2SegError(
-                "backend_not_configured",
-                "Set the backend's Python (the interpreter or venv where the `think2seg` package is installed, "
-                "e.g. the project's .venv) in the panel's backend settings, then press Start.",
+                NOT_CONFIGURED,
+                tr(
+                    "No backend is set up yet: press “Set up backend…” to install one, or choose the folder of an "
+                    "existing backend environment under Backend > Settings > “Backend environment”."
+                ),
             )
         command = serve_command(settings, interpreter, sam_size)
         Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -166,11 +196,11 @@ class BackendLauncher(QObject):
         except OSError as error:
             self._close_log()
             raise Think2SegError(
-                "backend_not_started", f"Could not start the backend ({interpreter}): {error}"
+                NOT_STARTED, tr("Could not start the backend ({python}): {error}").format(python=interpreter, error=error)
             ) from None
         self.settings = settings
         self.started_at = time.monotonic()
-        self._set_state(STATE_STARTING, "Starting the local backend…")
+        self._set_state(STATE_STARTING, tr("Starting the local backend…"))
         self._timer.setInterval(1000)
         self._timer.start()
 
@@ -188,8 +218,8 @@ class BackendLauncher(QObject):
                 except subprocess.TimeoutExpired:
                     pass
         self._close_log()
-        if self.state != STATE_STOPPED:
-            self._set_state(STATE_STOPPED, "The local backend is stopped.")
+        if self.state not in (STATE_STOPPED, STATE_FAILED):  # a failure stays on screen until read and acted on
+            self._set_state(STATE_STOPPED, tr("The local backend is stopped."))
 
     def log_tail(self, lines: int = 15) -> str:
         return read_log_tail(self.log_file, lines)
@@ -206,7 +236,8 @@ class BackendLauncher(QObject):
             self._close_log()
             self._set_state(
                 STATE_CRASHED,
-                f"The local backend exited (code {code}) — see its log ({self.log_file}):\n{self.log_tail()}",
+                tr("The local backend exited (code {code}); see its log ({log}):").format(code=code, log=self.log_file)
+                + f"\n{self.log_tail()}",
             )
             return
         if self.settings is not None:
@@ -216,18 +247,31 @@ class BackendLauncher(QObject):
         if self.process is None:
             return
         elapsed = time.monotonic() - self.started_at
+        loading = tr("Backend loading its models ({seconds:.0f} s)…").format(seconds=elapsed)
         if isinstance(result, BackendHealth):
-            if result.loaded:
+            if result.error:
+                # The models cannot load: no point in waiting. Stop the process (it holds memory and would answer
+                # every query with the same error) and keep the sentence until the user changes something.
+                self._timer.stop()
+                process, self.process = self.process, None
+                process.terminate()
+                self._close_log()
+                self._set_state(STATE_FAILED, result.sentence())
+            elif result.loaded:
                 self._timer.setInterval(5000)  # ready: keep watching for a crash, less often
                 self._set_state(STATE_READY, result.sentence())
+            elif result.download:
+                self._set_state(STATE_STARTING, download_sentence(result.download))
             else:
-                self._set_state(STATE_STARTING, f"Backend loading its models ({elapsed:.0f} s)…")
+                self._set_state(STATE_STARTING, loading)
         elif isinstance(result, Think2SegError) and result.code == MODELS_LOADING:
-            self._set_state(STATE_STARTING, f"Backend loading its models ({elapsed:.0f} s)…")
+            self._set_state(STATE_STARTING, loading)
         elif self.state != STATE_READY:
-            self._set_state(STATE_STARTING, f"Starting the local backend ({elapsed:.0f} s)…")
+            self._set_state(STATE_STARTING, tr("Starting the local backend ({seconds:.0f} s)…").format(seconds=elapsed))
         else:
-            self._set_state(STATE_STARTING, f"The local backend stopped answering: {result}")
+            self._set_state(
+                STATE_STARTING, tr("The local backend stopped answering: {error}").format(error=result)
+            )
 
     def _set_state(self, state: str, sentence: str) -> None:
         changed = (state, sentence) != (self.state, getattr(self, "_sentence", None))

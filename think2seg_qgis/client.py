@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 
 from .errors import (
     BAD_ANSWER,
+    HTTP_STATUS_CODES,
+    IN_PANEL,
+    INTERNAL,
+    MODELS_FAILED,
     NO_TOKEN,
     TIMEOUT,
     UNAUTHORIZED,
@@ -26,6 +30,7 @@ from .errors import (
     Think2SegError,
     backend_sentence,
 )
+from .i18n import tr
 
 API = "/v1"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -43,12 +48,15 @@ class BackendHealth:
     waiting: int = 0
     versions: dict = field(default_factory=dict)
     error: str = ""  # the models failed to load: the backend's sentence
+    error_code: str = ""
+    download: dict = field(default_factory=dict)  # first-use weights on their way: what, done_mb, total_mb
     raw: dict = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict) -> BackendHealth:
         models = data.get("models") or {}
         queue = data.get("queue") or {}
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
         return cls(
             status=str(data.get("status", "")),
             device=str(data.get("device", "")),
@@ -59,21 +67,25 @@ class BackendHealth:
             running=int(queue.get("running", 0) or 0),
             waiting=int(queue.get("waiting", 0) or 0),
             versions=dict(data.get("versions") or {}),
-            error=str((data.get("error") or {}).get("message", ""))
-            if isinstance(data.get("error"), dict)
-            else "",
+            error=str(error.get("message", "")),
+            error_code=str(error.get("code", "")),
+            download=dict(data.get("download") or {}),
             raw=data,
         )
 
-    def sentence(self) -> str:
+    def sentence(self, where: str = IN_PANEL) -> str:
+        device = self.device_detail or self.device
         if self.error:
-            return f"The backend runs on {self.device_detail or self.device} but its models failed to load: {self.error}"
+            return tr("The backend's models cannot load, so it cannot answer: {error}").format(
+                error=backend_sentence(self.error_code or MODELS_FAILED, self.error, where=where)
+            )
         if not self.loaded:
-            return f"Backend starting on {self.device_detail or self.device}: loading the models…"
-        queue = ""
+            return tr("Backend starting on {device}: loading the models…").format(device=device)
         if self.running or self.waiting:
-            queue = f", {self.running} running, {self.waiting} waiting"
-        return f"Backend ready on {self.device_detail or self.device}{queue}"
+            return tr("Backend ready on {device}: {running} running, {waiting} waiting").format(
+                device=device, running=self.running, waiting=self.waiting
+            )
+        return tr("Backend ready on {device}").format(device=device)
 
 
 def encode_multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[bytes, str]:
@@ -181,12 +193,7 @@ class BackendClient:
         if error.code == 401 and not code:
             code = UNAUTHORIZED
         if not code:
-            code = {
-                404: "not_found",
-                413: "upload_too_large",
-                503: "models_loading",
-                507: "out_of_memory",
-            }.get(error.code, "internal")
+            code = HTTP_STATUS_CODES.get(error.code, INTERNAL)
         if not message:
             message = f"The backend answered HTTP {error.code} ({error.reason})."
         return Think2SegError(code, backend_sentence(code, message, self.url), status=error.code)

@@ -1,27 +1,63 @@
-"""Errors with a stable code, turned into one sentence a user can act on at the edge (panel, message bar, log)."""
+"""Errors with a stable code, turned into one sentence a user can act on at the edge (panel, message bar, log).
+
+The codes are the backend's (docs/api.md) plus a few the plugin raises itself. Code that switches on a code uses
+these constants, never a literal, so that a renamed code breaks in one place.
+"""
 
 from __future__ import annotations
 
-# Codes raised by the plugin itself; the backend's codes (docs/api.md) pass through unchanged.
+from .i18n import tr
+
+# -- the plugin's own codes ----------------------------------------------------------------------------------
 UNREACHABLE = "unreachable"
 TIMEOUT = "timeout"
-UNAUTHORIZED = "unauthorized"
 NO_TOKEN = "no_token"
-MODELS_LOADING = "models_loading"
-OUT_OF_MEMORY = "out_of_memory"
 CRASHED = "backend_crashed"
 NOT_STARTED = "backend_not_started"
-CANCELLED = "cancelled"
+NOT_CONFIGURED = "backend_not_configured"
+SETUP_FAILED = "setup_failed"
 NO_CRS = "no_crs"
 EMPTY_AREA = "empty_area"
 EXPORT_FAILED = "export_failed"
 BAD_ANSWER = "bad_answer"
 WRITE_FAILED = "write_failed"
 JOB_FAILED = "job_failed"
+
+# -- the backend's codes (docs/api.md), as its error answers carry them ---------------------------------------
 INTERNAL = "internal"
+UNAUTHORIZED = "unauthorized"
+NOT_FOUND = "not_found"
+JOB_NOT_FOUND = "job_not_found"
+UPLOAD_TOO_LARGE = "upload_too_large"
+MODELS_LOADING = "models_loading"
+MODELS_FAILED = "models_failed"
+OUT_OF_MEMORY = "out_of_memory"
+CANCELLED = "cancelled"
+WEIGHTS_UNAVAILABLE = "weights_unavailable"
+BAD_MODEL = "bad_model"
+BAD_SAM_CHECKPOINT = "bad_sam_checkpoint"
+BAD_SAM_SIZE = "bad_sam_size"
+BAD_REQUEST = "bad_request"
+BAD_OPTIONS = "bad_options"
+
+# The code an HTTP status stands for when an error answer has no body the client can read.
+HTTP_STATUS_CODES = {
+    400: BAD_REQUEST,
+    401: UNAUTHORIZED,
+    404: NOT_FOUND,
+    413: UPLOAD_TOO_LARGE,
+    503: MODELS_LOADING,
+    507: OUT_OF_MEMORY,
+}
 
 # Errors where the backend's log tail helps the user (and whoever they ask for help).
-INTERNAL_CODES = frozenset({INTERNAL, OUT_OF_MEMORY, CRASHED, TIMEOUT, JOB_FAILED})
+INTERNAL_CODES = frozenset({INTERNAL, OUT_OF_MEMORY, CRASHED, TIMEOUT, JOB_FAILED, MODELS_FAILED})
+# The models cannot load: the backend runs but will never answer a query until its settings change.
+MODEL_SETUP_CODES = frozenset({WEIGHTS_UNAVAILABLE, BAD_MODEL, BAD_SAM_CHECKPOINT, BAD_SAM_SIZE, MODELS_FAILED})
+
+# Where the sentence is shown: the panel has buttons and fields to name; Processing may run with no panel at all.
+IN_PANEL = "panel"
+IN_PROCESSING = "processing"
 
 
 class Think2SegError(Exception):
@@ -38,30 +74,57 @@ class Think2SegError(Exception):
         return self.message
 
 
-def backend_sentence(code: str, message: str, url: str = "") -> str:
-    """One sentence for an error the backend (or the connection to it) produced."""
-    where = f" at {url}" if url else ""
+# The backend's sentences name its command-line options; in QGIS the same settings are fields of the panel.
+_CLI_TO_PANEL = (
+    ("pass --model DIR", tr("set “Reasoning model” in the panel's Backend settings to DIR")),
+    ("pass --sam DIR/", tr("set “SAM2 checkpoint” in the panel's Backend settings to DIR/")),
+    ("pass --sam-size", tr("name the size in the checkpoint's file name, e.g. sam2.1_hiera_small.pt:")),
+    ("--model", tr("“Reasoning model” (Backend settings)")),
+    ("--sam", tr("“SAM2 checkpoint” (Backend settings)")),
+    ("--device", tr("“Device” (Backend settings)")),
+)
+
+
+def in_panel_terms(message: str) -> str:
+    """A backend sentence with its CLI options replaced by the panel fields that set them."""
+    for cli, panel in _CLI_TO_PANEL:
+        message = message.replace(cli, panel)
+    return message
+
+
+def backend_sentence(code: str, message: str, url: str = "", where: str = IN_PANEL) -> str:
+    """One sentence for an error the backend (or the connection to it) produced, worded for ``where``."""
+    at = tr(" at {url}").format(url=url) if url else ""
     if code == UNREACHABLE:
-        return (
-            f"The Think2Seg backend is not reachable{where}: start it from the panel (Backend > Start) "
-            "or check the URL in the backend settings."
-        )
+        if where == IN_PROCESSING:
+            return tr(
+                "The Think2Seg backend is not reachable{at}: start one (the Think2Seg panel's Start button, or "
+                "`think2seg serve` on that machine) and check the algorithm's “Backend URL” parameter."
+            ).format(at=at)
+        return tr(
+            "The Think2Seg backend is not reachable{at}: press Start in the panel's Backend section, or check "
+            "the URL in its settings."
+        ).format(at=at)
     if code == TIMEOUT:
-        return f"The Think2Seg backend{where} did not answer in time; it may be busy or stuck (see its log)."
+        return tr("The Think2Seg backend{at} did not answer in time; it may be busy or stuck (see its log).").format(
+            at=at
+        )
     if code == UNAUTHORIZED:
-        return (
-            "The backend refused the token: the token file or the typed token does not match the one the "
-            "backend uses (see Backend settings)."
+        return tr(
+            "The backend refused the token: the token file or the stored token does not match the one the "
+            "backend uses (see the panel's Backend settings)."
         )
     if code == NO_TOKEN:
-        return f"No token to talk to the backend: {message}"
+        return tr("No token to talk to the backend: {message}").format(message=message)
     if code == MODELS_LOADING:
-        return "The backend is starting and still loading its models; try again in a moment."
+        return tr("The backend is starting and still loading its models; try again in a moment.")
     if code == OUT_OF_MEMORY:
-        return message or (
+        return message or tr(
             "The backend ran out of GPU memory: choose a smaller area, a lower reasoning budget or a smaller "
             "SAM2 size, or close other programs that use the GPU."
         )
     if code == CRASHED:
-        return f"The local backend stopped unexpectedly. {message}".strip()
-    return message or f"The backend answered with an error ({code})."
+        return tr("The local backend stopped unexpectedly. {message}").format(message=message).strip()
+    if code in MODEL_SETUP_CODES and where == IN_PANEL:
+        return in_panel_terms(message)
+    return message or tr("The backend answered with an error ({code}).").format(code=code)

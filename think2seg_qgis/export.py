@@ -194,7 +194,7 @@ def _export_with_gdal(source, area, out_path, max_size, is_cancelled) -> Exporte
         raise Think2SegError(EXPORT_FAILED, f"GDAL could not read the area of “{source.name}”.")
     if not result.GetProjection():
         # QGIS knows a CRS the file does not carry (set by the user): the answer must come back in it.
-        result.SetProjection(source.crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL))
+        result.SetProjection(source.crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL))
     out_gt = result.GetGeoTransform()
     extent = QgsRectangle(
         out_gt[0],
@@ -243,9 +243,9 @@ def _export_rendered(source, area, out_path, max_size, is_cancelled) -> Exported
     settings.setExtent(area)
     settings.setOutputDpi(96)
     settings.setBackgroundColor(QColor(255, 255, 255))
-    settings.setFlag(QgsMapSettings.DrawLabeling, False)
-    settings.setFlag(QgsMapSettings.Antialiasing, False)
-    image = QImage(width, height, QImage.Format_ARGB32_Premultiplied)
+    settings.setFlag(QgsMapSettings.Flag.DrawLabeling, False)
+    settings.setFlag(QgsMapSettings.Flag.Antialiasing, False)
+    image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
     image.fill(QColor(255, 255, 255))
     painter = QPainter(image)
     try:
@@ -256,7 +256,7 @@ def _export_rendered(source, area, out_path, max_size, is_cancelled) -> Exported
     if is_cancelled():
         raise cancelled_error()
     visible = settings.visibleExtent()
-    rgb = image.convertToFormat(QImage.Format_RGB888)
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
     pointer = rgb.constBits()
     pointer.setsize(rgb.sizeInBytes())
     try:
@@ -273,7 +273,7 @@ def _export_rendered(source, area, out_path, max_size, is_cancelled) -> Exported
                 -visible.height() / height,
             )
         )
-        dataset.SetProjection(source.crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL))
+        dataset.SetProjection(source.crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL))
         dataset.WriteRaster(
             0,
             0,

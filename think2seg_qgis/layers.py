@@ -27,8 +27,9 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QDateTime, QVariant
+from qgis.PyQt.QtCore import QDateTime
 
+from .compat import FIELD_DATETIME, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, make_field
 from .errors import BAD_ANSWER, WRITE_FAILED, Think2SegError
 from .resource_files import style_path
 
@@ -66,13 +67,13 @@ class ResultLayers:
 # -- fields ------------------------------------------------------------------------------------------------
 def _common_fields() -> list[QgsField]:
     return [
-        QgsField("query", QVariant.String),
-        QgsField("instance", QVariant.Int),
-        QgsField("source_layer", QVariant.String),
-        QgsField("reasoner", QVariant.String),
-        QgsField("segmenter", QVariant.String),
-        QgsField("sam_size", QVariant.String),
-        QgsField("created", QVariant.DateTime),
+        make_field("query", FIELD_STRING),
+        make_field("instance", FIELD_INT),
+        make_field("source_layer", FIELD_STRING),
+        make_field("reasoner", FIELD_STRING),
+        make_field("segmenter", FIELD_STRING),
+        make_field("sam_size", FIELD_STRING),
+        make_field("created", FIELD_DATETIME),
     ]
 
 
@@ -86,10 +87,10 @@ def _fields(extra: list[QgsField]) -> QgsFields:
 def mask_fields() -> QgsFields:
     return _fields(
         [
-            QgsField("area", QVariant.Double),
-            QgsField("area_unit", QVariant.String),
-            QgsField("score", QVariant.Double),
-            QgsField("reasoning", QVariant.String),
+            make_field("area", FIELD_DOUBLE),
+            make_field("area_unit", FIELD_STRING),
+            make_field("score", FIELD_DOUBLE),
+            make_field("reasoning", FIELD_STRING),
         ]
     )
 
@@ -97,15 +98,15 @@ def mask_fields() -> QgsFields:
 def point_fields() -> QgsFields:
     return _fields(
         [
-            QgsField("point", QVariant.Int),
-            QgsField("x_pixel", QVariant.Double),
-            QgsField("y_pixel", QVariant.Double),
+            make_field("point", FIELD_INT),
+            make_field("x_pixel", FIELD_DOUBLE),
+            make_field("y_pixel", FIELD_DOUBLE),
         ]
     )
 
 
 def box_fields() -> QgsFields:
-    return _fields([QgsField("box_pixel", QVariant.String), QgsField("score", QVariant.Double)])
+    return _fields([make_field("box_pixel", FIELD_STRING), make_field("score", FIELD_DOUBLE)])
 
 
 # -- the answer --------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
         area = _number(props.get("area", instances.get(instance, {}).get("area")))
         if context.clip_geometry is not None:
             geometry = geometry.intersection(context.clip_geometry)
-            if geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
+            if geometry.isEmpty() or geometry.type() != QgsWkbTypes.GeometryType.PolygonGeometry:
                 continue
             if area_unit != "pixels":
                 area = geometry.area()
@@ -373,13 +374,13 @@ def _write_geopackage(layer: QgsVectorLayer, path: str, table: str) -> QgsVector
     options.layerName = table
     options.fileEncoding = "UTF-8"
     if os.path.exists(path):
-        options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteLayer
+        options.actionOnExistingFile = QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     result = QgsVectorFileWriter.writeAsVectorFormatV3(
         layer, path, QgsProject.instance().transformContext(), options
     )
     error, message = result[0], result[1]
-    if error != QgsVectorFileWriter.NoError:
+    if error != QgsVectorFileWriter.WriterError.NoError:
         raise Think2SegError(WRITE_FAILED, f"Could not write the results to {path}: {message}")
     written = QgsVectorLayer(f"{path}|layername={table}", layer.name(), "ogr")
     if not written.isValid():

@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 from .backend_launcher import BackendLauncher
+from .i18n import install_translator, remove_translator, tr
 from .processing.provider import PROVIDER_ID, Think2SegProvider
 from .resource_files import icon_path
 
@@ -35,18 +36,19 @@ class Think2SegPlugin:
 
     # -- GUI ----------------------------------------------------------------------------------------------
     def initGui(self) -> None:  # noqa: N802 - QGIS naming
+        install_translator()
         self.initProcessing()
         if self.action is not None:
             return
         self.action = QAction(
-            QIcon(icon_path("think2seg.svg")), "Think2Seg reasoning segmentation", self.iface.mainWindow()
+            QIcon(icon_path("think2seg.svg")), tr("Think2Seg reasoning segmentation"), self.iface.mainWindow()
         )
         self.action.setObjectName("think2segShowPanel")
         self.action.setCheckable(True)
-        self.action.setToolTip("Think2Seg: find what a sentence describes in a raster (opens the panel)")
+        self.action.setToolTip(tr("Think2Seg: find what a sentence describes in a raster (opens the panel)"))
         self.action.toggled.connect(self._toggle_panel)
         self.iface.addToolBarIcon(self.action)
-        self.iface.addPluginToMenu(MENU, self.action)
+        self.iface.addPluginToRasterMenu(MENU, self.action)  # Raster menu: metadata's category=Raster
 
     def _ensure_panel(self):
         if self.panel is None:
@@ -54,7 +56,7 @@ class Think2SegPlugin:
 
             self.launcher = BackendLauncher()
             self.panel = Think2SegPanel(self.iface, self.launcher)
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.panel)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
             self.panel.visibilityChanged.connect(self._panel_visibility)
             self.panel.hide()
         return self.panel
@@ -65,7 +67,7 @@ class Think2SegPlugin:
         panel.show()
         panel.raise_()
         if first and hasattr(self.iface.mainWindow(), "resizeDocks"):
-            self.iface.mainWindow().resizeDocks([panel], [430], Qt.Horizontal)
+            self.iface.mainWindow().resizeDocks([panel], [430], Qt.Orientation.Horizontal)
         if self.action is not None and not self.action.isChecked():
             self.action.blockSignals(True)
             self.action.setChecked(True)
@@ -96,7 +98,7 @@ class Think2SegPlugin:
             self.launcher.deleteLater()
             self.launcher = None
         if self.action is not None:
-            self.iface.removePluginMenu(MENU, self.action)
+            self.iface.removePluginRasterMenu(MENU, self.action)
             self.iface.removeToolBarIcon(self.action)
             self.action.deleteLater()
             self.action = None
@@ -106,3 +108,4 @@ class Think2SegPlugin:
             except RuntimeError:  # already deleted by a newer instance that replaced it
                 pass
             self.provider = None
+        remove_translator()

@@ -11,7 +11,7 @@ from qgis.core import QgsGeometry, QgsMessageLog, QgsRectangle, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendClient
-from .errors import CANCELLED, Think2SegError
+from .errors import CANCELLED, INTERNAL, Think2SegError
 from .export import ExportedRaster, RasterSource, export_raster_area
 from .segmentation import SegmentationOptions, cancelled_error, run_segmentation
 
@@ -52,7 +52,7 @@ class SegmentationTask(QgsTask):
     status_message = pyqtSignal(str)
 
     def __init__(self, request: SegmentationRequest, on_done: Callable[[TaskOutcome], None]):
-        super().__init__(f"Think2Seg: {request.query[:60]}", QgsTask.CanCancel)
+        super().__init__(f"Think2Seg: {request.query[:60]}", QgsTask.Flag.CanCancel)
         self.request = request
         self.on_done = on_done
         self.outcome = TaskOutcome(request)
@@ -96,7 +96,7 @@ class SegmentationTask(QgsTask):
         except Exception as error:  # noqa: BLE001 - a task must report, never raise into the task manager
             QgsMessageLog.logMessage(f"Unexpected error: {error!r}", LOG_TAG)
             self.outcome.error = Think2SegError(
-                "internal", f"Unexpected error in the Think2Seg task: {error}"
+                INTERNAL, f"Unexpected error in the Think2Seg task: {error}"
             )
             return False
 
@@ -108,7 +108,7 @@ class SegmentationTask(QgsTask):
     def finished(self, result: bool) -> None:  # main thread
         if not result and self.outcome.error is None:
             self.outcome.error = (
-                cancelled_error() if self.isCanceled() else Think2SegError("internal", "The task failed.")
+                cancelled_error() if self.isCanceled() else Think2SegError(INTERNAL, "The task failed.")
             )
         shutil.rmtree(self._work_dir, ignore_errors=True)
         try:

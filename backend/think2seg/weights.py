@@ -7,7 +7,8 @@ with nothing cached, the user gets a sentence naming the files to fetch and wher
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import WeightsUnavailable
@@ -64,6 +65,63 @@ def sam_size_from_filename(path: str | os.PathLike) -> SamSize | None:
     return None
 
 
+@dataclass
+class DownloadProgress:
+    """What a first-use download is fetching right now, for the service's health answer (the plugin shows it).
+
+    huggingface_hub reports bytes through a tqdm class; every byte bar (unit "B") of the current download adds
+    its count, so several files in flight sum up.
+    """
+
+    what: str = ""
+    bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(bar) -> (bytes done, bytes total)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def start(self, what: str) -> None:
+        with self.lock:
+            self.what, self.bars = what, {}
+
+    def finish(self) -> None:
+        with self.lock:
+            self.what, self.bars = "", {}
+
+    def record(self, bar_id: int, done: int, total: int) -> None:
+        with self.lock:
+            if self.what:
+                self.bars[bar_id] = (int(done), int(total))
+
+    def to_dict(self) -> dict | None:
+        """``{"what", "done_mb", "total_mb", "fraction"}`` while a download runs, else None."""
+        with self.lock:
+            if not self.what:
+                return None
+            done = sum(d for d, _ in self.bars.values())
+            total = sum(t for _, t in self.bars.values())
+        return {
+            "what": self.what,
+            "done_mb": round(done / 1e6, 1),
+            "total_mb": round(total / 1e6, 1) if total else None,
+            "fraction": round(done / total, 4) if total else None,
+        }
+
+
+DOWNLOAD = DownloadProgress()
+
+
+def _recording_tqdm():
+    """A tqdm class for huggingface_hub's downloads that also records bytes in DOWNLOAD (and still prints bars)."""
+    from tqdm.auto import tqdm
+
+    class RecordingTqdm(tqdm):
+        def update(self, n=1):
+            shown = super().update(n)
+            if getattr(self, "unit", "") == "B":
+                DOWNLOAD.record(id(self), self.n, self.total or 0)
+            return shown
+
+    return RecordingTqdm
+
+
 def _offline_sentence(what: str, repo: str, files: str, where: str) -> str:
     return (
         f"The {what} weights '{repo}' are not on this machine and the Hugging Face hub cannot be reached. "
@@ -85,8 +143,13 @@ def resolve_reasoner(model: str) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
+    DOWNLOAD.start(f"reasoner {model}")
     try:
-        return snapshot_download(model, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"])
+        return snapshot_download(
+            model,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"],
+            tqdm_class=_recording_tqdm(),
+        )
     except HFValidationError as e:
         raise WeightsUnavailable(
             f"'{model}' is neither a local folder nor a valid hub id ({e}).", code="bad_model"
@@ -96,6 +159,8 @@ def resolve_reasoner(model: str) -> str:
             _offline_sentence("reasoner", model, "config.json, the *.safetensors files, the tokenizer and processor files", "--model")
             + f" ({type(e).__name__})"
         ) from e
+    finally:
+        DOWNLOAD.finish()
 
 
 def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, str]:
@@ -113,13 +178,16 @@ def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, 
     spec = sam_size(sam)
     from huggingface_hub import hf_hub_download
 
+    DOWNLOAD.start(f"SAM2.1 {spec.name}")
     try:
-        return spec, hf_hub_download(spec.hub_id, spec.filename)
+        return spec, hf_hub_download(spec.hub_id, spec.filename, tqdm_class=_recording_tqdm())
     except Exception as e:
         raise WeightsUnavailable(
             _offline_sentence("SAM2.1", spec.hub_id, spec.filename, "--sam").replace("--sam DIR", f"--sam DIR/{spec.filename}")
             + f" ({type(e).__name__})"
         ) from e
+    finally:
+        DOWNLOAD.finish()
 
 
 def cached_models() -> list[dict]:

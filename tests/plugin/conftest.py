@@ -106,10 +106,10 @@ class FakeIface(QObject):
     def toolbar_actions(self) -> list:
         return list(self._toolbar.actions())
 
-    def addPluginToMenu(self, menu, action):  # noqa: N802
+    def addPluginToRasterMenu(self, menu, action):  # noqa: N802
         self.menus.setdefault(menu, []).append(action)
 
-    def removePluginMenu(self, menu, action):  # noqa: N802
+    def removePluginRasterMenu(self, menu, action):  # noqa: N802
         if action in self.menus.get(menu, []):
             self.menus[menu].remove(action)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -11,12 +12,24 @@ from qgis.core import QgsProcessingException
 
 from think2seg_qgis.backend_launcher import (
     STATE_CRASHED,
+    STATE_FAILED,
     STATE_READY,
     BackendLauncher,
+    download_sentence,
+    resolve_interpreter,
     serve_command,
 )
 from think2seg_qgis.client import BackendClient
-from think2seg_qgis.errors import TIMEOUT, UNAUTHORIZED, UNREACHABLE, Think2SegError
+from think2seg_qgis.errors import (
+    IN_PROCESSING,
+    NOT_CONFIGURED,
+    TIMEOUT,
+    UNAUTHORIZED,
+    UNREACHABLE,
+    WEIGHTS_UNAVAILABLE,
+    Think2SegError,
+    backend_sentence,
+)
 from think2seg_qgis.settings import BackendSettings
 
 
@@ -116,7 +129,8 @@ def test_launcher_needs_an_interpreter(qgis_app, monkeypatch):
     launcher = BackendLauncher()
     with pytest.raises(Think2SegError) as info:
         launcher.start(BackendSettings(python=""))
-    assert "Set the backend's Python" in info.value.message
+    assert info.value.code == NOT_CONFIGURED
+    assert "Set up backend" in info.value.message  # the panel's own button, not a CLI step
 
 
 def test_serve_command(qgis_app, tmp_path):
@@ -127,6 +141,66 @@ def test_serve_command(qgis_app, tmp_path):
     assert command[command.index("--sam") + 1] == "small"
     assert command[command.index("--model") + 1] == "/m"
     assert command[command.index("--host") + 1] == "127.0.0.1"
+    # The service watches QGIS's pid and stops when QGIS dies without stopping it.
+    assert command[command.index("--parent-pid") + 1] == str(os.getpid())
+
+
+def test_the_picker_accepts_a_venv_or_a_project_folder(tmp_path):
+    python = tmp_path / "checkout" / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    assert resolve_interpreter(str(tmp_path / "checkout")) == str(python)  # the project folder
+    assert resolve_interpreter(str(tmp_path / "checkout" / ".venv")) == str(python)  # the venv itself
+    assert resolve_interpreter(str(python)) == str(python)  # the interpreter
+    assert resolve_interpreter(str(tmp_path)) == ""  # nothing there
+
+
+def test_backend_advice_is_in_the_panels_terms():
+    cli = (
+        "The reasoner weights 'RicardoString/Think2Seg-RS-3B' are not on this machine and the Hugging Face hub "
+        "cannot be reached. On a machine with internet, fetch ... copy DIR here and pass --model DIR."
+    )
+    sentence = backend_sentence(WEIGHTS_UNAVAILABLE, cli)
+    assert "--model" not in sentence and "“Reasoning model” in the panel's Backend settings" in sentence
+    assert "Start" in backend_sentence(UNREACHABLE, "", "http://x")
+    headless = backend_sentence(UNREACHABLE, "", "http://x", where=IN_PROCESSING)
+    assert "Backend URL" in headless and "panel's Backend section" not in headless
+
+
+def test_download_progress_reads_in_mb_and_percent():
+    assert download_sentence({"what": "reasoner R", "done_mb": 812.4, "total_mb": 7512.0, "fraction": 0.108}) == (
+        "Downloading the reasoner R weights: 812 of 7,512 MB (11 %)…"
+    )
+    assert "so far" in download_sentence({"what": "SAM2.1 small", "done_mb": 3.0, "total_mb": None})
+
+
+@pytest.mark.slow
+def test_missing_weights_are_a_failure_not_loading(qgis_app, tmp_path, monkeypatch):
+    """The real service, offline, asked for weights it does not have: red, persistent, in the panel's words."""
+    from conftest import TINY, backend_command
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub is unreachable: the backend must say so, not spin
+    launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
+    states = []
+    launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
+    settings = BackendSettings(
+        python=backend_command()[0],
+        port=free_port(),
+        token_file=str(tmp_path / "token"),
+        model="RicardoString/Think2Seg-RS-3B",
+        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
+        device="cpu",
+    )
+    launcher.start(settings)
+    try:
+        assert wait_until(lambda: launcher.state == STATE_FAILED, timeout=180), (states, launcher.log_tail())
+    finally:
+        launcher.stop()
+    sentence = [t for s, t in states if s == STATE_FAILED][-1]
+    assert "cannot load" in sentence and "not on this machine" in sentence
+    assert "“Reasoning model” in the panel's Backend settings" in sentence and "--model" not in sentence
+    assert launcher.state == STATE_FAILED  # stop() keeps the failure on screen, it does not say "stopped"
+    assert not launcher.is_running()
 
 
 def test_launcher_reports_a_crash_with_the_log_tail(qgis_app, tmp_path):

@@ -23,13 +23,17 @@ from qgis.PyQt.QtWidgets import (
 
 from ..backend_launcher import (
     STATE_CRASHED,
+    STATE_FAILED,
     STATE_READY,
     STATE_STARTING,
     BackendLauncher,
     HealthProbe,
+    download_sentence,
+    resolve_interpreter,
 )
 from ..client import BackendHealth
-from ..errors import Think2SegError
+from ..errors import MODELS_LOADING, Think2SegError
+from ..i18n import tr
 from ..settings import (
     MODE_LOCAL,
     MODE_REMOTE,
@@ -45,6 +49,8 @@ class BackendBox(QgsCollapsibleGroupBox):
     """Emits ``status_changed(kind, sentence, log_tail)``; kind is ok, busy, bad or unknown."""
 
     status_changed = pyqtSignal(str, str, str)
+    log_requested = pyqtSignal()
+    setup_requested = pyqtSignal()
 
     def __init__(self, launcher: BackendLauncher, parent: QWidget | None = None):
         super().__init__("Backend", parent)
@@ -65,39 +71,51 @@ class BackendBox(QgsCollapsibleGroupBox):
     # -- widgets --------------------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        self.status_label = QLabel("Backend: not checked yet")
+        self.status_label = QLabel(tr("Backend: not checked yet"))
         self.status_label.setWordWrap(True)
         self.status_label.setObjectName("think2segBackendStatus")
-        self.status_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.status_label)
 
         buttons = QHBoxLayout()
-        self.start_button = QPushButton("Start")
+        self.start_button = QPushButton(tr("Start"))
         self.start_button.setObjectName("think2segStartBackend")
-        self.start_button.setToolTip("Start a local backend with the interpreter and models set below")
-        self.stop_button = QPushButton("Stop")
+        self.start_button.setToolTip(tr("Start a local backend with the interpreter and models set below"))
+        self.stop_button = QPushButton(tr("Stop"))
         self.stop_button.setObjectName("think2segStopBackend")
-        self.stop_button.setToolTip("Stop the local backend this panel started")
-        self.check_button = QPushButton("Check")
-        self.check_button.setToolTip("Ask the backend whether it is reachable and on what device it runs")
+        self.stop_button.setToolTip(tr("Stop the local backend this panel started"))
+        self.check_button = QPushButton(tr("Check"))
+        self.check_button.setToolTip(tr("Ask the backend whether it is reachable and on what device it runs"))
         self.start_button.clicked.connect(self.start_local)
         self.stop_button.clicked.connect(self.stop_local)
         self.check_button.clicked.connect(self.check)
+        self.log_button = QPushButton(tr("Log"))
+        self.log_button.setObjectName("think2segBackendLog")
+        self.log_button.setToolTip(tr("Show the backend's log in the panel"))
+        self.log_button.clicked.connect(self.log_requested)
+        self.setup_button = QPushButton(tr("Set up backend…"))
+        self.setup_button.setObjectName("think2segSetupBackend")
+        self.setup_button.setToolTip(
+            tr("Install the backend into an environment of its own (or connect to a running one)")
+        )
+        self.setup_button.clicked.connect(self.setup_requested)
+        buttons.addWidget(self.setup_button)
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.check_button)
+        buttons.addWidget(self.log_button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
 
-        self.settings_box = QgsCollapsibleGroupBox("Settings")
+        self.settings_box = QgsCollapsibleGroupBox(tr("Settings"))
         self.settings_box.setObjectName("think2segBackendSettings")
         self.settings_box.setSaveCollapsedState(False)
         settings_layout = QVBoxLayout(self.settings_box)
         layout.addWidget(self.settings_box)
 
         mode_row = QHBoxLayout()
-        self.local_radio = QRadioButton("Local backend")
-        self.remote_radio = QRadioButton("Connect to a URL")
+        self.local_radio = QRadioButton(tr("Local backend"))
+        self.remote_radio = QRadioButton(tr("Connect to a URL"))
         self.mode_group = QButtonGroup(self)
         self.mode_group.addButton(self.local_radio)
         self.mode_group.addButton(self.remote_radio)
@@ -110,52 +128,55 @@ class BackendBox(QgsCollapsibleGroupBox):
         local_form = QFormLayout(self.local_widget)
         local_form.setContentsMargins(0, 0, 0, 0)
         self.python_widget = QgsFileWidget()
-        self.python_widget.setStorageMode(QgsFileWidget.GetFile)
+        # A folder: the venv, or a checkout that has a .venv (a typed interpreter path works too).
+        self.python_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.python_widget.setToolTip(
-            "The Python interpreter (or the venv folder) where the think2seg backend is installed, "
-            "e.g. <repository>/.venv/bin/python"
+            tr(
+                "The backend's environment: the venv folder “Set up backend” made, a project folder that has a "
+                ".venv, or the path of a Python interpreter where the think2seg package is installed"
+            )
         )
         self.model_edit = QLineEdit()
-        self.model_edit.setPlaceholderText("default: the published Think2Seg weights")
+        self.model_edit.setPlaceholderText(tr("default: the published Think2Seg weights"))
         self.sam_widget = QgsFileWidget()
-        self.sam_widget.setStorageMode(QgsFileWidget.GetFile)
-        self.sam_widget.lineEdit().setPlaceholderText("default: the SAM2 size chosen under Options")
+        self.sam_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
+        self.sam_widget.lineEdit().setPlaceholderText(tr("default: the SAM2 size chosen under Options"))
         self.sam_widget.setToolTip(
-            "A SAM2.1 checkpoint file (.pt); empty: the published one of the size under Options"
+            tr("A SAM2.1 checkpoint file (.pt); empty: the published one of the size under Options")
         )
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cuda", "cpu", "mps"])
         self.port_spin = QSpinBox()
         self.port_spin.setRange(1024, 65535)
-        local_form.addRow("Python or venv", self.python_widget)
-        local_form.addRow("Reasoning model", self.model_edit)
-        local_form.addRow("SAM2 checkpoint", self.sam_widget)
-        local_form.addRow("Device", self.device_combo)
-        local_form.addRow("Port", self.port_spin)
+        local_form.addRow(tr("Backend environment"), self.python_widget)
+        local_form.addRow(tr("Reasoning model"), self.model_edit)
+        local_form.addRow(tr("SAM2 checkpoint"), self.sam_widget)
+        local_form.addRow(tr("Device"), self.device_combo)
+        local_form.addRow(tr("Port"), self.port_spin)
         settings_layout.addWidget(self.local_widget)
 
         self.remote_widget = QWidget()
         remote_form = QFormLayout(self.remote_widget)
         remote_form.setContentsMargins(0, 0, 0, 0)
         self.url_edit = QLineEdit()
-        self.url_edit.setPlaceholderText("http://gpu-server:8765")
+        self.url_edit.setPlaceholderText(tr("http://gpu-server:8765"))
         self.token_edit = QLineEdit()
-        self.token_edit.setEchoMode(QLineEdit.Password)
-        self.token_edit.setPlaceholderText("or leave empty to read the token file")
-        remote_form.addRow("URL", self.url_edit)
-        remote_form.addRow("Token", self.token_edit)
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
+        remote_form.addRow(tr("URL"), self.url_edit)
+        remote_form.addRow(tr("Token"), self.token_edit)
         settings_layout.addWidget(self.remote_widget)
 
         self.token_file_widget = QgsFileWidget()
-        self.token_file_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.token_file_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         token_form = QFormLayout()
         token_form.setContentsMargins(0, 0, 0, 0)
-        token_form.addRow("Token file", self.token_file_widget)
+        token_form.addRow(tr("Token file"), self.token_file_widget)
         settings_layout.addLayout(token_form)
         self.env_label = QLabel()
         self.env_label.setWordWrap(True)
         self.env_label.setStyleSheet("color: #555;")
-        self.env_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.env_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         settings_layout.addWidget(self.env_label)
 
         self.local_radio.toggled.connect(self._mode_changed)
@@ -199,8 +220,12 @@ class BackendBox(QgsCollapsibleGroupBox):
 
     def save(self, *_args) -> None:
         if not getattr(self, "_loading", False):
-            save_backend_settings(self.settings())
+            settings = self.settings()
+            save_backend_settings(settings)
             self._update_env_note()
+            if getattr(self, "_checked_url", None) not in (None, settings.effective_url()):
+                self.health = None  # another backend now: never show the old one's state under the new address
+                self.check()
 
     def _mode_changed(self, *_args) -> None:
         local = self.local_radio.isChecked()
@@ -224,20 +249,44 @@ class BackendBox(QgsCollapsibleGroupBox):
         answering = self.health is not None and self.health.loaded
         self.start_button.setEnabled(not running and not answering)
         self.stop_button.setEnabled(running)
+        # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
+        self.setup_button.setVisible(not answering and not running and not self.is_configured(settings))
+
+    def is_configured(self, settings: BackendSettings | None = None) -> bool:
+        settings = settings or self.settings()
+        return (
+            settings.mode == MODE_REMOTE
+            or settings.url_from_environment()
+            or bool(resolve_interpreter(settings.python))
+        )
 
     # -- status ---------------------------------------------------------------------------------------------
     def check(self) -> None:
         settings = self.settings()
+        self._checked_url = settings.effective_url()
         self.probe.probe(
             settings.effective_url(), settings.read_token(), timeout=min(3.0, settings.connect_timeout)
         )
 
     def _on_health(self, result: object) -> None:
         url = self.settings().effective_url()
+        if url != getattr(self, "_checked_url", url):
+            self.check()  # the answer is about the address before the user changed it: ask again
+            return
         if isinstance(result, BackendHealth):
             self.health = result
-            kind = "ok" if result.loaded else "busy"
-            self._show(kind, f"{result.sentence()} — {url}", "")
+            if self.launcher.state == STATE_FAILED and not result.loaded:
+                return  # the launcher's failure sentence stays until the user acts
+            if result.error:
+                # Its models cannot load: the backend will never answer a query. A failure, not "loading".
+                kind = "bad"
+                sentence = result.sentence()
+            elif result.loaded:
+                kind, sentence = "ok", result.sentence()
+            else:
+                kind = "busy"
+                sentence = download_sentence(result.download) if result.download else result.sentence()
+            self._show(kind, f"{sentence} — {url}", self.launcher.log_tail() if kind == "bad" else "")
             self._update_env_note()
             if result.loaded:
                 self.settings_box.setCollapsed(True)
@@ -247,13 +296,13 @@ class BackendBox(QgsCollapsibleGroupBox):
             if self.launcher.state == STATE_STARTING:
                 return  # the launcher reports the start-up itself
             tail = self.launcher.log_tail() if self.launcher.state == STATE_CRASHED else ""
-            kind = "busy" if result.code == "models_loading" else "bad"
+            kind = "busy" if result.code == MODELS_LOADING else "bad"
             self._show(kind, result.message, tail)
 
     def _on_launcher_state(self, state: str, sentence: str) -> None:
         if state == STATE_READY:
             self.check()
-        elif state == STATE_CRASHED:
+        elif state in (STATE_CRASHED, STATE_FAILED):
             self._show("bad", sentence.split("\n", 1)[0], self.launcher.log_tail())
         elif state == STATE_STARTING:
             self._show("busy", sentence, "")
@@ -269,6 +318,21 @@ class BackendBox(QgsCollapsibleGroupBox):
         )
         self.status_label.setToolTip(sentence)
         self.status_changed.emit(kind, sentence, log_tail)
+
+    # -- set-up -----------------------------------------------------------------------------------------------
+    def use_local_environment(self, venv_dir: str) -> None:
+        """After "Set up backend": local mode on that environment, saved, and started."""
+        self.local_radio.setChecked(True)
+        self.python_widget.setFilePath(venv_dir)
+        self.save()
+        self.start_local()
+
+    def use_remote(self, url: str, token: str) -> None:
+        self.remote_radio.setChecked(True)
+        self.url_edit.setText(url)
+        self.token_edit.setText(token)
+        self.save()
+        self.check()
 
     # -- local backend ----------------------------------------------------------------------------------------
     def start_local(self) -> None:

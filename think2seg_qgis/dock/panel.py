@@ -33,9 +33,10 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import areas
-from ..backend_launcher import STATE_CRASHED, STATE_STOPPED, BackendLauncher
+from ..backend_launcher import STATE_CRASHED, STATE_FAILED, STATE_STOPPED, BackendLauncher
 from ..errors import CANCELLED, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
 from ..export import RasterSource
+from ..i18n import tr, tr_noop
 from ..layers import (
     ResultContext,
     ResultLayers,
@@ -63,13 +64,13 @@ from ..task import LOG_TAG, SegmentationRequest, SegmentationTask, TaskOutcome
 from .backend_box import BackendBox
 
 AREAS = (
-    (AREA_CANVAS, "Visible map extent"),
-    (AREA_LAYER, "Whole layer"),
-    (AREA_SELECTION, "Selected features of"),
+    (AREA_CANVAS, tr_noop("Visible map extent")),
+    (AREA_LAYER, tr_noop("Whole layer")),
+    (AREA_SELECTION, tr_noop("Selected features of")),
 )
 DESTINATIONS = (
-    (DESTINATION_MEMORY, "Temporary layers"),
-    (DESTINATION_GEOPACKAGE, "GeoPackage next to the raster"),
+    (DESTINATION_MEMORY, tr_noop("Temporary layers")),
+    (DESTINATION_GEOPACKAGE, tr_noop("GeoPackage next to the raster")),
 )
 
 
@@ -99,67 +100,69 @@ class Think2SegPanel(QgsDockWidget):
 
         self.backend_box = BackendBox(self.launcher, body)
         self.backend_box.status_changed.connect(self._on_backend_status)
+        self.backend_box.log_requested.connect(self.show_backend_log)
+        self.backend_box.setup_requested.connect(self.open_setup)
         layout.addWidget(self.backend_box)
 
         form = QFormLayout()
         self.query_combo = QComboBox()
         self.query_combo.setEditable(True)
-        self.query_combo.setInsertPolicy(QComboBox.NoInsert)
+        self.query_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.query_combo.setObjectName("think2segQuery")
-        self.query_combo.lineEdit().setPlaceholderText("e.g. the wetlands that hold water all year")
+        self.query_combo.lineEdit().setPlaceholderText(tr("e.g. the wetlands that hold water all year"))
         self.query_combo.lineEdit().returnPressed.connect(self.run)
-        self.query_combo.setToolTip("What to find, in words; pick one of the last queries from the list")
-        form.addRow("Query", self.query_combo)
+        self.query_combo.setToolTip(tr("What to find, in words; pick one of the last queries from the list"))
+        form.addRow(tr("Query"), self.query_combo)
 
         self.layer_combo = QgsMapLayerComboBox()
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.layer_combo.setObjectName("think2segRasterLayer")
-        form.addRow("Raster layer", self.layer_combo)
+        form.addRow(tr("Raster layer"), self.layer_combo)
 
         area_row = QHBoxLayout()
         self.area_combo = QComboBox()
         for key, label in AREAS:
-            self.area_combo.addItem(label, key)
+            self.area_combo.addItem(tr(label), key)
         self.selection_combo = QgsMapLayerComboBox()
-        self.selection_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.selection_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.area_combo.currentIndexChanged.connect(self._area_changed)
         area_row.addWidget(self.area_combo)
         area_row.addWidget(self.selection_combo, 1)
-        form.addRow("Area", area_row)
+        form.addRow(tr("Area"), area_row)
         layout.addLayout(form)
 
-        self.options_box = QgsCollapsibleGroupBox("Options")
+        self.options_box = QgsCollapsibleGroupBox(tr("Options"))
         options = QFormLayout(self.options_box)
         self.sam_combo = QComboBox()
         self.sam_combo.addItems(list(SAM_SIZES))
-        self.sam_combo.setToolTip("SAM2.1 model size: larger draws finer masks, needs more memory")
+        self.sam_combo.setToolTip(tr("SAM2.1 model size: larger draws finer masks, needs more memory"))
         self.budget_spin = QSpinBox()
         self.budget_spin.setRange(16, 8192)
         self.budget_spin.setSingleStep(128)
-        self.budget_spin.setSuffix(" tokens")
-        self.budget_spin.setToolTip("How long the model may reason before it answers")
+        self.budget_spin.setSuffix(tr(" tokens"))
+        self.budget_spin.setToolTip(tr("How long the model may reason before it answers"))
         self.destination_combo = QComboBox()
         for key, label in DESTINATIONS:
-            self.destination_combo.addItem(label, key)
+            self.destination_combo.addItem(tr(label), key)
         self.max_size_spin = QSpinBox()
         self.max_size_spin.setRange(256, 16384)
         self.max_size_spin.setSingleStep(256)
-        self.max_size_spin.setSuffix(" px")
+        self.max_size_spin.setSuffix(tr(" px"))
         self.max_size_spin.setToolTip(
-            "The long side of the image sent to the backend; larger areas are resampled"
+            tr("The long side of the image sent to the backend; larger areas are resampled")
         )
         self.sam_combo.currentTextChanged.connect(self._sam_size_changed)
-        options.addRow("SAM2 size", self.sam_combo)
-        options.addRow("Reasoning budget", self.budget_spin)
-        options.addRow("Results in", self.destination_combo)
-        options.addRow("Image size at most", self.max_size_spin)
+        options.addRow(tr("SAM2 size"), self.sam_combo)
+        options.addRow(tr("Reasoning budget"), self.budget_spin)
+        options.addRow(tr("Results in"), self.destination_combo)
+        options.addRow(tr("Image size at most"), self.max_size_spin)
         layout.addWidget(self.options_box)
 
         buttons = QHBoxLayout()
-        self.run_button = QPushButton("Run")
+        self.run_button = QPushButton(tr("Run"))
         self.run_button.setObjectName("think2segRun")
         self.run_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton(tr("Cancel"))
         self.cancel_button.setObjectName("think2segCancel")
         self.cancel_button.setEnabled(False)
         self.run_button.clicked.connect(self.run)
@@ -176,30 +179,30 @@ class Think2SegPanel(QgsDockWidget):
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setObjectName("think2segStatus")
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
 
         self.tabs = QTabWidget()
         mono = QFont("monospace")
-        mono.setStyleHint(QFont.TypeWriter)
+        mono.setStyleHint(QFont.StyleHint.TypeWriter)
         self.reasoning_view = QPlainTextEdit()
         self.reasoning_view.setReadOnly(True)
-        self.reasoning_view.setPlaceholderText("The model's reasoning appears here after a run.")
+        self.reasoning_view.setPlaceholderText(tr("The model's reasoning appears here after a run."))
         self.answer_view = QPlainTextEdit()
         self.answer_view.setReadOnly(True)
         self.answer_view.setFont(mono)
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setFont(mono)
-        self.log_view.setPlaceholderText("The backend's log tail appears here when something goes wrong.")
-        self.tabs.addTab(self.reasoning_view, "Reasoning")
-        self.tabs.addTab(self.answer_view, "Raw answer")
-        self.tabs.addTab(self.log_view, "Backend log")
+        self.log_view.setPlaceholderText(tr("The backend's log tail appears here when something goes wrong."))
+        self.tabs.addTab(self.reasoning_view, tr("Reasoning"))
+        self.tabs.addTab(self.answer_view, tr("Raw answer"))
+        self.tabs.addTab(self.log_view, tr("Backend log"))
         layout.addWidget(self.tabs, 1)
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
         self.setMinimumWidth(340)
@@ -242,7 +245,9 @@ class Think2SegPanel(QgsDockWidget):
         self.query_combo.setEditText(text)
 
     # -- messages -------------------------------------------------------------------------------------------
-    def _say(self, sentence: str, level=Qgis.Info, log_tail: str = "", duration: int = 8) -> None:
+    def _say(self, sentence: str, level=Qgis.MessageLevel.Info, log_tail: str = "", duration: int = 8) -> None:
+        if level == Qgis.MessageLevel.Critical:
+            duration = 0  # a failure stays in the message bar until the user closes it
         self.status_label.setText(sentence)
         if log_tail:
             self.log_view.setPlainText(log_tail)
@@ -255,8 +260,27 @@ class Think2SegPanel(QgsDockWidget):
     def _on_backend_status(self, kind: str, sentence: str, log_tail: str) -> None:
         if log_tail:
             self.log_view.setPlainText(log_tail)
-        if kind == "bad" and self.launcher.state == STATE_CRASHED:
-            self._say(sentence, Qgis.Critical, log_tail)
+        if kind == "bad" and self.launcher.state in (STATE_CRASHED, STATE_FAILED):
+            self._say(sentence, Qgis.MessageLevel.Critical, log_tail)
+
+    def show_backend_log(self) -> None:
+        tail = self.launcher.log_tail(60)
+        self.log_view.setPlainText(
+            tail or tr("No backend log yet ({path}): the panel writes one when it starts a backend.").format(
+                path=self.launcher.log_file
+            )
+        )
+        self.tabs.setCurrentWidget(self.log_view)
+        self.log_view.verticalScrollBar().setValue(self.log_view.verticalScrollBar().maximum())
+
+    def open_setup(self):
+        """The guided first run: install a backend into a managed venv, or connect to a running one."""
+        from .setup_dialog import SetupDialog
+
+        dialog = SetupDialog(self.backend_box, self)
+        dialog.show()
+        self.setup_dialog = dialog
+        return dialog
 
     # -- run ------------------------------------------------------------------------------------------------
     def _collect_run_settings(self) -> None:
@@ -270,22 +294,22 @@ class Think2SegPanel(QgsDockWidget):
     def run(self) -> SegmentationTask | None:
         """Start a run in the background; returns the task, or None with a sentence shown."""
         if self.task is not None:
-            self._say("A run is already going on: wait for it or press Cancel.", Qgis.Warning)
+            self._say("A run is already going on: wait for it or press Cancel.", Qgis.MessageLevel.Warning)
             return None
         query = " ".join(self.query_combo.currentText().split())
         if not query:
-            self._say("Type a query first: what should be found in the raster?", Qgis.Warning)
+            self._say("Type a query first: what should be found in the raster?", Qgis.MessageLevel.Warning)
             return None
         layer = self.layer_combo.currentLayer()
         if not isinstance(layer, QgsRasterLayer):
-            self._say("Choose a raster layer to read (add one to the project first).", Qgis.Warning)
+            self._say("Choose a raster layer to read (add one to the project first).", Qgis.MessageLevel.Warning)
             return None
         self._collect_run_settings()
         try:
             source = RasterSource.from_layer(layer)
             area, clip = self._area(source)
         except Think2SegError as error:
-            self._say(error.message, Qgis.Warning)
+            self._say(error.message, Qgis.MessageLevel.Warning)
             return None
         backend = self.backend_box.settings()
         token = backend.read_token()
@@ -340,6 +364,7 @@ class Think2SegPanel(QgsDockWidget):
         self.task = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self.backend_box.check()  # the queue changed: never leave "1 running" on screen after the run
         result = None
         try:
             result = self._show_outcome(outcome)
@@ -352,7 +377,7 @@ class Think2SegPanel(QgsDockWidget):
             self.progress.setValue(0)
             error = outcome.error
             if error.code == CANCELLED:
-                self._say(error.message, Qgis.Info)
+                self._say(error.message, Qgis.MessageLevel.Info)
                 return None
             crashed = self.launcher.state == STATE_CRASHED
             # The log tail helps only when this panel started the backend (its log is the one we know).
@@ -363,7 +388,7 @@ class Think2SegPanel(QgsDockWidget):
                     CRASHED,
                     f"The local backend stopped unexpectedly; see its log ({self.launcher.log_file}).",
                 )
-            self._say(error.message, Qgis.Critical, tail)
+            self._say(error.message, Qgis.MessageLevel.Critical, tail)
             self.backend_box.check()
             return None
         answer = outcome.answer or {}
@@ -372,7 +397,7 @@ class Think2SegPanel(QgsDockWidget):
         self.answer_view.setPlainText(_raw_answer_text(answer))
         self.tabs.setCurrentWidget(self.reasoning_view)
         if answer_is_empty(answer):
-            self._say(empty_sentence(answer, request.query, request.source.name), Qgis.Info)
+            self._say(empty_sentence(answer, request.query, request.source.name), Qgis.MessageLevel.Info)
             return None
         context = ResultContext(
             query=request.query,
@@ -390,10 +415,10 @@ class Think2SegPanel(QgsDockWidget):
         try:
             result = build_result_layers(answer, context, self.run_settings.destination, geopackage)
         except Think2SegError as error:
-            self._say(error.message, Qgis.Critical)
+            self._say(error.message, Qgis.MessageLevel.Critical)
             return None
         if result.masks.featureCount() == 0:
-            self._say(f"Nothing matches “{request.query}” inside the selected polygons.", Qgis.Info)
+            self._say(f"Nothing matches “{request.query}” inside the selected polygons.", Qgis.MessageLevel.Info)
             return None
         group = add_to_project(result)
         view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
@@ -406,7 +431,7 @@ class Think2SegPanel(QgsDockWidget):
         note = sam_size_note(answer, request.options.sam_size)
         self._say(
             f"{result.message.rstrip('.')} for “{request.query}” in “{request.source.name}”{where}. {note}".strip(),
-            Qgis.Success,
+            Qgis.MessageLevel.Success,
         )
         return result
 

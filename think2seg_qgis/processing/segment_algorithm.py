@@ -115,20 +115,20 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(
                 self.MAX_REASONING_TOKENS,
                 "Reasoning budget (tokens)",
-                type=QgsProcessingParameterNumber.Integer,
+                type=QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=DEFAULT_REASONING_TOKENS,
                 minValue=16,
                 maxValue=8192,
             )
         )
         self.addParameter(
-            QgsProcessingParameterFeatureSink(self.OUTPUT, "Masks", QgsProcessing.TypeVectorPolygon)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Masks", QgsProcessing.SourceType.TypeVectorPolygon)
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT_POINTS,
                 "Prompt points",
-                QgsProcessing.TypeVectorPoint,
+                QgsProcessing.SourceType.TypeVectorPoint,
                 optional=True,
                 createByDefault=False,
             )
@@ -137,7 +137,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT_BOXES,
                 "Prompt boxes",
-                QgsProcessing.TypeVectorPolygon,
+                QgsProcessing.SourceType.TypeVectorPolygon,
                 optional=True,
                 createByDefault=False,
             )
@@ -237,9 +237,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         keep = kept_instances(masks)
         outputs = {}
         for key, fields, wkb, features in (
-            (self.OUTPUT, mask_fields(), QgsWkbTypes.MultiPolygon, masks),
-            (self.OUTPUT_POINTS, point_fields(), QgsWkbTypes.Point, None),
-            (self.OUTPUT_BOXES, box_fields(), QgsWkbTypes.Polygon, None),
+            (self.OUTPUT, mask_fields(), QgsWkbTypes.Type.MultiPolygon, masks),
+            (self.OUTPUT_POINTS, point_fields(), QgsWkbTypes.Type.Point, None),
+            (self.OUTPUT_BOXES, box_fields(), QgsWkbTypes.Type.Polygon, None),
         ):
             sink, dest_id = self.parameterAsSink(parameters, key, context, fields, wkb, source.crs)
             if sink is None:
@@ -252,7 +252,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                     if key == self.OUTPUT_POINTS
                     else box_features(answer, result_context, keep)
                 )
-            sink.addFeatures(features, QgsFeatureSink.FastInsert)
+            sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert)
             outputs[key] = dest_id
         feedback.setProgress(100)
         return outputs

@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
                    help="address to listen on; anything but loopback exposes the GPU to the network (default 127.0.0.1)")
     p.add_argument("--token-file", default=None, help="where the bearer token lives (default ~/.config/think2seg/token)")
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest accepted upload (default 512 MiB)")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process is gone (the QGIS that started the service), so a crash of it "
+                        "never leaves the service holding the GPU")
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -27,6 +30,43 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (POSIX: signal 0; Windows: a handle and its exit code, never os.kill)."""
+    if sys.platform == "win32":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def watch_parent(pid: int, on_gone, interval: float = 1.0) -> None:
+    """Call ``on_gone`` once ``pid`` has exited (or this process was re-parented away from it)."""
+    import os
+    import threading
+    import time
+
+    def watch():
+        while process_alive(pid) and (sys.platform == "win32" or os.getppid() == pid):
+            time.sleep(interval)
+        on_gone()
+
+    threading.Thread(target=watch, name="think2seg-parent-watch", daemon=True).start()
 
 
 def run(args) -> int:
@@ -66,5 +106,11 @@ def run(args) -> int:
     import threading
 
     threading.Thread(target=announce, daemon=True).start()
+    if args.parent_pid:
+        def parent_gone():
+            print(f"the parent process {args.parent_pid} is gone: stopping", flush=True)
+            server.should_exit = True
+
+        watch_parent(args.parent_pid, parent_gone)
     server.run()
     return 0

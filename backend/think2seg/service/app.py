@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from .. import __version__
 from ..errors import BadInput, BadRequest, Think2SegError
+from ..weights import DOWNLOAD
 from .auth import token_matches
 from .worker import Worker, WorkItem
 
@@ -161,6 +162,9 @@ def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:
         }
         if holder.error:
             body["error"] = holder.error.to_dict()
+        download = DOWNLOAD.to_dict()
+        if download is not None and holder.pipeline is None:
+            body["download"] = download  # first-use weights on their way: the plugin shows MB and %
         return body
 
     async def read_form(request: Request) -> tuple[Path, str, dict, str]:

@@ -1,0 +1,210 @@
+"""“Set up backend”: a managed venv for the backend, made from the plugin zip alone (plus PyPI for dependencies).
+
+Steps, each a command run by ``BackendSetup`` one after the other in a QProcess (QGIS stays responsive):
+create the venv, upgrade pip, install torch + torchvision (the CPU or the CUDA build, from PyTorch's index),
+install the ``think2seg`` wheel the plugin zip carries (``backend/think2seg-*.whl``, built by ``make package``)
+with its dependencies from PyPI, then sam2 without build isolation (it compiles against the venv's torch; its
+CUDA extension is optional and skipped). Everything is written to a log; a failed step ends the set-up with one
+sentence that names the step and the log.
+
+``reuse_site_packages`` adds an existing environment's site-packages to the new venv (a ``.pth`` file): pip then
+finds torch & co. already installed and downloads nothing. It serves offline machines that already have the
+heavy packages, and the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, pyqtSignal
+
+from .errors import SETUP_FAILED, Think2SegError
+from .i18n import tr
+from .resource_files import PLUGIN_DIR
+
+TORCH_CPU = "cpu"
+TORCH_CUDA = "cuda"
+TORCH_INDEXES = {
+    TORCH_CPU: "https://download.pytorch.org/whl/cpu",
+    TORCH_CUDA: "https://download.pytorch.org/whl/cu126",
+}
+SAM2_REQUIREMENT = "sam2==1.1.0"
+WHEEL_DIRS = (PLUGIN_DIR / "backend", PLUGIN_DIR.parent / "build" / "backend-wheel")
+
+
+def default_venv_dir() -> str:
+    """``<QGIS profile>/think2seg/backend-venv``: removed with the profile, never inside the plugin folder
+    (a plugin upgrade replaces that folder)."""
+    return str(Path(QgsApplication.qgisSettingsDirPath()) / "think2seg" / "backend-venv")
+
+
+def bundled_wheel() -> str:
+    """The think2seg wheel the plugin carries; empty when this is not a packaged plugin."""
+    for folder in WHEEL_DIRS:
+        wheels = sorted(folder.glob("think2seg-*.whl")) if folder.is_dir() else []
+        if wheels:
+            return str(wheels[-1])
+    return ""
+
+
+def base_python() -> str:
+    """A Python (3.10+) to create the venv with. Inside QGIS ``sys.executable`` may be QGIS itself."""
+    candidates = [sys.executable] if Path(sys.executable).name.lower().startswith("python") else []
+    if sys.platform == "win32":
+        candidates += [str(Path(sys.prefix) / "python.exe"), shutil.which("python") or ""]
+    else:
+        candidates += [shutil.which("python3") or "", "/usr/bin/python3"]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    return ""
+
+
+def venv_python(venv_dir: str) -> str:
+    folder = Path(venv_dir)
+    return str(folder / "Scripts" / "python.exe") if sys.platform == "win32" else str(folder / "bin" / "python")
+
+
+@dataclass
+class SetupStep:
+    title: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SetupPlan:
+    venv_dir: str
+    wheel: str
+    torch: str = TORCH_CPU
+    python: str = ""  # the base interpreter; empty: base_python()
+    reuse_site_packages: str = ""  # an existing site-packages to build on (see the module's docstring)
+
+    def steps(self) -> list[SetupStep]:
+        python = venv_python(self.venv_dir)
+        pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+        steps = [SetupStep(tr("Creating the environment"), [self.python or base_python(), "-m", "venv", self.venv_dir])]
+        if self.reuse_site_packages:
+            code = (
+                "import sysconfig, pathlib; "
+                "pathlib.Path(sysconfig.get_paths()['purelib'], 'think2seg_reuse.pth')"
+                f".write_text({self.reuse_site_packages!r} + '\\n')"
+            )
+            steps.append(SetupStep(tr("Reusing the installed packages"), [python, "-c", code]))
+        steps += [
+            SetupStep(tr("Installing torch ({kind})").format(kind=self.torch.upper()),
+                      pip + ["torch", "torchvision", "--extra-index-url", TORCH_INDEXES[self.torch]]),
+            # The package itself into this venv first (--ignore-installed: never touch a reused environment),
+            # then its dependencies, which pip takes from PyPI unless already there.
+            SetupStep(tr("Installing the Think2Seg backend"), pip + ["--ignore-installed", "--no-deps", self.wheel]),
+            SetupStep(tr("Installing its dependencies"), pip + [self.wheel]),
+            SetupStep(tr("Installing SAM2"), pip + ["--no-build-isolation", SAM2_REQUIREMENT],
+                      {"SAM2_BUILD_CUDA": "0"}),
+            SetupStep(tr("Checking the installation"), [python, "-m", "think2seg", "--version"]),
+        ]  # fmt: skip
+        return steps
+
+
+class BackendSetup(QObject):
+    """Runs a SetupPlan. ``progress(step_index, step_count, title)``, ``output(text)``, ``finished(ok, sentence)``."""
+
+    progress = pyqtSignal(int, int, str)
+    output = pyqtSignal(str)
+    finished = pyqtSignal(bool, str)
+
+    def __init__(self, plan: SetupPlan, log_file: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self.plan = plan
+        self.log_file = log_file
+        self.steps = plan.steps()
+        self.index = -1
+        self.process: QProcess | None = None
+        self.ok: bool | None = None
+
+    def start(self) -> None:
+        if not self.plan.wheel or not Path(self.plan.wheel).is_file():
+            raise Think2SegError(
+                SETUP_FAILED,
+                tr("This copy of the plugin carries no backend package (think2seg-*.whl); install the plugin "
+                   "from its release zip, or point at an existing backend environment instead."),
+            )  # fmt: skip
+        if not (self.plan.python or base_python()):
+            raise Think2SegError(
+                SETUP_FAILED,
+                tr("No Python 3.10 or newer was found to create the backend's environment with: install one "
+                   "from python.org, or point at an existing backend environment instead."),
+            )  # fmt: skip
+        Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.plan.venv_dir).parent.mkdir(parents=True, exist_ok=True)
+        self._log(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} set-up of {self.plan.venv_dir}\n")
+        self._next()
+
+    def cancel(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def _log(self, text: str) -> None:
+        with open(self.log_file, "a", encoding="utf-8") as handle:
+            handle.write(text)
+        self.output.emit(text)
+
+    def _next(self) -> None:
+        self.index += 1
+        if self.index >= len(self.steps):
+            self.ok = True
+            self.finished.emit(True, tr("The backend is installed in {folder}.").format(folder=self.plan.venv_dir))
+            return
+        step = self.steps[self.index]
+        self.progress.emit(self.index, len(self.steps), step.title)
+        self._log(f"\n$ {' '.join(step.command)}\n")
+        process = QProcess(self)
+        environment = QProcessEnvironment.systemEnvironment()
+        environment.insert("PYTHONUNBUFFERED", "1")
+        environment.insert("PIP_NO_INPUT", "1")
+        for key, value in step.env.items():
+            environment.insert(key, value)
+        process.setProcessEnvironment(environment)
+        process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        process.readyReadStandardOutput.connect(self._read)
+        process.finished.connect(self._step_finished)
+        process.errorOccurred.connect(self._step_error)
+        self.process = process
+        process.start(step.command[0], step.command[1:])
+
+    def _read(self) -> None:
+        if self.process is not None:
+            self._log(bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace"))
+
+    def _step_error(self, error) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self._fail(tr("could not run {program}").format(program=self.steps[self.index].command[0]))
+
+    def _step_finished(self, code: int, _status) -> None:
+        self._read()
+        if self.ok is not None:
+            return
+        if code != 0:
+            self._fail(tr("it exited with code {code}").format(code=code))
+            return
+        self._next()
+
+    def _fail(self, why: str) -> None:
+        if self.ok is not None:
+            return
+        self.ok = False
+        step = self.steps[self.index]
+        sentence = tr("Setting up the backend failed at “{step}”: {why}. The details are in {log}.").format(
+            step=step.title, why=why, log=self.log_file
+        )
+        self._log(f"\n{sentence}\n")
+        self.finished.emit(False, sentence)
+
+
+def environment_ready(venv_dir: str) -> bool:
+    return os.path.exists(venv_python(venv_dir))

@@ -1,0 +1,174 @@
+"""The guided first run: install the backend into a managed environment, or connect to a running backend."""
+
+from __future__ import annotations
+
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..backend_setup import (
+    TORCH_CPU,
+    TORCH_CUDA,
+    BackendSetup,
+    SetupPlan,
+    bundled_wheel,
+    default_venv_dir,
+)
+from ..errors import Think2SegError
+from ..i18n import tr
+from ..settings import default_log_file
+
+
+class SetupDialog(QDialog):
+    def __init__(self, backend_box, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(tr("Set up the Think2Seg backend"))
+        self.setObjectName("think2segSetupDialog")
+        self.box = backend_box
+        self.wheel = bundled_wheel()
+        self.reuse_site_packages = ""  # see backend_setup.SetupPlan
+        self.setup: BackendSetup | None = None
+        self.setup_log = default_log_file().replace("backend-qgis.log", "backend-setup.log")
+        self._build()
+        self.resize(560, 480)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        intro = QLabel(
+            tr(
+                "Think2Seg runs its models (torch, transformers, SAM2) in a Python environment of their own, "
+                "never inside QGIS. Install one here (a few GB, from PyPI), or connect to a backend that already "
+                "runs on this machine or a server."
+            )
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+
+        self.install_radio = QRadioButton(tr("Install a backend on this computer"))
+        self.connect_radio = QRadioButton(tr("Connect to a running backend"))
+        self.install_radio.setChecked(True)
+        layout.addWidget(self.install_radio)
+
+        self.install_widget = QWidget()
+        install_form = QFormLayout(self.install_widget)
+        self.folder_widget = QgsFileWidget()
+        self.folder_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.folder_widget.setFilePath(default_venv_dir())
+        self.folder_widget.setToolTip(tr("Where the environment goes (default: inside your QGIS profile)"))
+        self.torch_combo = QComboBox()
+        self.torch_combo.addItem(tr("CPU only (works everywhere, slow)"), TORCH_CPU)
+        self.torch_combo.addItem(tr("NVIDIA GPU (CUDA)"), TORCH_CUDA)
+        install_form.addRow(tr("Folder"), self.folder_widget)
+        install_form.addRow(tr("Compute"), self.torch_combo)
+        layout.addWidget(self.install_widget)
+
+        layout.addWidget(self.connect_radio)
+        self.connect_widget = QWidget()
+        connect_form = QFormLayout(self.connect_widget)
+        self.url_edit = QLineEdit()
+        self.url_edit.setPlaceholderText("http://gpu-server:8765")
+        self.token_edit = QLineEdit()
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText(tr("the content of the backend's token file"))
+        connect_form.addRow(tr("URL"), self.url_edit)
+        connect_form.addRow(tr("Token"), self.token_edit)
+        layout.addWidget(self.connect_widget)
+
+        buttons = QHBoxLayout()
+        self.go_button = QPushButton(tr("Install"))
+        self.go_button.setObjectName("think2segSetupGo")
+        self.go_button.clicked.connect(self.go)
+        self.close_button = QPushButton(tr("Close"))
+        self.close_button.clicked.connect(self.close)
+        buttons.addStretch(1)
+        buttons.addWidget(self.go_button)
+        buttons.addWidget(self.close_button)
+        layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setObjectName("think2segSetupStatus")
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.log_view, 1)
+
+        self.install_radio.toggled.connect(self._mode_changed)
+        self._mode_changed()
+
+    def _mode_changed(self, *_args) -> None:
+        install = self.install_radio.isChecked()
+        self.install_widget.setEnabled(install)
+        self.connect_widget.setEnabled(not install)
+        self.go_button.setText(tr("Install") if install else tr("Connect"))
+
+    def go(self) -> None:
+        if self.install_radio.isChecked():
+            self.install()
+        else:
+            self.connect_remote()
+
+    # -- install ----------------------------------------------------------------------------------------------
+    def install(self) -> BackendSetup | None:
+        plan = SetupPlan(
+            venv_dir=self.folder_widget.filePath().strip() or default_venv_dir(),
+            wheel=self.wheel,
+            torch=self.torch_combo.currentData(),
+            reuse_site_packages=self.reuse_site_packages,
+        )
+        setup = BackendSetup(plan, self.setup_log, self)
+        setup.progress.connect(self._on_progress)
+        setup.output.connect(self._on_output)
+        setup.finished.connect(self._on_finished)
+        self.log_view.clear()
+        try:
+            setup.start()
+        except Think2SegError as error:
+            self.status_label.setText(error.message)
+            return None
+        self.setup = setup
+        self.go_button.setEnabled(False)
+        return setup
+
+    def _on_progress(self, index: int, count: int, title: str) -> None:
+        self.progress.setValue(int(100 * index / max(1, count)))
+        self.status_label.setText(tr("Step {n} of {count}: {title}…").format(n=index + 1, count=count, title=title))
+
+    def _on_output(self, text: str) -> None:
+        self.log_view.moveCursor(self.log_view.textCursor().MoveOperation.End)
+        self.log_view.insertPlainText(text)
+
+    def _on_finished(self, ok: bool, sentence: str) -> None:
+        self.go_button.setEnabled(True)
+        if not ok:
+            self.status_label.setText(sentence)
+            return
+        self.progress.setValue(100)
+        self.status_label.setText(sentence + " " + tr("Starting it…"))
+        self.box.use_local_environment(self.setup.plan.venv_dir)
+
+    # -- connect ------------------------------------------------------------------------------------------------
+    def connect_remote(self) -> None:
+        url = self.url_edit.text().strip()
+        if not url.startswith(("http://", "https://")):
+            self.status_label.setText(tr("Type the backend's address, e.g. http://gpu-server:8765."))
+            return
+        self.box.use_remote(url, self.token_edit.text().strip())
+        self.status_label.setText(tr("Connecting to {url}… (the panel shows the answer)").format(url=url))
+
