@@ -1,4 +1,4 @@
-"""The three rewards of mask-only GRPO, as TRL reward functions, following the reference's rules.
+r"""The three rewards of mask-only GRPO, as TRL reward functions, following the reference's rules.
 
 A TRL reward function takes the completions and every dataset column as keyword lists (one entry per
 completion) and returns one float per completion; TRL sums them (weight 1 each) into the reward whose
