@@ -42,7 +42,8 @@ def result_rows(result: SegmentResult, extra: dict | None = None) -> dict[str, l
             }))
         for j, xy in enumerate(inst.points_crs):
             rows["prompt_points"].append((Point(xy), {**base, "instance": inst.instance, "point": j + 1}))
-        rows["prompt_boxes"].append((MultiPolygon([Polygon(inst.box_crs)]), {**base, "instance": inst.instance}))
+        if inst.box_crs is not None:  # None when the model gave only points
+            rows["prompt_boxes"].append((MultiPolygon([Polygon(inst.box_crs)]), {**base, "instance": inst.instance}))
     return rows
 
 

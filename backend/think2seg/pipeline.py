@@ -61,13 +61,23 @@ class SegmentOptions:
 @dataclass
 class InstanceResult:
     instance: int
-    box_pixel: list[float]  # in the source raster's pixel frame
-    points_pixel: list[list[float]]
-    box_crs: list[list[float]]  # closed ring in the CRS (a rotated raster gives a rotated box)
+    box_pixel: list[float] | None  # in the source raster's pixel frame; None: the model gave only points
+    points_pixel: list[list[float]]  # empty: the model gave only a box
+    box_crs: list[list[float]] | None  # closed ring in the CRS (a rotated raster gives a rotated box)
     points_crs: list[list[float]]
     score: float
     geometry: MultiPolygon  # this instance's own mask, in the CRS
     area: float
+
+    @property
+    def anchor_pixel(self) -> tuple[float, float]:
+        """Where the instance is, in source pixels: its box centre, or without a box its points' mean."""
+        if self.box_pixel is not None:
+            x1, y1, x2, y2 = self.box_pixel
+            return ((x1 + x2) / 2, (y1 + y2) / 2)
+        xs = [p[0] for p in self.points_pixel]
+        ys = [p[1] for p in self.points_pixel]
+        return (sum(xs) / len(xs), sum(ys) / len(ys))
 
     def to_dict(self) -> dict:
         return {
@@ -252,16 +262,17 @@ class Pipeline:
 
     @staticmethod
     def _instance_result(k: int, inst: PromptInstance, tile: RasterTile, geom, score: float) -> InstanceResult:
-        ring = box_ring(inst.box)
-        pts = np.asarray(inst.points, dtype=float)
+        # An instance may have only a box (no points) or only points (box None): both are answers SAM2 takes.
+        pts = np.asarray(inst.points, dtype=float).reshape(-1, 2)
         src = tile.to_source_pixel
         to_src = lambda xy: [[float(v) for v in src @ (float(x), float(y))] for x, y in xy]  # noqa: E731
+        has_box = inst.box is not None
         return InstanceResult(
             instance=k,
-            box_pixel=[float(v) for v in (*(src @ inst.box[:2]), *(src @ inst.box[2:]))],
+            box_pixel=[float(v) for v in (*(src @ inst.box[:2]), *(src @ inst.box[2:]))] if has_box else None,
             points_pixel=to_src(pts),
-            box_crs=tile.pixel_to_crs(ring).tolist(),
-            points_crs=tile.pixel_to_crs(pts).tolist(),
+            box_crs=tile.pixel_to_crs(box_ring(inst.box)).tolist() if has_box else None,
+            points_crs=tile.pixel_to_crs(pts).tolist() if len(pts) else [],
             score=score,
             geometry=geom,
             area=area_m2(geom, tile.crs, tile.pixel_area) if not geom.is_empty else 0.0,

@@ -1,8 +1,24 @@
-"""Parse the reasoner's answer into typed SAM prompts.
+"""Parse the reasoner's answer into typed SAM prompts, in one of three named modes.
 
-The answer format (method.md): `<think>...</think><answer>```json[{"bbox_2d": [x1,y1,x2,y2],
+The answer format (docs/method.md): `<think>...</think><answer>```json[{"bbox_2d": [x1,y1,x2,y2],
 "positive_points": [[x,y],[x,y]]}, ...]```</answer>`, coordinates in the model's square frame. A model
 mistake is a result with a reason, never an exception: the caller shows the reason to the user.
+
+Modes (docs/method.md, "ours vs reference", has one row per rule and the test that pins it):
+
+- ``reference``: the reference evaluation's parser, rule for rule (Ricardo-XZ/Think2Seg-RS,
+  geo_reward_func_ultra.py `parse_sam_json_test`, :777-823): the text between `<answer>` and `</answer>` only
+  when both tags are there, else the whole text; from the first `[` to the last `]`; `json.loads`, else
+  `json_repair.loads`; a list of objects, each with `bbox_2d` (a list of 4) and/or `positive_points`
+  (exactly 2 points of 2 numbers); any `negative_points` key, or one invalid instance, rejects the whole
+  answer; boxes overlapping above IoU 0.5 keep the largest (`remove_repeated_boxes_nms`, :836-881);
+  coordinates unchanged. `think2seg eval --protocol think2seg` uses it.
+- ``reference_train``: the training parser behind the reference's mask and format rewards (`parse_sam_json`,
+  :720-775): ``reference`` plus a required ```` ```json ```` block and required `positive_points`.
+- ``tolerant`` (ours, for the app: segment, serve, batch, the plugin): the answer block even without
+  `</answer>`, the json fence optional, broken JSON repaired, each instance keeps whatever of its box and
+  points is usable (an unusable instance is dropped, not the whole answer), coordinates clipped to the frame
+  and box corners sorted, boxes under a pixel dropped, duplicates keep the largest box.
 """
 
 from __future__ import annotations
@@ -11,42 +27,72 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 import json_repair
 
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+ParseMode = Literal["tolerant", "reference", "reference_train"]
+PARSE_MODES: tuple[str, ...] = ("tolerant", "reference", "reference_train")
+DEFAULT_PARSE_MODE: ParseMode = "tolerant"
+
+_ANSWER_OPEN_ENDED = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+_ANSWER_CLOSED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
-_JSON_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*(?:```|$)", re.DOTALL)
-_SHAPE = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
+_JSON_FENCE_OPTIONAL = re.compile(r"```(?:json)?\s*(.*?)\s*(?:```|$)", re.DOTALL)
+_JSON_FENCE_REQUIRED = re.compile(r"```json\s*(.*?)\s*```", re.DOTALL)
+# The reference's shape reward (geo_reward_func_ultra.py:959-961): a full match, nothing before or after.
+_SHAPE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 
 #: Boxes overlapping more than this are the same target written twice (the reference's NMS threshold).
 DUPLICATE_IOU = 0.5
+#: Positive points per instance the prompt asks for (and the reference's parsers require).
+POINTS_PER_INSTANCE = 2
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
 class PromptInstance:
-    """One target: a box (x1, y1, x2, y2) and positive points, in the frame the model wrote them in."""
+    """One target: a box (x1, y1, x2, y2) or None, and positive points (possibly none), in the frame the
+    model wrote them in. SAM2 is prompted with whatever is there (at least one of the two)."""
 
-    box: tuple[float, float, float, float]
-    points: tuple[tuple[float, float], ...]
+    box: Box | None
+    points: tuple[Point, ...] = ()
 
     def scaled(self, sx: float, sy: float) -> PromptInstance:
-        x1, y1, x2, y2 = self.box
-        return PromptInstance(
-            box=(x1 * sx, y1 * sy, x2 * sx, y2 * sy),
-            points=tuple((x * sx, y * sy) for x, y in self.points),
-        )
+        box = None
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            box = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+        return PromptInstance(box=box, points=tuple((x * sx, y * sy) for x, y in self.points))
+
+    @property
+    def anchor(self) -> Point:
+        """Where the instance is: its box centre, or without a box the mean of its points."""
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            return ((x1 + x2) / 2, (y1 + y2) / 2)
+        xs, ys = zip(*self.points)
+        return (sum(xs) / len(xs), sum(ys) / len(ys))
 
 
 @dataclass
 class ParsedAnswer:
-    """status: "ok" (instances found), "empty" (the model answered []), "unparsed" (no usable answer)."""
+    """status: "ok" (instances found), "empty" (the model answered []), "unparsed" (no usable answer).
+
+    `format_ok` is the parser's verdict on the JSON alone (the reference's format reward); it differs from
+    `status != "unparsed"` only in the reference modes, where the reference's parser accepts numbers written
+    as strings that its SAM2 call then cannot take (the reference scores such an answer as a failure).
+    """
 
     status: str
     instances: list[PromptInstance] = field(default_factory=list)
     reasoning: str = ""
     reason: str = ""
     dropped: int = 0
+    mode: str = DEFAULT_PARSE_MODE
+    format_ok: bool = False
 
     @property
     def parsed(self) -> bool:
@@ -62,14 +108,65 @@ def extract_reasoning(text: str) -> str:
 
 
 def has_think_answer_shape(text: str) -> bool:
-    """The shape reward's test: `<think>..</think>` then `<answer>..</answer>` and nothing else."""
-    return bool(_SHAPE.match(text))
+    """The shape reward's test: `<think>..</think>`, blanks, `<answer>..</answer>`, and nothing else."""
+    return bool(_SHAPE.fullmatch(text or ""))
 
 
-def _json_text(text: str) -> str | None:
-    m = _ANSWER.search(text)
+def box_iou(a, b) -> float:
+    """IoU of two (x1, y1, x2, y2) boxes, computed as the reference does (corners taken as written)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _box_area(b) -> float:
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def duplicate_indices(boxes: list, iou: float = DUPLICATE_IOU) -> set[int]:
+    """Indices (into `boxes`; None entries take no part) removed as duplicates: largest box first, every
+    later box overlapping a kept one above `iou` goes (the reference's `remove_repeated_boxes_nms`)."""
+    order = sorted((i for i, b in enumerate(boxes) if b is not None), key=lambda i: _box_area(boxes[i]), reverse=True)
+    removed: set[int] = set()
+    for k, i in enumerate(order):
+        if i in removed:
+            continue
+        for j in order[k + 1:]:
+            if j not in removed and box_iou(boxes[i], boxes[j]) > iou:
+                removed.add(j)
+    return removed
+
+
+def remove_duplicates(instances: list[PromptInstance], iou: float = DUPLICATE_IOU) -> list[PromptInstance]:
+    """Instances without the duplicates of larger boxes, in the model's order; box-less ones are kept."""
+    gone = duplicate_indices([inst.box for inst in instances], iou)
+    return [inst for i, inst in enumerate(instances) if i not in gone]
+
+
+def _load_json(raw: str):
+    """json.loads, else json_repair.loads (as the reference); None when neither gives anything."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        try:
+            return json_repair.loads(raw)
+        except Exception:  # json_repair raises a variety of errors on hostile input
+            return None
+    except (RecursionError, ValueError):  # very deep nesting; lone surrogates
+        return None
+
+
+def _unparsed(reason: str, reasoning: str, mode: str, **kw) -> ParsedAnswer:
+    return ParsedAnswer("unparsed", reasoning=reasoning, reason=f"no parseable answer: {reason}", mode=mode, **kw)
+
+
+# -- tolerant ---------------------------------------------------------------------------------------------
+def _tolerant_json_text(text: str) -> str | None:
+    m = _ANSWER_OPEN_ENDED.search(text)
     body = m.group(1) if m else text
-    fence = _JSON_FENCE.search(body)
+    fence = _JSON_FENCE_OPTIONAL.search(body)
     if fence:
         body = fence.group(1)
     start, end = body.find("["), body.rfind("]")
@@ -79,14 +176,16 @@ def _json_text(text: str) -> str | None:
 
 
 def _number(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        if isinstance(v, str):
-            try:
-                v = float(v)
-            except ValueError:
-                return None
-        else:
+    """A finite float from a JSON number or a numeric string; None otherwise (booleans included)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
             return None
+    if not isinstance(v, (int, float)):
+        return None
     v = float(v)
     return v if math.isfinite(v) else None
 
@@ -95,14 +194,10 @@ def _clip(v: float, hi: float) -> float:
     return min(max(v, 0.0), hi)
 
 
-def _instance(obj, frame_w: float, frame_h: float) -> PromptInstance | None:
-    if not isinstance(obj, dict):
+def _tolerant_box(raw, frame_w: float, frame_h: float) -> Box | None:
+    if not isinstance(raw, (list, tuple)) or len(raw) != 4:
         return None
-    box = obj.get("bbox_2d")
-    pts = obj.get("positive_points")
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        return None
-    nums = [_number(v) for v in box]
+    nums = [_number(v) for v in raw]
     if any(v is None for v in nums):
         return None
     x1, y1, x2, y2 = nums
@@ -110,79 +205,180 @@ def _instance(obj, frame_w: float, frame_h: float) -> PromptInstance | None:
     y1, y2 = sorted((_clip(y1, frame_h), _clip(y2, frame_h)))
     if x2 - x1 < 1 or y2 - y1 < 1:
         return None
-    if not isinstance(pts, (list, tuple)) or len(pts) != 2:
-        return None
+    return (x1, y1, x2, y2)
+
+
+def _tolerant_points(raw, frame_w: float, frame_h: float) -> tuple[Point, ...]:
+    if not isinstance(raw, (list, tuple)):
+        return ()
     points = []
-    for p in pts:
-        if not isinstance(p, (list, tuple)) or len(p) != 2:
-            return None
-        px, py = _number(p[0]), _number(p[1])
-        if px is None or py is None:
-            return None
-        points.append((_clip(px, frame_w), _clip(py, frame_h)))
-    return PromptInstance(box=(x1, y1, x2, y2), points=tuple(points))
+    for p in raw:
+        if isinstance(p, (list, tuple)) and len(p) == 2:
+            x, y = _number(p[0]), _number(p[1])
+            if x is not None and y is not None:
+                points.append((_clip(x, frame_w), _clip(y, frame_h)))
+    return tuple(points)
 
 
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def remove_duplicates(instances: list[PromptInstance], iou: float = DUPLICATE_IOU) -> list[PromptInstance]:
-    """Greedy NMS in the model's order (it has no scores): keep the first of boxes overlapping > iou."""
-    kept: list[PromptInstance] = []
-    for inst in instances:
-        if all(box_iou(inst.box, k.box) <= iou for k in kept):
-            kept.append(inst)
-    return kept
-
-
-def parse_answer(text: str, frame_w: float = 840, frame_h: float | None = None) -> ParsedAnswer:
-    """Parse a completion into instances clipped to the frame, duplicates removed."""
-    frame_h = frame_w if frame_h is None else frame_h
-    reasoning = extract_reasoning(text or "")
-    if not text or not text.strip():
-        return ParsedAnswer("unparsed", reasoning=reasoning, reason="no parseable answer: the model wrote nothing")
-    raw = _json_text(text)
+def _parse_tolerant(text: str, frame_w: float, frame_h: float, reasoning: str) -> ParsedAnswer:
+    mode = "tolerant"
+    raw = _tolerant_json_text(text)
     if raw is None:
-        return ParsedAnswer("unparsed", reasoning=reasoning, reason="no parseable answer: no JSON list in the answer")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        try:
-            data = json_repair.loads(raw)
-        except Exception:  # json_repair raises a variety of errors on hostile input
-            data = None
+        return _unparsed("no JSON list in the answer", reasoning, mode)
+    data = _load_json(raw)
     if not isinstance(data, list):
-        return ParsedAnswer("unparsed", reasoning=reasoning, reason="no parseable answer: the JSON is not a list")
-    if len(data) == 0:
-        return ParsedAnswer("empty", reasoning=reasoning, reason="empty list: nothing matches")
-    instances = [i for i in (_instance(o, frame_w, frame_h) for o in data) if i is not None]
+        return _unparsed("the JSON is not a list", reasoning, mode)
+    if not data:
+        return ParsedAnswer("empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True)
+    instances = []
+    for obj in data:
+        if not isinstance(obj, dict):
+            continue
+        box = _tolerant_box(obj.get("bbox_2d"), frame_w, frame_h)
+        points = _tolerant_points(obj.get("positive_points"), frame_w, frame_h)
+        if box is not None or points:
+            instances.append(PromptInstance(box, points))
     dropped = len(data) - len(instances)
     if not instances:
-        return ParsedAnswer(
-            "unparsed",
-            reasoning=reasoning,
-            reason=f"no parseable answer: none of the {len(data)} instances has a valid box and two points",
-            dropped=dropped,
-        )
+        return _unparsed(f"none of the {len(data)} instances has a valid box or point", reasoning, mode,
+                         dropped=dropped)
     unique = remove_duplicates(instances)
     dropped += len(instances) - len(unique)
-    return ParsedAnswer("ok", instances=unique, reasoning=reasoning, dropped=dropped)
+    return ParsedAnswer("ok", instances=unique, reasoning=reasoning, dropped=dropped, mode=mode, format_ok=True)
+
+
+# -- reference --------------------------------------------------------------------------------------------
+def _is_number(v) -> bool:
+    """What numpy turns into a number array and SAM2 accepts (JSON true/false included, as np.array does)."""
+    return isinstance(v, (int, float))
+
+
+def _floatable(v) -> bool:
+    """The reference's point check: `float(v)` succeeds (so "12" passes it, None and lists do not)."""
+    if isinstance(v, (int, float)):
+        return True
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _reference_points_ok(points) -> bool:
+    return (isinstance(points, list) and len(points) == POINTS_PER_INSTANCE
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and _floatable(p[0]) and _floatable(p[1])
+                    for p in points))
+
+
+def _reference_json_text(text: str, fence_required: bool) -> tuple[str | None, str]:
+    if "<answer>" in text and "</answer>" in text:
+        m = _ANSWER_CLOSED.search(text)
+        if m:
+            text = m.group(1).strip()
+    if fence_required:
+        if "```json" not in text:
+            return None, "the answer has no ```json block"
+        m = _JSON_FENCE_REQUIRED.search(text)
+        if not m:
+            return None, "the ```json block is not closed"
+        text = m.group(1).strip()
+    if "[" in text and "]" in text:
+        text = text[text.find("[") : text.rfind("]") + 1]
+    return text, ""
+
+
+def _reference_instance_problem(i: int, obj, training: bool) -> str:
+    """Why instance i fails the reference's checks, or "" (geo_reward_func_ultra.py:751-766, :799-814)."""
+    n = i + 1
+    if not isinstance(obj, dict):
+        return f"instance {n} is not a JSON object"
+    has_box, has_points = "bbox_2d" in obj, "positive_points" in obj
+    if not (has_box or has_points):
+        return f"instance {n} has neither bbox_2d nor positive_points"
+    if has_box and not (isinstance(obj["bbox_2d"], list) and len(obj["bbox_2d"]) == 4):
+        return f"instance {n} has a bbox_2d that is not a list of 4 numbers"
+    if (has_points or training) and not _reference_points_ok(obj.get("positive_points")):
+        return f"instance {n} does not have exactly {POINTS_PER_INSTANCE} positive_points of 2 numbers"
+    # The reference allows 0 negative points: a present key fails, unless it is null (see _parse_reference).
+    if obj.get("negative_points") is not None:
+        return f"instance {n} has negative_points, which the published prompt does not use"
+    return ""
+
+
+def _parse_reference(text: str, reasoning: str, training: bool) -> ParsedAnswer:
+    mode = "reference_train" if training else "reference"
+    raw, why = _reference_json_text(text, fence_required=training)
+    if raw is None:
+        return _unparsed(why, reasoning, mode)
+    data = _load_json(raw)
+    if not isinstance(data, list):
+        return _unparsed("the JSON is not a list", reasoning, mode)
+    for i, obj in enumerate(data):
+        problem = _reference_instance_problem(i, obj, training)
+        if problem:
+            return _unparsed(f"{problem} (one invalid instance rejects the whole answer)", reasoning, mode)
+    if not data:
+        return ParsedAnswer("empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True)
+    boxes = [obj.get("bbox_2d") for obj in data]
+    if len(data) > 1:
+        # The reference computes every box's area here (even a lone box's); a non-number raises and its
+        # parser rejects the answer.
+        if any(not _is_number(v) for b in boxes if b is not None for v in b):
+            return _unparsed("a bbox_2d holds something other than numbers", reasoning, mode)
+        gone = duplicate_indices(boxes)
+    else:
+        gone = set()
+    kept = [obj for i, obj in enumerate(data) if i not in gone]
+    values = [v for obj in kept for v in (obj.get("bbox_2d") or [])]
+    values += [v for obj in kept for p in (obj.get("positive_points") or []) for v in p]
+    # Two things the reference's parser accepts but its SAM2 call then raises on, so the image scores as a
+    # failure while the format reward still gives 1: numbers written as strings (np.array makes strings of
+    # them) and `"negative_points": null` (len(None)).
+    if not all(_is_number(v) for v in values):
+        return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode, format_ok=True, dropped=len(gone),
+                            reason="no usable answer: coordinates written as strings, which SAM2 cannot take")
+    if any("negative_points" in obj for obj in kept):
+        return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode, format_ok=True, dropped=len(gone),
+                            reason="no usable answer: negative_points is null, which SAM2 cannot take")
+    instances = [
+        PromptInstance(
+            box=tuple(float(v) for v in obj["bbox_2d"]) if "bbox_2d" in obj else None,
+            points=tuple((float(x), float(y)) for x, y in obj.get("positive_points") or ()),
+        )
+        for obj in kept
+    ]
+    return ParsedAnswer("ok", instances=instances, reasoning=reasoning, dropped=len(gone), mode=mode, format_ok=True)
+
+
+def check_parse_mode(mode: str) -> str:
+    if mode not in PARSE_MODES:
+        from .errors import BadInput
+
+        raise BadInput(f"Unknown parse mode '{mode}': use {', '.join(PARSE_MODES)}.", code="bad_options")
+    return mode
+
+
+def parse_answer(text: str, frame_w: float = 840, frame_h: float | None = None,
+                 mode: ParseMode | str = DEFAULT_PARSE_MODE) -> ParsedAnswer:
+    """Parse a completion into prompt instances under one of PARSE_MODES (see the module's docstring).
+
+    `frame_w`/`frame_h` (the model's frame) only matter in tolerant mode, which clips to them.
+    """
+    check_parse_mode(mode)
+    frame_h = frame_w if frame_h is None else frame_h
+    text = text or ""
+    reasoning = extract_reasoning(text)
+    if not text.strip():
+        return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode,
+                            reason="no parseable answer: the model wrote nothing")
+    if mode == "tolerant":
+        return _parse_tolerant(text, frame_w, frame_h, reasoning)
+    return _parse_reference(text, reasoning, training=mode == "reference_train")
 
 
 def is_valid_json_answer(text: str) -> bool:
-    """The JSON-validity reward's test: a list whose items are all well formed (an empty list counts)."""
-    raw = _json_text(text or "")
-    if raw is None:
-        return False
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        return False
-    if not isinstance(data, list):
-        return False
-    return all(_instance(o, float("inf"), float("inf")) is not None for o in data)
+    """The reference's format reward test (`sam_format_reward`, :922-955): its training parser accepts the
+    answer (a ```json block, json_repair allowed, two positive points, box optional, no negative_points)."""
+    return parse_answer(text, mode="reference_train").format_ok

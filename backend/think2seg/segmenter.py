@@ -1,7 +1,7 @@
 """The segmenter: a frozen SAM2.1 through the `sam2` package's own classes.
 
 `build_sam2` + `SAM2ImagePredictor`, one image embedding per tile (`set_image` once), then one `predict`
-per instance with its box and two positive points (method.md: `multimask_output=False`, labels [1, 1]);
+per instance with its box and/or positive points (docs/method.md: `multimask_output=False`, labels 1);
 the instance masks are OR-merged into the answer and each instance's own mask is kept.
 """
 
@@ -63,11 +63,14 @@ class Segmenter:
         merged = np.zeros((h, w), dtype=bool)
         masks, scores = [], []
         for inst in instances:
+            # SAM2 gets what the instance has (the reference's rule): a box alone has no point arrays, points
+            # alone no box; points are all positive (label 1).
+            has_points = len(inst.points) > 0
             with self._autocast():
                 m, s, _ = self.predictor.predict(
-                    point_coords=np.asarray(inst.points, dtype=np.float32),
-                    point_labels=np.ones(len(inst.points), dtype=np.int32),
-                    box=np.asarray(inst.box, dtype=np.float32),
+                    point_coords=np.asarray(inst.points, dtype=np.float32) if has_points else None,
+                    point_labels=np.ones(len(inst.points), dtype=np.int32) if has_points else None,
+                    box=np.asarray(inst.box, dtype=np.float32) if inst.box is not None else None,
                     multimask_output=False,
                 )
             mask = np.asarray(m[0]) > 0

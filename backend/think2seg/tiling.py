@@ -219,14 +219,13 @@ def _in_core(x: float, y: float, core) -> bool:
 
 def tile_entry(grid: TileGrid, spec: TileSpec, query_index: int, result) -> dict:
     """One (tile, query) answer as kept in a shard: mask pieces clipped to the core (raster pixels, WKB),
-    the prompts whose box centre lies in the core, the reasoning."""
+    the prompts whose box centre (points' mean without a box) lies in the core, the reasoning."""
     pieces, instances = [], []
     for inst in result.instances:
         piece = clip_to_core(grid.to_pixels(inst.geometry), spec.core) if not inst.geometry.is_empty else MultiPolygon()
         for poly in piece.geoms:  # one piece per connected part: features are connected regions
             pieces.append({"instance": inst.instance, "score": float(inst.score), "wkb": shapely.to_wkb(poly, hex=True)})
-        x1, y1, x2, y2 = inst.box_pixel
-        if _in_core((x1 + x2) / 2, (y1 + y2) / 2, spec.core):
+        if _in_core(*inst.anchor_pixel, spec.core):
             d = inst.to_dict()
             d["points_in_core"] = [bool(_in_core(px, py, spec.core)) for px, py in inst.points_pixel]
             instances.append(d)
@@ -445,7 +444,8 @@ class TiledResult:
             for j, (xy, inside) in enumerate(zip(inst["points_crs"], inst.get("points_in_core", []))):
                 if inside:
                     rows["prompt_points"].append((Point(xy), {**attrs, "point": j + 1}))
-            rows["prompt_boxes"].append((MultiPolygon([Polygon(inst["box_crs"])]), attrs))
+            if inst.get("box_crs"):  # None when the model gave only points
+                rows["prompt_boxes"].append((MultiPolygon([Polygon(inst["box_crs"])]), attrs))
         return rows
 
 

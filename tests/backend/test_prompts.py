@@ -34,10 +34,9 @@ def test_empty_list_means_nothing_matches():
     ("<think>hmm</think>", "no JSON list"),
     # an object, not a list: the outermost [...] is the box, whose items are no instances
     ("<answer>```json{\"bbox_2d\": [1,2,3,4]}```</answer>", "none of the 4 instances"),
-    ('<answer>```json[{"bbox_2d": [1,2,3], "positive_points": [[1,1],[2,2]]}]```</answer>', "valid box"),
-    ('<answer>```json[{"bbox_2d": [1,2,30,40], "positive_points": [[1,1]]}]```</answer>', "valid box"),
-    ('<answer>```json["a", 3, null]```</answer>', "valid box"),
-    ('<answer>[{"bbox_2d": ["a","b","c","d"], "positive_points": [[1,1],[2,2]]}]</answer>', "valid box"),
+    ('<answer>```json[{"bbox_2d": [1,2,3], "positive_points": [[1,1e999]]}]```</answer>', "valid box or point"),
+    ('<answer>```json["a", 3, null]```</answer>', "valid box or point"),
+    ('<answer>[{"bbox_2d": ["a","b","c","d"], "positive_points": [[1,"x"]]}]</answer>', "valid box or point"),
 ])
 def test_unusable_answers_are_reasons_not_exceptions(text, reason):
     r = parse_answer(text)
@@ -65,19 +64,29 @@ def test_coordinates_clipped_to_frame_and_box_corners_sorted():
     assert inst.points == ((0, 10), (840, 840))
 
 
-def test_degenerate_boxes_and_non_finite_numbers_dropped():
+def test_degenerate_boxes_and_non_finite_numbers_dropped_usable_parts_kept():
     text = ('<answer>[{"bbox_2d": [5, 5, 5, 50], "positive_points": [[5, 5], [5, 6]]}, '
             '{"bbox_2d": [1e999, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}, '
-            '{"bbox_2d": [0, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}]</answer>')
+            '{"bbox_2d": [0, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}, '
+            '{"bbox_2d": [0, 0, 1e999, 10], "positive_points": [[1e999, 1]]}]</answer>')
     r = parse_answer(text)
-    assert r.status == "ok" and len(r.instances) == 1 and r.dropped == 2
+    assert r.status == "ok" and r.dropped == 1
+    assert [(i.box, len(i.points)) for i in r.instances] == [(None, 2), (None, 2), ((0, 0, 10, 10), 2)]
 
 
-def test_duplicate_boxes_removed_at_iou_half():
+def test_tolerant_keeps_what_an_instance_has():
+    r = parse_answer('<answer>[{"bbox_2d": [1,2,3], "positive_points": [[1,1],[2,2]]}, '
+                     '{"bbox_2d": [100,100,300,400], "positive_points": [[1,1]]}]</answer>')
+    assert [(i.box, i.points) for i in r.instances] == [(None, ((1, 1), (2, 2))), ((100, 100, 300, 400), ((1, 1),))]
+
+
+def test_duplicate_boxes_removed_at_iou_half_keeping_the_largest():
     a = P((0, 0, 100, 100), ((1, 1), (2, 2)))
     b = P((5, 5, 100, 100), ((3, 3), (4, 4)))  # IoU 0.9025 with a
     c = P((50, 0, 150, 100), ((60, 5), (70, 5)))  # IoU 1/3 with a
+    pts = P(None, ((1, 1),))  # no box: never a duplicate
     assert remove_duplicates([a, b, c]) == [a, c]
+    assert remove_duplicates([b, pts, a, c]) == [pts, a, c]
 
 
 def test_hostile_answers_do_not_raise():
@@ -110,3 +119,5 @@ def test_scaling_to_tile_pixels():
     s = p.scaled(1000 / 840, 500 / 840)
     assert s.box == pytest.approx((100, 25, 500, 500))
     assert [tuple(map(float, q)) for q in s.points] == [pytest.approx((100, 50)), pytest.approx((0, 500))]
+    assert P(None, ((84, 84),)).scaled(2, 3) == P(None, ((168, 252),))
+    assert P((0, 0, 84, 84)).scaled(2, 1).points == ()

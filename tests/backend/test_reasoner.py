@@ -52,3 +52,43 @@ def test_a_qwen3_vl_checkpoint_loads_the_same_way(tmp_path):
     out = r.generate([np.zeros((100, 120, 3), np.uint8)], ["the lake"], max_reasoning_tokens=8, answer_budget=4)[0]
     # an untrained model rambles; the budget still closes its reasoning and opens the answer block
     assert out.forced_answer and "</think>\n<answer>" in out.text
+
+
+def test_generation_config_is_complete_and_ours(tiny_pipeline):
+    r = tiny_pipeline.reasoner
+    greedy = r.generation_config(64)
+    assert greedy.do_sample is False and greedy.num_beams == 1 and greedy.max_new_tokens == 64
+    assert greedy.repetition_penalty == 1.0 and greedy.no_repeat_ngram_size == 0
+    # the reference's eos pair, as the tiny tokenizer spells them (<|im_end|>, <|endoftext|>)
+    assert sorted(greedy.eos_token_id) == [151643, 151645] and greedy.pad_token_id == 151643
+    sampled = r.generation_config(64, sample=True)
+    assert sampled.do_sample is True and sampled.top_k == 50 and sampled.temperature == 1.0
+    assert r.generation_config(8, cache_implementation="static").cache_implementation == "static"
+    # the model's own config is emptied: nothing of the checkpoint can fill a setting left unset
+    assert r.model.generation_config.repetition_penalty is None and r.model.generation_config.do_sample is None
+    settings = r.decoding_settings(64, answer_budget=0)
+    assert settings["strategy"] == "greedy" and settings["forced_answer_tokens"] == 0
+
+
+@pytest.mark.slow
+def test_checkpoint_generation_config_never_applies(tiny_models_dir, tmp_path):
+    """A folder whose generation_config.json sets penalties, n-gram bans and sampling answers token for token
+    as the plain one; the same file, if transformers applied it, would change the answer."""
+    import torch
+    from think2seg.reasoner import Reasoner
+    from think2seg.testing.tiny_models import KNOWN_COMPLETION, copy_with_generation_config
+
+    hostile = Reasoner.from_pretrained(str(copy_with_generation_config(tiny_models_dir / "reasoner", tmp_path / "r")),
+                                       device="cpu")
+    assert hostile.checkpoint_generation_config.repetition_penalty == 5.0
+    rgb = [np.full((120, 160, 3), 90, np.uint8)]
+    torch.manual_seed(0)
+    out = hostile.generate(rgb, ["the ponds"], max_reasoning_tokens=96)[0]
+    assert out.text == KNOWN_COMPLETION and not out.forced_answer  # the plain folder's answer
+    from think2seg.reasoner import to_model_image
+
+    inputs = hostile.encode([to_model_image(rgb[0])], [hostile.prompt_text("the ponds")])
+    with torch.inference_mode():
+        ids = hostile.model.generate(**inputs, generation_config=hostile.checkpoint_generation_config, max_new_tokens=96)
+    applied = hostile.processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert applied != KNOWN_COMPLETION

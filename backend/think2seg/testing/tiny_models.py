@@ -247,6 +247,23 @@ def build_sam(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     return path
 
 
+#: A checkpoint generation_config.json that would change greedy answers if transformers applied it:
+#: Qwen2.5-VL's own files carry repetition_penalty 1.05 and sampling settings; these are stronger.
+HOSTILE_GENERATION_CONFIG = {
+    "bos_token_id": 151643, "pad_token_id": 151643, "eos_token_id": [151645, 151643],
+    "do_sample": True, "temperature": 3.0, "top_k": 5, "top_p": 0.5, "repetition_penalty": 5.0,
+    "no_repeat_ngram_size": 2, "min_new_tokens": 3,
+}
+
+
+def copy_with_generation_config(src: Path, dst: Path, generation_config: dict | None = None) -> Path:
+    """A copy of a model folder whose generation_config.json is replaced (HOSTILE_GENERATION_CONFIG by default)."""
+    dst = Path(dst)
+    shutil.copytree(src, dst)
+    (dst / "generation_config.json").write_text(json.dumps(generation_config or HOSTILE_GENERATION_CONFIG, indent=1))
+    return dst
+
+
 def check_reasoner(folder: Path) -> str:
     from ..reasoner import Reasoner
 

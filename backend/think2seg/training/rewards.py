@@ -1,15 +1,21 @@
-"""The three rewards of mask-only GRPO (method.md), as TRL reward functions.
+r"""The three rewards of mask-only GRPO, as TRL reward functions, following the reference's rules.
 
 A TRL reward function takes the completions and every dataset column as keyword lists (one entry per
 completion) and returns one float per completion; TRL sums them (weight 1 each) into the reward whose
-group-relative advantage drives the update:
+group-relative advantage drives the update. Each follows Ricardo-XZ/Think2Seg-RS geo_reward_func_ultra.py
+(docs/method.md, "ours vs reference", rows 8a-8c):
 
 - `mask_reward` (`MaskReward`): 2 x IoU(OR-merged SAM2 mask of the answer's prompts, ground truth), in
-  [0, 2]. On an image with no target: 2 (= 2 x IoU 1) when the model answered `[]`, else 0. An answer that
-  cannot be parsed, or an empty list on an image that has a target, scores 0. The frozen SAM2 embeds each
-  distinct image of the batch once (`set_image` once per group of completions).
-- `json_validity_reward`: 1 when the answer is a JSON list of well-formed instances (`[]` included).
-- `think_answer_shape_reward`: 1 for `<think>..</think>` then `<answer>..</answer>` and nothing else.
+  [0, 2] (`sam_reward_func_ultra`, :462-572, weight 2 at :654). The answer is read with the reference's
+  *training* parser (`parse_answer(mode="reference_train")`, `parse_sam_json` :720-775): a ```` ```json ````
+  block, two positive points on every instance, every instance valid, else 0. On an image with no target:
+  2 (= 2 x IoU 1) when the model answered `[]`, else 0. An empty list on an image that has a target scores 0.
+  The frozen SAM2 embeds each distinct image of the batch once (`set_image` once per group of completions).
+- `json_validity_reward`: 1 when that same training parser accepts the answer (`sam_format_reward`,
+  :922-955: json_repair-fixed JSON accepted, two positive points required, box optional, `negative_points`
+  rejected; `[]` included).
+- `think_answer_shape_reward`: 1 when the whole completion matches `<think>.*?</think>\s*<answer>.*?</answer>`
+  (`thk_ans_format_reward`, :957-961, a full match: nothing before or after).
 
 Everything is computed in the frame of the image the model saw (840 x 840 in training), the label resized
 NEAREST to it, as the reference does.
@@ -27,6 +33,8 @@ from ..prompt_template import MODEL_FRAME
 from ..prompts import has_think_answer_shape, is_valid_json_answer, parse_answer
 
 MASK_WEIGHT = 2.0
+#: The reference's training parser (`parse_sam_json`), stricter than its evaluation parser.
+REWARD_PARSE_MODE = "reference_train"
 
 
 def completion_text(completion) -> str:
@@ -135,7 +143,7 @@ class MaskReward:
             gt = self._gt(masks[first], (w, h))
             todo = []
             for i in members:
-                parsed = parse_answer(completion_text(completions[i]), self.frame, self.frame)
+                parsed = parse_answer(completion_text(completions[i]), self.frame, self.frame, mode=REWARD_PARSE_MODE)
                 if not gt.any():
                     ious[i] = 1.0 if parsed.status == "empty" else 0.0
                 elif parsed.status == "ok":
