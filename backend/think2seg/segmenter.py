@@ -1,13 +1,19 @@
 """The segmenter: a frozen SAM2.1 through the `sam2` package's own classes.
 
-`build_sam2` + `SAM2ImagePredictor`, one image embedding per tile (`set_image` once), then one `predict`
+`build_sam2` + `SAM2ImagePredictor`, one image embedding per image (`set_image` once), then one `predict`
 per instance with its box and/or positive points (docs/method.md: `multimask_output=False`, labels 1);
 the instance masks are OR-merged into the answer and each instance's own mask is kept.
+
+The segmenter owns its state, like `SAM2ImagePredictor`: `embedded_key` says which image is embedded, and
+a bounded LRU of embeddings (by bytes) keyed by a content key (`image_key`) lets a second query on the same
+image skip the image encoder, whichever entry point (service, batch, evaluation) asks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +23,19 @@ from .prompts import PromptInstance
 from .reasoner import pick_device
 from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
 
+#: Default bound of the embedding cache: SAM2's features for one 1024 x 1024 image are ~16 MiB in float32
+#: (image embedding + two high-resolution maps), so 1 GiB holds ~60 views on a GPU and 256 MiB ~15 on a CPU.
+DEFAULT_CACHE_BYTES = {"cuda": 1 << 30, "cpu": 256 << 20}
+
+
+def image_key(rgb: np.ndarray) -> str:
+    """A content key for an image: a fast hash (BLAKE2b) of its pixels, shape and dtype."""
+    a = np.ascontiguousarray(rgb)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{a.shape}|{a.dtype}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
 
 @dataclass
 class MaskSet:
@@ -25,15 +44,38 @@ class MaskSet:
     scores: list[float]  # SAM2's predicted IoU per instance
 
 
+@dataclass
+class _Embedding:
+    features: dict  # SAM2ImagePredictor._features: image_embed + high_res_feats
+    orig_hw: list
+    nbytes: int
+
+
+def _tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 class Segmenter:
-    def __init__(self, predictor, model_id: str, size: str, device: torch.device):
+    def __init__(self, predictor, model_id: str, size: str, device: torch.device, cache_bytes: int | None = None):
         self.predictor = predictor
         self.model_id = model_id
         self.size = size
         self.device = device
+        #: the most bytes of embeddings kept for reuse (0 keeps none: every new key is embedded again)
+        self.cache_bytes = DEFAULT_CACHE_BYTES.get(device.type, DEFAULT_CACHE_BYTES["cpu"]) if cache_bytes is None \
+            else int(cache_bytes)
+        self._cache: OrderedDict[str, _Embedding] = OrderedDict()
+        self._embedded_key: str | None = None
 
     @classmethod
-    def from_pretrained(cls, sam: str = DEFAULT_SAM_SIZE, size: str | None = None, device: str | None = None) -> Segmenter:
+    def from_pretrained(cls, sam: str = DEFAULT_SAM_SIZE, size: str | None = None, device: str | None = None,
+                        cache_bytes: int | None = None) -> Segmenter:
         """`sam` is a size (tiny/small/base_plus/large, fetched from the hub) or a local checkpoint path."""
         from sam2.build_sam import build_sam2
         from sam2.sam2_image_predictor import SAM2ImagePredictor
@@ -43,7 +85,21 @@ class Segmenter:
         model = build_sam2(spec.config, ckpt_path=ckpt, device=str(dev), mode="eval")
         model.requires_grad_(False)
         model_id = f"sam2.1_hiera_{spec.name}"
-        return cls(SAM2ImagePredictor(model), model_id, spec.name, dev)
+        return cls(SAM2ImagePredictor(model), model_id, spec.name, dev, cache_bytes)
+
+    @property
+    def embedded_key(self) -> str | None:
+        """The key of the image whose embedding `predict` uses (None: none, or one embedded without a key)."""
+        return self._embedded_key
+
+    @property
+    def cached_bytes(self) -> int:
+        return sum(e.nbytes for e in self._cache.values())
+
+    @property
+    def cached_keys(self) -> list[str]:
+        """The keys whose embeddings are kept, least recently used first."""
+        return list(self._cache)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -51,10 +107,34 @@ class Segmenter:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def set_image(self, rgb: np.ndarray) -> None:
-        """Compute the image embedding once; every `predict` after it reuses it."""
+    def set_image(self, rgb: np.ndarray, key: str | None = None) -> None:
+        """Embed the image once; every `predict` after it reuses it. With a `key` (`image_key(rgb)`), an image
+        already embedded (now or still in the cache) is not embedded again."""
+        p = self.predictor
+        if key is not None and key == self._embedded_key and p._is_image_set:
+            return
+        cached = self._cache.get(key) if key is not None else None
+        if cached is not None:
+            self._cache.move_to_end(key)
+            p.reset_predictor()
+            p._features, p._orig_hw, p._is_image_set, p._is_batch = cached.features, list(cached.orig_hw), True, False
+            self._embedded_key = key
+            return
         with self._autocast():
-            self.predictor.set_image(np.ascontiguousarray(rgb, dtype=np.uint8))
+            p.set_image(np.ascontiguousarray(rgb, dtype=np.uint8))
+        self._embedded_key = key
+        if key is not None:
+            self._remember(key, _Embedding(p._features, list(p._orig_hw), _tensor_bytes(p._features)))
+
+    def _remember(self, key: str, emb: _Embedding) -> None:
+        if emb.nbytes > self.cache_bytes:
+            return
+        self._cache[key] = emb
+        while self.cached_bytes > self.cache_bytes:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
 
     @torch.inference_mode()
     def predict(self, instances: list[PromptInstance], shape: tuple[int, int]) -> MaskSet:
@@ -79,9 +159,9 @@ class Segmenter:
             merged |= mask
         return MaskSet(merged, masks, scores)
 
-    def segment(self, rgb: np.ndarray, instances: list[PromptInstance]) -> MaskSet:
+    def segment(self, rgb: np.ndarray, instances: list[PromptInstance], key: str | None = None) -> MaskSet:
         if not instances:
             h, w = rgb.shape[:2]
             return MaskSet(np.zeros((h, w), dtype=bool), [], [])
-        self.set_image(rgb)
+        self.set_image(rgb, key)
         return self.predict(instances, rgb.shape[:2])
