@@ -13,6 +13,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,12 +24,12 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window, WindowError
 
 from .errors import BadInput
+from .options import DEFAULT_MAX_READ
 
-#: Longest side read in one go when the raster is larger (the rest is resampled); tiling is in `tiling`.
-DEFAULT_MAX_READ = 2048
 STRETCH_PERCENTILES = (2.0, 98.0)
 STRETCH_SAMPLE = 1 << 18
 
@@ -65,9 +68,35 @@ class RasterTile:
         return abs(a.a * a.e - a.b * a.d)
 
 
+#: GDAL drivers of self-contained raster files, the only ones an upload may be opened with: none of these
+#: formats can name another file or a URL (VRT, GDAL_WMS, MBTiles... can, so they are refused).
+UPLOAD_DRIVERS = ("GTiff", "PNG", "JPEG", "JP2OpenJPEG", "WEBP", "GIF", "BMP")
+#: GDAL settings while opening uploads: no sibling-file lookups, no .aux.xml written beside the upload, and
+#: /vsicurl/ & co. refuse every URL (no extension matches), so nothing can make the backend reach the network.
+UPLOAD_GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_PAM_ENABLED": "NO",
+                   "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".think2seg-no-network", "GDAL_HTTP_MAX_RETRY": "0"}
+_upload_drivers: ContextVar[tuple[str, ...] | None] = ContextVar("think2seg_upload_drivers", default=None)
+
+
+@contextmanager
+def untrusted_rasters() -> Iterator[None]:
+    """Within this block (on this thread) `open_raster` opens only plain local files of `UPLOAD_DRIVERS`,
+    under `UPLOAD_GDAL_ENV`. The service wraps every use of an upload in it; the CLI and batch, which open
+    the user's own files, do not (they keep VRTs, URLs and every driver)."""
+    token = _upload_drivers.set(UPLOAD_DRIVERS)
+    try:
+        with rasterio.Env(**UPLOAD_GDAL_ENV):
+            yield
+    finally:
+        _upload_drivers.reset(token)
+
+
 def open_raster(path: str | os.PathLike):
     """Open with rasterio; bad files become a BadInput with a sentence."""
     p = os.fspath(path)
+    drivers = _upload_drivers.get()
+    if drivers is not None:
+        return _open_upload(p, drivers)
     if not os.path.exists(p) and "://" not in p and not p.startswith("/vsi"):
         raise BadInput(f"{p} does not exist.", code="not_found")
     try:
@@ -76,6 +105,25 @@ def open_raster(path: str | os.PathLike):
             ds = rasterio.open(p)
     except RasterioIOError as e:
         raise BadInput(f"{p} is not a raster GDAL can read ({e}).", code="not_a_raster") from e
+    return _with_bands(ds, p)
+
+
+def _open_upload(p: str, drivers: tuple[str, ...]):
+    if p.startswith("/vsi") or "://" in p or not os.path.isfile(p) or os.path.islink(p):
+        raise BadInput(f"{p} is not an uploaded file.", code="not_a_raster")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            # DatasetReader takes GDAL's allow-list of drivers (rasterio.open takes one name only).
+            ds = DatasetReader(p, driver=list(drivers))
+    except RasterioIOError as e:
+        raise BadInput(f"{p} is not a raster the backend accepts: send a GeoTIFF (or COG), PNG, JPEG, JPEG2000, "
+                       "WebP, GIF or BMP file. Formats that point to other files (VRT...) are refused.",
+                       code="not_a_raster") from e
+    return _with_bands(ds, p)
+
+
+def _with_bands(ds, p: str):
     if ds.count == 0:
         ds.close()
         raise BadInput(f"{p} has no raster bands.", code="no_bands")

@@ -19,7 +19,6 @@ from shapely.ops import unary_union
 from . import __version__
 from .errors import BadInput, BadRequest
 from .georef import (
-    DEFAULT_MAX_READ,
     RasterTile,
     area_m2,
     area_unit,
@@ -28,34 +27,14 @@ from .georef import (
     read_tile,
     tile_from_array,
 )
-from .polygons import DEFAULT_MIN_AREA_PIXELS, mask_to_multipolygon
+from .options import SegmentOptions
+from .polygons import mask_to_multipolygon
 from .prompts import PromptInstance, parse_answer
 from .reasoner import Reasoner, to_model_image
 from .segmenter import Segmenter
 from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE
 
 MAX_QUERY_CHARS = 2000
-
-
-@dataclass
-class SegmentOptions:
-    max_reasoning_tokens: int = 1024
-    bands: list[int] | None = None
-    min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS
-    max_read_size: int = DEFAULT_MAX_READ
-    #: False skips building polygons (evaluation only needs the pixel mask)
-    polygonise: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> SegmentOptions:
-        d = dict(d or {})
-        known = {k: d.pop(k) for k in list(d) if k in cls.__dataclass_fields__}
-        opts = cls(**known)
-        if opts.max_reasoning_tokens < 16 or opts.max_reasoning_tokens > 8192:
-            raise BadInput("max_reasoning_tokens must be between 16 and 8192.", code="bad_options")
-        if opts.max_read_size < 64 or opts.max_read_size > 16384:
-            raise BadInput("max_read_size must be between 64 and 16384 pixels.", code="bad_options")
-        return opts
 
 
 @dataclass

@@ -9,9 +9,8 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
 from .georef import RasterTile
+from .options import DEFAULT_MIN_AREA_PIXELS
 
-#: Regions smaller than this many pixels are noise, not answers.
-DEFAULT_MIN_AREA_PIXELS = 16
 #: Simplification tolerance as a fraction of a pixel: invisible at native resolution, far fewer vertices.
 SIMPLIFY_PIXELS = 0.5
 

@@ -53,13 +53,13 @@ from shapely.geometry import MultiPolygon, Polygon, box, mapping
 
 from .errors import BadInput, Cancelled
 from .georef import RasterTile, area_m2, area_unit, crs_epsg, open_raster, read_tile
+from .options import MAX_TILE, MIN_TILE
 
 #: Precision of clipped / merged geometry, in raster pixels (a power of two: exact in binary).
 SNAP_PIXELS = 1.0 / 256.0
 #: GDAL block cache while reading tiles (MB): bounded so memory follows the tile, not the raster.
 GDAL_CACHE_MB = 64
 STATE_VERSION = 1
-MIN_TILE = 64
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -108,8 +108,7 @@ def make_grid(width: int, height: int, tile_size: int = 1024, overlap: int = 128
     """The tiles of a `width` x `height` raster; `tile_size`/`overlap` in tile pixels, `scale` raster pixels
     per tile pixel (1 = native resolution, 4 = a quarter of the resolution)."""
     check_grid_options(tile_size, overlap, scale)
-    win = max(1, int(round(tile_size * scale)))
-    step = max(1, int(round((tile_size - overlap) * scale)))
+    win, step = window_and_step(tile_size, overlap, scale)
     specs = []
     xs, ys = axis_offsets(width, win, step), axis_offsets(height, win, step)
     x_cores, y_cores = axis_cores(xs, win, width), axis_cores(ys, win, height)
@@ -122,9 +121,24 @@ def make_grid(width: int, height: int, tile_size: int = 1024, overlap: int = 128
     return specs
 
 
+def window_and_step(tile_size: int, overlap: int, scale: float) -> tuple[int, int]:
+    """A tile's window side and the step between windows, in raster pixels."""
+    return max(1, int(round(tile_size * scale))), max(1, int(round((tile_size - overlap) * scale)))
+
+
+def tile_count(width: int, height: int, tile_size: int = 1024, overlap: int = 128, scale: float = 1.0) -> int:
+    """len(make_grid(...)) without building the grid: callers bound a job before it allocates anything."""
+    win, step = window_and_step(tile_size, overlap, scale)
+
+    def along(length: int) -> int:  # = len(axis_offsets(length, win, step))
+        return 1 if length <= win else -(-(length - win) // step) + 1
+
+    return along(width) * along(height)
+
+
 def check_grid_options(tile_size: int, overlap: int, scale: float = 1.0) -> None:
-    if tile_size < MIN_TILE or tile_size > 8192:
-        raise BadInput(f"tile_size must be between {MIN_TILE} and 8192 pixels (got {tile_size}).", code="bad_options")
+    if tile_size < MIN_TILE or tile_size > MAX_TILE:
+        raise BadInput(f"tile_size must be between {MIN_TILE} and {MAX_TILE} pixels (got {tile_size}).", code="bad_options")
     if overlap < 0 or overlap > tile_size // 2:
         raise BadInput(f"overlap must be between 0 and half the tile size, {tile_size // 2} (got {overlap}).",
                        code="bad_options")

@@ -62,10 +62,11 @@ def add_parser(sub) -> None:
 def build_job(args: argparse.Namespace):
     from ..batch import BatchJob, check_output, collect_rasters, read_queries
     from ..pipeline import SegmentOptions
+    from . import check_output_writable
     from .segment import parse_bands
 
     queries = read_queries(args.query, args.queries)
-    check_output(args.output)
+    check_output_writable(check_output(args.output))
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens, "bands": parse_bands(args.bands),
                                      "min_area_pixels": args.min_area_pixels})
     return BatchJob(rasters=collect_rasters(args.rasters), queries=queries, output=args.output, options=opts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import BadInput
@@ -49,6 +50,8 @@ def bbox_window(raster: str, bbox: str | None):
         minx, miny, maxx, maxy = (float(v) for v in bbox.split(","))
     except ValueError as e:
         raise BadInput(f"--bbox takes minx,miny,maxx,maxy (got '{bbox}').", code="bad_bbox") from e
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise BadInput(f"--bbox takes four finite numbers (got '{bbox}').", code="bad_bbox")
     if minx >= maxx or miny >= maxy:
         raise BadInput("--bbox must have minx < maxx and miny < maxy.", code="bad_bbox")
     with open_raster(raster) as ds:
@@ -61,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     from ..georef import read_tile
     from ..output import write_results
     from ..pipeline import SegmentOptions, check_query
+    from . import check_output_writable, load_pipeline
 
     # Check everything the user typed before loading models (which takes a while).
     query = check_query(args.query)
     if not args.output.lower().endswith((".gpkg", ".geojson", ".json")):
         raise BadInput(f"Cannot write {args.output}: the output must end in .gpkg or .geojson.", code="bad_output")
+    check_output_writable(args.output)
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens,
                                      "bands": parse_bands(args.bands), "max_read_size": args.max_read_size})
     tile = read_tile(args.raster, bands=opts.bands, max_size=opts.max_read_size, window=bbox_window(args.raster, args.bbox))
@@ -73,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
         r = tile.read
         print(f"note: {r['width']} x {r['height']} px read resampled to {r['read_width']} x {r['read_height']} "
               "(use `think2seg batch --tile-size` for full resolution)", file=sys.stderr)
-    from . import load_pipeline
-
     pipeline = load_pipeline(args)
     result = pipeline.segment(tile, query, opts)
     written = write_results([result], args.output)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..service.limits import Limits
 
 
 def add_parser(sub) -> None:
+    from ..service.limits import Limits
     from . import add_model_options
 
     p = sub.add_parser("serve", help="run the HTTP service for the QGIS plugin (127.0.0.1 only by default)")
@@ -15,7 +20,25 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but loopback exposes the GPU to the network (default 127.0.0.1)")
     p.add_argument("--token-file", default=None, help="where the bearer token lives (default ~/.config/think2seg/token)")
-    p.add_argument("--max-upload-mb", type=int, default=512, help="largest accepted upload (default 512 MiB)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host that is not loopback (put a TLS reverse proxy in front: see the README)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a name clients may send in the Host header besides localhost and --host (a proxy's name)")
+    p.add_argument("--work-dir", default=None,
+                   help="folder for uploads and job state (default: beside the token file, in work/); "
+                        "folders left by a killed backend are removed at start")
+    limits = Limits()
+    g = p.add_argument_group("limits (docs/api.md)")
+    g.add_argument("--max-upload-mb", type=int, default=limits.max_upload_mb,
+                   help=f"largest accepted upload (default {limits.max_upload_mb} MiB)")
+    g.add_argument("--max-queue", type=int, default=limits.max_waiting,
+                   help=f"requests and jobs that may wait; beyond it 429 (default {limits.max_waiting})")
+    g.add_argument("--max-tiles", type=int, default=limits.max_tiles,
+                   help=f"tiles in one job (default {limits.max_tiles})")
+    g.add_argument("--max-source-pixels", type=int, default=limits.max_source_pixels,
+                   help=f"raster pixels one read may cover (default {limits.max_source_pixels})")
+    g.add_argument("--max-read-pixels", type=int, default=limits.max_read_pixels,
+                   help=f"pixels one read may produce (default {limits.max_read_pixels})")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is gone (the QGIS that started the service), so a crash of it "
                         "never leaves the service holding the GPU")
@@ -69,6 +92,25 @@ def watch_parent(pid: int, on_gone, interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="think2seg-parent-watch", daemon=True).start()
 
 
+def check_args(args) -> Limits:
+    from ..errors import BadInput
+    from ..service.limits import Limits
+
+    if not _is_loopback(args.host) and not args.allow_remote:
+        raise BadInput(f"--host {args.host} would serve plain HTTP to the network, token included. Keep 127.0.0.1 "
+                       "and use an SSH tunnel, or put a TLS reverse proxy in front and add --allow-remote "
+                       "(see the README).", code="bad_host")
+    flags = {"max_upload_mb": ("--max-upload-mb", args.max_upload_mb), "max_waiting": ("--max-queue", args.max_queue),
+             "max_tiles": ("--max-tiles", args.max_tiles),
+             "max_source_pixels": ("--max-source-pixels", args.max_source_pixels),
+             "max_read_pixels": ("--max-read-pixels", args.max_read_pixels)}
+    for flag, value in flags.values():
+        if value < 1:
+            raise BadInput(f"{flag} must be at least 1 (got {value}).", code="bad_options")
+    values = {name: value for name, (_, value) in flags.items()}
+    return Limits(**values)
+
+
 def run(args) -> int:
     import uvicorn
 
@@ -77,16 +119,19 @@ def run(args) -> int:
     from ..service.auth import load_or_create_token
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits = check_args(args)
     if not _is_loopback(args.host):
-        print(f"WARNING: listening on {args.host}: anyone who can reach this address and has the token can use "
-              "this machine's GPU. Prefer 127.0.0.1 and an SSH tunnel.", file=sys.stderr)
+        print(f"WARNING: listening on {args.host}: serve it through a TLS reverse proxy only; anyone who can "
+              "reach this address and has the token can use this machine's GPU.", file=sys.stderr)
     token, token_path = load_or_create_token(args.token_file)
     print(f"token file: {token_path}", flush=True)
     holder = PipelineHolder(
         lambda: Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device),
         {"reasoner": args.model, "segmenter": str(args.sam)},
     )
-    app = create_app(holder, ServiceConfig(token=token, max_upload_mb=args.max_upload_mb))
+    work_dir = args.work_dir or str(token_path.parent / "work")
+    app = create_app(holder, ServiceConfig(token=token, work_dir=work_dir, limits=limits, host=args.host,
+                                           allowed_hosts=tuple(args.allowed_host)))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False)
     server = uvicorn.Server(config)
 

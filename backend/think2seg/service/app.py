@@ -1,42 +1,61 @@
-"""The FastAPI app (docs/api.md): /v1/health, /v1/segment, /v1/jobs. Thin over the pipeline."""
+"""The FastAPI app (docs/api.md): /v1/health, /v1/segment, /v1/jobs. Thin over the pipeline.
+
+`Service` holds the state (models, worker, work folder, limits); `Guard` checks Host, token and declared
+size before anything is read; each route is a few lines over `Service`. Errors are raised as
+`think2seg.errors` classes, which carry their HTTP status and code; one handler turns them into answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
-import os
 import platform
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile as StarletteUpload
 
 from .. import __version__
-from ..errors import BadInput, BadRequest, Think2SegError
+from ..errors import (
+    BadRequest,
+    Cancelled,
+    Conflict,
+    NotFound,
+    Think2SegError,
+    Unauthorized,
+    Unavailable,
+    WrongHost,
+)
+from ..options import JobOptions, SegmentOptions
 from ..weights import DOWNLOAD
+from . import schemas
 from .auth import token_matches
+from .limits import Limits
+from .uploads import Upload, receive_upload, too_large
+from .workdir import WorkRoot
 from .worker import Worker, WorkItem
 
 log = logging.getLogger("think2seg.service")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+OPEN_PATHS = frozenset({"/openapi.json"})
+#: how often a waiting /v1/segment checks that its client is still there
+DISCONNECT_POLL_S = 0.25
 
 
 @dataclass
 class ServiceConfig:
     token: str
-    max_upload_mb: int = 512
-    max_query_chars: int = 2000
-    work_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="think2seg-"))
-    #: rasters with more pixels than this in one read are refused by /v1/segment; jobs tile them
-    max_pixels_single: int = 8192 * 8192
+    work_dir: str  # the fixed root of this backend's work folders (see workdir.py)
+    limits: Limits = field(default_factory=Limits)
+    host: str = "127.0.0.1"
+    #: names a client may send in Host besides the loopback names and `host` (a reverse proxy's name)
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class PipelineHolder:
@@ -57,7 +76,7 @@ class PipelineHolder:
             self.error = e
             log.error("models failed to load: %s", e.message)
         except Exception as e:  # report, don't die: health says what happened
-            self.error = Think2SegError(f"The models failed to load: {type(e).__name__}: {e}", code="models_failed")
+            self.error = Unavailable(f"The models failed to load: {type(e).__name__}: {e}", code="models_failed")
             log.exception("models failed to load")
         finally:
             self.loaded.set()
@@ -71,24 +90,114 @@ class PipelineHolder:
         if self.error is not None:
             raise self.error
         if self.pipeline is None:
-            e = Think2SegError("The models are still loading; try again in a moment.", code="models_loading")
-            e.http_status = 503
-            raise e
+            raise Unavailable("The models are still loading; try again in a moment.", code="models_loading")
         return self.pipeline
 
 
-# The form is parsed by hand (to bound the upload while it streams), so describe it for OpenAPI here.
-SEGMENT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image", "query"],
-    "properties": {
-        "image": {"type": "string", "format": "binary", "description": "GeoTIFF (or any GDAL raster; PNG/JPEG for pixel-only work)"},
-        "query": {"type": "string", "maxLength": 2000},
-        "options": {"type": "string", "description": 'JSON: {"max_reasoning_tokens": 1024, "bands": [1,2,3], "tile_size": 1024, "overlap": 128}'},
-    }}}}}}
+class Service:
+    """The backend's state and the work behind each route."""
 
+    def __init__(self, holder: PipelineHolder, config: ServiceConfig):
+        self.holder, self.config, self.limits = holder, config, config.limits
+        self.work = WorkRoot(config.work_dir)
+        self.worker = Worker(max_waiting=config.limits.max_waiting)
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+    def shutdown(self) -> None:
+        self.worker.stop()
+        self.work.close()
+
+    async def receive(self, request: Request, options: type[SegmentOptions]) -> Upload:
+        """Refuse early what cannot run (models not ready, queue full), then read and check the form."""
+        self.holder.require()
+        self.worker.check_room()
+        return await receive_upload(request, options, self.limits, self.work.path)
+
+    def submit(self, upload: Upload, kind: str) -> WorkItem:
+        item = WorkItem(lambda it: self.run(it, upload), kind=kind, cleanup=upload.delete)
+        try:
+            return self.worker.submit(item)
+        except Think2SegError:
+            upload.delete()
+            raise
+
+    def run(self, item: WorkItem, upload: Upload) -> dict:
+        """On the worker thread: answer the upload's query (tiled when its plan says so)."""
+        from ..georef import untrusted_rasters
+
+        pipeline = self.holder.require()
+        try:
+            with untrusted_rasters():
+                if upload.plan.tiled:
+                    return self._run_tiled(item, upload, pipeline)
+                if item.cancelled():
+                    raise Cancelled("The request was cancelled before it started.")
+                item.report(0, 1, "reading and reasoning")
+                return pipeline.segment(str(upload.path), upload.query, upload.options).to_dict()
+        except Think2SegError as e:
+            raise upload.user_error(e) from None
+
+    def _run_tiled(self, item: WorkItem, upload: Upload, pipeline) -> dict:
+        from ..tiling import segment_raster_tiled
+
+        opts: JobOptions = upload.options  # type: ignore[assignment]  (a tiled plan comes from JobOptions)
+        state = self.work.new_folder(f"tiles-{item.id}")
+        try:
+            return segment_raster_tiled(
+                pipeline, str(upload.path), [upload.query], opts, tile_size=opts.tile_size, overlap=opts.overlap,
+                gsd=opts.gsd, state_path=state, progress=item.report, cancelled=item.cancelled,
+            ).to_dict()
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+    async def answer(self, item: WorkItem, request: Request) -> dict:
+        """Wait for a synchronous item; if its client leaves first, drop it (before its model work if queued)."""
+        future = asyncio.wrap_future(item.future)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return future.result()
+            if await request.is_disconnected():
+                self.worker.cancel(item.id, client_gone=True)
+                log.info("dropped request %s: its client has gone", item.id)
+                raise Cancelled("The client has gone.")
+
+    def job(self, job_id: str) -> WorkItem:
+        item = self.worker.get(job_id)
+        if item is None or item.kind != "job":
+            raise NotFound(f"There is no job {job_id} (finished jobs are kept for a while only).",
+                           code="job_not_found")
+        return item
+
+    def job_result(self, job_id: str) -> dict:
+        item = self.job(job_id)
+        if item.status == "done":
+            return item.result
+        if item.exception is not None:  # failed or cancelled: the job's own error, with its own status
+            raise item.exception
+        raise Conflict(f"The job is {item.status} ({item.progress:.0%}); poll /v1/jobs/{job_id} until it is done.",
+                       code="job_not_finished")
+
+    def health(self) -> dict:
+        import torch
+        import transformers
+
+        holder = self.holder
+        device, detail = _device_info()
+        body = {
+            "status": "ok" if holder.pipeline is not None else ("error" if holder.error else "loading"),
+            "device": device, "device_detail": detail,
+            "models": {**holder.model_ids, "loaded": holder.pipeline is not None},
+            "queue": {"running": int(self.worker.running is not None), "waiting": self.worker.waiting,
+                      "max_waiting": self.limits.max_waiting, "dropped": self.worker.dropped},
+            "versions": {"think2seg": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
+            "limits": dataclasses.asdict(self.limits),
+        }
+        if holder.error:
+            body["error"] = holder.error.to_dict()
+        download = DOWNLOAD.to_dict()
+        if download is not None and holder.pipeline is None:
+            body["download"] = download  # first-use weights on their way: the plugin shows MB and %
+        return body
 
 
 def _device_info() -> tuple[str, str]:
@@ -101,202 +210,123 @@ def _device_info() -> tuple[str, str]:
     return "cpu", f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
 
 
-def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:
-    worker = Worker()
+# -- routes: each one line or two over Service ---------------------------------------------------------------
+router = APIRouter(responses=schemas.errors(*schemas.COMMON))
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        yield
-        worker.stop()
-        shutil.rmtree(config.work_dir, ignore_errors=True)
 
-    app = FastAPI(title="Think2Seg backend", version=__version__, lifespan=lifespan,
-                  description="Reasoning segmentation of georeferenced rasters. See docs/api.md.")
-    app.state.worker = worker
-    app.state.holder = holder
-    app.state.config = config
-    max_bytes = config.max_upload_mb * 1024 * 1024
-    open_paths = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+def service_of(request: Request) -> Service:
+    return request.app.state.service
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if request.url.path not in open_paths:
-            if not token_matches(request.headers.get("authorization"), config.token):
-                return error_response(401, "unauthorized",
-                                      "Missing or wrong token: send `Authorization: Bearer TOKEN` with the token "
-                                      "from the backend's token file.")
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > max_bytes + 1024 * 1024:
-                return error_response(413, "upload_too_large",
-                                      f"The upload is {int(length) / 2**20:.0f} MiB; the limit is "
-                                      f"{config.max_upload_mb} MiB. Read a smaller area or start the backend "
-                                      "with a larger --max-upload-mb.")
-        return await call_next(request)
 
+@router.get("/v1/health", responses={200: {"model": schemas.Health}})
+async def health(request: Request) -> dict:
+    return service_of(request).health()
+
+
+@router.post("/v1/segment", openapi_extra=schemas.form_body(SegmentOptions),
+             responses={200: {"model": schemas.SegmentAnswer}, **schemas.errors(*schemas.SUBMIT, 507)})
+async def segment(request: Request) -> dict:
+    service = service_of(request)
+    item = service.submit(await service.receive(request, SegmentOptions), kind="segment")
+    return await service.answer(item, request)
+
+
+@router.post("/v1/jobs", status_code=202, openapi_extra=schemas.form_body(JobOptions),
+             responses={202: {"model": schemas.JobAccepted}, **schemas.errors(*schemas.SUBMIT)})
+async def submit_job(request: Request) -> JSONResponse:
+    service = service_of(request)
+    item = service.submit(await service.receive(request, JobOptions), kind="job")
+    return JSONResponse(status_code=202, content={"job_id": item.id, "status": item.status})
+
+
+@router.get("/v1/jobs/{job_id}", responses={200: {"model": schemas.JobStatus}, **schemas.errors(404)})
+async def job_status(job_id: str, request: Request) -> dict:
+    return service_of(request).job(job_id).to_dict()
+
+
+@router.get("/v1/jobs/{job_id}/result", responses={
+    200: {"model": schemas.SegmentAnswer}, **schemas.errors(404, 409, 422, 503, 507)})
+async def job_result(job_id: str, request: Request) -> dict:
+    return service_of(request).job_result(job_id)
+
+
+@router.delete("/v1/jobs/{job_id}", responses={200: {"model": schemas.JobStatus}, **schemas.errors(404)})
+async def cancel_job(job_id: str, request: Request) -> dict:
+    service = service_of(request)
+    return service.worker.cancel(service.job(job_id).id).to_dict()
+
+
+# -- the guard and the error answers -------------------------------------------------------------------------
+def error_response(e: Think2SegError) -> JSONResponse:
+    return JSONResponse(status_code=e.http_status, content={"error": e.to_dict()}, headers=e.headers())
+
+
+def host_name(host_header: str) -> str:
+    """`example.org:8765` -> `example.org`, `[::1]:8765` -> `::1`."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+class Guard:
+    """ASGI middleware run before any route: the Host header (DNS rebinding), the token, the declared size."""
+
+    def __init__(self, app, config: ServiceConfig):
+        self.app, self.config = app, config
+        self.hosts = LOOPBACK_NAMES | {host_name(h) for h in (config.host, *config.allowed_hosts)}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and (e := self.refusal(scope)) is not None:
+            return await error_response(e)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope) -> Think2SegError | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if host_name(headers.get("host", "")) not in self.hosts:
+            return WrongHost("This backend answers requests for localhost (or the host it was started for) only; "
+                             "check the URL.")
+        if scope["path"] in OPEN_PATHS:
+            return None
+        if not token_matches(headers.get("authorization"), self.config.token):
+            return Unauthorized("Missing or wrong token: send `Authorization: Bearer TOKEN` with the token from the "
+                                "backend's token file.")
+        length = headers.get("content-length", "")
+        limits = self.config.limits
+        if scope["method"] == "POST" and length.isdigit() and int(length) > limits.max_upload_bytes + (1 << 20):
+            return too_large(limits, int(length))
+        return None
+
+
+def install_error_answers(app: FastAPI) -> None:
     @app.exception_handler(Think2SegError)
     async def _think2seg_error(request: Request, e: Think2SegError):
-        return error_response(getattr(e, "http_status", 500), e.code, e.message)
+        return error_response(e)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, e: RequestValidationError):
-        missing = ", ".join(str(err.get("loc", ["?"])[-1]) for err in e.errors())
-        return error_response(400, "bad_request", f"The request is missing or has bad fields: {missing}.")
+        fields = ", ".join(str(err.get("loc", ["?"])[-1]) for err in e.errors())
+        return error_response(BadRequest(f"The request is missing or has bad fields: {fields}."))
 
     @app.exception_handler(Exception)
     async def _any_error(request: Request, e: Exception):
         log.exception("unhandled error")
-        return error_response(500, "internal", f"The backend failed: {type(e).__name__}: {e}")
+        return error_response(Think2SegError(f"The backend failed: {type(e).__name__}: {e}"))
 
-    @app.get("/v1/health")
-    async def health():
-        device, detail = _device_info()
-        import torch
-        import transformers
 
-        status = "ok" if holder.pipeline is not None else ("error" if holder.error else "loading")
-        body = {
-            "status": status, "device": device, "device_detail": detail,
-            "models": {**holder.model_ids, "loaded": holder.pipeline is not None},
-            "queue": {"running": int(worker.running is not None), "waiting": worker.waiting},
-            "versions": {"think2seg": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
-        }
-        if holder.error:
-            body["error"] = holder.error.to_dict()
-        download = DOWNLOAD.to_dict()
-        if download is not None and holder.pipeline is None:
-            body["download"] = download  # first-use weights on their way: the plugin shows MB and %
-        return body
+def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:
+    service = Service(holder, config)
 
-    async def read_form(request: Request) -> tuple[Path, str, dict, str]:
-        """Save the upload to the work dir; check the query and the options before any model work."""
-        try:
-            form = await request.form(max_part_size=1024 * 1024)
-        except Exception as e:
-            raise BadRequest(f"The request is not a valid multipart form ({e}).", code="bad_request") from e
-        image = form.get("image")
-        query = form.get("query")
-        if not isinstance(image, StarletteUpload):
-            raise BadRequest("The form has no `image` file.", code="bad_request")
-        if not isinstance(query, str):
-            raise BadRequest("The form has no `query` text.", code="bad_request")
-        query = query.strip()
-        if not query:
-            raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
-        if len(query) > config.max_query_chars:
-            raise BadRequest(f"The query is {len(query)} characters long; keep it under {config.max_query_chars}.",
-                           code="query_too_long")
-        raw_options = form.get("options") or "{}"
-        try:
-            options = json.loads(raw_options) if isinstance(raw_options, str) else {}
-            if not isinstance(options, dict):
-                raise ValueError("not an object")
-        except ValueError as e:
-            raise BadRequest(f"`options` must be a JSON object ({e}).", code="bad_request") from e
-        suffix = Path(image.filename or "upload.tif").suffix[:8] or ".tif"
-        fd, path = tempfile.mkstemp(suffix=suffix, dir=config.work_dir)
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := await image.read(1 << 20):
-                size += len(chunk)
-                if size > max_bytes:
-                    out.close()
-                    os.unlink(path)
-                    e = BadInput(f"The upload is over the {config.max_upload_mb} MiB limit.", code="upload_too_large")
-                    e.http_status = 413
-                    raise e
-                out.write(chunk)
-        if size == 0:
-            os.unlink(path)
-            raise BadInput("The uploaded image is empty.", code="not_a_raster")
-        return Path(path), query, options, image.filename or "upload"
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        service.shutdown()
 
-    def _segment_job(path: Path, query: str, options: dict, tiled: bool, upload_name: str):
-        from ..georef import open_raster
-        from ..pipeline import SegmentOptions
-
-        seg_keys = set(SegmentOptions.__dataclass_fields__)
-        opts = SegmentOptions.from_dict({k: v for k, v in options.items() if k in seg_keys})
-
-        def run(item: WorkItem):
-            pipeline = holder.require()
-            try:
-                return _run(item, pipeline)
-            except BadInput as e:  # say "the uploaded file", not our temporary path
-                e.message = e.message.replace(str(path), f"the uploaded file ({upload_name})")
-                raise
-            finally:
-                path.unlink(missing_ok=True)
-
-        def _run(item: WorkItem, pipeline):
-            with open_raster(path) as ds:
-                big = ds.width * ds.height > config.max_pixels_single
-                fits = max(ds.width, ds.height) <= opts.max_read_size
-            if big and not tiled:
-                raise BadInput(
-                    "This raster is too large for one request: send it as a job (POST /v1/jobs), which tiles it.",
-                    code="raster_too_large")
-            if tiled and not fits:
-                from ..tiling import segment_raster_tiled
-
-                result = segment_raster_tiled(
-                    pipeline, str(path), [query], opts,
-                    tile_size=int(options.get("tile_size", 1024)), overlap=int(options.get("overlap", 128)),
-                    gsd=options.get("gsd"), progress=item.report, cancelled=item.cancelled,
-                )
-                return result.to_dict()
-            item.report(0, 1, "reading and reasoning")
-            if item.cancelled():
-                from ..errors import Cancelled
-
-                raise Cancelled("The job was cancelled.")
-            return pipeline.segment(str(path), query, opts).to_dict()
-
-        return run
-
-    @app.post("/v1/segment", openapi_extra=SEGMENT_FORM)
-    async def segment(request: Request):
-        path, query, options, name = await read_form(request)
-        holder.require()
-        item = worker.submit(WorkItem(_segment_job(path, query, options, tiled=False, upload_name=name), kind="segment"))
-        return await asyncio.wrap_future(item.future)
-
-    @app.post("/v1/jobs", status_code=202, openapi_extra=SEGMENT_FORM)
-    async def submit_job(request: Request):
-        path, query, options, name = await read_form(request)
-        holder.require()
-        item = worker.submit(WorkItem(_segment_job(path, query, options, tiled=True, upload_name=name), kind="job"))
-        return JSONResponse(status_code=202, content={"job_id": item.id, "status": item.status})
-
-    def _job(job_id: str) -> WorkItem:
-        item = worker.get(job_id)
-        if item is None or item.kind != "job":
-            e = Think2SegError(f"There is no job {job_id} (finished jobs are kept for a while only).",
-                               code="job_not_found")
-            e.http_status = 404
-            raise e
-        return item
-
-    @app.get("/v1/jobs/{job_id}")
-    async def job_status(job_id: str):
-        return _job(job_id).to_dict()
-
-    @app.get("/v1/jobs/{job_id}/result")
-    async def job_result(job_id: str):
-        item = _job(job_id)
-        if item.status == "done":
-            return item.result
-        if item.status in ("failed", "cancelled"):
-            err = item.error or {"code": item.status, "message": item.message}
-            return error_response(409 if item.status == "cancelled" else 500, err["code"], err["message"])
-        e = Think2SegError(f"The job is {item.status} ({item.progress:.0%}); poll /v1/jobs/{job_id} until it is done.",
-                           code="job_not_finished")
-        e.http_status = 409
-        raise e
-
-    @app.delete("/v1/jobs/{job_id}")
-    async def cancel_job(job_id: str):
-        _job(job_id)
-        return worker.cancel(job_id).to_dict()
-
+    # /docs and /redoc are off: they load their JavaScript from a CDN (broken offline); /openapi.json stays.
+    app = FastAPI(title="Think2Seg backend", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Reasoning segmentation of georeferenced rasters. See docs/api.md.")
+    app.state.service = service
+    app.add_middleware(Guard, config=config)
+    install_error_answers(app)
+    app.include_router(router)
     return app
-

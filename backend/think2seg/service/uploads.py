@@ -1,0 +1,124 @@
+"""Receiving a segment/job form: the body bounded while it streams, every field checked before the upload
+is kept, the raster's header checked against the limits; on any error nothing stays on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from ..errors import BadInput, BadRequest, Think2SegError, TooLarge
+from ..options import SegmentOptions, parse_options
+from .limits import Limits, ReadPlan, plan_read
+
+#: room for the form's own bytes (boundaries, the query, the options) above the image's limit
+FORM_OVERHEAD = 1024 * 1024
+CHUNK = 1 << 20
+
+
+@dataclass
+class Upload:
+    path: Path
+    name: str  # the client's file name, shown instead of our temporary path
+    query: str
+    options: SegmentOptions
+    plan: ReadPlan
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def user_error(self, e: Think2SegError) -> Think2SegError:
+        """The error with "the uploaded file (NAME)" in place of our temporary path."""
+        e.message = e.message.replace(str(self.path), f"the uploaded file ({self.name})")
+        return e
+
+
+def too_large(limits: Limits, received: int | None = None) -> TooLarge:
+    size = f"The upload is {received / 2**20:.0f} MiB" if received else "The upload is"
+    return TooLarge(f"{size} over the {limits.max_upload_mb} MiB limit: read a smaller area or start the backend "
+                    "with a larger --max-upload-mb.")
+
+
+async def bounded(stream: AsyncIterator[bytes], limit: int, limits: Limits) -> AsyncIterator[bytes]:
+    """The request body, cut off with TooLarge as soon as it passes `limit` bytes (chunked bodies too)."""
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise too_large(limits)
+        yield chunk
+
+
+async def receive_upload(request: Request, options_model: type[SegmentOptions], limits: Limits,
+                         folder: Path) -> Upload:
+    """Parse the form, check query and options, save the image in `folder`, check its header."""
+    from ..pipeline import check_query
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadRequest("Send a multipart form with an `image` file and a `query` (see docs/api.md).")
+    parser = MultiPartParser(request.headers, bounded(request.stream(), limits.max_upload_bytes + FORM_OVERHEAD,
+                                                      limits), max_files=1, max_fields=4)
+    try:
+        form = await parser.parse()
+    except MultiPartException as e:
+        raise BadRequest(f"The request is not a valid multipart form ({e.message}).") from e
+    try:
+        image, query, raw_options = form.get("image"), form.get("query"), form.get("options")
+        if not isinstance(image, UploadFile):
+            raise BadRequest("The form has no `image` file.")
+        if not isinstance(query, str):
+            raise BadRequest("The form has no `query` text.")
+        query = check_query(query)
+        options = parse_options(options_model, parse_json_object(raw_options))
+        return await keep_upload(image, query, options, limits, folder)
+    finally:
+        await form.close()
+
+
+def parse_json_object(raw) -> dict:
+    if raw is None or raw == "":
+        return {}
+    if not isinstance(raw, str):
+        raise BadRequest("`options` must be JSON text, not a file.")
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise BadRequest(f"`options` must be a JSON object ({e}).") from e
+    if not isinstance(value, dict):
+        raise BadRequest(f"`options` must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+async def keep_upload(image: UploadFile, query: str, options: SegmentOptions, limits: Limits, folder: Path) -> Upload:
+    from ..georef import choose_bands, open_raster, untrusted_rasters
+
+    # our own name: the client's suffix is not trusted (GDAL picks the format from the bytes anyway)
+    fd, name = tempfile.mkstemp(suffix=".upload", dir=folder)
+    upload = Upload(Path(name), image.filename or "upload", query, options, ReadPlan(tiled=False))
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await image.read(CHUNK):
+                size += len(chunk)
+                if size > limits.max_upload_bytes:
+                    raise too_large(limits)
+                out.write(chunk)
+        if size == 0:
+            raise BadInput("The uploaded image is empty.", code="not_a_raster")
+        with untrusted_rasters(), open_raster(upload.path) as ds:
+            choose_bands(ds, options.bands)
+            upload.plan = plan_read(ds.width, ds.height, ds.transform, options, limits)
+        return upload
+    except Think2SegError as e:
+        upload.delete()
+        raise upload.user_error(e) from None
+    except BaseException:
+        upload.delete()
+        raise

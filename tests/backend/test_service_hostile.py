@@ -1,0 +1,390 @@
+"""The service as a hostile client tries it (issue 10): real loopback HTTP, the tiny models, one server.
+
+Bombs, references to other files and URLs, wrong-typed options, oversized chunked bodies, a full queue,
+clients that leave, schemathesis; and after all of it no upload or tile folder is left behind.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import write_raster
+from test_service import auth, post_segment, start_service
+
+pytestmark = pytest.mark.slow
+UPLOAD_MB = 3
+
+
+def tiny_model_args(tiny_models_dir: Path) -> list[str]:
+    return ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+            "--device", "cpu"]
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, url: str, token: str, work: Path):
+        self.proc, self.url, self.token, self.work = proc, url, token, work
+        self.headers = auth(token)
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return httpx.get(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=60, **kw)
+
+    def post(self, path: Path, options=None, endpoint="/v1/segment", query="the water", timeout=120) -> httpx.Response:
+        data = {"query": query}
+        if options is not None:
+            data["options"] = options if isinstance(options, str) else json.dumps(options)
+        return httpx.post(self.url + endpoint, headers=self.headers, files={"image": (path.name, path.read_bytes())},
+                          data=data, timeout=timeout)
+
+    def run_folder(self) -> Path:
+        (run,) = [p for p in self.work.glob("run-*") if p.is_dir()]
+        return run
+
+    def files_left(self) -> list[str]:
+        return sorted(str(p.relative_to(self.work)) for p in self.run_folder().rglob("*"))
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM")
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st = self.get(f"/v1/jobs/{job_id}").json()
+            if st["status"] in ("done", "failed", "cancelled"):
+                return st
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish: {st}")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models_dir, tmp_path_factory):
+    cfg = tmp_path_factory.mktemp("hostile")
+    work = cfg / "work"
+    proc, url = start_service([*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB),
+                               "--max-queue", "2", "--max-tiles", "400", "--work-dir", str(work)], cfg / "token")
+    yield Server(proc, url, (cfg / "token").read_text().strip(), work)
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert not list(work.glob("run-*")), "the work folder was not removed at shutdown"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A 64 x 64 RGB GeoTIFF: cheap to upload, one read."""
+    rng = np.random.default_rng(0)
+    return write_raster(tmp_path_factory.mktemp("rasters") / "small.tif", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))
+
+
+def sparse_geotiff(path: Path, size: int, dtype: str = "uint8", count: int = 1) -> Path:
+    """A file of a few KB (or MB) whose header declares `size` x `size` pixels: blocks are never written."""
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=count, dtype=dtype, tiled=True,
+                       blockxsize=512, blockysize=512, sparse_ok=True, compress="deflate", crs="EPSG:32633",
+                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+        pass
+    return path
+
+
+# -- options ------------------------------------------------------------------------------------------------
+WRONG = [
+    ("max_reasoning_tokens", "abc"), ("max_reasoning_tokens", None), ("max_reasoning_tokens", 1.5),
+    ("max_reasoning_tokens", 10**6), ("max_reasoning_tokens", True),
+    ("bands", "abc"), ("bands", 5), ("bands", [[1]]), ("bands", {"a": 1}), ("bands", [1, 2]), ("bands", [0]),
+    ("min_area_pixels", "x"), ("min_area_pixels", -1), ("min_area_pixels", float("nan")),
+    ("max_read_size", "big"), ("max_read_size", float("nan")), ("max_read_size", 10), ("max_read_size", None),
+    ("polygonise", "yes"), ("polygonise", 1), ("sam_size", "huge"), ("sam_size", 3),
+    ("constrain_answer", "true"), ("constrain_answer", 0), ("no_such_option", 1),
+]
+JOB_WRONG = [("tile_size", "1024"), ("tile_size", 8), ("overlap", -1), ("overlap", "a"), ("gsd", 0), ("gsd", "1"),
+             ("gsd", float("inf")), ("gsd", [1])]
+
+
+def test_every_option_with_a_wrong_type_is_422_naming_it_before_anything_is_kept(server, small):
+    for endpoint, cases in (("/v1/segment", WRONG), ("/v1/jobs", WRONG + JOB_WRONG)):
+        for name, value in cases:
+            r = server.post(small, options=json.dumps({name: value}), endpoint=endpoint)
+            assert r.status_code == 422, (endpoint, name, value, r.text)
+            body = r.json()["error"]
+            assert body["code"] == "bad_options" and f"`{name}" in body["message"], (name, value, body)
+    # tiling options on /v1/segment are not silently ignored
+    r = server.post(small, options={"tile_size": 512})
+    assert r.status_code == 422 and "`tile_size` is not an option" in r.json()["error"]["message"]
+    r = server.post(small, options={"bands": [9]}, endpoint="/v1/jobs")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_bands"
+    assert server.files_left() == []
+
+
+# -- bombs: refused from the header, fast, without memory ------------------------------------------------------
+def test_bomb_rasters_are_refused_at_submission_in_milliseconds(server, tmp_path):
+    rss_before = server.peak_rss_mb()
+    huge = sparse_geotiff(tmp_path / "huge.tif", 200_000)
+    sparse = sparse_geotiff(tmp_path / "sparse.tif", 9000)
+    floats = sparse_geotiff(tmp_path / "floats.tif", 8000, dtype="float64", count=3)
+    cases = [
+        (sparse, {"gsd": 1e-6}, "/v1/jobs", "too_many_tiles"),
+        (huge, {}, "/v1/jobs", "too_many_tiles"),
+        (huge, {}, "/v1/segment", "raster_too_large"),
+        (sparse, {"gsd": 1e6}, "/v1/jobs", "raster_too_large"),  # one tile would decode the whole raster
+        (floats, {"max_read_size": 16384}, "/v1/segment", "bad_options"),
+        (floats, {"tile_size": 8192}, "/v1/jobs", "bad_options"),
+    ]
+    for path, options, endpoint, code in cases:
+        t0 = time.perf_counter()
+        r = server.post(path, options=options, endpoint=endpoint)
+        took = time.perf_counter() - t0
+        assert r.status_code == 422 and r.json()["error"]["code"] == code, (path.name, options, r.text)
+        assert took < 3, (path.name, options, took)
+    rss_after = server.peak_rss_mb()
+    print(f"server peak RSS (VmHWM) before the bombs {rss_before:.0f} MiB, after {rss_after:.0f} MiB")
+    assert rss_after - rss_before < 200
+    assert server.files_left() == []
+
+
+# -- uploads that point elsewhere -------------------------------------------------------------------------------
+@pytest.fixture
+def listener():
+    """A real HTTP server on loopback that records every request it gets."""
+    hits: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            hits.append(("HEAD", self.path))
+            self.send_response(404)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1], hits
+    srv.shutdown()
+
+
+def vrt_naming(source: str, size: int = 64) -> str:
+    return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><VRTRasterBand dataType="Byte" band="1">'
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename><SourceBand>1</SourceBand>'
+            "</SimpleSource></VRTRasterBand></VRTDataset>")
+
+
+def test_vrt_uploads_naming_server_files_or_urls_are_refused_and_nothing_is_fetched(server, tmp_path, listener, naip):
+    port, hits = listener
+    for name, source in (("local.vrt", str(naip)), ("remote.vrt", f"/vsicurl/http://127.0.0.1:{port}/x.tif")):
+        vrt = tmp_path / name
+        vrt.write_text(vrt_naming(source))
+        for endpoint in ("/v1/segment", "/v1/jobs"):
+            r = server.post(vrt, endpoint=endpoint)
+            assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster", r.text
+            assert "VRT" in r.json()["error"]["message"]
+    time.sleep(0.5)
+    assert hits == [], f"the backend made requests: {hits}"
+    assert server.files_left() == []
+
+
+# -- the upload limit while the body streams -------------------------------------------------------------------
+def test_a_chunked_body_over_the_limit_is_cut_off_early(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    boundary = "hostileboundary"
+    head = (f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n")
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
+            'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n')
+
+    def chunk(data: bytes) -> bytes:
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+    total, block = 1 << 30, chunk(b"\0" * (256 << 10))
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(head.encode() + chunk(part.encode()))
+        s.setblocking(False)
+        pending = b""
+        try:
+            while sent < total:
+                readable, writable, _ = select.select([s], [s], [], 10)
+                if readable:
+                    break
+                if writable:
+                    pending = pending or block
+                    n = s.send(pending)
+                    pending, sent = pending[n:], sent + n
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.setblocking(True)
+        s.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in answer and (data := s.recv(65536)):
+                answer += data
+        except (ConnectionResetError, TimeoutError):
+            pass
+    print(f"chunked upload: {sent / 2**20:.1f} MiB sent of {total / 2**20:.0f} MiB before the 413")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 32 * 2**20  # the limit (3 MiB) plus socket buffers, not the gigabyte
+    assert server.files_left() == []
+
+
+# -- errors keep their status, jobs included --------------------------------------------------------------------
+def test_a_jobs_user_error_comes_back_as_its_4xx(server, tmp_path):
+    import rasterio
+
+    path = tmp_path / "corrupt.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=128, height=128, count=3, dtype="uint8", compress="deflate",
+                       crs="EPSG:32633", transform=rasterio.Affine(1, 0, 500000, 0, -1, 4000000)) as ds:
+        ds.write(np.random.default_rng(1).integers(0, 255, (3, 128, 128), dtype=np.uint8))
+    with rasterio.open(path) as ds:  # keep the header, garble the compressed pixels: opens fine, fails when read
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[offset:] = os.urandom(len(data) - offset)
+    path.write_bytes(bytes(data))
+    job = server.post(path, endpoint="/v1/jobs").json()
+    st = server.wait_job(job["job_id"])
+    assert st["status"] == "failed" and st["error"]["code"] == "read_failed"
+    r = server.get(f"/v1/jobs/{job['job_id']}/result")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "read_failed"
+    assert "corrupt.tif" in r.json()["error"]["message"]
+    assert server.files_left() == []
+
+
+# -- the queue ---------------------------------------------------------------------------------------------------
+def test_the_queue_is_bounded_and_gone_clients_are_dropped(server, naip, small):
+    slow = {"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16}  # naip at 64 px: 180 tiles, a minute or more
+    running = server.post(naip, options=slow, endpoint="/v1/jobs").json()["job_id"]
+    deadline = time.time() + 60
+    while server.get(f"/v1/jobs/{running}").json()["status"] == "queued" and time.time() < deadline:
+        time.sleep(0.1)
+    waiting = [server.post(small, endpoint="/v1/jobs").json()["job_id"] for _ in range(2)]
+    r = server.post(small, endpoint="/v1/jobs")
+    assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert len(server.files_left()) >= 3  # the running job's upload and tiles, the two waiting uploads
+    for job_id in waiting:
+        assert httpx.delete(f"{server.url}/v1/jobs/{job_id}", headers=server.headers).json()["status"] == "cancelled"
+    # a synchronous request whose client gives up while it waits is dropped before its model work
+    with pytest.raises(httpx.ReadTimeout):
+        server.post(small, timeout=httpx.Timeout(60, read=1.0))
+    deadline = time.time() + 10
+    while (q := server.get("/v1/health").json()["queue"])["dropped"] < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    assert q["dropped"] == 1 and q["waiting"] == 0 and q["running"] == 1
+    httpx.delete(f"{server.url}/v1/jobs/{running}", headers=server.headers)
+    st = server.wait_job(running)
+    assert st["status"] == "cancelled"
+    r = server.get(f"/v1/jobs/{running}/result")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "cancelled"
+    assert server.files_left() == []
+
+
+def test_a_small_raster_with_tiling_options_is_tiled_not_ignored(server, small):
+    job = server.post(small, options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16},
+                      endpoint="/v1/jobs").json()
+    assert server.wait_job(job["job_id"])["status"] == "done"
+    result = server.get(f"/v1/jobs/{job['job_id']}/result").json()
+    assert result["read"]["mode"] == "tiled" and result["read"]["tiles"] == 1 and result["read"]["tile_size"] == 64
+    assert server.files_left() == []
+
+
+# -- Host, docs -------------------------------------------------------------------------------------------------
+def test_host_header_is_checked_and_docs_are_off(server):
+    port = server.url.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2"):
+        r = server.get("/v1/health", headers={"Host": host})
+        assert r.status_code == 421 and r.json()["error"]["code"] == "wrong_host"
+    for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert server.get("/v1/health", headers={"Host": host}).status_code == 200
+    assert server.get("/docs").status_code == 404 and server.get("/redoc").status_code == 404
+    assert httpx.get(server.url + "/openapi.json").status_code == 200
+
+
+# -- schemathesis ----------------------------------------------------------------------------------------------
+def test_schemathesis_finds_no_server_error_and_answers_conform(server):
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    statuses: list[int] = []
+    accepted_jobs: list[str] = []
+
+    def explore(operation) -> None:
+        model_bound = operation.path == "/v1/segment"  # schemathesis sends real 1-pixel PNG/JPEG/GIF: model work
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25 if model_bound else 60, deadline=None, database=None,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        def call(case):
+            if model_bound and isinstance(case.body, dict) and not case.body.get("options"):
+                case.body["options"] = '{"max_reasoning_tokens": 16}'  # keep the model's share of the minute small
+            response = case.call(headers=server.headers, timeout=120)
+            statuses.append(response.status_code)
+            if response.status_code == 202:
+                accepted_jobs.append(response.json()["job_id"])
+            case.validate_response(response, checks=checks, headers=server.headers)
+
+        call()
+
+    for result in schema.get_all_operations():
+        explore(result.ok())
+    server_errors = sum(s >= 500 for s in statuses)
+    print(f"schemathesis: {len(statuses)} cases, {server_errors} 5xx, statuses {sorted(set(statuses))}")
+    assert len(statuses) >= 200 and server_errors == 0
+    for job_id in accepted_jobs:
+        httpx.delete(f"{server.url}/v1/jobs/{job_id}", headers=server.headers)
+    for job_id in accepted_jobs:
+        server.wait_job(job_id)
+    assert server.files_left() == []
+
+
+# -- kill -9 mid-job, restart, nothing left ---------------------------------------------------------------------
+def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, naip):
+    cfg, tmp = tmp_path / "cfg", tmp_path / "tmpdir"
+    tmp.mkdir()
+    work = cfg / "work"
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work)]
+    os.environ["TMPDIR"], old_tmp = str(tmp), os.environ.get("TMPDIR")
+    try:
+        proc, url = start_service(args, cfg / "token")
+        token = (cfg / "token").read_text().strip()
+        r = post_segment(url, token, naip, endpoint="/v1/jobs", options={"tile_size": 64, "overlap": 0})
+        assert r.status_code == 202, r.text
+        deadline = time.time() + 60
+        while not list(work.glob("run-*/tiles-*/tiles/*.json")) and time.time() < deadline:
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        (killed,) = [p for p in work.glob("run-*") if p.is_dir()]
+        assert list(killed.rglob("*.upload")), "the job's upload should be there while nobody cleans up"
+        proc, url = start_service(args, cfg / "token")
+        assert not killed.exists(), "the restart did not clear the killed backend's folder"
+        proc.terminate()
+        proc.wait(timeout=30)
+    finally:
+        if old_tmp is None:
+            os.environ.pop("TMPDIR")
+        else:
+            os.environ["TMPDIR"] = old_tmp
+    leftovers = [str(p) for p in (*work.rglob("*"), *tmp.rglob("*")) if p.name != ".scan.lock"]
+    assert leftovers == [], leftovers
