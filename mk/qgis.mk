@@ -8,7 +8,7 @@ QGIS_PROFILE_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 QGIS_APT := python3-qgis qgis-providers qgis xvfb xauth imagemagick xdotool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PLUGIN_SOURCES := $(shell find think2seg_qgis -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null) \
-	metadata.txt $(wildcard resources/styles/*.qml resources/icons/*.svg resources/ui/*.ui)
+	metadata.txt $(wildcard resources/styles/*.qml resources/icons/*.svg)
 
 .PHONY: qgis-system venv-qgis test-plugin package install-plugin run run-tiny screenshot
 

@@ -175,12 +175,9 @@ def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:
             raise BadRequest("The form has no `image` file.", code="bad_request")
         if not isinstance(query, str):
             raise BadRequest("The form has no `query` text.", code="bad_request")
-        query = query.strip()
-        if not query:
-            raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
-        if len(query) > config.max_query_chars:
-            raise BadRequest(f"The query is {len(query)} characters long; keep it under {config.max_query_chars}.",
-                           code="query_too_long")
+        from ..pipeline import check_query
+
+        query = check_query(query, config.max_query_chars)
         raw_options = form.get("options") or "{}"
         try:
             options = json.loads(raw_options) if isinstance(raw_options, str) else {}
