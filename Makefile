@@ -7,7 +7,7 @@ TINY := .cache/tiny-models
 
 .PHONY: backend test test-fast test-backend lint bench tiny-models clean
 
-## The backend venv: torch + torchvision pinned to the pair that installs here (docs/environment), sam2 built
+## The backend venv: torch + torchvision pinned as a pair (docs/environment.md), sam2 built
 ## without its CUDA extension (it must see the venv's torch, hence --no-build-isolation).
 $(VENV)/.installed: backend/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,7 +37,7 @@ test-fast: tiny-models
 	$(BPY) -m pytest tests/backend -q -m "not slow"
 
 lint: backend
-	$(VENV)/bin/ruff check backend tests think2seg_qgis
+	$(VENV)/bin/ruff check backend tests think2seg_qgis scripts
 
 bench: tiny-models
 	$(BPY) -m think2seg.bench --tiny $(TINY)

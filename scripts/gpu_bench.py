@@ -227,7 +227,7 @@ class Stages:
 
     def polygonise(self, mask, tile):
         if hasattr(tile, "transform"):
-            return self._polygonise(mask, tile)
+            return self._polygonise(mask, tile.transform)
         return self._polygonise(mask, None)
 
     def write(self, geoms, name: str):

@@ -16,8 +16,7 @@ GeoParquet has one CRS per file. Rasters without georeferencing can only be batc
 coordinates, `area_px`); mixed with georeferenced ones they fail with a sentence.
 
 Layers (GeoPackage) or files (GeoParquet: OUT.parquet, OUT.prompt_points.parquet, OUT.prompt_boxes.parquet):
-`mask` (merged features: `raster`, `tile`, `tiles`, `parts`, `query`, `instance`, `area_m2`, `score`,
-`status`, `reasoning`, models, time), `prompt_points`, `prompt_boxes` (with `raster`, `tile`).
+the tiled result layers of think2seg.result, written by think2seg.output.LayerWriter.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ import numpy as np
 import shapely
 
 from .errors import BadInput, Cancelled, Think2SegError
+from .output import LayerWriter
+from .result import LAYERS, layer_rows
 from .tiling import (
     TiledResult,
     TileGrid,
@@ -46,16 +47,6 @@ from .tiling import (
 
 OUTPUT_SUFFIXES = (".gpkg", ".parquet")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".jpg", ".jpeg")
-LAYERS = ("mask", "prompt_points", "prompt_boxes")
-_COMMON = {"raster": "", "tile": "", "query": "", "instance": 0, "reasoner": "", "segmenter": "", "created": "",
-           "source": ""}
-#: Column order and type (by sample value) of each layer.
-SCHEMAS = {
-    "mask": {**_COMMON, "tiles": "", "parts": "", "area_m2": 0.0, "score": 0.0, "status": "", "reasoning": ""},
-    "prompt_points": {**_COMMON, "point": 0},
-    "prompt_boxes": dict(_COMMON),
-}
-GEOMETRY_TYPES = {"mask": "MultiPolygon", "prompt_points": "Point", "prompt_boxes": "MultiPolygon"}
 
 
 # -- inputs ----------------------------------------------------------------------------------------------------
@@ -87,9 +78,10 @@ def read_queries(queries: Sequence[str] | None, queries_file: str | None = None)
 
 
 def check_output(output: str) -> str:
-    if not output.lower().endswith(OUTPUT_SUFFIXES):
-        raise BadInput(f"Cannot write {output}: a batch writes OUT.gpkg (GeoPackage) or OUT.parquet (GeoParquet).",
-                       code="bad_output")
+    """A batch writes OUT.gpkg (GeoPackage) or OUT.parquet (GeoParquet)."""
+    from .output import check_output as check_format
+
+    check_format(output, OUTPUT_SUFFIXES)
     return output
 
 
@@ -239,7 +231,7 @@ class BatchState:
                     and rec.get("identity") == raster_identity(plan.path))
 
     def mark_done(self, plan: RasterPlan, result: TiledResult) -> dict:
-        rows = result.layer_rows({"raster": plan.path})
+        rows = layer_rows(result, {"raster": plan.path})
         layers = {name: [[shapely.to_wkb(g, hex=True), attrs] for g, attrs in rs] for name, rs in rows.items()}
         stats = dict(result.stats)
         write_json(self.raster_dir(plan) / "result.json", {"crs": plan.crs_wkt, "layers": layers, "stats": stats})
@@ -275,7 +267,7 @@ def batch_fingerprint(queries, options, tile_size, overlap, gsd, crs, models: di
     return {"queries": list(queries), "tile_size": tile_size, "overlap": overlap, "gsd": gsd, "crs": crs,
             "bands": options.bands, "max_reasoning_tokens": options.max_reasoning_tokens,
             "min_area_pixels": options.min_area_pixels, "reasoner": models.get("reasoner"),
-            "segmenter": models.get("segmenter")}
+            "segmenter": models.get("segmenter"), "sam_size": options.sam_size}
 
 
 # -- writing ------------------------------------------------------------------------------------------------------
@@ -296,122 +288,26 @@ def _reprojector(src_wkt: str | None, target):
     return apply
 
 
-class LayerWriter:
-    """Appends rows raster by raster to OUT.gpkg (layers) or OUT*.parquet (GeoParquet 1.1, one file per
-    layer), under temporary names that `close()` renames into place."""
-
-    def __init__(self, output: str, crs, georeferenced: bool):
-        self.output = Path(output)
-        self.parquet = self.output.suffix.lower() == ".parquet"
-        self.crs = crs
-        self.crs_wkt = crs.to_wkt() if crs is not None else None
-        self.area_key = "area_m2" if georeferenced else "area_px"
-        self.schemas = {}
-        for name, schema in SCHEMAS.items():
-            s = dict(schema)
-            if name == "mask" and not georeferenced:
-                s = {("area_px" if k == "area_m2" else k): v for k, v in s.items()}
-            self.schemas[name] = s
-        self.targets = {name: self._target(name) for name in LAYERS}
-        self.tmp = {name: t.with_name(f".{t.name}.tmp{t.suffix}") for name, t in self.targets.items()}
-        for t in set(self.tmp.values()):
-            if t.exists():
-                t.unlink()
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        self._written: set[str] = set()
-        self._pq: dict[str, object] = {}
-
-    def _target(self, name: str) -> Path:
-        if not self.parquet or name == "mask":
-            return self.output
-        return self.output.with_name(f"{self.output.stem}.{name}.parquet")
-
-    def _columns(self, name: str, rows) -> tuple[list[str], list[np.ndarray]]:
-        schema = self.schemas[name]
-        names = list(schema)
-        cols = []
-        for k in names:
-            sample = schema[k]
-            if isinstance(sample, str):
-                cols.append(np.array([str(a.get(k, "")) for _, a in rows], dtype=object))
-            elif isinstance(sample, int):
-                cols.append(np.array([int(a.get(k, 0)) for _, a in rows], dtype=np.int64))
-            else:
-                cols.append(np.array([float(a.get(k, 0.0)) for _, a in rows], dtype=np.float64))
-        return names, cols
-
-    def write(self, name: str, rows: list[tuple[object, dict]]) -> None:
-        if not rows and name in self._written:
-            return
-        names, cols = self._columns(name, rows)
-        wkb = np.array([shapely.to_wkb(g) for g, _ in rows], dtype=object)
-        if self.parquet:
-            self._write_parquet(name, names, cols, wkb)
-        else:
-            from pyogrio.raw import write as ogr_write
-
-            ogr_write(str(self.tmp[name]), wkb, cols, names, layer=name, driver="GPKG", crs=self.crs_wkt,
-                      geometry_type=GEOMETRY_TYPES[name], append=name in self._written)
-        self._written.add(name)
-
-    def _write_parquet(self, name, names, cols, wkb) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        writer = self._pq.get(name)
-        if writer is None:
-            schema = self._arrow_schema(name, names)
-            writer = pq.ParquetWriter(str(self.tmp[name]), schema)
-            self._pq[name] = writer
-        arrays = [pa.array(c.tolist(), type=writer.schema.field(n).type) for n, c in zip(names, cols)]
-        arrays.append(pa.array(list(wkb), type=pa.binary()))
-        writer.write_table(pa.Table.from_arrays(arrays, schema=writer.schema))
-
-    def _arrow_schema(self, name, names):
-        import pyarrow as pa
-
-        types = {str: pa.string(), int: pa.int64(), float: pa.float64()}
-        fields = [pa.field(n, types[type(self.schemas[name][n])]) for n in names] + [pa.field("geometry", pa.binary())]
-        column = {"encoding": "WKB", "geometry_types": [GEOMETRY_TYPES[name]]}
-        if self.crs is not None:
-            from pyproj import CRS as ProjCRS
-
-            column["crs"] = ProjCRS.from_wkt(self.crs_wkt).to_json_dict()
-        else:
-            column["crs"] = None
-        geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
-        return pa.schema(fields, metadata={b"geo": json.dumps(geo).encode()})
-
-    def add_raster(self, result: dict, reproject) -> None:
-        for name in LAYERS:
-            rows = [(shapely.from_wkb(w), a) for w, a in result["layers"].get(name, [])]
-            if reproject is not None and rows:
-                geoms = reproject(np.array([g for g, _ in rows], dtype=object))
-                rows = [(g, a) for g, (_, a) in zip(geoms, rows)]
-            self.write(name, rows)
-
-    def close(self) -> list[str]:
-        for name in LAYERS:
-            if name not in self._written:
-                self.write(name, [])
-        for w in self._pq.values():
-            w.close()
-        done = []
-        for name in LAYERS:
-            tmp, target = self.tmp[name], self.targets[name]
-            if tmp.exists():
-                os.replace(tmp, target)
-            if str(target) not in done:
-                done.append(str(target))
-        return done
-
-
 def write_outputs(state: BatchState, plans: Sequence[RasterPlan], output: str, target_crs) -> list[str]:
     done = [p for p in plans if state.is_done(p)]
-    writer = LayerWriter(output, target_crs, georeferenced=target_crs is not None)
-    for p in done:
-        writer.add_raster(state.result(p), _reprojector(p.crs_wkt, target_crs))
-    return writer.close()
+    """The output from the finished rasters, one raster at a time (memory: one raster's rows), reprojected
+    to the batch's CRS; written to temporary names and renamed when complete."""
+    writer = LayerWriter(output, target_crs.to_wkt() if target_crs is not None else None, tiled=True)
+    try:
+        for p in done:
+            layers = state.result(p)["layers"]
+            reproject = _reprojector(p.crs_wkt, target_crs)
+            for name in LAYERS:
+                rows = [(shapely.from_wkb(w), a) for w, a in layers.get(name, [])]
+                if reproject is not None and rows:
+                    geoms = reproject(np.array([g for g, _ in rows], dtype=object))
+                    rows = [(g, a) for g, (_, a) in zip(geoms, rows)]
+                writer.write(name, rows)
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return list(dict.fromkeys(written[name] for name in LAYERS))
 
 
 # -- the run -------------------------------------------------------------------------------------------------------

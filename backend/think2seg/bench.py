@@ -14,7 +14,8 @@ Three tables, each saying what it measured:
    names its mode. `--stand-in` adds a row per size over the *whole* native grid with the tiny reasoner and
    a threshold stand-in for SAM2 (the tiled path's own cost and memory, no SAM2).
 
-The synthetic-raster writer and the stand-in segmenter are reused by the tests.
+The synthetic rasters and the stand-in segmenter come from think2seg.testing (the tests use them too); the
+rest is the package's public API.
 """
 
 from __future__ import annotations
@@ -32,94 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: A synthetic scene: textured fields with dark "water" discs (cx, cy, r in pixels).
-WATER_RGB = (30, 60, 160)
-
-
-# -- synthetic rasters ---------------------------------------------------------------------------------------
-def default_discs(width: int, height: int, seed: int = 0) -> list[tuple[float, float, float]]:
-    """Discs spread over the raster (about one per 1,500 x 1,500 pixels, some across tile borders)."""
-    rng = np.random.default_rng(seed)
-    n = max(1, int(width * height / 1500**2))
-    return [(float(rng.uniform(0, width)), float(rng.uniform(0, height)), float(rng.uniform(40, 300))) for _ in range(n)]
-
-
-def scene_block(x0: int, y0: int, w: int, h: int, discs) -> np.ndarray:
-    """(3, h, w) uint8 of the synthetic scene at raster pixels [x0, x0+w) x [y0, y0+h)."""
-    xx = np.arange(x0, x0 + w, dtype=np.int32)[None, :]
-    yy = np.arange(y0, y0 + h, dtype=np.int32)[:, None]
-    t = ((xx * 7 ^ yy * 13) & 31).astype(np.uint8)
-    fields = ((xx // 400 + yy // 300) & 1).astype(np.uint8) * 40
-    out = np.empty((3, h, w), dtype=np.uint8)
-    out[0] = 110 + t + fields
-    out[1] = 130 + t
-    out[2] = 70 + (t >> 1) + fields // 2
-    for cx, cy, r in discs:
-        if cx + r < x0 or cx - r > x0 + w or cy + r < y0 or cy - r > y0 + h:
-            continue
-        inside = (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
-        for b, v in enumerate(WATER_RGB):
-            out[b][inside] = v
-    return out
-
-
-def make_geotiff(path: str | os.PathLike, width: int, height: int, discs=None, block: int = 512,
-                 crs: str | None = "EPSG:32633", pixel_size: float = 0.5, origin=(500000.0, 5000000.0),
-                 count: int = 3, nodata: int | None = None) -> Path:
-    """Write a tiled, deflate-compressed GeoTIFF block by block (memory: one block), fast at any size."""
-    import rasterio
-    from rasterio.transform import from_origin
-    from rasterio.windows import Window
-
-    discs = default_discs(width, height) if discs is None else discs
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype="uint8",
-                   transform=from_origin(origin[0], origin[1], pixel_size, pixel_size), tiled=True,
-                   blockxsize=block, blockysize=block, compress="deflate", zlevel=1, num_threads="ALL_CPUS")
-    if crs:
-        profile["crs"] = crs
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as ds:
-        for y in range(0, height, block):
-            for x in range(0, width, block):
-                w, h = min(block, width - x), min(block, height - y)
-                data = scene_block(x, y, w, h, discs)
-                if count != 3:
-                    data = np.concatenate([data, np.repeat(data[:1], count - 3, axis=0)])[:count]
-                ds.write(data, window=Window(x, y, w, h))
-    return Path(path)
-
-
-# -- a stand-in for SAM2 -----------------------------------------------------------------------------------------
-class StandInSegmenter:
-    """Not a model: the "water" pixels of the synthetic scene, whatever the prompts. It has the Segmenter's
-    interface, so `Pipeline(reasoner, StandInSegmenter())` runs the real pipeline code with a mask that
-    depends on the image alone (the tests check merges across tile borders with it; the bench measures the
-    tiled path without SAM2's cost)."""
-
-    model_id = "stand-in-threshold"
-    size = "none"
-
-    def __init__(self):
-        import torch
-
-        self.device = torch.device("cpu")
-        self._rgb: np.ndarray | None = None
-
-    def set_image(self, rgb: np.ndarray) -> None:
-        self._rgb = np.asarray(rgb)
-
-    def predict(self, instances, shape):
-        from .segmenter import MaskSet
-
-        rgb = self._rgb
-        mask = (rgb[..., 2] > 140) & (rgb[..., 0] < 70)
-        masks = [mask.copy() for _ in instances]
-        return MaskSet(mask.copy() if instances else np.zeros(shape, dtype=bool), masks, [1.0] * len(instances))
-
-    def segment(self, rgb, instances):
-        self.set_image(rgb)
-        return self.predict(instances, rgb.shape[:2])
+from .testing.scenes import make_geotiff
+from .testing.stand_in import StandInSegmenter
 
 
 # -- measuring -----------------------------------------------------------------------------------------------
@@ -226,23 +141,18 @@ def bench_one_tile(pipeline, raster: Path, work: Path, tile: int = 1024, repeats
 
 # -- table 2: all that is not a model -------------------------------------------------------------------------
 def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7) -> list[list]:
-    import rasterio
     from rasterio.windows import Window
 
-    from .georef import read_tile, to_uint8
+    from .georef import area_unit, read_tile, to_uint8
     from .output import write_results
-    from .pipeline import Pipeline, SegmentResult, describe
+    from .pipeline import InstanceResult, SegmentResult, describe
     from .polygons import mask_to_multipolygon
     from .prompts import PromptInstance
     from .reasoner import to_model_image
-    from .tiling import TileGrid, tile_entry
 
     keys = ("read", "stretch", "resize", "polygonise", "georeference", "write")
     times: dict[str, list[float]] = {k: [] for k in keys}
     inst = PromptInstance((256.0, 256.0, 768.0, 768.0), ((512.0, 512.0), (400.0, 600.0)))
-    with rasterio.open(raster) as ds:
-        grid = TileGrid.for_raster(ds, tile, 128)
-    spec = grid.tiles[0]
     u16 = None
     for k in range(repeats):
         t0 = time.perf_counter()
@@ -256,13 +166,12 @@ def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7
         to_model_image(rt.rgb)
         t3 = time.perf_counter()
         mask = (rt.rgb[..., 2] > 140) & (rt.rgb[..., 0] < 70)
-        geom = mask_to_multipolygon(mask, rt)
+        geom = mask_to_multipolygon(mask, rt.transform)
         t4 = time.perf_counter()
-        ir = Pipeline._instance_result(0, inst, rt, geom, 1.0)
+        ir = InstanceResult.from_prompt(0, inst, rt, geom, 1.0)
         res = SegmentResult(query="water", status="ok", message="", reasoning="r", answer="a", instances=[ir],
                             tile=rt, timings={}, models={"reasoner": "tiny", "segmenter": "stand-in"})
-        res.message = describe("ok", 1, res.area, "m2", "")
-        tile_entry(grid, spec, 0, res)
+        res.message = describe("ok", 1, res.area, area_unit(rt.crs), "")
         t5 = time.perf_counter()
         write_results([res], work / f"non_model_{k}.gpkg")
         t6 = time.perf_counter()
@@ -272,7 +181,7 @@ def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7
               "stretch": "normalise: percentile stretch to 8-bit (16-bit rasters only)",
               "resize": "normalise: resize to the 840 x 840 model frame (LANCZOS)",
               "polygonise": "polygonise (mask -> simplified polygons in the CRS)",
-              "georeference": "georeference (box/points/areas in the CRS + clip to the tile core)",
+              "georeference": "georeference (box/points/areas in the CRS, the result sentence)",
               "write": "write (GPKG: mask, points, boxes)"}
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = [[labels[k], ms(med[k])] for k in keys]

@@ -91,7 +91,8 @@ class TileActor:
                 live = [r for r in rrows if tiles[str(r["tile"])].valid is None or tiles[str(r["tile"])].valid.any()]
                 live.sort(key=lambda r: list(specs).index(str(r["tile"])))  # pairs of one tile side by side
                 results = self.pipeline.segment_tiles([tiles[str(r["tile"])] for r in live],
-                                                      [str(r["query"]) for r in live], self.options) if live else []
+                                                      [str(r["query"]) for r in live], self.options,
+                                                      geometry_frame="raster_pixels") if live else []
                 answered = {id(r): res for r, res in zip(live, results)}
                 for row in rrows:
                     tid = str(row["tile"])

@@ -10,7 +10,6 @@ Frames, outermost first:
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -50,10 +49,6 @@ class RasterTile:
     @property
     def shape(self) -> tuple[int, int]:
         return self.rgb.shape[:2]
-
-    @property
-    def georeferenced(self) -> bool:
-        return self.crs is not None
 
     def pixel_to_crs(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) tile pixel coordinates -> (N, 2) CRS coordinates (through the affine, rotation included)."""
@@ -255,13 +250,6 @@ def tile_from_array(rgb: np.ndarray, transform: Affine | None = None, crs: CRS |
         "mode": "array", "width": w, "height": h, "read_width": w, "read_height": h})
 
 
-def model_to_tile(points: np.ndarray, tile_shape: tuple[int, int], frame: int) -> np.ndarray:
-    """Model-frame coordinates -> tile pixel coordinates (the inverse of the square resize)."""
-    h, w = tile_shape
-    pts = np.asarray(points, dtype=float).reshape(-1, 2)
-    return pts * np.array([w / frame, h / frame])
-
-
 def box_ring(box: tuple[float, float, float, float]) -> np.ndarray:
     """The closed ring of a pixel box, so a rotated geotransform gives a rotated box."""
     x1, y1, x2, y2 = box
@@ -307,6 +295,20 @@ def area_m2(geom, crs: CRS | None, pixel_area: float = 1.0) -> float:
     return float(geom.area * f * f)
 
 
+def pixel_geometry_area(geom_px, transform: Affine, crs: CRS | None) -> float:
+    """Area of a geometry given in a raster's pixel frame (`transform`: raster pixel -> CRS), in square metres,
+    or in raster pixels when there is no CRS. Only a geographic CRS needs the geometry in the CRS."""
+    if crs is None:
+        return float(geom_px.area)
+    f = linear_factor(crs)
+    if f is None:
+        from shapely.affinity import affine_transform
+
+        t = transform
+        return float(geodesic_area(affine_transform(geom_px, [t.a, t.b, t.d, t.e, t.c, t.f]), crs))
+    return float(geom_px.area * abs(transform.a * transform.e - transform.b * transform.d) * f * f)
+
+
 def crs_epsg(crs: CRS | None) -> int | None:
     if crs is None:
         return None
@@ -314,8 +316,3 @@ def crs_epsg(crs: CRS | None) -> int | None:
         return crs.to_epsg()
     except Exception:
         return None
-
-
-def ground_sample_distance(tile: RasterTile) -> float:
-    """Mean pixel size of the tile in CRS units (for simplification tolerances)."""
-    return math.sqrt(tile.pixel_area) if tile.pixel_area > 0 else 1.0

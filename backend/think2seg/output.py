@@ -1,140 +1,194 @@
-"""Write results as GIS layers: a GeoPackage with `mask`, `prompt_points`, `prompt_boxes`, or GeoJSON files.
+"""The one writer of result layers (think2seg.result): GeoPackage, GeoJSON or GeoParquet.
 
-Every feature carries the query, the instance, the model ids and a timestamp; the mask features carry the
-reasoning too, and so does the GeoPackage layer description. Batch runs append (`append=True`) and add
-their own columns (`extra`: the raster, the tile).
+- OUT.gpkg: the three layers `mask`, `prompt_points`, `prompt_boxes` in one GeoPackage; the `mask` layer's
+  description holds the queries and the reasoning.
+- OUT.geojson: `mask` in OUT.geojson, the prompts in OUT.points.geojson and OUT.boxes.geojson.
+- OUT.parquet: GeoParquet 1.1 (WKB), `mask` in OUT.parquet, the prompts in OUT.prompt_points.parquet and
+  OUT.prompt_boxes.parquet.
+
+`LayerWriter` takes rows layer by layer (a batch adds them raster by raster, so memory follows one raster)
+and writes to temporary names in the output's folder that `close()` renames into place: an output is
+never half-written, and a failed run leaves the previous output as it was. `write_results` is the short
+form for a list of results. `segment`, `batch` and Ray (through `batch`) write with it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import shapely
-from pyogrio import list_layers, set_gdal_config_options
-from pyogrio.raw import write as ogr_write
-from shapely.geometry import MultiPolygon, Point, Polygon
+from pyogrio import set_gdal_config_options
 
 from .errors import BadInput
-from .pipeline import SegmentResult
+from .result import GEOMETRY_TYPES, LAYERS, Row, columns, layer_rows
 
-LAYERS = ("mask", "prompt_points", "prompt_boxes")
+SUFFIXES = (".gpkg", ".geojson", ".json", ".parquet")
 
-# A GeoPackage is SQLite: without per-statement fsync, writing the three layers takes a third of the time.
-# A crash mid-write can leave a broken file, which the next run overwrites (outputs are never appended to
-# by a single segment run).
+# A GeoPackage is SQLite: without per-statement fsync, writing the layers takes a third of the time. The
+# file is written under a temporary name and renamed when complete, so a crash never leaves a broken output.
 set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF"})
 
 
-def result_rows(result: SegmentResult, extra: dict | None = None) -> dict[str, list[tuple[object, dict]]]:
-    """(geometry, attributes) per layer for one result."""
-    base = {
-        "query": result.query, "reasoner": result.models["reasoner"], "segmenter": result.models["segmenter"],
-        "created": result.created, "source": result.tile.source, **(extra or {}),
-    }
-    rows: dict[str, list] = {name: [] for name in LAYERS}
-    for inst in result.instances:
-        if not inst.geometry.is_empty:
-            rows["mask"].append((inst.geometry, {
-                **base, "instance": inst.instance, "area_m2" if result.tile.crs else "area_px": inst.area,
-                "score": inst.score, "status": result.status, "reasoning": result.reasoning,
-            }))
-        for j, xy in enumerate(inst.points_crs):
-            rows["prompt_points"].append((Point(xy), {**base, "instance": inst.instance, "point": j + 1}))
-        if inst.box_crs is not None:  # None when the model gave only points
-            rows["prompt_boxes"].append((MultiPolygon([Polygon(inst.box_crs)]), {**base, "instance": inst.instance}))
-    return rows
+def check_output(path: str | os.PathLike, suffixes: Sequence[str] = SUFFIXES) -> Path:
+    """The output path if its suffix names a format this writer knows, else a BadInput saying which do."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        names = {".gpkg": ".gpkg", ".geojson": ".geojson", ".json": ".geojson", ".parquet": ".parquet"}
+        known = " or ".join(dict.fromkeys(names[s] for s in suffixes))
+        raise BadInput(f"Cannot write {p.name}: the output must end in {known}.", code="bad_output")
+    return p
 
 
-_GEOMETRY_TYPES = {"mask": "MultiPolygon", "prompt_points": "Point", "prompt_boxes": "MultiPolygon"}
+def output_files(path: str | os.PathLike) -> dict[str, Path]:
+    """The file each layer goes to."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".gpkg":
+        return {name: p for name in LAYERS}
+    if suffix == ".parquet":
+        return {name: p if name == "mask" else p.with_name(f"{p.stem}.{name}.parquet") for name in LAYERS}
+    return {name: p if name == "mask" else p.with_suffix(f".{name.split('_')[-1]}.geojson") for name in LAYERS}
 
 
-def _write_layer(path: str, layer: str | None, rows, crs_wkt: str | None, driver: str, append: bool,
-                 description: str | None, template: dict) -> None:
-    names = list(template)
-    for _, attrs in rows:
-        for k in attrs:
-            if k not in names:
-                names.append(k)
-    geoms = np.array([shapely.to_wkb(g) for g, _ in rows], dtype=object)
-    fields = []
-    for name in names:
-        sample = next((a[name] for _, a in rows if name in a), template.get(name, ""))
-        kind = object if isinstance(sample, str) else (np.int64 if isinstance(sample, (int, np.integer)) else np.float64)
-        fields.append(np.array([a.get(name, template.get(name)) for _, a in rows], dtype=kind))
-    opts = {}
-    if description and driver == "GPKG" and not append:
-        opts["DESCRIPTION"] = description[:4000]
-    ogr_write(
-        path, geoms, fields, names, layer=layer, driver=driver, crs=crs_wkt,
-        geometry_type=_GEOMETRY_TYPES[(layer or "mask").split("__")[0]], append=append, layer_options=opts or None,
-    )
+class LayerWriter:
+    """Writes the result layers to `output` (.gpkg, .geojson or .parquet) in one CRS; see the module
+    docstring. `georeferenced` picks `area_m2` or `area_px`; `tiled` adds the tiled columns."""
+
+    def __init__(self, output: str | os.PathLike, crs_wkt: str | None, tiled: bool = False,
+                 description: str | None = None):
+        self.output = check_output(output)
+        suffix = self.output.suffix.lower()
+        self.driver = {".gpkg": "GPKG", ".parquet": "Parquet"}.get(suffix, "GeoJSON")
+        self.crs_wkt = crs_wkt
+        self.description = description
+        self.schemas = {name: columns(name, crs_wkt is not None, tiled) for name in LAYERS}
+        self.targets = output_files(self.output)
+        self.tmp = {name: t.with_name(f".{t.name}.tmp{t.suffix}") for name, t in self.targets.items()}
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        for t in set(self.tmp.values()):
+            if t.exists():
+                t.unlink()
+        self._written: set[str] = set()
+        self._pending: dict[str, list[Row]] = {name: [] for name in LAYERS}  # GeoJSON: written whole at close
+        self._parquet: dict[str, object] = {}
+
+    def _columns(self, name: str, rows: Sequence[Row]) -> tuple[list[str], list[np.ndarray]]:
+        schema = self.schemas[name]
+        cols = []
+        for key, kind in schema.items():
+            if kind is str:
+                cols.append(np.array([str(a.get(key, "")) for _, a in rows], dtype=object))
+            elif kind is int:
+                cols.append(np.array([int(a.get(key, 0)) for _, a in rows], dtype=np.int64))
+            else:
+                cols.append(np.array([float(a.get(key, 0.0)) for _, a in rows], dtype=np.float64))
+        return list(schema), cols
+
+    def write(self, name: str, rows: Sequence[Row]) -> None:
+        """Add rows to one layer (creating it on the first call)."""
+        if self.driver == "GeoJSON":
+            self._pending[name].extend(rows)
+            return
+        if not rows and name in self._written:
+            return
+        names, cols = self._columns(name, rows)
+        wkb = np.array([shapely.to_wkb(g) for g, _ in rows], dtype=object)
+        if self.driver == "Parquet":
+            self._write_parquet(name, names, cols, wkb)
+        else:
+            self._write_ogr(name, names, cols, wkb)
+        self._written.add(name)
+
+    def write_rows(self, rows: dict[str, Sequence[Row]]) -> None:
+        for name in LAYERS:
+            self.write(name, rows.get(name, []))
+
+    def _write_ogr(self, name, names, cols, wkb) -> None:
+        from pyogrio.raw import write as ogr_write
+
+        append = name in self._written
+        options = None
+        if name == "mask" and self.description and self.driver == "GPKG" and not append:
+            options = {"DESCRIPTION": self.description[:4000]}
+        ogr_write(str(self.tmp[name]), wkb, cols, names, layer=name, driver=self.driver, crs=self.crs_wkt,
+                  geometry_type=GEOMETRY_TYPES[name], append=append, layer_options=options)
+
+    def _write_parquet(self, name, names, cols, wkb) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer = self._parquet.get(name)
+        if writer is None:
+            writer = pq.ParquetWriter(str(self.tmp[name]), self._arrow_schema(name))
+            self._parquet[name] = writer
+        arrays = [pa.array(c.tolist(), type=writer.schema.field(n).type) for n, c in zip(names, cols)]
+        arrays.append(pa.array(list(wkb), type=pa.binary()))
+        writer.write_table(pa.Table.from_arrays(arrays, schema=writer.schema))
+
+    def _arrow_schema(self, name: str):
+        import pyarrow as pa
+
+        types = {str: pa.string(), int: pa.int64(), float: pa.float64()}
+        fields = [pa.field(n, types[t]) for n, t in self.schemas[name].items()] + [pa.field("geometry", pa.binary())]
+        column: dict = {"encoding": "WKB", "geometry_types": [GEOMETRY_TYPES[name]], "crs": None}
+        if self.crs_wkt is not None:
+            from pyproj import CRS as ProjCRS
+
+            column["crs"] = ProjCRS.from_wkt(self.crs_wkt).to_json_dict()
+        geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
+        return pa.schema(fields, metadata={b"geo": json.dumps(geo).encode()})
+
+    def close(self) -> dict[str, str]:
+        """Finish every layer (empty ones too) and rename the files into place; returns the file per layer."""
+        if self.driver == "GeoJSON":  # one file per layer, written whole
+            for name in LAYERS:
+                rows = self._pending[name]
+                names, cols = self._columns(name, rows)
+                self._write_ogr(name, names, cols, np.array([shapely.to_wkb(g) for g, _ in rows], dtype=object))
+                self._written.add(name)
+        for name in LAYERS:
+            if name not in self._written:
+                self.write(name, [])
+        for w in self._parquet.values():
+            w.close()
+        for name in LAYERS:
+            tmp = self.tmp[name]
+            if tmp.exists():
+                os.replace(tmp, self.targets[name])
+        return {name: str(t) for name, t in self.targets.items()}
+
+    def abort(self) -> None:
+        """Drop what was written: the temporary files go, the outputs stay as they were."""
+        for w in self._parquet.values():
+            w.close()
+        for t in set(self.tmp.values()):
+            if t.exists():
+                t.unlink()
 
 
-# Column types of empty layers (pyogrio needs one sample value per field).
-_TEMPLATES = {
-    "mask": {"query": "", "reasoner": "", "segmenter": "", "created": "", "source": "", "instance": 0,
-             "area_m2": 0.0, "score": 0.0, "status": "", "reasoning": ""},
-    "prompt_points": {"query": "", "reasoner": "", "segmenter": "", "created": "", "source": "", "instance": 0, "point": 0},
-    "prompt_boxes": {"query": "", "reasoner": "", "segmenter": "", "created": "", "source": "", "instance": 0},
-}
+def write_results(results: Sequence, path: str | os.PathLike) -> dict[str, str]:
+    """Write results (one-tile or tiled; all in one CRS) to OUT.gpkg, OUT.geojson or OUT.parquet.
 
-
-def layer_template(name: str, extra: dict | None = None, pixel_areas: bool = False) -> dict:
-    """The columns (with a sample value giving each one's type) of one output layer."""
-    template = {**_TEMPLATES[name], **(extra or {})}
-    if pixel_areas and name == "mask":
-        template["area_px"] = template.pop("area_m2")
-    return template
-
-
-def write_layer_rows(path: str | os.PathLike, rows: dict[str, list], crs_wkt: str | None, append: bool,
-                     extra_columns: dict | None = None, suffix: str = "", description: str | None = None) -> None:
-    """Write (geometry, attributes) rows into a GeoPackage's three layers (`mask{suffix}` ...), creating
-    them with the template's columns (+ `extra_columns`) or appending to them."""
-    for name in LAYERS:
-        template = layer_template(name, extra_columns, pixel_areas=crs_wkt is None)
-        layer = name + suffix
-        exists = append and os.path.exists(path) and layer in {row[0] for row in list_layers(path)}
-        _write_layer(str(path), layer, rows.get(name, []), crs_wkt, "GPKG", exists,
-                     description if name == "mask" else None, template)
-
-
-def write_results(results: list[SegmentResult], path: str | os.PathLike, append: bool = False,
-                  extra: list[dict] | None = None) -> dict[str, str]:
-    """Write results to OUT.gpkg (three layers) or OUT.geojson (+ OUT.points.geojson, OUT.boxes.geojson).
-
-    Returns the written file per layer. All results must share one CRS."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".gpkg", ".geojson", ".json"):
-        raise BadInput(f"Cannot write {path.name}: the output must end in .gpkg or .geojson.", code="bad_output")
+    Returns the written file per layer."""
+    path = check_output(path)
     crss = {r.crs.to_wkt() if r.crs else None for r in results}
     if len(crss) > 1:
         raise BadInput("These results are in different CRSs; write them to separate files.", code="mixed_crs")
-    crs_wkt = crss.pop() if crss else None
-    rows: dict[str, list] = {name: [] for name in LAYERS}
-    for k, r in enumerate(results):
-        for name, rs in result_rows(r, extra[k] if extra else None).items():
-            rows[name].extend(rs)
-    description = "\n\n".join(f"Query: {r.query}\nReasoning: {r.reasoning}" for r in results[:20])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".gpkg" and path.exists() and not append:
-        path.unlink()
-    written = {}
-    for name in LAYERS:
-        if suffix == ".gpkg":
-            target, layer, driver = str(path), name, "GPKG"
-        else:
-            target = str(path) if name == "mask" else str(path.with_suffix(f".{name.split('_')[-1]}.geojson"))
-            layer, driver = name, "GeoJSON"
-            if os.path.exists(target) and not append:
-                os.remove(target)
-        template = dict(_TEMPLATES[name])
-        if name == "mask" and results and results[0].crs is None:
-            template["area_px"] = template.pop("area_m2")
-        _write_layer(target, layer, rows[name], crs_wkt, driver, append and os.path.exists(target),
-                     description if name == "mask" else None, template)
-        written[name] = target
-    return written
+    from .tiling import TiledResult
+
+    tiled = any(isinstance(r, TiledResult) for r in results)
+    description = "\n\n".join(
+        f"Query: {', '.join(r.queries) if isinstance(r, TiledResult) else r.query}\nReasoning: {r.reasoning}"
+        for r in results[:20])
+    writer = LayerWriter(path, crss.pop() if crss else None, tiled=tiled, description=description)
+    try:
+        for r in results:
+            writer.write_rows(layer_rows(r))
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+from affine import Affine
 from shapely.geometry import MultiPolygon, mapping
 from shapely.ops import unary_union
 
@@ -24,6 +25,7 @@ from .georef import (
     area_unit,
     box_ring,
     crs_epsg,
+    pixel_geometry_area,
     read_tile,
     tile_from_array,
 )
@@ -31,8 +33,10 @@ from .options import SegmentOptions
 from .polygons import mask_to_multipolygon
 from .prompts import PromptInstance, parse_answer
 from .reasoner import Reasoner, to_model_image
-from .segmenter import Segmenter
-from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE
+from .result import as_multipolygon, found_sentence
+from .segmenter import Segmenter, image_key
+from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE, sibling_sam_checkpoint
+from .weights import sam_size as parse_sam_size
 
 MAX_QUERY_CHARS = 2000
 
@@ -64,6 +68,27 @@ class InstanceResult:
             "box_crs": self.box_crs, "points_crs": self.points_crs, "score": self.score, "area": self.area,
         }
 
+    @classmethod
+    def from_prompt(cls, k: int, inst: PromptInstance, tile: RasterTile, geometry: MultiPolygon, score: float,
+                    area: float | None = None) -> InstanceResult:
+        """Instance `k` of a tile: its prompt (tile pixels) placed in the source raster's pixels and the CRS,
+        its mask's geometry and SAM2's score; `area` defaults to the geometry's (a CRS geometry)."""
+        # An instance may have only a box (no points) or only points (box None): SAM2 takes either.
+        pts = np.asarray(inst.points, dtype=float).reshape(-1, 2)
+        src = tile.to_source_pixel
+        has_box = inst.box is not None
+        return cls(
+            instance=k,
+            box_pixel=[float(v) for v in (*(src @ inst.box[:2]), *(src @ inst.box[2:]))] if has_box else None,
+            points_pixel=[[float(v) for v in src @ (float(x), float(y))] for x, y in pts],
+            box_crs=tile.pixel_to_crs(box_ring(inst.box)).tolist() if has_box else None,
+            points_crs=tile.pixel_to_crs(pts).tolist() if len(pts) else [],
+            score=score,
+            geometry=geometry,
+            area=area if area is not None else (area_m2(geometry, tile.crs, tile.pixel_area) if not geometry.is_empty
+                                                else 0.0),
+        )
+
 
 @dataclass
 class SegmentResult:
@@ -78,6 +103,9 @@ class SegmentResult:
     models: dict[str, str]
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     merged_mask: np.ndarray | None = None  # bool, tile pixels (the OR of the instances)
+    #: "crs": instance geometries are in the CRS; "raster_pixels": in the source raster's pixel frame (tiled
+    #: runs clip and merge there and go to the CRS once, after the merge)
+    geometry_frame: str = "crs"
 
     @property
     def crs(self):
@@ -86,16 +114,16 @@ class SegmentResult:
     @property
     def mask_geometry(self) -> MultiPolygon:
         geoms = [i.geometry for i in self.instances if not i.geometry.is_empty]
-        if not geoms:
-            return MultiPolygon()
-        u = unary_union(geoms)
-        return u if isinstance(u, MultiPolygon) else MultiPolygon([u]) if u.geom_type == "Polygon" else MultiPolygon(
-            [g for g in getattr(u, "geoms", []) if g.geom_type == "Polygon"])
+        return as_multipolygon(unary_union(geoms)) if geoms else MultiPolygon()
 
     @property
     def area(self) -> float:
         g = self.mask_geometry
-        return area_m2(g, self.crs, self.tile.pixel_area) if not g.is_empty else 0.0
+        if g.is_empty:
+            return 0.0
+        if self.geometry_frame == "raster_pixels":
+            return pixel_geometry_area(g, raster_transform(self.tile), self.crs)
+        return area_m2(g, self.crs, self.tile.pixel_area)
 
     def to_dict(self) -> dict:
         """The JSON answer of the HTTP API (docs/api.md)."""
@@ -117,12 +145,18 @@ class SegmentResult:
         }
 
 
-def check_query(query: str) -> str:
+def raster_transform(tile: RasterTile) -> Affine:
+    """Source raster pixel -> CRS (the tile's own transform without its window offset and resampling)."""
+    return tile.transform * ~tile.to_source_pixel
+
+
+def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    """The query, stripped; an empty or over-long one is a BadRequest with a sentence (every entry point)."""
     q = (query or "").strip()
     if not q:
         raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
-    if len(q) > MAX_QUERY_CHARS:
-        raise BadRequest(f"The query is {len(q)} characters long; keep it under {MAX_QUERY_CHARS}.", code="query_too_long")
+    if len(q) > max_chars:
+        raise BadRequest(f"The query is {len(q)} characters long; keep it under {max_chars}.", code="query_too_long")
     return q
 
 
@@ -131,33 +165,64 @@ def describe(status: str, n: int, area: float, unit: str, reason: str) -> str:
         return "The model found nothing that matches the query."
     if status == "unparsed":
         return f"The model's answer could not be used ({reason}); no mask was made."
-    if unit == "m2":
-        size = f"{area / 1e4:.2f} ha" if area >= 1e4 else f"{area:.0f} m²"
-    else:
-        size = f"{area:.0f} {unit}"
-    return f"{n} instance{'s' if n != 1 else ''} found, {size} in all."
+    return found_sentence(n, "instance", area, unit)
 
 
 class Pipeline:
-    def __init__(self, reasoner: Reasoner, segmenter: Segmenter):
+    """The reasoner and one segmenter per SAM2.1 size: the first one given, others loaded on first use from
+    where the first came from (the hub, or checkpoints next to the first one's file)."""
+
+    def __init__(self, reasoner: Reasoner, segmenter: Segmenter, sam_source: str | None = None,
+                 device: str | None = None):
         self.reasoner = reasoner
-        self.segmenter = segmenter
-        # The tile whose SAM2 embedding is loaded (a reference, not an id(): ids are reused after GC).
-        self._embedded_tile: RasterTile | None = None
+        self.segmenter = segmenter  # the default, used when a request names no size
+        self.segmenters: dict[str, Segmenter] = {segmenter.size: segmenter}
+        #: where `segmenter` came from (a size name: the hub; a path: a local checkpoint); None: nowhere else
+        self.sam_source = sam_source
+        self.device = device
 
     @classmethod
     def from_pretrained(
         cls, model: str = DEFAULT_REASONER, sam: str = DEFAULT_SAM_SIZE, sam_size: str | None = None,
         device: str | None = None,
     ) -> Pipeline:
-        return cls(Reasoner.from_pretrained(model, device=device), Segmenter.from_pretrained(sam, sam_size, device=device))
+        return cls(Reasoner.from_pretrained(model, device=device), Segmenter.from_pretrained(sam, sam_size, device=device),
+                   sam_source=sam, device=device)
+
+    def segmenter_for(self, size: str | None = None) -> Segmenter:
+        """The segmenter of a SAM2.1 size (None: the default), loaded on first use."""
+        if size is None:
+            return self.segmenter
+        name = parse_sam_size(size).name
+        if name in self.segmenters:
+            return self.segmenters[name]
+        if self.sam_source is None:
+            raise BadInput(f"This pipeline holds SAM2.1 {self.segmenter.size} only; SAM2.1 {name} cannot be loaded.",
+                           code="sam_size_unavailable")
+        if os.path.exists(self.sam_source):
+            source = sibling_sam_checkpoint(self.sam_source, name)  # BadInput naming the missing file
+        else:
+            source = name
+        seg = Segmenter.from_pretrained(source, name, device=self.device)
+        self.segmenters[name] = seg
+        return seg
+
+    def models_for(self, size: str | None = None) -> dict[str, str]:
+        """The model ids a request with this SAM2.1 size is answered with (nothing is loaded)."""
+        name = None if size is None else parse_sam_size(size).name
+        if name in self.segmenters:
+            return self._models(self.segmenters[name].model_id)
+        return self._models(self.segmenter.model_id if name is None else f"sam2.1_hiera_{name}")
+
+    def _models(self, segmenter_id: str) -> dict[str, str]:
+        return {
+            "reasoner": self.reasoner.model_id, "segmenter": segmenter_id,
+            "prompt_template": self.reasoner.template_id, "think2seg": __version__,
+        }
 
     @property
     def models(self) -> dict[str, str]:
-        return {
-            "reasoner": self.reasoner.model_id, "segmenter": self.segmenter.model_id,
-            "prompt_template": self.reasoner.template_id, "think2seg": __version__,
-        }
+        return self.models_for(None)
 
     def load_tile(self, source, options: SegmentOptions) -> RasterTile:
         if isinstance(source, RasterTile):
@@ -180,29 +245,36 @@ class Pipeline:
 
     def segment_tiles(
         self, tiles: list[RasterTile], queries: list[str], options: SegmentOptions | None = None,
-        cancelled=None,
+        cancelled=None, geometry_frame: str = "crs",
     ) -> list[SegmentResult]:
-        """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused)."""
+        """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused).
+
+        `geometry_frame="raster_pixels"` gives instance geometries in the source raster's pixel frame (tiled
+        runs); the default gives them in the CRS."""
         opts = options or SegmentOptions()
         queries = [check_query(q) for q in queries]
+        segmenter = self.segmenter_for(opts.sam_size)
         t0 = time.perf_counter()
         images = [to_model_image(t.rgb, self.reasoner.frame) for t in tiles]
         t_pre = time.perf_counter()
         outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens)
         t_gen = time.perf_counter()
         n = len(tiles)
+        # One content key per distinct tile: the segmenter embeds each image once (and keeps it for later calls).
+        keys = {id(t): image_key(t.rgb) for t in tiles}
         results = []
         for tile, query, out in zip(tiles, queries, outs):
             if cancelled is not None and cancelled():
                 from .errors import Cancelled
 
                 raise Cancelled("The job was cancelled.")
-            results.append(self._finish(tile, query, out, opts, {
+            results.append(self._finish(segmenter, tile, keys[id(tile)], query, out, opts, geometry_frame, {
                 "preprocess": (t_pre - t0) / n, "reasoner": (t_gen - t_pre) / n,
             }))
         return results
 
-    def _finish(self, tile: RasterTile, query: str, out, opts: SegmentOptions, timings: dict) -> SegmentResult:
+    def _finish(self, segmenter: Segmenter, tile: RasterTile, key: str, query: str, out, opts: SegmentOptions,
+                geometry_frame: str, timings: dict) -> SegmentResult:
         t0 = time.perf_counter()
         frame = self.reasoner.frame
         parsed = parse_answer(out.text, frame, frame)
@@ -210,20 +282,22 @@ class Pipeline:
         pixel_instances = [inst.scaled(w / frame, h / frame) for inst in parsed.instances]
         t1 = time.perf_counter()
         if pixel_instances:
-            if self._embedded_tile is not tile:
-                self.segmenter.set_image(tile.rgb)
-                self._embedded_tile = tile
-            masks = self.segmenter.predict(pixel_instances, (h, w))
+            segmenter.set_image(tile.rgb, key)
+            masks = segmenter.predict(pixel_instances, (h, w))
         else:
             masks = None
         t2 = time.perf_counter()
+        in_pixels = geometry_frame == "raster_pixels"
+        to_geometry = tile.to_source_pixel if in_pixels else tile.transform
         instances = []
         for k, inst in enumerate(pixel_instances):
             mask = masks.instances[k]
             if tile.valid is not None:
                 mask = mask & tile.valid  # nothing is found where the raster has no data
-            geom = mask_to_multipolygon(mask, tile, opts.min_area_pixels) if opts.polygonise else MultiPolygon()
-            instances.append(self._instance_result(k, inst, tile, geom, masks.scores[k]))
+            geom = mask_to_multipolygon(mask, to_geometry, opts.min_area_pixels) if opts.polygonise else MultiPolygon()
+            area = pixel_geometry_area(geom, raster_transform(tile), tile.crs) if in_pixels and not geom.is_empty \
+                else None
+            instances.append(InstanceResult.from_prompt(k, inst, tile, geom, masks.scores[k], area))
         merged = masks.merged if masks is not None else np.zeros((h, w), dtype=bool)
         if tile.valid is not None:
             merged = merged & tile.valid
@@ -231,29 +305,11 @@ class Pipeline:
         status = parsed.status
         result = SegmentResult(
             query=query, status=status, message="", reasoning=parsed.reasoning, answer=out.text,
-            instances=instances, tile=tile, models=self.models, merged_mask=merged,
+            instances=instances, tile=tile, models=self._models(segmenter.model_id), merged_mask=merged,
             timings={**timings, "parse": t1 - t0, "segmenter": t2 - t1, "polygonise": t3 - t2},
+            geometry_frame=geometry_frame,
         )
         result.message = describe(status, len(instances), result.area, area_unit(tile.crs), parsed.reason)
         if out.forced_answer:
             result.message += " (The reasoning budget ran out; the answer was forced.)"
         return result
-
-    @staticmethod
-    def _instance_result(k: int, inst: PromptInstance, tile: RasterTile, geom, score: float) -> InstanceResult:
-        # An instance may have only a box (no points) or only points (box None): both are answers SAM2 takes.
-        pts = np.asarray(inst.points, dtype=float).reshape(-1, 2)
-        src = tile.to_source_pixel
-        to_src = lambda xy: [[float(v) for v in src @ (float(x), float(y))] for x, y in xy]  # noqa: E731
-        has_box = inst.box is not None
-        return InstanceResult(
-            instance=k,
-            box_pixel=[float(v) for v in (*(src @ inst.box[:2]), *(src @ inst.box[2:]))] if has_box else None,
-            points_pixel=to_src(pts),
-            box_crs=tile.pixel_to_crs(box_ring(inst.box)).tolist() if has_box else None,
-            points_crs=tile.pixel_to_crs(pts).tolist() if len(pts) else [],
-            score=score,
-            geometry=geom,
-            area=area_m2(geom, tile.crs, tile.pixel_area) if not geom.is_empty else 0.0,
-        )
-

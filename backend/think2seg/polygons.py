@@ -1,45 +1,37 @@
-"""Masks -> valid polygons in the raster's CRS: holes kept, specks dropped, simplified below a pixel."""
+"""Masks -> valid polygons (in the CRS, or in a raster's pixel frame): holes kept, specks dropped, simplified
+below a pixel."""
 
 from __future__ import annotations
 
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio import features
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
-from .georef import RasterTile
 from .options import DEFAULT_MIN_AREA_PIXELS
+from .result import as_multipolygon
 
 #: Simplification tolerance as a fraction of a pixel: invisible at native resolution, far fewer vertices.
 SIMPLIFY_PIXELS = 0.5
 
 
-def _as_multipolygon(geom) -> MultiPolygon:
-    if geom.is_empty:
-        return MultiPolygon()
-    if isinstance(geom, Polygon):
-        return MultiPolygon([geom])
-    if isinstance(geom, MultiPolygon):
-        return geom
-    polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, (Polygon, MultiPolygon))]
-    return _as_multipolygon(unary_union(polys)) if polys else MultiPolygon()
-
-
 def mask_to_multipolygon(
     mask: np.ndarray,
-    tile: RasterTile,
+    transform: Affine,
     min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS,
     simplify_pixels: float = SIMPLIFY_PIXELS,
 ) -> MultiPolygon:
-    """One (multi)polygon for a boolean mask in the tile's pixel grid, in the tile's CRS coordinates."""
+    """One (multi)polygon for a boolean mask, in the frame `transform` takes its pixels to (a tile's
+    `transform`: the CRS; its `to_source_pixel`: the source raster's pixels). Thresholds are in mask pixels."""
     m = np.ascontiguousarray(mask, dtype=np.uint8)
     if not m.any():
         return MultiPolygon()
-    pixel_area = tile.pixel_area or 1.0
+    pixel_area = abs(transform.a * transform.e - transform.b * transform.d) or 1.0
     min_area = min_area_pixels * pixel_area
     polys = []
-    for geom, value in features.shapes(m, mask=m.astype(bool), transform=tile.transform, connectivity=8):
+    for geom, value in features.shapes(m, mask=m.astype(bool), transform=transform, connectivity=8):
         if value != 1:
             continue
         poly = shape(geom)
@@ -57,4 +49,4 @@ def mask_to_multipolygon(
         geom = geom.simplify(simplify_pixels * np.sqrt(pixel_area), preserve_topology=True)
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
-    return _as_multipolygon(geom)
+    return as_multipolygon(geom)

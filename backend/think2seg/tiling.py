@@ -13,12 +13,13 @@ Seamless merge (no seams, no doubles)
     Every tile owns a *core*: the part of its window up to the middle of its overlap with each neighbour
     (at the raster's edge, the edge). Cores partition the raster. Each tile keeps only what falls in its
     core: mask polygons are clipped to the core, prompts are kept where the box centre (points: the point)
-    lies in it. Clipping and merging happen in the raster's pixel frame, where core borders are whole
-    numbers and the geometry is snapped to a 1/256-pixel grid, so the two sides of a border meet exactly.
+    lies in it. Masks are polygonised straight into the raster's pixel frame (`geometry_frame=
+    "raster_pixels"`), and clipping and merging happen there, where core borders are whole numbers and the
+    geometry is snapped to a 1/256-pixel grid, so the two sides of a border meet exactly.
     The answer to a query is the OR of its instance masks (method.md); its features are the connected
     regions of that answer, as if the raster were one tile: polygons of the same query that share a stretch
     of border or overlap are dissolved into one feature (`parts` lists the tile:instance pieces in it), which
-    then goes back to the CRS through the raster's geotransform (rotation included). Memory holds
+    then goes to the CRS, once, through the raster's geotransform (rotation included). Memory holds
     polygons, never a raster-sized mask.
 
 Memory and resumability
@@ -54,6 +55,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from .errors import BadInput, Cancelled
 from .georef import RasterTile, area_m2, area_unit, crs_epsg, open_raster, read_tile
 from .options import MAX_TILE, MIN_TILE
+from .result import as_multipolygon, found_sentence
 
 #: Precision of clipped / merged geometry, in raster pixels (a power of two: exact in binary).
 SNAP_PIXELS = 1.0 / 256.0
@@ -190,11 +192,6 @@ class TileGrid:
         t = self.transform
         return affine_transform(geom_px, [t.a, t.b, t.d, t.e, t.c, t.f])
 
-    def to_pixels(self, geom_crs):
-        """CRS geometry -> raster-pixel geometry."""
-        t = ~self.transform
-        return affine_transform(geom_crs, [t.a, t.b, t.d, t.e, t.c, t.f])
-
 
 def read_window(ds, spec: TileSpec, bands: list[int] | None = None) -> RasterTile:
     """Read exactly one tile's window (resampled to its tile size) and nothing more."""
@@ -203,28 +200,12 @@ def read_window(ds, spec: TileSpec, bands: list[int] | None = None) -> RasterTil
 
 
 # -- per-tile results: what each tile keeps of its answers ---------------------------------------------------
-def _as_multipolygon(geom) -> MultiPolygon:
-    if geom is None or geom.is_empty:
-        return MultiPolygon()
-    if isinstance(geom, MultiPolygon):
-        return geom
-    if isinstance(geom, Polygon):
-        return MultiPolygon([geom])
-    polys = []
-    for g in getattr(geom, "geoms", []):
-        if isinstance(g, Polygon) and not g.is_empty:
-            polys.append(g)
-        elif isinstance(g, MultiPolygon):
-            polys.extend(g.geoms)
-    return MultiPolygon(polys) if polys else MultiPolygon()
-
-
 def clip_to_core(geom_px, core: tuple[int, int, int, int]) -> MultiPolygon:
     """A raster-pixel geometry cut to a tile's core and snapped to the shared pixel grid."""
     if geom_px.is_empty:
         return MultiPolygon()
     clipped = shapely.intersection(geom_px, box(*core))
-    return _as_multipolygon(shapely.set_precision(clipped, SNAP_PIXELS))
+    return as_multipolygon(shapely.set_precision(clipped, SNAP_PIXELS))
 
 
 def _in_core(x: float, y: float, core) -> bool:
@@ -233,10 +214,13 @@ def _in_core(x: float, y: float, core) -> bool:
 
 def tile_entry(grid: TileGrid, spec: TileSpec, query_index: int, result) -> dict:
     """One (tile, query) answer as kept in a shard: mask pieces clipped to the core (raster pixels, WKB),
-    the prompts whose box centre (points' mean without a box) lies in the core, the reasoning."""
+    the prompts whose anchor (box centre, or the points' mean without a box) lies in the core, the reasoning.
+    The result's geometry must be in the raster's pixel frame (`segment_tiles(..., geometry_frame="raster_pixels")`)."""
+    if result.geometry_frame != "raster_pixels":
+        raise ValueError("tile_entry needs instance geometry in raster pixels (geometry_frame='raster_pixels')")
     pieces, instances = [], []
     for inst in result.instances:
-        piece = clip_to_core(grid.to_pixels(inst.geometry), spec.core) if not inst.geometry.is_empty else MultiPolygon()
+        piece = clip_to_core(inst.geometry, spec.core)
         for poly in piece.geoms:  # one piece per connected part: features are connected regions
             pieces.append({"instance": inst.instance, "score": float(inst.score), "wkb": shapely.to_wkb(poly, hex=True)})
         if _in_core(*inst.anchor_pixel, spec.core):
@@ -271,7 +255,8 @@ def run_tiles(pipeline, ds, grid: TileGrid, specs: Sequence[TileSpec], queries: 
     live = [k for k, t in enumerate(tiles) if t.valid is None or t.valid.any()]
     pair_tiles = [tiles[k] for k in live for _ in queries]
     pair_queries = [q for _ in live for q in queries]
-    results = pipeline.segment_tiles(pair_tiles, pair_queries, options, cancelled=cancelled) if pair_tiles else []
+    results = pipeline.segment_tiles(pair_tiles, pair_queries, options, cancelled=cancelled,
+                                     geometry_frame="raster_pixels") if pair_tiles else []
     shards = []
     it = iter(results)
     for k, (spec, tile) in enumerate(zip(specs, tiles)):
@@ -339,7 +324,7 @@ def merge_pieces(pieces: Sequence[Piece], min_area_pixels: float = 0.0) -> list[
     for group in dissolve(pieces):
         geom = pieces[group[0]].geometry if len(group) == 1 else shapely.union_all(
             [pieces[i].geometry for i in group], grid_size=SNAP_PIXELS)
-        geom = _as_multipolygon(geom)
+        geom = as_multipolygon(geom)
         if geom.is_empty or geom.area < min_area_pixels:
             continue
         out.append((geom, group))
@@ -416,18 +401,19 @@ class TiledResult:
             return f"The model found nothing that matches the quer{'ies' if len(self.queries) > 1 else 'y'} {where}."
         if self.status == "unparsed":
             return f"No tile gave a usable answer {where}; no mask was made."
-        unit = area_unit(self.crs)
-        size = (f"{self.area / 1e4:.2f} ha" if self.area >= 1e4 else f"{self.area:.0f} m²") if unit == "m2" else \
-            f"{self.area:.0f} {unit}"
-        return f"{n} feature{'s' if n != 1 else ''} found {where}, {size} in all."
+        return found_sentence(n, "feature", self.area, area_unit(self.crs), f" {where}")
+
+    @property
+    def reasoning(self) -> str:
+        """The tiles' reasoning, one "[tile] text" paragraph per tile (and query, when there are several)."""
+        return "\n\n".join(f"[{r['tile']}{'' if len(self.queries) == 1 else ' ' + repr(r['query'])}] "
+                           f"{r['reasoning']}" for r in self.tile_records if r["reasoning"])
 
     def to_dict(self) -> dict:
         crs = self.crs
-        reasoning = "\n\n".join(f"[{r['tile']}{'' if len(self.queries) == 1 else ' ' + repr(r['query'])}] "
-                                f"{r['reasoning']}" for r in self.tile_records if r["reasoning"])
         return {
             "query": self.queries[0] if self.queries else "", "queries": list(self.queries),
-            "status": self.status, "message": self.message, "reasoning": reasoning, "answer": "",
+            "status": self.status, "message": self.message, "reasoning": self.reasoning, "answer": "",
             "instances": self.instances,
             "mask": {"type": "FeatureCollection", "features": [
                 {"type": "Feature", "geometry": mapping(f.geometry), "properties": {
@@ -439,28 +425,6 @@ class TiledResult:
             "read": {"mode": "tiled", "source": self.source, **self.grid.to_dict(), **self.stats},
             "timings": self.timings, "models": self.models, "created": self.created,
         }
-
-    def layer_rows(self, extra: dict | None = None) -> dict[str, list[tuple[object, dict]]]:
-        """(geometry in the CRS, attributes) per GIS layer: `mask`, `prompt_points`, `prompt_boxes`.
-        Columns follow think2seg.output plus `raster`, `tile`, `tiles`, `parts`."""
-        from shapely.geometry import Point
-
-        base = {"reasoner": self.models.get("reasoner", ""), "segmenter": self.models.get("segmenter", ""),
-                "created": self.created, "source": self.source, "raster": self.source, **(extra or {})}
-        area_key = "area_m2" if self.crs is not None else "area_px"
-        rows: dict[str, list] = {"mask": [], "prompt_points": [], "prompt_boxes": []}
-        for f in self.features:
-            rows["mask"].append((f.geometry, {**base, "query": f.query, "instance": f.instance, area_key: f.area,
-                                              "score": f.score, "status": "ok", "reasoning": f.reasoning,
-                                              "tile": f.tile, "tiles": ",".join(f.tiles), "parts": ",".join(f.parts)}))
-        for inst in self.instances:
-            attrs = {**base, "query": inst["query"], "instance": inst["instance"], "tile": inst["tile"]}
-            for j, (xy, inside) in enumerate(zip(inst["points_crs"], inst.get("points_in_core", []))):
-                if inside:
-                    rows["prompt_points"].append((Point(xy), {**attrs, "point": j + 1}))
-            if inst.get("box_crs"):  # None when the model gave only points
-                rows["prompt_boxes"].append((MultiPolygon([Polygon(inst["box_crs"])]), attrs))
-        return rows
 
 
 def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str], source: str, models: dict,
@@ -494,7 +458,7 @@ def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str],
         areas = np.array([p.geometry.area for p in parts])
         main = parts[int(np.argmax(areas))]
         qi = main.query_index
-        geom = _as_multipolygon(grid.to_crs(geom_px))
+        geom = as_multipolygon(grid.to_crs(geom_px))
         features.append(TiledFeature(
             query=queries[qi], query_index=qi, instance=counters[qi], geometry=geom,
             area=area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area),
@@ -645,7 +609,7 @@ def segment_raster_tiled(
             ds = open_raster(path)
             try:
                 grid = TileGrid.for_raster(ds, tile_size, overlap, gsd)
-                models = pipeline.models
+                models = pipeline.models_for(opts.sam_size)
                 state = TileState(state_path, run_fingerprint(path, qs, opts, grid, models), grid)
                 done_ids = set(state.finished)
                 todo = [s for s in grid.tiles if s.id not in done_ids]

@@ -190,6 +190,29 @@ def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, 
         DOWNLOAD.finish()
 
 
+#: Meta's short checkpoint names (sam2.1_hiera_t.pt ...), next to the hub's long ones (sam2.1_hiera_tiny.pt ...)
+SHORT_NAMES = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+
+
+def sibling_sam_checkpoint(checkpoint: str | os.PathLike, size: str) -> str:
+    """The checkpoint of another SAM2.1 size in the folder of a local one: sam2.1_hiera_{t,s,b+,l}.pt (or the
+    hub's file name). Missing, it is a BadInput naming the files looked for and the folder."""
+    from .errors import BadInput
+
+    spec = sam_size(size)
+    folder = Path(os.path.abspath(checkpoint)).parent  # not resolve(): a linked checkpoint keeps its folder
+    names = [f"sam2.1_hiera_{SHORT_NAMES[spec.name]}.pt", spec.filename]
+    for name in names:
+        if (folder / name).is_file():
+            return str(folder / name)
+    raise BadInput(
+        f"SAM2.1 {spec.name} is not available: the service was started with a local checkpoint and there is no "
+        f"{' or '.join(names)} in {folder}. Put the {spec.name} checkpoint there (from "
+        f"https://huggingface.co/{spec.hub_id}) or ask for the size the service has.",
+        code="sam_size_unavailable",
+    )
+
+
 def cached_models() -> list[dict]:
     """What the Hugging Face cache holds of the models Think2Seg uses."""
     try:

@@ -11,9 +11,10 @@ import pytest
 import shapely
 from pyogrio.raw import read as ogr_read
 from think2seg.batch import BatchJob, BatchSummary, collect_rasters, exit_code, read_queries, run_batch
-from think2seg.bench import StandInSegmenter, make_geotiff
 from think2seg.cli import main
 from think2seg.errors import BadInput, Cancelled
+from think2seg.testing.scenes import make_geotiff
+from think2seg.testing.stand_in import StandInSegmenter
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / ".cache" / "tiny-models"
@@ -59,8 +60,8 @@ class Recorder:
     def __getattr__(self, name):
         return getattr(self.pipeline, name)
 
-    def segment_tiles(self, tiles, queries, options=None, cancelled=None):
-        results = self.pipeline.segment_tiles(tiles, queries, options, cancelled=cancelled)
+    def segment_tiles(self, tiles, queries, options=None, **kw):
+        results = self.pipeline.segment_tiles(tiles, queries, options, **kw)
         self.tiles += [(t.source, tuple(t.read["window"])) for t in tiles]  # recorded once answered
         return results
 

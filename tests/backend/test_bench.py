@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from think2seg.bench import PeakRSS, StandInSegmenter, coarse_gsd, main, make_geotiff, scene_block
+from think2seg.bench import PeakRSS, coarse_gsd, main
+from think2seg.testing.scenes import make_geotiff, scene_block
+from think2seg.testing.stand_in import StandInSegmenter
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / ".cache" / "tiny-models"

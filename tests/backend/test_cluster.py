@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import shapely
 from think2seg.batch import BatchJob, run_batch
-from think2seg.bench import make_geotiff
 from think2seg.cli import main
+from think2seg.testing.scenes import make_geotiff
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

@@ -37,7 +37,7 @@ def test_rotated_geotransform(make_raster):
     # a mask polygon keeps its area (100 m2 a pixel) under rotation
     mask = np.zeros((40, 60), bool)
     mask[10:20, 10:30] = True
-    poly = mask_to_multipolygon(mask, tile, min_area_pixels=1, simplify_pixels=0)
+    poly = mask_to_multipolygon(mask, tile.transform, min_area_pixels=1, simplify_pixels=0)
     assert poly.area == pytest.approx(200 * 100.0)
     corners = {tuple(np.round(c, 6)) for c in poly.geoms[0].exterior.coords}
     assert tuple(np.round(ROTATED @ (10, 10), 6)) in corners
@@ -49,7 +49,7 @@ def test_geographic_crs_and_geodesic_area(make_raster):
     assert tile.pixel_to_crs([[100, 200]]).tolist() == [[pytest.approx(10.1), pytest.approx(49.8)]]
     mask = np.zeros((40, 60), bool)
     mask[0:10, 0:10] = True  # 0.01 x 0.01 degrees near 50 N
-    poly = mask_to_multipolygon(mask, tile, min_area_pixels=1, simplify_pixels=0)
+    poly = mask_to_multipolygon(mask, tile.transform, min_area_pixels=1, simplify_pixels=0)
     # 0.01 deg of latitude ~ 1112 m, of longitude at 49.995 N ~ 716 m -> ~ 796,000 m2
     assert area_m2(poly, tile.crs) == pytest.approx(796_000, rel=0.01)
 
@@ -145,7 +145,7 @@ def test_polygons_keep_holes_and_drop_specks(make_raster):
     mask[5:25, 5:25] = True
     mask[10:15, 10:15] = False  # a 25-pixel hole: kept
     mask[30, 50] = True  # a 1-pixel speck: dropped
-    poly = mask_to_multipolygon(mask, tile, min_area_pixels=16)
+    poly = mask_to_multipolygon(mask, tile.transform, min_area_pixels=16)
     assert poly.is_valid and len(poly.geoms) == 1
     assert len(poly.geoms[0].interiors) == 1
     assert poly.area == pytest.approx((400 - 25) * 100.0)

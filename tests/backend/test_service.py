@@ -4,55 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from think2seg.testing.live_service import FAILED, live_service
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(args: list[str], token_file: Path, wait_for: str = "ready on", timeout: float = 120):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "think2seg", "serve", "--port", str(port), "--token-file", str(token_file), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    lines = []
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if wait_for in line:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining
-            return proc, f"http://127.0.0.1:{port}"
-    proc.kill()
-    raise RuntimeError("service did not start:\n" + "".join(lines))
-
-
 @pytest.fixture(scope="module")
 def service(tiny_models_dir, tmp_path_factory):
-    token_file = tmp_path_factory.mktemp("cfg") / "think2seg" / "token"
-    proc, url = start_service(
-        ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-         "--device", "cpu", "--max-upload-mb", "3"], token_file)
-    token = token_file.read_text().strip()
-    yield url, token, token_file
-    proc.terminate()
-    proc.wait(timeout=20)
+    folder = tmp_path_factory.mktemp("cfg") / "think2seg"
+    with live_service(["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+                       "--device", "cpu", "--max-upload-mb", "3"], folder, env={"HF_HUB_OFFLINE": "1"},
+                      timeout=120) as svc:
+        yield svc.url, svc.token, svc.token_file
 
 
 def auth(token):
@@ -174,15 +143,10 @@ def test_job_lifecycle_and_cancel(service, naip, landsat):
 
 
 def test_a_backend_whose_models_fail_says_why(tmp_path, naip):
-    token_file = tmp_path / "token"
-    proc, url = start_service(["--model", str(tmp_path / "no-such-model"), "--sam", "tiny", "--device", "cpu"],
-                              token_file, wait_for="models failed to load")
-    try:
-        token = token_file.read_text().strip()
+    with live_service(["--model", str(tmp_path / "no-such-model"), "--sam", "tiny", "--device", "cpu"], tmp_path,
+                      wait_for=FAILED, env={"HF_HUB_OFFLINE": "1"}, timeout=120) as svc:
+        url, token = svc.url, svc.token
         h = httpx.get(url + "/v1/health", headers=auth(token)).json()
         assert h["status"] == "error" and "no-such-model" in h["error"]["message"]
         r = post_segment(url, token, naip)
         assert r.status_code >= 500 and r.json()["error"]["message"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)

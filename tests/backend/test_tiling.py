@@ -1,7 +1,7 @@
 """Tiling of big rasters: grid math, seamless merge, resume, memory bounded by the tile.
 
 The end-to-end tests run the real pipeline code with the tiny fitted reasoner (it always answers one box
-in the middle of the tile) and a threshold stand-in for SAM2 (think2seg.bench.StandInSegmenter: the dark
+in the middle of the tile) and a threshold stand-in for SAM2 (think2seg.testing.stand_in.StandInSegmenter: the dark
 "water" discs of the synthetic scene), so the expected mask is known exactly in raster pixels.
 """
 
@@ -17,10 +17,11 @@ import rasterio
 import shapely
 from affine import Affine
 from shapely.geometry import box
-from think2seg.bench import StandInSegmenter, make_geotiff
 from think2seg.errors import BadInput, Cancelled
 from think2seg.georef import RasterTile
 from think2seg.polygons import mask_to_multipolygon
+from think2seg.testing.scenes import make_geotiff
+from think2seg.testing.stand_in import StandInSegmenter
 from think2seg.tiling import (
     Piece,
     TileGrid,
@@ -120,7 +121,7 @@ def _pieces_from_tiles(mask, specs, simplify):
     for s in specs:
         x, y, w, h = s.window
         tile = RasterTile(rgb=np.zeros((h, w, 3), np.uint8), transform=Affine.translation(x, y), crs=None)
-        geom = mask_to_multipolygon(mask[y:y + h, x:x + w], tile, min_area_pixels=0, simplify_pixels=simplify)
+        geom = mask_to_multipolygon(mask[y:y + h, x:x + w], tile.transform, min_area_pixels=0, simplify_pixels=simplify)
         for part in clip_to_core(geom, s.core).geoms:  # as tile_entry keeps them: one piece per part
             pieces.append(Piece(part, s.id, 0, 0, 1.0))
     return pieces
@@ -132,7 +133,7 @@ def test_merge_of_synthetic_masks_is_seamless(simplify):
     specs = make_grid(mask.shape[1], mask.shape[0], 192, 48)
     assert len(specs) > 6
     whole = RasterTile(rgb=np.zeros(mask.shape + (3,), np.uint8), transform=Affine.identity(), crs=None)
-    expected = mask_to_multipolygon(mask, whole, min_area_pixels=0, simplify_pixels=0)
+    expected = mask_to_multipolygon(mask, whole.transform, min_area_pixels=0, simplify_pixels=0)
     merged = merge_pieces(_pieces_from_tiles(mask, specs, simplify))
     geoms = [g for g, _ in merged]
     # one feature per connected region, as if the raster had been one tile
@@ -180,9 +181,9 @@ class Recorder:
     def __getattr__(self, name):
         return getattr(self.pipeline, name)
 
-    def segment_tiles(self, tiles, queries, options=None, cancelled=None):
+    def segment_tiles(self, tiles, queries, options=None, **kw):
         self.windows += [tuple(t.read["window"]) for t in tiles]
-        return self.pipeline.segment_tiles(tiles, queries, options, cancelled=cancelled)
+        return self.pipeline.segment_tiles(tiles, queries, options, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,14 @@
 """Real QGIS, offscreen, started once; a minimal iface; a real Think2Seg service on the tiny models.
 
-The service fixture starts ``think2seg serve`` from the backend venv (or $THINK2SEG_BACKEND_PYTHON) on a free
-port with its own token file, and stops it at the end of the session.
+The service fixture starts ``think2seg serve`` from the backend venv (or $THINK2SEG_BACKEND_PYTHON) through
+``think2seg.testing.live_service`` (the backend suite's way too), and stops it at the end of the session.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +40,9 @@ from processing.core.Processing import Processing  # noqa: E402
 
 Processing.initialize()
 
-from plugin_testing import free_port  # noqa: E402
+# The one way the test suites start a live service (standard library only: QGIS's Python can import it).
+sys.path.insert(0, str(ROOT / "backend"))
+from think2seg.testing.live_service import LiveService, live_service  # noqa: E402
 
 
 # -- a minimal iface ---------------------------------------------------------------------------------------
@@ -143,95 +139,27 @@ def project(qgis_app):
 
 
 # -- the real service ------------------------------------------------------------------------------------
-@dataclass
-class Service:
-    url: str
-    token_file: str
-    log_file: str
-    process: subprocess.Popen
-
-    @property
-    def token(self) -> str:
-        return Path(self.token_file).read_text().strip()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(Path(self.log_file).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def backend_command() -> list[str]:
+def backend_python() -> str:
     custom = os.environ.get("THINK2SEG_BACKEND_PYTHON", "").strip()
-    python = custom or str(ROOT / ".venv" / "bin" / "python")
-    return [python, "-m", "think2seg"]
+    return custom or str(ROOT / ".venv" / "bin" / "python")
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Service:
+def service(tmp_path_factory) -> LiveService:
     reasoner, sam = TINY / "reasoner", TINY / "sam2.1_hiera_t.pt"
     if not reasoner.is_dir() or not sam.is_file():
         pytest.fail(f"The tiny models are missing ({TINY}): run `make tiny-models` first.")
-    folder = tmp_path_factory.mktemp("service")
-    port = free_port()
-    token_file = folder / "token"
-    log_file = folder / "backend.log"
-    command = backend_command() + [
-        "serve",
-        "--model",
-        str(reasoner),
-        "--sam",
-        str(sam),
-        "--device",
-        "cpu",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-    ]
-    with open(log_file, "w") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=str(ROOT),
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-    svc = Service(f"http://127.0.0.1:{port}", str(token_file), str(log_file), process)
-    deadline = time.monotonic() + 240
-    ready = False
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"think2seg serve exited with {process.returncode}:\n{svc.log_tail()}")
-        if token_file.exists() and token_file.read_text().strip():
-            request = urllib.request.Request(
-                f"{svc.url}/v1/health", headers={"Authorization": f"Bearer {svc.token}"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    if json.loads(response.read()).get("models", {}).get("loaded", True):
-                        ready = True
-                        break
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-        time.sleep(0.5)
-    if not ready:
-        process.kill()
-        pytest.fail(f"think2seg serve did not become ready in 240 s:\n{svc.log_tail()}")
-    yield svc
-    process.terminate()
+    args = ["--model", str(reasoner), "--sam", str(sam), "--device", "cpu"]
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        with live_service(args, tmp_path_factory.mktemp("service"), python=backend_python()) as svc:
+            yield svc
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture()
-def use_service(service, monkeypatch) -> Service:
+def use_service(service, monkeypatch) -> LiveService:
     """Point the plugin (panel and Processing) at the session's service through the environment."""
     monkeypatch.setenv("THINK2SEG_BACKEND_URL", service.url)
-    monkeypatch.setenv("THINK2SEG_TOKEN_FILE", service.token_file)
+    monkeypatch.setenv("THINK2SEG_TOKEN_FILE", str(service.token_file))
     return service

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -31,9 +30,3 @@ def wait_until(predicate, timeout: float = 120.0, step: float = 0.05) -> bool:
         time.sleep(step)
     QCoreApplication.processEvents()
     return bool(predicate())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

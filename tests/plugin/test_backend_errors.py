@@ -7,8 +7,9 @@ import socket
 import time
 
 import pytest
-from plugin_testing import NAIP, free_port, load_raster, wait_until
+from plugin_testing import NAIP, load_raster, wait_until
 from qgis.core import QgsProcessingException
+from think2seg.testing.live_service import free_port
 
 from think2seg_qgis.backend_launcher import (
     STATE_CRASHED,

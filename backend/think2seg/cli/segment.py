@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
                        description="Ask a question of a raster; write the answer's mask, prompt points and boxes.")
     p.add_argument("raster", help="any raster GDAL reads (GeoTIFF, JPEG2000, VRT, PNG...)")
     p.add_argument("--query", "-q", required=True, help="what to find, e.g. 'the wetlands that hold water all year'")
-    p.add_argument("--output", "-o", required=True, help="OUT.gpkg (layers mask, prompt_points, prompt_boxes) or OUT.geojson")
+    p.add_argument("--output", "-o", required=True, help="OUT.gpkg (layers mask, prompt_points, prompt_boxes), OUT.geojson or OUT.parquet")
     p.add_argument("--max-reasoning-tokens", type=int, default=1024, help="budget for the model's reasoning (default 1024)")
     p.add_argument("--bands", default=None, help="bands to show the model as R,G,B (e.g. 4,1,2) or one band (e.g. 1)")
     p.add_argument("--max-read-size", type=int, default=2048,
@@ -62,15 +62,13 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..georef import read_tile
-    from ..output import write_results
+    from ..output import check_output, write_results
     from ..pipeline import SegmentOptions, check_query
     from . import check_output_writable, load_pipeline
 
     # Check everything the user typed before loading models (which takes a while).
     query = check_query(args.query)
-    if not args.output.lower().endswith((".gpkg", ".geojson", ".json")):
-        raise BadInput(f"Cannot write {args.output}: the output must end in .gpkg or .geojson.", code="bad_output")
-    check_output_writable(args.output)
+    check_output_writable(check_output(args.output))
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens,
                                      "bands": parse_bands(args.bands), "max_read_size": args.max_read_size})
     tile = read_tile(args.raster, bands=opts.bands, max_size=opts.max_read_size, window=bbox_window(args.raster, args.bbox))

@@ -236,12 +236,12 @@ def build_sam(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     import torch
     from sam2.build_sam import build_sam2
 
-    from ..weights import sam_size
+    from ..weights import SHORT_NAMES, sam_size
 
     spec = sam_size(size)
     torch.manual_seed(seed)
     model = build_sam2(spec.config, ckpt_path=None, device="cpu", mode="eval")
-    short = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}[spec.name]
+    short = SHORT_NAMES[spec.name]
     path = Path(out_dir) / f"sam2.1_hiera_{short}.pt"
     torch.save({"model": model.state_dict()}, path)
     return path
