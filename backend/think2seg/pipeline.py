@@ -29,8 +29,8 @@ from .georef import (
     tile_from_array,
 )
 from .polygons import DEFAULT_MIN_AREA_PIXELS, mask_to_multipolygon
-from .prompts import PromptInstance, parse_answer
-from .reasoner import Reasoner, to_model_image
+from .prompts import DEFAULT_PARSE_MODE, PromptInstance, check_parse_mode, parse_answer
+from .reasoner import ANSWER_BUDGET, Reasoner, to_model_image
 from .segmenter import Segmenter
 from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE
 
@@ -45,6 +45,13 @@ class SegmentOptions:
     max_read_size: int = DEFAULT_MAX_READ
     #: False skips building polygons (evaluation only needs the pixel mask)
     polygonise: bool = True
+    #: how the answer is read (prompts.PARSE_MODES): "tolerant" for the app, "reference" for evaluation
+    parse_mode: str = DEFAULT_PARSE_MODE
+    #: tokens for the answer block forced open when the reasoning budget runs out; 0 = no forced answer
+    #: (the reference has none; `think2seg eval --protocol think2seg` turns it off)
+    answer_budget: int = ANSWER_BUDGET
+    #: constrain the tokens after `<answer>` to the answer's JSON grammar (constrained.py); off by default
+    constrain_answer: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None) -> SegmentOptions:
@@ -55,6 +62,9 @@ class SegmentOptions:
             raise BadInput("max_reasoning_tokens must be between 16 and 8192.", code="bad_options")
         if opts.max_read_size < 64 or opts.max_read_size > 16384:
             raise BadInput("max_read_size must be between 64 and 16384 pixels.", code="bad_options")
+        check_parse_mode(opts.parse_mode)
+        if opts.answer_budget < 0 or opts.answer_budget > 4096:
+            raise BadInput("answer_budget must be between 0 and 4096 tokens.", code="bad_options")
         return opts
 
 
@@ -96,7 +106,7 @@ class SegmentResult:
     instances: list[InstanceResult]
     tile: RasterTile
     timings: dict[str, float]
-    models: dict[str, str]
+    models: dict  # provenance: model ids, prompt template, parse mode, generation settings, versions
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     merged_mask: np.ndarray | None = None  # bool, tile pixels (the OR of the instances)
 
@@ -180,6 +190,16 @@ class Pipeline:
             "prompt_template": self.reasoner.template_id, "think2seg": __version__,
         }
 
+    def provenance(self, opts: SegmentOptions) -> dict:
+        """`models` plus how this answer was decoded and read (docs/api.md): the record of one result."""
+        import transformers
+
+        return {
+            **self.models, "parse_mode": opts.parse_mode, "transformers": transformers.__version__,
+            "generation": self.reasoner.decoding_settings(opts.max_reasoning_tokens, opts.answer_budget,
+                                                          constrain_answer=opts.constrain_answer),
+        }
+
     def load_tile(self, source, options: SegmentOptions) -> RasterTile:
         if isinstance(source, RasterTile):
             return source
@@ -209,7 +229,9 @@ class Pipeline:
         t0 = time.perf_counter()
         images = [to_model_image(t.rgb, self.reasoner.frame) for t in tiles]
         t_pre = time.perf_counter()
-        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens)
+        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens,
+                                             answer_budget=opts.answer_budget,
+                                             constrain_answer=opts.constrain_answer)
         t_gen = time.perf_counter()
         n = len(tiles)
         results = []
@@ -226,7 +248,7 @@ class Pipeline:
     def _finish(self, tile: RasterTile, query: str, out, opts: SegmentOptions, timings: dict) -> SegmentResult:
         t0 = time.perf_counter()
         frame = self.reasoner.frame
-        parsed = parse_answer(out.text, frame, frame)
+        parsed = parse_answer(out.text, frame, frame, mode=opts.parse_mode)
         h, w = tile.shape
         pixel_instances = [inst.scaled(w / frame, h / frame) for inst in parsed.instances]
         t1 = time.perf_counter()
@@ -252,7 +274,7 @@ class Pipeline:
         status = parsed.status
         result = SegmentResult(
             query=query, status=status, message="", reasoning=parsed.reasoning, answer=out.text,
-            instances=instances, tile=tile, models=self.models, merged_mask=merged,
+            instances=instances, tile=tile, models=self.provenance(opts), merged_mask=merged,
             timings={**timings, "parse": t1 - t0, "segmenter": t2 - t1, "polygonise": t3 - t2},
         )
         result.message = describe(status, len(instances), result.area, area_unit(tile.crs), parsed.reason)

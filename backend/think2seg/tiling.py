@@ -631,7 +631,7 @@ def segment_raster_tiled(
             ds = open_raster(path)
             try:
                 grid = TileGrid.for_raster(ds, tile_size, overlap, gsd)
-                models = pipeline.models
+                models = pipeline.provenance(opts)
                 state = TileState(state_path, run_fingerprint(path, qs, opts, grid, models), grid)
                 done_ids = set(state.finished)
                 todo = [s for s in grid.tiles if s.id not in done_ids]
