@@ -46,6 +46,15 @@ def eos_token_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None and i != unk)
 
 
+def neutral_generation_config(checkpoint=None):
+    """An empty `GenerationConfig` keeping only a checkpoint's special token ids: what a model carries when
+    we own its decoding, so that nothing of the checkpoint's file fills a setting a caller left unset."""
+    from transformers import GenerationConfig
+
+    keep = ("bos_token_id", "eos_token_id", "pad_token_id")
+    return GenerationConfig(**{k: getattr(checkpoint, k, None) for k in keep if getattr(checkpoint, k, None) is not None})
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,11 +89,9 @@ class Reasoner:
         self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_token_ids[0]
         # Decoding is ours: the checkpoint's generation_config.json is kept for the record only, and the
         # model's is emptied, so that nothing of it fills a setting our config leaves unset.
-        from transformers import GenerationConfig
-
         self.checkpoint_generation_config = getattr(model, "generation_config", None)
         if self.checkpoint_generation_config is not None:
-            model.generation_config = GenerationConfig()
+            model.generation_config = neutral_generation_config(self.checkpoint_generation_config)
 
     @classmethod
     def from_pretrained(
