@@ -240,4 +240,4 @@ class Reasoner:
         """The logits processor that keeps the answer block in the prompt's JSON shape (constrained.py)."""
         from .constrained import answer_constraint
 
-        return answer_constraint(self.processor.tokenizer, batch, in_answer, answer_so_far)
+        return answer_constraint(self.processor.tokenizer, self.eos_token_ids, batch, in_answer, answer_so_far)

@@ -562,7 +562,8 @@ def run_fingerprint(path: str, queries: Sequence[str], options, grid: TileGrid, 
         "overlap": grid.overlap, "gsd": grid.gsd, "bands": options.bands,
         "max_reasoning_tokens": options.max_reasoning_tokens, "min_area_pixels": options.min_area_pixels,
         "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
-        "prompt_template": models.get("prompt_template"),
+        "prompt_template": models.get("prompt_template"), "parse_mode": models.get("parse_mode"),
+        "constrain_answer": bool(getattr(options, "constrain_answer", False)),
     }
 
 
