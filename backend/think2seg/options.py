@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BadOptions
+from .prompts import DEFAULT_PARSE_MODE, ParseMode
 
 #: Longest side read in one go when the raster is larger (the rest is resampled); tiling is in `tiling`.
 DEFAULT_MAX_READ = 2048
@@ -20,6 +21,8 @@ DEFAULT_MAX_READ = 2048
 DEFAULT_MIN_AREA_PIXELS = 16
 MIN_TILE = 64
 MAX_TILE = 8192
+#: Tokens allowed for the answer block after the reasoning budget forced the model to conclude.
+ANSWER_BUDGET = 256
 SamSize = Literal["tiny", "small", "base_plus", "large"]
 
 BandNumber = Annotated[int, Field(ge=1, le=65535)]
@@ -41,6 +44,11 @@ class SegmentOptions(BaseModel):
     polygonise: bool = True
     sam_size: SamSize | None = Field(None, description="SAM2.1 size for this request (None: the loaded one)")
     constrain_answer: bool = Field(False, description="constrain the answer block to the answer grammar")
+    parse_mode: ParseMode = Field(DEFAULT_PARSE_MODE, description='how the answer is read: "tolerant" (the app) or '
+                                  '"reference" (the reference evaluation, docs/method.md)')
+    answer_budget: int = Field(ANSWER_BUDGET, ge=0, le=4096,
+                               description="tokens of the answer block forced open when the reasoning budget runs "
+                                           "out; 0 = none (the reference has none)")
 
     @field_validator("bands")
     @classmethod

@@ -100,7 +100,7 @@ class SegmentResult:
     instances: list[InstanceResult]
     tile: RasterTile
     timings: dict[str, float]
-    models: dict[str, str]
+    models: dict  # provenance: model ids, prompt template, parse mode, generation settings, versions
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     merged_mask: np.ndarray | None = None  # bool, tile pixels (the OR of the instances)
     #: "crs": instance geometries are in the CRS; "raster_pixels": in the source raster's pixel frame (tiled
@@ -224,6 +224,16 @@ class Pipeline:
     def models(self) -> dict[str, str]:
         return self.models_for(None)
 
+    def provenance(self, opts: SegmentOptions) -> dict:
+        """`models` plus how this answer was decoded and read (docs/api.md): the record of one result."""
+        import transformers
+
+        return {
+            **self.models_for(opts.sam_size), "parse_mode": opts.parse_mode, "transformers": transformers.__version__,
+            "generation": self.reasoner.decoding_settings(opts.max_reasoning_tokens, opts.answer_budget,
+                                                          constrain_answer=opts.constrain_answer),
+        }
+
     def load_tile(self, source, options: SegmentOptions) -> RasterTile:
         if isinstance(source, RasterTile):
             return source
@@ -257,7 +267,9 @@ class Pipeline:
         t0 = time.perf_counter()
         images = [to_model_image(t.rgb, self.reasoner.frame) for t in tiles]
         t_pre = time.perf_counter()
-        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens)
+        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens,
+                                             answer_budget=opts.answer_budget,
+                                             constrain_answer=opts.constrain_answer)
         t_gen = time.perf_counter()
         n = len(tiles)
         # One content key per distinct tile: the segmenter embeds each image once (and keeps it for later calls).
@@ -277,7 +289,7 @@ class Pipeline:
                 geometry_frame: str, timings: dict) -> SegmentResult:
         t0 = time.perf_counter()
         frame = self.reasoner.frame
-        parsed = parse_answer(out.text, frame, frame)
+        parsed = parse_answer(out.text, frame, frame, mode=opts.parse_mode)
         h, w = tile.shape
         pixel_instances = [inst.scaled(w / frame, h / frame) for inst in parsed.instances]
         t1 = time.perf_counter()
@@ -305,7 +317,7 @@ class Pipeline:
         status = parsed.status
         result = SegmentResult(
             query=query, status=status, message="", reasoning=parsed.reasoning, answer=out.text,
-            instances=instances, tile=tile, models=self._models(segmenter.model_id), merged_mask=merged,
+            instances=instances, tile=tile, models=self.provenance(opts), merged_mask=merged,
             timings={**timings, "parse": t1 - t0, "segmenter": t2 - t1, "polygonise": t3 - t2},
             geometry_frame=geometry_frame,
         )

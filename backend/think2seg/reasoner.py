@@ -13,11 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .options import ANSWER_BUDGET  # noqa: E402  (re-exported: the budget is an option, defined there)
 from .prompt_template import MODEL_FRAME, TEMPLATE_ID, build_conversation
 from .weights import DEFAULT_REASONER, resolve_reasoner
-
-#: Tokens allowed for the answer block after the reasoning budget forced the model to conclude.
-ANSWER_BUDGET = 256
 
 #: The tokens that end a completion, by name: Qwen's `<|im_end|>` (151645) and `<|endoftext|>` (151643), the
 #: reference's eos pair (test_think2seg-rs_qwen.py:336-345 with the checkpoint's generation_config.json).
@@ -44,6 +42,15 @@ def eos_token_ids(tokenizer) -> list[int]:
     ids = {tokenizer.convert_tokens_to_ids(t) for t in EOS_TOKENS} | {tokenizer.eos_token_id}
     unk = getattr(tokenizer, "unk_token_id", None)  # what an unknown name maps to: not an eos
     return sorted(i for i in ids if i is not None and i != unk)
+
+
+def neutral_generation_config(checkpoint=None):
+    """An empty `GenerationConfig` keeping only a checkpoint's special token ids: what a model carries when
+    we own its decoding, so that nothing of the checkpoint's file fills a setting a caller left unset."""
+    from transformers import GenerationConfig
+
+    keep = ("bos_token_id", "eos_token_id", "pad_token_id")
+    return GenerationConfig(**{k: getattr(checkpoint, k, None) for k in keep if getattr(checkpoint, k, None) is not None})
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -80,11 +87,9 @@ class Reasoner:
         self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_token_ids[0]
         # Decoding is ours: the checkpoint's generation_config.json is kept for the record only, and the
         # model's is emptied, so that nothing of it fills a setting our config leaves unset.
-        from transformers import GenerationConfig
-
         self.checkpoint_generation_config = getattr(model, "generation_config", None)
         if self.checkpoint_generation_config is not None:
-            model.generation_config = GenerationConfig()
+            model.generation_config = neutral_generation_config(self.checkpoint_generation_config)
 
     @classmethod
     def from_pretrained(
@@ -233,4 +238,4 @@ class Reasoner:
         """The logits processor that keeps the answer block in the prompt's JSON shape (constrained.py)."""
         from .constrained import answer_constraint
 
-        return answer_constraint(self.processor.tokenizer, batch, in_answer, answer_so_far)
+        return answer_constraint(self.processor.tokenizer, self.eos_token_ids, batch, in_answer, answer_so_far)

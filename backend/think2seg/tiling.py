@@ -540,7 +540,8 @@ def run_fingerprint(path: str, queries: Sequence[str], options, grid: TileGrid, 
         "overlap": grid.overlap, "gsd": grid.gsd, "bands": options.bands,
         "max_reasoning_tokens": options.max_reasoning_tokens, "min_area_pixels": options.min_area_pixels,
         "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
-        "prompt_template": models.get("prompt_template"),
+        "prompt_template": models.get("prompt_template"), "parse_mode": models.get("parse_mode"),
+        "constrain_answer": bool(getattr(options, "constrain_answer", False)),
     }
 
 
@@ -609,7 +610,7 @@ def segment_raster_tiled(
             ds = open_raster(path)
             try:
                 grid = TileGrid.for_raster(ds, tile_size, overlap, gsd)
-                models = pipeline.models_for(opts.sam_size)
+                models = pipeline.provenance(opts)
                 state = TileState(state_path, run_fingerprint(path, qs, opts, grid, models), grid)
                 done_ids = set(state.finished)
                 todo = [s for s in grid.tiles if s.id not in done_ids]

@@ -10,6 +10,7 @@ from earthreason_fixture import make_mini_earthreason
 from PIL import Image
 from think2seg.cli import main
 from think2seg.errors import BadInput
+from think2seg.evaluation.earthreason import reference_draw
 from think2seg.evaluation.runner import EvalSettings, evaluate
 from think2seg.testing.tiny_models import KNOWN_COMPLETION, KNOWN_REASONING
 
@@ -34,22 +35,36 @@ def test_eval_writes_metrics_masks_and_report_and_resumes(mini, tiny_models_dir,
     out = tmp_path / "report"
     args = ["eval", "--data", str(mini["root"]), "--split", "val", "-o", str(out), "--batch-size", "3",
             *model_args(tiny_models_dir)]
-    # a first run stopped after 4 images, and a crash that left half a line
+    # a first run stopped after 4 images (the reference's draw of 4), and a crash that left half a line
     assert main(args + ["--limit", "4"]) == 0
+    picked = [i for i, _ in reference_draw(mini["root"], "val", 0, 4)]
     first = read_jsonl(out / "samples.jsonl")
-    assert len(first) == 4 and json.loads((out / "metrics.json").read_text())["n"] == 4
+    assert [r["image_id"] for r in first] == [i for i in picked if i != "broken_image"]
+    assert json.loads((out / "metrics.json").read_text())["n"] == len(first)
     with (out / "samples.jsonl").open("a") as fh:
         fh.write('{"image_id": "rect_')
     capsys.readouterr()
-    assert main(args) == 0  # resumes: only the 8 missing images run
-    assert "resuming: 4 of 13 images" in capsys.readouterr().err  # broken_image fails only when read
+    assert main(args) == 0  # resumes: only the missing images run, and those the full draw asks another question
+    draw = dict(reference_draw(mini["root"], "val", 0))
+    kept = [r for r in first if r["question_index"] == draw[r["image_id"]]]
+    assert f"resuming: {len(kept)} of 13 images" in capsys.readouterr().err  # broken_image fails only when read
 
     good = mini["perfect"] + mini["empty"] + mini["rect"]
     recs = {r["image_id"]: r for r in read_jsonl(out / "samples.jsonl")}
     assert sorted(recs) == sorted(good)
-    assert all(recs[i] == r for i, r in ((r["image_id"], r) for r in first))  # the first 4 were not redone
+    assert all(recs[r["image_id"]] == r for r in kept)  # these were not redone
     m = json.loads((out / "metrics.json").read_text())
     assert m["protocol"] == "think2seg" and m["split"] == "val"
+    # what decoded and read the answers: the reference's parser, greedy without penalties or forced answer
+    import transformers
+
+    assert m["parse_mode"] == "reference" and m["prompt_template"] == "think2seg-rs/v1"
+    assert m["transformers"] == transformers.__version__ and m["models"]["parse_mode"] == "reference"
+    g = m["generation"]
+    assert (g["strategy"], g["repetition_penalty"], g["no_repeat_ngram_size"]) == ("greedy", 1.0, 0)
+    assert g["forced_answer_tokens"] == 0 and g["max_new_tokens"] == 2048
+    # the question of each image is the reference's draw
+    assert all(recs[i]["question_index"] == draw[i] for i in recs)
     assert (m["n"], m["parse_failures"], m["empty_target"], m["skipped"]) == (12, 0, 1, 2)
     # the tiny reasoner always answers its known box: SAM2's mask for it IS the label of the perfect images
     for i in mini["perfect"]:
@@ -101,3 +116,24 @@ def test_without_data_it_says_where_to_get_it(tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path / "nothing"), "--split", "test", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "earth-insights/EarthReason" in err and "huggingface-cli download" in err
+
+
+def test_think2seg_protocol_forces_no_answer_and_resizes_labels(mini, tiny_pipeline, tmp_path):
+    """A reasoning cut by the budget stays unanswered (the reference has no forced answer) and scores as a
+    failed parse; a label of another size than its image is resized to 840, not skipped."""
+    root = tmp_path / "er"
+    import shutil
+
+    shutil.copytree(mini["root"], root)
+    label = root / "val" / "labels" / "perfect_a.png"
+    Image.open(label).resize((420, 420), Image.NEAREST).save(label)
+    out = tmp_path / "cut"
+    s = EvalSettings(data=str(root), split="val", out=str(out), limit=3, batch_size=3, max_reasoning_tokens=16)
+    m = evaluate(tiny_pipeline, s, progress=False)
+    recs = read_jsonl(out / "samples.jsonl")
+    assert recs and all(r["status"] == "unparsed" and "<answer>" not in r["answer"] for r in recs)
+    assert m["parse_failures"] == len(recs)
+    s = EvalSettings(data=str(root), split="val", out=str(tmp_path / "full"), batch_size=4)
+    evaluate(tiny_pipeline, s, progress=False)
+    recs = {r["image_id"]: r for r in read_jsonl(tmp_path / "full" / "samples.jsonl")}
+    assert recs["perfect_a"]["iou"] == 1.0 and (recs["perfect_a"]["width"], recs["perfect_a"]["height"]) == (420, 420)

@@ -114,3 +114,52 @@ def test_larger_limit_keeps_the_smaller_selection():
     big = {s.image_id for s in select_samples(samples, 12, 1)}
     assert len(small) == 5 and len(big) == 12 and small <= big
     assert select_samples(samples, None, 1) == samples
+
+
+def test_reference_question_draw(tmp_path):
+    """random.seed(seed) over os.listdir, one choice per entry with a label and questions (the reference's
+    EarthReason_datasets.py:422-448, :557 and test_think2seg-rs_qwen.py:224, :262-266), restated here."""
+    import json
+    import os
+    import random
+
+    from think2seg.evaluation.earthreason import reference_draw
+
+    base = tmp_path / "val"
+    for d in ("images", "labels", "QAs"):
+        (base / d).mkdir(parents=True)
+    for k in range(12):
+        (base / "images" / f"im{k}.jpg").write_bytes(b"x")
+        if k != 3:  # no label: not in the listing, takes no draw
+            (base / "labels" / f"im{k}.png").write_bytes(b"x")
+        questions = [] if k == 5 else [f"q{i}" for i in range(1 + k % 4)] + ([""] if k == 7 else [])
+        (base / "QAs" / f"im{k}.json").write_text(json.dumps({"questions": questions}))
+
+    def restated(seed, limit=None):
+        random.seed(seed)
+        entries = []
+        for name in os.listdir(base / "images"):
+            i = name.split(".")[0]
+            qa = base / "QAs" / f"{i}.json"
+            if (base / "labels" / f"{i}.png").exists() and qa.exists() and json.loads(qa.read_text())["questions"]:
+                entries.append((i, json.loads(qa.read_text())["questions"]))
+        picked = random.sample(range(len(entries)), limit) if limit and limit < len(entries) else range(len(entries))
+        return [(entries[j][0], entries[j][1].index(random.choice(entries[j][1]))) for j in picked]
+
+    for seed, limit in ((0, None), (0, 4), (7, None), (7, 20)):
+        assert reference_draw(tmp_path, "val", seed, limit) == restated(seed, limit)
+    ids = [i for i, _ in reference_draw(tmp_path, "val", 0)]
+    assert len(ids) == 10 and "im3" not in ids and "im5" not in ids
+
+
+def test_a_label_of_another_size_is_kept_for_resizing(tmp_path):
+    from PIL import Image
+    from think2seg.evaluation.earthreason import load_sample
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    Image.new("L", (32, 24), 255).save(tmp_path / "l.png")
+    s = Sample("a", tmp_path / "a.png", tmp_path / "l.png", ["q"])
+    with pytest.raises(ValueError, match="32 x 24"):
+        load_sample(s)
+    rgb, mask = load_sample(s, resize_label=True)
+    assert rgb.shape == (48, 64, 3) and mask.shape == (24, 32) and mask.all()

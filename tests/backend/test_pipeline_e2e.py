@@ -90,3 +90,50 @@ def test_plain_array_is_pixel_only(tiny_pipeline):
     assert r.instances[0].points_crs[0] == pytest.approx([420 * 420 / 840, 336 * 300 / 840])
     d = r.to_dict()
     assert d["crs"] is None and d["area_unit"] == "pixels"
+
+
+def test_penalties_and_sampling_in_the_checkpoint_change_nothing(tiny_models_dir, naip, tmp_path):
+    """A model folder whose generation_config.json sets repetition_penalty, no_repeat_ngram_size and sampling
+    (as Qwen2.5-VL checkpoints do, stronger) still puts the prompts at the exact CRS coordinates."""
+    from think2seg.pipeline import Pipeline
+    from think2seg.testing.tiny_models import copy_with_generation_config
+
+    folder = copy_with_generation_config(tiny_models_dir / "reasoner", tmp_path / "reasoner")
+    pipe = Pipeline.from_pretrained(str(folder), str(tiny_models_dir / "sam2.1_hiera_t.pt"), device="cpu")
+    r = pipe.segment(str(naip), "the wetlands that hold water all year")
+    assert r.answer == KNOWN_COMPLETION and r.status == "ok"
+    inst = r.instances[0]
+    assert inst.points_crs == [[pytest.approx(488234.0), pytest.approx(5207800.0)],
+                               [pytest.approx(487650.25), pytest.approx(5207438.5)]]
+    assert inst.box_pixel == pytest.approx([233.5, 144.6, 700.5, 433.8])
+    # the answer's provenance says how it was decoded and read
+    g = r.to_dict()["models"]
+    assert g["parse_mode"] == "tolerant" and g["generation"]["repetition_penalty"] == 1.0
+    assert g["generation"]["strategy"] == "greedy" and g["transformers"]
+
+
+def test_box_only_and_points_only_instances_reach_sam2_and_the_answer(tiny_pipeline, naip):
+    """SAM2 gets what an instance has; the answer carries box_crs null or no points."""
+    from think2seg.georef import read_tile
+    from think2seg.output import result_rows
+    from think2seg.prompts import PromptInstance
+    from think2seg.reasoner import ReasonerOutput
+
+    tile = read_tile(naip)
+    text = ('<think>x</think><answer>```json[{"bbox_2d": [210, 168, 630, 504]}, '
+            '{"positive_points": [[420, 336], [315, 420]]}]```</answer>')
+    from think2seg.pipeline import SegmentOptions
+
+    r = tiny_pipeline._finish(tile, "q", ReasonerOutput(text, 10, False), SegmentOptions(), {})
+    assert r.status == "ok" and len(r.instances) == 2
+    box_only, points_only = r.instances
+    assert box_only.points_crs == [] and box_only.box_crs is not None
+    assert points_only.box_crs is None and points_only.box_pixel is None and len(points_only.points_crs) == 2
+    h, w = tile.shape
+    direct = tiny_pipeline.segmenter.segment(tile.rgb, [PromptInstance(KNOWN_BOX, ()).scaled(w / 840, h / 840),
+                                                        PromptInstance(None, KNOWN_POINTS).scaled(w / 840, h / 840)])
+    assert np.array_equal(r.merged_mask, direct.merged)
+    d = r.to_dict()
+    assert d["instances"][1]["box_crs"] is None and d["instances"][0]["points_crs"] == []
+    rows = result_rows(r)
+    assert len(rows["prompt_boxes"]) == 1 and len(rows["prompt_points"]) == 2

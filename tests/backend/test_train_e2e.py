@@ -58,6 +58,7 @@ def test_two_grpo_steps_then_segment_with_the_result(mini_train, tiny_models_dir
     prov = json.loads((out / "think2seg_training.json").read_text())
     assert prov["steps"] == 2 and prov["prompt_template"] == "think2seg-rs/v1"
     assert prov["settings"]["beta"] == 0.001 and prov["settings"]["num_generations"] == 4
+    assert prov["settings"]["top_k"] == 50  # the reference sampled with top-k 50 (TRL's default is 0)
     assert json.loads((out / "config.json").read_text()).get("use_cache") is True
 
     # the folder loads where the published weights load
@@ -86,3 +87,6 @@ def test_bad_settings_stop_before_loading(tmp_path, capsys, mini_train):
     assert main(["train", "--data", str(mini_train["root"]), "-o", str(tmp_path / "o"), "--num-generations", "3",
                  "--batch-size", "4", "--grad-accum", "1", "--model", "unused"]) == 2
     assert "multiple of --num-generations" in capsys.readouterr().err
+    assert main(["train", "--data", str(mini_train["root"]), "-o", str(tmp_path / "o"), "--num-generations", "4",
+                 "--batch-size", "4", "--completions-per-step", "6", "--model", "unused"]) == 2
+    assert "--completions-per-step (6)" in capsys.readouterr().err

@@ -20,12 +20,15 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="test", help="split folder to evaluate: val or test (default test)")
     p.add_argument("--output", "-o", required=True, help="report folder (created; an existing run is resumed)")
     p.add_argument("--protocol", choices=("think2seg", "segearth"), default="think2seg",
-                   help="think2seg: seeded random question, 840 px, empty target as the reference script; "
-                        "segearth: first question, 1024 px, empty prediction on empty target = IoU 1 "
-                        "(the two are not comparable; default think2seg)")
+                   help="think2seg: the reference script's decode, parse and score path (its seeded question "
+                        "draw, 840 px, greedy without a forced answer, its parser, labels resized, empty target "
+                        "as it scores it; docs/method.md); segearth: first question, 1024 px, our tolerant "
+                        "parser, empty prediction on empty target = IoU 1 (the two are not comparable; default "
+                        "think2seg)")
     p.add_argument("--limit", type=int, default=None, help="evaluate N images (a seeded subset) instead of all")
     p.add_argument("--batch-size", type=int, default=4, help="images per generate call (default 4)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the question choice and of --limit (default 42)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the question draw and of --limit (default 0, as the reference's run scripts)")
     p.add_argument("--max-reasoning-tokens", type=int, default=2048,
                    help="generation budget per answer (default 2048, as the reference evaluation)")
     p.add_argument("--cases", type=int, default=4, help="best and worst cases drawn in the report (default 4 each)")

@@ -26,7 +26,12 @@ def add_parser(sub) -> None:
     g.add_argument("--batch-size", type=int, default=None,
                    help="completions per device step (default = --num-generations)")
     g.add_argument("--grad-accum", type=int, default=2, help="gradient accumulation steps (default 2)")
+    g.add_argument("--completions-per-step", type=int, default=None,
+                   help="completions per optimizer step; sets --grad-accum to it / --batch-size (the reference's "
+                        "3B run had 64: 16 per GPU x 2 GPUs x 2 accumulation; one GPU matches it with 64)")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    g.add_argument("--top-k", type=int, default=50,
+                   help="sampling top-k (default 50, the reference's; 0 turns it off as TRL's default does)")
     g.add_argument("--beta", type=float, default=0.001, help="KL coefficient against the base model (default 0.001)")
     g.add_argument("--lr", type=float, default=1e-6, help="learning rate (default 1e-6)")
     g.add_argument("--max-prompt-length", type=int, default=1024,
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, model=args.model, output=args.output, split=args.split, sam=args.sam, sam_size=args.sam_size,
         sam_device=args.sam_device, num_generations=args.num_generations, per_device_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum, temperature=args.temperature, beta=args.beta,
+        top_k=args.top_k, completions_per_step=args.completions_per_step,
         learning_rate=args.lr, max_prompt_length=args.max_prompt_length,
         max_completion_length=args.max_completion_length, epochs=args.epochs, max_steps=args.max_steps,
         loss_type=args.loss_type, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,

@@ -2,13 +2,14 @@
 
 A QA file holds `questions` (a list of strings) and `answer`; an optional `category` (or `class`) gives the
 per-category figures. Anything wrong with one sample (a missing label, broken JSON, no questions, an
-unreadable image, a label whose size differs from its image) is a `SampleProblem` with a sentence, and the
-sample is skipped; only a missing split stops the work.
+unreadable image, a label whose size differs from its image where the protocol does not resize it) is a
+`SampleProblem` with a sentence, and the sample is skipped; only a missing split stops the work.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class Sample:
     questions: list[str]
     answer: object = None
     category: str | None = None
+    #: the QA file's `questions` as written (the reference's draw indexes this list, blanks included)
+    raw_questions: object = None
 
     def question(self, mode: str, seed: int) -> tuple[int, str]:
         """(index, text) of the question a protocol asks: "first", or "random" seeded per image.
@@ -66,6 +69,14 @@ class Sample:
             return 0, self.questions[0]
         k = random.Random(f"{seed}:{self.image_id}").randrange(len(self.questions))
         return k, self.questions[k]
+
+    def question_text(self, index: int) -> str | None:
+        """The question at `index` of the file's list (`raw_questions`), stripped; None when unusable."""
+        raw = self.raw_questions if self.raw_questions is not None else self.questions
+        if not isinstance(raw, list) or not 0 <= index < len(raw):
+            return None
+        q = raw[index]
+        return q.strip() if isinstance(q, str) and q.strip() else None
 
 
 @dataclass
@@ -85,8 +96,9 @@ def _category(qa: dict) -> str | None:
     return None
 
 
-def read_qa(path: Path) -> tuple[list[str], object, str | None]:
-    """questions, answer, category; raises ValueError with a sentence when the file is unusable."""
+def read_qa(path: Path) -> tuple[list[str], object, str | None, object]:
+    """questions, answer, category, the `questions` value as written; raises ValueError with a sentence when
+    the file is unusable."""
     try:
         qa = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -101,7 +113,7 @@ def read_qa(path: Path) -> tuple[list[str], object, str | None]:
     questions = [q.strip() for q in qs if isinstance(q, str) and q.strip()]
     if not questions:
         raise ValueError(f"{path.name} has no non-empty question")
-    return questions, qa.get("answer"), _category(qa)
+    return questions, qa.get("answer"), _category(qa), qa.get("questions")
 
 
 def split_dirs(root: str | Path, split: str) -> tuple[Path, Path, Path]:
@@ -135,11 +147,11 @@ def scan_split(root: str | Path, split: str) -> tuple[list[Sample], list[SampleP
             problems.append(SampleProblem(image_id, f"no {' and no '.join(missing)} for {path.name}"))
             continue
         try:
-            questions, answer, category = read_qa(qa_path)
+            questions, answer, category, raw_questions = read_qa(qa_path)
         except ValueError as e:
             problems.append(SampleProblem(image_id, str(e)))
             continue
-        samples.append(Sample(image_id, path, label, questions, answer, category))
+        samples.append(Sample(image_id, path, label, questions, answer, category, raw_questions))
     return samples, problems
 
 
@@ -170,11 +182,45 @@ def load_mask(path: Path) -> np.ndarray:
     return np.asarray(a) > 0
 
 
-def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb, mask) of one sample; ValueError when the pair is unusable."""
+def reference_draw(root: str | Path, split: str, seed: int, limit: int | None = None) -> list[tuple[str, int]]:
+    """(image id, question index) as the reference's evaluation draws them, in its order.
+
+    Rules (test_think2seg-rs_qwen.py:224 and :262-266, EarthReason_datasets.py:407-463 and :557): one
+    `random.Random(seed)` stream; the split's `os.listdir(images)` order (this disk's order); an entry counts
+    when `labels/<id>.png` and `QAs/<id>.json` exist and its `questions` is non-empty, the id being the file
+    name up to its first dot; with a `limit` below the count, `sample(range(count), limit)` picks the entries
+    first; then one `choice` over each picked entry's questions, in that order. An entry this reader later
+    rejects still takes its draw, so the others keep theirs.
+    """
+    images_dir, labels_dir, qa_dir = split_dirs(root, split)
+    if not images_dir.is_dir():
+        raise BadInput(where_to_get_it(root, split), code="dataset_missing")
+    listing: list[tuple[str, int]] = []  # (id, number of questions)
+    for name in os.listdir(images_dir):
+        image_id = name.split(".")[0]
+        qa_path = qa_dir / f"{image_id}.json"
+        if not ((labels_dir / f"{image_id}.png").exists() and qa_path.exists()):
+            continue
+        try:
+            questions = json.loads(qa_path.read_text(encoding="utf-8")).get("questions")
+        except Exception:  # the reference skips a QA file it cannot load (with a warning)
+            continue
+        if questions:
+            listing.append((image_id, len(questions)))
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(listing)), limit) if limit and 0 < limit < len(listing) else range(len(listing))
+    return [(listing[i][0], rng.choice(range(listing[i][1]))) for i in picked]
+
+
+def load_sample(sample: Sample, resize_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb, mask) of one sample; ValueError when the pair is unusable.
+
+    A label whose size differs from its image is an error, unless `resize_label` (the Think2Seg-RS protocol,
+    which resizes image and label to its frame independently): then it is returned as it is.
+    """
     rgb = load_rgb(sample.image_path)
     mask = load_mask(sample.label_path)
-    if mask.shape != rgb.shape[:2]:
+    if mask.shape != rgb.shape[:2] and not resize_label:
         h, w = rgb.shape[:2]
         mh, mw = mask.shape
         raise ValueError(f"label {sample.label_path.name} is {mw} x {mh} px but its image is {w} x {h} px")

@@ -4,14 +4,18 @@ gIoU is the mean of the per-image IoUs; cIoU is the total intersection over the 
 The two protocols differ on the question asked, the frame the masks are compared in and, above all, on
 images with no target, so their figures are not comparable (method.md):
 
-- ``think2seg`` (Think2Seg-RS's evaluation script): one seeded random question per image, image and label
-  resized to 840 x 840 (LANCZOS / NEAREST). A failed parse is an empty mask whose ground-truth area still
-  adds to the union. On an image with no target the IoU is 1 when the model answered ``[]`` and 0 otherwise,
-  and the image adds nothing to the cIoU sums whatever the answer: the reference never runs SAM2 there, so a
-  false alarm on an empty image costs gIoU but not cIoU.
+- ``think2seg`` (Think2Seg-RS's evaluation script, test_think2seg-rs_qwen.py): the reference's question draw
+  (`random.seed(seed)` over the `os.listdir` order, one `random.choice` per image: `earthreason.reference_draw`),
+  image and label resized to 840 x 840 (LANCZOS / NEAREST; a label of another size than its image is resized
+  too, not skipped), greedy decoding without a forced answer, the reference's parser (`prompts`, mode
+  ``reference``). A failed parse is an empty mask whose ground-truth area still adds to the union. On an image
+  with no target the IoU is 1 when the model answered ``[]`` and 0 otherwise, and the image adds nothing to the
+  cIoU sums whatever the answer: the reference never runs SAM2 there, so a false alarm on an empty image
+  costs gIoU but not cIoU.
 - ``segearth`` (SegEarth-R1's evaluation, LISA-style): the first question, the long side resized to 1024,
   every image adds its intersection and union, and an image whose prediction and target are both empty has
-  IoU 1 (union 0). A failed parse is an empty mask.
+  IoU 1 (union 0). A failed parse is an empty mask. The answer is read as the app reads it (``tolerant``,
+  forced answer on): this protocol measures our product on SegEarth-R1's terms.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    question: str  # "random" (seeded, one per image) or "first"
+    question: str  # "reference" (the reference's seeded draw), "random" (seeded per image id) or "first"
     frame: int  # masks are compared at this size
     square: bool  # True: resized to frame x frame; False: the long side resized to frame, aspect kept
     description: str
+    parse_mode: str = "tolerant"  # prompts.PARSE_MODES
+    forced_answer: bool = True  # a budget overrun gets its answer block forced open (ours; not the reference)
+    resize_mismatched_labels: bool = False  # True: a label of another size is resized; False: skipped
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the comparison frame for an image of this size."""
@@ -44,9 +51,11 @@ class Protocol:
 
 PROTOCOLS = {
     "think2seg": Protocol(
-        "think2seg", "random", MODEL_FRAME, True,
-        "Think2Seg-RS: one seeded random question per image, 840 x 840, failed parse = empty mask, "
-        "empty target: IoU 1 for [] else 0 and nothing added to cIoU",
+        "think2seg", "reference", MODEL_FRAME, True,
+        "Think2Seg-RS: the reference's seeded question draw, 840 x 840, greedy without a forced answer, the "
+        "reference's parser, failed parse = empty mask, empty target: IoU 1 for [] else 0 and nothing added "
+        "to cIoU",
+        parse_mode="reference", forced_answer=False, resize_mismatched_labels=True,
     ),
     "segearth": Protocol(
         "segearth", "first", 1024, False,

@@ -24,7 +24,15 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadInput
-from .earthreason import Sample, SampleProblem, load_sample, resize_mask, resize_rgb, scan_split
+from .earthreason import (
+    Sample,
+    SampleProblem,
+    load_sample,
+    reference_draw,
+    resize_mask,
+    resize_rgb,
+    scan_split,
+)
 from .metrics import Protocol, SampleScore, get_protocol, score_sample, summarize
 
 SAMPLES_FILE = "samples.jsonl"
@@ -36,7 +44,7 @@ class EvalSettings:
     split: str
     out: str
     protocol: str = "think2seg"
-    seed: int = 42
+    seed: int = 0  # the reference's run scripts pass --seed 0
     limit: int | None = None
     batch_size: int = 4
     max_reasoning_tokens: int = 2048  # the reference generates up to 2,048 new tokens
@@ -51,6 +59,22 @@ def select_samples(samples: list[Sample], limit: int | None, seed: int) -> list[
     order = sorted(samples, key=lambda s: hashlib.sha1(f"{seed}:{s.image_id}".encode()).hexdigest())
     keep = {s.image_id for s in order[:limit]}
     return [s for s in samples if s.image_id in keep]
+
+
+def draw_questions(samples: list[Sample], settings: EvalSettings,
+                   proto: Protocol) -> list[tuple[Sample, int, str | None]]:
+    """The (sample, question index, question) triples a protocol evaluates, in its order.
+
+    think2seg: the reference's draw over the split's listing (`earthreason.reference_draw`), indexing the QA
+    file's list as written (a blank question drawn is None); an entry this reader rejected (now in problems)
+    keeps its draw but is not evaluated. Others: `select_samples` and the protocol's question rule.
+    """
+    if proto.question == "reference":
+        by_id = {s.image_id: s for s in samples}
+        draw = reference_draw(settings.data, settings.split, settings.seed, settings.limit)
+        return [(by_id[i], k, by_id[i].question_text(k)) for i, k in draw if i in by_id]
+    return [(s, *s.question(proto.question, settings.seed)) for s in select_samples(samples, settings.limit,
+                                                                                     settings.seed)]
 
 
 def read_finished(path: Path) -> dict[str, dict]:
@@ -81,7 +105,8 @@ def _run_header(settings: EvalSettings, proto: Protocol, models: dict) -> dict:
         "data": str(Path(settings.data).resolve()), "split": settings.split, "protocol": proto.name,
         "seed": settings.seed, "max_reasoning_tokens": settings.max_reasoning_tokens,
         "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
-        "prompt_template": models.get("prompt_template"),
+        "prompt_template": models.get("prompt_template"), "parse_mode": models.get("parse_mode"),
+        "generation": models.get("generation"), "transformers": models.get("transformers"),
     }
 
 
@@ -103,11 +128,11 @@ def _check_resume(out: Path, header: dict) -> None:
 
 
 def _prompts_in_label_pixels(result, sx: float, sy: float) -> list[dict]:
-    return [
-        {"box": [inst.box_pixel[0] * sx, inst.box_pixel[1] * sy, inst.box_pixel[2] * sx, inst.box_pixel[3] * sy],
-         "points": [[x * sx, y * sy] for x, y in inst.points_pixel], "score": inst.score}
-        for inst in result.instances
-    ]
+    def box(b):
+        return None if b is None else [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
+
+    return [{"box": box(inst.box_pixel), "points": [[x * sx, y * sy] for x, y in inst.points_pixel],
+             "score": inst.score} for inst in result.instances]
 
 
 def _record(sample: Sample, q_index: int, question: str, result, score: SampleScore, gt: np.ndarray,
@@ -132,6 +157,7 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
 
     from ..georef import tile_from_array
     from ..pipeline import SegmentOptions
+    from ..reasoner import ANSWER_BUDGET
     from .report import write_report
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -143,7 +169,9 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
         raise BadInput(f"No usable sample in {settings.data}/{settings.split} ({len(problems)} with problems; "
                        f"first: {problems[0].message if problems else 'the images folder is empty'}).",
                        code="dataset_empty")
-    selected = select_samples(samples, settings.limit, settings.seed)
+    drawn = draw_questions(samples, settings, proto)
+    selected = [s for s, _, _ in drawn]
+    question_of = {s.image_id: (k, q) for s, k, q in drawn}
 
     out = Path(settings.out)
     if settings.restart and out.exists():
@@ -151,18 +179,22 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
             (out / name).unlink(missing_ok=True)
         for name in ("pred", "figures"):
             shutil.rmtree(out / name, ignore_errors=True)
-    header = _run_header(settings, proto, pipeline.models)
+    # Scores use the pixel mask; polygons would cost ~0.5 s an image for nothing.
+    opts = SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False,
+                          parse_mode=proto.parse_mode, answer_budget=ANSWER_BUDGET if proto.forced_answer else 0)
+    provenance = pipeline.provenance(opts)
+    header = _run_header(settings, proto, provenance)
     _check_resume(out, header)
     (out / "pred").mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(header, indent=1), encoding="utf-8")
 
     log_path = out / SAMPLES_FILE
     done = read_finished(log_path)
-    pending = [s for s in selected if s.image_id not in done]
+    # The reference's draw gives an image another question under another --limit: such a record is redone.
+    pending = [s for s in selected
+               if s.image_id not in done or done[s.image_id].get("question_index") != question_of[s.image_id][0]]
     if done:
         log(f"resuming: {len(selected) - len(pending)} of {len(selected)} images already evaluated in {out}")
-    # Scores use the pixel mask; polygons would cost ~0.5 s an image for nothing.
-    opts = SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False)
     t_start = time.perf_counter()
     bar = tqdm(total=len(selected), initial=len(selected) - len(pending), desc=f"{settings.split} ({proto.name})",
                unit="img", disable=not progress, file=sys.stderr)
@@ -171,12 +203,16 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
             batch = []
             for sample in pending[i:i + settings.batch_size]:
                 try:
-                    rgb, gt = load_sample(sample)
+                    rgb, gt = load_sample(sample, resize_label=proto.resize_mismatched_labels)
                 except ValueError as e:
                     problems.append(SampleProblem(sample.image_id, str(e)))
                     bar.update(1)
                     continue
-                q_index, question = sample.question(proto.question, settings.seed)
+                q_index, question = question_of[sample.image_id]
+                if question is None:
+                    problems.append(SampleProblem(sample.image_id, f"question {q_index} (the one drawn) is empty"))
+                    bar.update(1)
+                    continue
                 frame = proto.frame_size(rgb.shape[1], rgb.shape[0])
                 batch.append((sample, q_index, question, gt, frame, tile_from_array(resize_rgb(rgb, frame))))
             if not batch:
@@ -205,7 +241,9 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
     metrics = summarize(scores, [r.get("category") for r in records], proto)
     metrics.update({
         "split": settings.split, "data": header["data"], "seed": settings.seed, "limit": settings.limit,
-        "selected": len(selected), "skipped": len(problems), "models": pipeline.models,
+        "selected": len(selected), "skipped": len(problems), "models": provenance,
+        "parse_mode": provenance["parse_mode"], "generation": provenance["generation"],
+        "prompt_template": provenance["prompt_template"], "transformers": provenance["transformers"],
         "max_reasoning_tokens": settings.max_reasoning_tokens,
         "seconds_this_run": round(time.perf_counter() - t_start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

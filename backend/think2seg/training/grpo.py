@@ -5,8 +5,10 @@ draws one per image when it loads the data), the image resized to 840 x 840 (LAN
 exact conversation the published weights learned (`prompt_template.build_conversation`). The rewards are
 `rewards.MaskReward` (frozen SAM2, on its own device if asked), `json_validity_reward` and
 `think_answer_shape_reward`. Defaults mirror the reference 3B run (run_grpo_geo_ultra-qwen-3B.sh):
-16 completions per prompt, 16 completions per device step, 2 accumulation steps, temperature 1.0, KL beta
-0.001, lr 1e-6, 1,024 completion tokens, 5 epochs, the per-sequence GRPO loss, vision tower trained.
+16 completions per prompt, 16 completions per device step, 2 accumulation steps, temperature 1.0, top-k 50
+(transformers 4.49's default, which the reference sampled with; TRL's own default is 0), KL beta 0.001,
+lr 1e-6, 1,024 completion tokens, 5 epochs, the per-sequence GRPO loss, vision tower trained. The reference
+ran on 2 GPUs, so 64 completions per optimizer step; `completions_per_step=64` matches it on one GPU.
 
 The result is one folder that `Reasoner.from_pretrained(folder)` and `think2seg segment --model folder` load:
 the weights (LoRA merged into them), the processor, `think2seg_training.json` (what was trained how), and
@@ -44,7 +46,11 @@ class TrainSettings:
     num_generations: int = 16
     per_device_batch_size: int | None = None  # completions per device step; None = num_generations
     gradient_accumulation_steps: int = 2
+    #: completions per optimizer step; when set, gradient_accumulation_steps = this / per_device_batch_size
+    #: (the reference's 3B run: 64 = 16 per GPU x 2 GPUs x 2 accumulation steps)
+    completions_per_step: int | None = None
     temperature: float = 1.0
+    top_k: int = 50  # transformers 4.49's default, which the reference sampled with (TRL's default is 0: off)
     beta: float = 0.001
     learning_rate: float = 1e-6
     max_prompt_length: int = 1024
@@ -74,6 +80,13 @@ class TrainSettings:
         if self.num_generations < 2:
             raise BadInput("GRPO needs at least 2 generations per prompt.", code="bad_options")
         bs = self.per_device_batch_size or self.num_generations
+        if self.completions_per_step is not None:
+            if self.completions_per_step < bs or self.completions_per_step % bs:
+                raise BadInput(f"--completions-per-step ({self.completions_per_step}) must be a multiple of the "
+                               f"completions per device step ({bs}).", code="bad_options")
+            self.gradient_accumulation_steps = self.completions_per_step // bs
+        if self.top_k < 0:
+            raise BadInput("--top-k must be 0 (off) or more.", code="bad_options")
         if (bs * self.gradient_accumulation_steps) % self.num_generations:
             raise BadInput(
                 f"The completions of one optimizer step (batch {bs} x accumulation {self.gradient_accumulation_steps})"
@@ -240,6 +253,7 @@ def load_policy(settings: TrainSettings):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from ..reasoner import neutral_generation_config
     from ..weights import resolve_reasoner
 
     path = resolve_reasoner(settings.model)
@@ -248,6 +262,8 @@ def load_policy(settings: TrainSettings):
     if settings.attn_implementation:
         kwargs["attn_implementation"] = settings.attn_implementation
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    # TRL sets the sampling settings it knows; the checkpoint's file must not fill the others (n-gram bans...).
+    model.generation_config = neutral_generation_config(model.generation_config)
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"
     if settings.freeze_vision:
@@ -297,6 +313,7 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
         per_device_train_batch_size=settings.per_device_batch_size or settings.num_generations,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         temperature=settings.temperature,
+        top_k=settings.top_k,
         beta=settings.beta,
         learning_rate=settings.learning_rate,
         max_completion_length=settings.max_completion_length,
