@@ -133,3 +133,24 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
     assert d["read"]["window"] == [20, 449, 200, 200]
     # frame (420, 336) -> window px (100, 80) -> raster px (120, 529) -> (485899 + 600, 5209246 - 2645)
     assert d["instances"][0]["points_crs"][0] == [486499.0, 5206601.0]
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (["segment", "RASTER", "-q", "x", "-o", "OUT", "--bbox", "nan,nan,nan,nan"], "four finite numbers"),
+    (["segment", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
+    (["segment", "RASTER", "-q", "x", "-o", "/no/such/folder/o.gpkg"], "does not exist"),
+    (["batch", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
+    (["serve", "--token-file", "TMP"], "is a folder"),
+    (["serve", "--token-file", "/proc/think2seg/token"], "Cannot use the token file"),
+    (["serve", "--host", "0.0.0.0"], "--allow-remote"),
+    (["serve", "--max-queue", "0"], "--max-queue must be at least 1"),
+])
+def test_user_mistakes_exit_2_with_a_sentence_before_models_load(tmp_path, naip, args, sentence, capsys):
+    from think2seg.cli import main
+
+    subs = {"RASTER": str(naip), "OUT": str(tmp_path / "o.gpkg"), "TMP": str(tmp_path)}
+    # in-process (fast): main() is what the console script runs; a traceback would escape as an exception here
+    code = main([*[subs.get(a, a) for a in args], "--model", str(tmp_path / "never-loaded")])
+    err = capsys.readouterr().err
+    assert code == 2 and sentence in err, err
+    assert "loading" not in err  # refused before the models load
