@@ -31,7 +31,7 @@ from .options import SegmentOptions
 from .polygons import mask_to_multipolygon
 from .prompts import PromptInstance, parse_answer
 from .reasoner import Reasoner, to_model_image
-from .segmenter import Segmenter
+from .segmenter import Segmenter, image_key
 from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE
 
 MAX_QUERY_CHARS = 2000
@@ -148,9 +148,12 @@ class Pipeline:
     @classmethod
     def from_pretrained(
         cls, model: str = DEFAULT_REASONER, sam: str = DEFAULT_SAM_SIZE, sam_size: str | None = None,
-        device: str | None = None,
+        device: str | None = None, decoding: str = "auto", compile_sam: bool = False,
     ) -> Pipeline:
-        return cls(Reasoner.from_pretrained(model, device=device), Segmenter.from_pretrained(sam, sam_size, device=device))
+        """The one place every entry point loads models. `decoding`: auto (the fast path on CUDA, plain on the
+        CPU), fast or plain (think2seg.speed); `compile_sam`: compile SAM2's image encoder (CUDA)."""
+        return cls(Reasoner.from_pretrained(model, device=device, decoding=decoding),
+                   Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam))
 
     @property
     def models(self) -> dict[str, str]:
@@ -187,8 +190,9 @@ class Pipeline:
         queries = [check_query(q) for q in queries]
         t0 = time.perf_counter()
         images = [to_model_image(t.rgb, self.reasoner.frame) for t in tiles]
+        keys = [image_key(t.rgb) for t in tiles]
         t_pre = time.perf_counter()
-        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens)
+        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens, keys=keys)
         t_gen = time.perf_counter()
         n = len(tiles)
         results = []
@@ -211,7 +215,8 @@ class Pipeline:
         t1 = time.perf_counter()
         if pixel_instances:
             if self._embedded_tile is not tile:
-                self.segmenter.set_image(tile.rgb)
+                # keyed by content: a second question on the same view reuses SAM2's embedding (interface 1)
+                self.segmenter.set_image(tile.rgb, key=image_key(tile.rgb))
                 self._embedded_tile = tile
             masks = self.segmenter.predict(pixel_instances, (h, w))
         else:
