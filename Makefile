@@ -5,7 +5,7 @@ VENV := .venv
 BPY := $(VENV)/bin/python
 TINY := .cache/tiny-models
 
-.PHONY: backend test test-fast test-backend lint bench tiny-models clean
+.PHONY: backend test test-fast test-backend lint bench tiny-models gpu-wheels gpu-check clean
 
 ## The backend venv: torch + torchvision pinned as a pair (docs/environment.md), sam2 built
 ## without its CUDA extension (it must see the venv's torch, hence --no-build-isolation).
@@ -41,6 +41,14 @@ lint: backend
 
 bench: tiny-models
 	$(BPY) -m think2seg.bench --tiny $(TINY)
+
+## The GPU check (README, Speed): `make gpu-wheels` here once, then `make gpu-check` on the GPU machine with
+## .cache/gpu-wheels carried (GPU_CHECK_ARGS="--json out.json"; "--tiny" runs it on the CPU with tiny shapes).
+gpu-wheels:
+	bash scripts/gpu_wheels.sh
+
+gpu-check:
+	bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
 
 -include mk/*.mk
 

@@ -309,7 +309,7 @@ def fmt(v, unit="s"):
 def run(args) -> dict:
     import torch
     from think2seg.reasoner import pick_device, to_model_image
-    from think2seg.speed import FastDecoding, FastReasoner
+    from think2seg.speed import FastDecoding
 
     t_start = time.perf_counter()
     over = lambda: time.perf_counter() - t_start > args.budget_s  # noqa: E731
@@ -333,7 +333,8 @@ def run(args) -> dict:
     report["build_s"] = time.perf_counter() - t0
     report["reasoner_params"] = n_params
     print(f"# models built in {report['build_s']:.1f} s ({n_params / 1e9:.2f} B reasoner parameters)", flush=True)
-    fast = FastReasoner(plain, FastDecoding(pad_to_multiple=64))
+    plain = plain.with_decoding("plain")
+    fast = plain.with_decoding(FastDecoding(pad_to_multiple=64))
     stages = Stages(work, side)
     report["impl"] = dict(stages.impl)
     gen = {"min_new_tokens": n, "answer_budget": 0}
@@ -357,11 +358,13 @@ def run(args) -> dict:
         img = to_model_image(stages.read(0).rgb, 840)
         text = reasoner.prompt_text(QUERY)
         inputs, pre = clock(reasoner.encode, [img], [text])
-        kw = reasoner.fast.generate_kwargs(device) if isinstance(reasoner, FastReasoner) else {}
-        common = dict(do_sample=False, eos_token_id=reasoner.eos_token_ids, pad_token_id=151643, **kw)
+        def config(k):
+            cfg = reasoner.generation_config(k, min_new_tokens=k)
+            return reasoner.fast.apply(cfg, device) if reasoner.fast is not None else cfg
+
         with torch.inference_mode():
-            _, t1 = clock(reasoner.model.generate, **inputs, max_new_tokens=1, min_new_tokens=1, **common)
-            _, tn = clock(reasoner.model.generate, **inputs, max_new_tokens=n, min_new_tokens=n, **common)
+            _, t1 = clock(reasoner.model.generate, **inputs, generation_config=config(1))
+            _, tn = clock(reasoner.model.generate, **inputs, generation_config=config(n))
         return {"prompt_tokens": int(inputs["input_ids"].shape[1]), "processor": pre, "prefill": t1,
                 "decode": tn - t1, "decode_per_token": (tn - t1) / max(1, n - 1)}
 

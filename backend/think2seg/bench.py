@@ -178,8 +178,8 @@ def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7
         for key, dt in zip(keys, (read_s, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             times[key].append(dt)
     labels = {"read": f"read ({tile} x {tile} window of a tiled deflate GeoTIFF, 8-bit)",
-              "stretch": "normalise: percentile stretch to 8-bit (16-bit rasters only)",
-              "resize": "normalise: resize to the 840 x 840 model frame (LANCZOS)",
+              "stretch": "normalise: percentile stretch to 8-bit (16-bit rasters only; lookup table)",
+              "resize": "normalise: resize to the 840 x 840 model frame (LANCZOS, 2 threads)",
               "polygonise": "polygonise (mask -> simplified polygons in the CRS)",
               "georeference": "georeference (box/points/areas in the CRS, the result sentence)",
               "write": "write (GPKG: mask, points, boxes)"}

@@ -33,6 +33,8 @@ class RayModels:
     sam: str
     sam_size: str | None = None
     device: str | None = "auto"
+    decoding: str = "auto"
+    compile_sam: bool = False
 
 
 class TileActor:
@@ -44,7 +46,9 @@ class TileActor:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from .pipeline import Pipeline, SegmentOptions
 
-        self.pipeline = Pipeline.from_pretrained(models["model"], models["sam"], models["sam_size"], models["device"])
+        self.pipeline = Pipeline.from_pretrained(models["model"], models["sam"], models["sam_size"], models["device"],
+                                                 decoding=models.get("decoding", "auto"),
+                                                 compile_sam=models.get("compile_sam", False))
         self.options = SegmentOptions.from_dict(options)
         self.tiling = tiling
         self._grids: dict[str, object] = {}

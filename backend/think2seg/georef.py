@@ -151,29 +151,51 @@ def to_uint8(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """(3, H, W) any dtype -> (H, W, 3) uint8; 8-bit passes through, the rest is stretched per band by
     percentiles computed over valid pixels only (nodata and NaN ignored)."""
     if data.dtype == np.uint8:
-        out = data
+        out = np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
     else:
-        out = np.zeros(data.shape, dtype=np.uint8)
+        out = np.zeros((*data.shape[1:], data.shape[0]), dtype=np.uint8)
+        # 8/16-bit integers go through a lookup table of every possible value: the same float32 arithmetic
+        # as the general path, done on 65,536 values instead of every pixel (3x cheaper on a 1024 x 1024 tile).
+        small_int = data.dtype.kind in "ui" and data.dtype.itemsize <= 2
         for i, band in enumerate(data):
-            band = band.astype(np.float32, copy=False)
-            ok = np.isfinite(band)
-            if valid is not None:
-                ok &= valid
-            values = band[ok]
+            if small_int:
+                values = band.ravel() if valid is None else band[valid]
+            else:
+                band = band.astype(np.float32, copy=False)
+                ok = np.isfinite(band)
+                if valid is not None:
+                    ok &= valid
+                values = band[ok]
             if values.size == 0:
                 continue
             # Percentiles of a regular sample of at most ~256k valid pixels: the same stretch, 10x cheaper.
             step = max(1, values.size // STRETCH_SAMPLE)
-            lo, hi = np.percentile(values[::step], STRETCH_PERCENTILES)
+            lo, hi = np.percentile(values[::step].astype(np.float32, copy=False), STRETCH_PERCENTILES)
             if hi <= lo:
                 hi = lo + 1.0
+            if small_int:
+                info = np.iinfo(data.dtype)
+                lut = (np.arange(info.min, info.max + 1, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+                np.clip(lut, 0, 255, out=lut)
+                # signed: flipping the sign bit of the unsigned view is value - min, without a wider copy
+                unsigned = np.dtype(f"u{data.dtype.itemsize}")
+                index = band if info.min == 0 else band.view(unsigned) ^ unsigned.type(-info.min)
+                out[..., i] = lut.astype(np.uint8)[index]
+                continue
             scaled = (band - np.float32(lo)) * np.float32(255.0 / (hi - lo))
             np.clip(scaled, 0, 255, out=scaled)
             scaled[~np.isfinite(scaled)] = 0
-            out[i] = scaled.astype(np.uint8)
+            out[..., i] = scaled.astype(np.uint8)
     if valid is not None:
-        out = np.where(valid[None], out, 0).astype(np.uint8)
-    return np.ascontiguousarray(np.transpose(out, (1, 2, 0)))
+        out[~valid] = 0
+    return out
+
+
+def all_valid(ds, band_idx: list[int]) -> bool:
+    """True when GDAL says every pixel of these bands is valid (no nodata, no mask, no alpha)."""
+    from rasterio.enums import MaskFlags
+
+    return all(ds.mask_flag_enums[b - 1] == [MaskFlags.all_valid] for b in band_idx)
 
 
 def read_tile(
@@ -204,23 +226,37 @@ def read_tile(
             out_shape = (max(1, round(win_h * scale)), max(1, round(win_w * scale)))
         out_h, out_w = out_shape
         resampled = (out_h, out_w) != (win_h, win_w)
+        resampling = Resampling.average if resampled else Resampling.nearest
+        eight_bit = all(ds.dtypes[b - 1] == "uint8" for b in band_idx)
         try:
-            data = ds.read(
-                band_idx, window=win, out_shape=(3, out_h, out_w),
-                resampling=Resampling.average if resampled else Resampling.nearest,
-            )
-            masks = ds.read_masks(band_idx, window=win, out_shape=(3, out_h, out_w), resampling=Resampling.nearest)
+            if eight_bit:
+                # straight into the (H, W, 3) layout the models take: no band-to-pixel transpose afterwards
+                rgb = np.empty((out_h, out_w, 3), dtype=np.uint8)
+                ds.read(band_idx, window=win, out=rgb.transpose(2, 0, 1), resampling=resampling)
+            else:
+                data = ds.read(band_idx, window=win, out_shape=(3, out_h, out_w), resampling=resampling)
+            if all_valid(ds, band_idx):
+                valid = None
+            else:
+                masks = ds.read_masks(band_idx, window=win, out_shape=(3, out_h, out_w), resampling=Resampling.nearest)
+                valid = (masks > 0).all(axis=0)
         except RasterioIOError as e:
             raise BadInput(f"Reading {ds.name} failed: the file looks corrupt ({e}).", code="read_failed") from e
-        valid = (masks > 0).all(axis=0)
-        if np.issubdtype(data.dtype, np.floating):
-            valid &= np.isfinite(data).all(axis=0)
-        rgb = to_uint8(data, valid)
+        if not eight_bit and np.issubdtype(data.dtype, np.floating):
+            finite = np.isfinite(data).all(axis=0)
+            valid = finite if valid is None else valid & finite
+        if valid is not None and valid.all():
+            valid = None
+        if eight_bit:
+            if valid is not None:
+                rgb[~valid] = 0
+        else:
+            rgb = to_uint8(data, valid)
         win_transform = ds.window_transform(win)
         transform = win_transform @ Affine.scale(win_w / out_w, win_h / out_h)
         crs = ds.crs if ds.crs else None
         return RasterTile(
-            rgb=rgb, transform=transform, crs=crs, valid=None if valid.all() else valid, source=str(ds.name),
+            rgb=rgb, transform=transform, crs=crs, valid=valid, source=str(ds.name),
             to_source_pixel=Affine.translation(win.col_off, win.row_off) @ Affine.scale(win_w / out_w, win_h / out_h),
             read={
                 "mode": "resampled" if resampled else ("window" if win != full else "full"),

@@ -69,6 +69,7 @@ class JobOptions(SegmentOptions):
     tile_size: int = Field(1024, ge=MIN_TILE, le=MAX_TILE, description="tile side in pixels as the model sees it")
     overlap: int = Field(128, ge=0, le=MAX_TILE // 2, description="overlap of neighbouring tiles (tile pixels)")
     gsd: float | None = Field(None, gt=0, le=1e9, description="ground sample distance to read at (CRS units)")
+    batch_size: int = Field(4, ge=1, le=64, description="tiles sent to the model together (larger pays on a GPU)")
 
     @model_validator(mode="after")
     def _overlap_under_half_a_tile(self) -> JobOptions:

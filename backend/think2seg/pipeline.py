@@ -173,21 +173,26 @@ class Pipeline:
     where the first came from (the hub, or checkpoints next to the first one's file)."""
 
     def __init__(self, reasoner: Reasoner, segmenter: Segmenter, sam_source: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, compile_sam: bool = False):
         self.reasoner = reasoner
         self.segmenter = segmenter  # the default, used when a request names no size
         self.segmenters: dict[str, Segmenter] = {segmenter.size: segmenter}
         #: where `segmenter` came from (a size name: the hub; a path: a local checkpoint); None: nowhere else
         self.sam_source = sam_source
         self.device = device
+        self.compile_sam = compile_sam
 
     @classmethod
     def from_pretrained(
         cls, model: str = DEFAULT_REASONER, sam: str = DEFAULT_SAM_SIZE, sam_size: str | None = None,
-        device: str | None = None,
+        device: str | None = None, decoding: str = "auto", compile_sam: bool = False,
     ) -> Pipeline:
-        return cls(Reasoner.from_pretrained(model, device=device), Segmenter.from_pretrained(sam, sam_size, device=device),
-                   sam_source=sam, device=device)
+        """The one place every entry point loads models. `decoding`: auto (the fast path on CUDA, plain on the
+        CPU), fast or plain (think2seg.speed); `compile_sam`: compile SAM2's image encoder (CUDA)."""
+        pipeline = cls(Reasoner.from_pretrained(model, device=device, decoding=decoding),
+                       Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam),
+                       sam_source=sam, device=device, compile_sam=compile_sam)
+        return pipeline
 
     def segmenter_for(self, size: str | None = None) -> Segmenter:
         """The segmenter of a SAM2.1 size (None: the default), loaded on first use."""
@@ -203,7 +208,7 @@ class Pipeline:
             source = sibling_sam_checkpoint(self.sam_source, name)  # BadInput naming the missing file
         else:
             source = name
-        seg = Segmenter.from_pretrained(source, name, device=self.device)
+        seg = Segmenter.from_pretrained(source, name, device=self.device, compile_encoder=self.compile_sam)
         self.segmenters[name] = seg
         return seg
 
@@ -266,21 +271,20 @@ class Pipeline:
         segmenter = self.segmenter_for(opts.sam_size)
         t0 = time.perf_counter()
         images = [to_model_image(t.rgb, self.reasoner.frame) for t in tiles]
+        keys = [image_key(t.rgb) for t in tiles]
         t_pre = time.perf_counter()
         outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens,
                                              answer_budget=opts.answer_budget,
-                                             constrain_answer=opts.constrain_answer)
+                                             constrain_answer=opts.constrain_answer, keys=keys)
         t_gen = time.perf_counter()
         n = len(tiles)
-        # One content key per distinct tile: the segmenter embeds each image once (and keeps it for later calls).
-        keys = {id(t): image_key(t.rgb) for t in tiles}
         results = []
-        for tile, query, out in zip(tiles, queries, outs):
+        for tile, key, query, out in zip(tiles, keys, queries, outs):
             if cancelled is not None and cancelled():
                 from .errors import Cancelled
 
                 raise Cancelled("The job was cancelled.")
-            results.append(self._finish(segmenter, tile, keys[id(tile)], query, out, opts, geometry_frame, {
+            results.append(self._finish(segmenter, tile, key, query, out, opts, geometry_frame, {
                 "preprocess": (t_pre - t0) / n, "reasoner": (t_gen - t_pre) / n,
             }))
         return results

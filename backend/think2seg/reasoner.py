@@ -7,14 +7,19 @@ Think2Seg-RS-3B/7B, Qwen2.5-VL and Qwen3-VL checkpoints all load the same way. S
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .options import ANSWER_BUDGET  # noqa: E402  (re-exported: the budget is an option, defined there)
+from .options import ANSWER_BUDGET  # re-exported: the forced answer budget is an option, defined there
 from .prompt_template import MODEL_FRAME, TEMPLATE_ID, build_conversation
+from .speed import ByteLRU, FastDecoding, ScriptedTokens, resolve_decoding, tensor_bytes
 from .weights import DEFAULT_REASONER, resolve_reasoner
 
 #: The tokens that end a completion, by name: Qwen's `<|im_end|>` (151645) and `<|endoftext|>` (151643), the
@@ -43,6 +48,12 @@ def eos_token_ids(tokenizer) -> list[int]:
     unk = getattr(tokenizer, "unk_token_id", None)  # what an unknown name maps to: not an eos
     return sorted(i for i in ids if i is not None and i != unk)
 
+#: Vision-tower outputs kept for views asked again (an 840 frame is 900 x 2048 values for the 3B: 3.7 MB in
+#: bf16, 7.4 MB in float32), so 512 MiB keeps ~70-140 views.
+DEFAULT_VIEW_CACHE_BYTES = 512 * 2**20
+#: Model types whose vision features `Reasoner.views` can keep (their tower's output is the pooled features only).
+VIEW_REUSE_MODELS = ("qwen2_vl", "qwen2_5_vl")
+
 
 def neutral_generation_config(checkpoint=None):
     """An empty `GenerationConfig` keeping only a checkpoint's special token ids: what a model carries when
@@ -67,14 +78,57 @@ class ReasonerOutput:
 
 
 def to_model_image(rgb: np.ndarray, frame: int = MODEL_FRAME) -> Image.Image:
-    """The square image the published weights see (the reference resizes with LANCZOS, aspect not kept)."""
-    return Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize((frame, frame), Image.LANCZOS)
+    """The square image the published weights see (the reference resizes with LANCZOS, aspect not kept).
+
+    Pixel for pixel `Image.resize((frame, frame), LANCZOS)`, on two cores: Pillow resizes in two passes
+    through an 8-bit image (horizontal, then vertical); rows are independent in the first pass and columns in
+    the second, so each pass is cut into strips resized in threads (Pillow releases the GIL while it resamples).
+    """
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    w, h = im.size
+    n = _resize_workers()
+    if n < 2 or w * h < 512 * 512:
+        return im.resize((frame, frame), Image.LANCZOS)
+    pool = _resize_pool()
+    if h <= w:  # Pillow's order: the pass that leaves the smaller intermediate first (horizontal on a tie)
+        return _resize_pass(pool, _resize_pass(pool, im, frame, rows=True, n=n), frame, rows=False, n=n)
+    return _resize_pass(pool, _resize_pass(pool, im, frame, rows=False, n=n), frame, rows=True, n=n)
+
+
+def _resize_pass(pool, im: Image.Image, side: int, rows: bool, n: int) -> Image.Image:
+    """One LANCZOS pass: the width to `side` (`rows`: cut in row strips) or the height (cut in column strips)."""
+    w, h = im.size
+    if rows:
+        boxes = [(0, h * k // n, w, h * (k + 1) // n) for k in range(n)]
+        out = Image.new(im.mode, (side, h))
+        parts = pool.map(lambda b: im.crop(b).resize((side, b[3] - b[1]), Image.LANCZOS), boxes)
+        for box, part in zip(boxes, parts):
+            out.paste(part, (0, box[1]))
+    else:
+        boxes = [(w * k // n, 0, w * (k + 1) // n, h) for k in range(n)]
+        out = Image.new(im.mode, (w, side))
+        parts = pool.map(lambda b: im.crop(b).resize((b[2] - b[0], side), Image.LANCZOS), boxes)
+        for box, part in zip(boxes, parts):
+            out.paste(part, (box[0], 0))
+    return out
+
+
+def _resize_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+@functools.cache
+def _resize_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=_resize_workers(), thread_name_prefix="think2seg-resize")
 
 
 class Reasoner:
     """Life cycle like SAM2ImagePredictor: load once, call `generate` many times."""
 
-    def __init__(self, model, processor, model_id: str, device: torch.device, frame: int = MODEL_FRAME):
+    def __init__(self, model, processor, model_id: str, device: torch.device, frame: int = MODEL_FRAME,
+                 fast: FastDecoding | None = None, view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES):
         self.model = model
         self.processor = processor
         self.model_id = model_id
@@ -90,6 +144,14 @@ class Reasoner:
         self.checkpoint_generation_config = getattr(model, "generation_config", None)
         if self.checkpoint_generation_config is not None:
             model.generation_config = neutral_generation_config(self.checkpoint_generation_config)
+        #: None = plain `generate` (dynamic cache); else the fast path (think2seg.speed)
+        self.fast = fast
+        #: the vision tower's output per view (content key -> per-image features), kept for questions asked
+        #: again on the same view; owned here like the segmenter owns its embeddings
+        self.views = ByteLRU(view_cache_bytes, tensor_bytes)
+        #: benchmarks with random weights only: every answer is these token ids (speed.scripted_answer_ids)
+        self.scripted_ids: list[int] | None = None
+        self._install_view_reuse()
 
     @classmethod
     def from_pretrained(
@@ -98,7 +160,9 @@ class Reasoner:
         device: str | None = None,
         dtype: torch.dtype | None = None,
         attn_implementation: str | None = None,
+        decoding: str | FastDecoding | None = "auto",
     ) -> Reasoner:
+        """`decoding`: auto (the fast path on CUDA, plain on the CPU), fast or plain (think2seg.speed)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         path = resolve_reasoner(model_id)
@@ -110,14 +174,28 @@ class Reasoner:
             kwargs["attn_implementation"] = attn_implementation
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).to(dev).eval()
         processor = AutoProcessor.from_pretrained(path)
-        return cls(model, processor, model_id, dev)
+        return cls(model, processor, model_id, dev, fast=resolve_decoding(decoding, dev))
+
+    def with_decoding(self, decoding: str | FastDecoding | None) -> Reasoner:
+        """The same loaded model and processor, decoding another way (benchmarks compare the two paths)."""
+        other = copy.copy(self)
+        other.fast = resolve_decoding(decoding, self.device)
+        return other
+
+    @property
+    def decoding(self) -> str:
+        return "plain" if self.fast is None else "fast"
 
     # -- inputs -------------------------------------------------------------------------------------------
     def prompt_text(self, query: str) -> str:
         return self.processor.apply_chat_template(build_conversation(query), add_generation_prompt=True, tokenize=False)
 
     def encode(self, images: list[Image.Image], texts: list[str]) -> dict:
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        kwargs = {"padding": True, "return_tensors": "pt"}
+        if self.fast is not None and self.fast.pad_to_multiple > 1:
+            # compiled decode graphs are specialised to the cache length: one per length bucket
+            kwargs["pad_to_multiple_of"] = self.fast.pad_to_multiple
+        inputs = self.processor(text=texts, images=images, **kwargs)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
 
     # -- generation ---------------------------------------------------------------------------------------
@@ -151,14 +229,86 @@ class Reasoner:
         out["constrain_answer"] = bool(constrain_answer)
         return out
 
+    def _install_view_reuse(self) -> None:
+        """Route the model's vision tower through `self.views` (see `_with_view_keys`).
+
+        Qwen2-VL/Qwen2.5-VL call `model.model.get_image_features(pixel_values, image_grid_thw)` once per
+        prefill for all images of the batch; the wrapper answers images whose key is cached from the cache and
+        runs the tower once on the others. Other models (Qwen3-VL's tower also returns deepstack features) are
+        left as they are: their views are not reused.
+        """
+        if getattr(self.model.config, "model_type", "") not in VIEW_REUSE_MODELS:
+            return
+        inner = getattr(self.model, "model", None)
+        original = getattr(inner, "get_image_features", None)
+        if original is None or getattr(original, "_think2seg_views", False):
+            return
+
+        def get_image_features(pixel_values, image_grid_thw=None, **kwargs):
+            # set by `_with_view_keys` of whichever Reasoner sharing this model is generating
+            views, keys = getattr(inner, "_think2seg_view_keys", (None, None))
+            if keys is None or image_grid_thw is None or len(keys) != int(image_grid_thw.shape[0]):
+                return original(pixel_values, image_grid_thw, **kwargs)
+            rows = image_grid_thw.prod(-1).tolist()
+            starts = [sum(rows[:i]) for i in range(len(rows))]
+            found = {k: views.get(k) for k in dict.fromkeys(k for k in keys if k is not None)}
+            # one tower call for the images not cached (a key repeated in the batch is computed once)
+            todo, seen = [], set()
+            for i, k in enumerate(keys):
+                if k is None or (found[k] is None and k not in seen):
+                    todo.append(i)
+                    seen.add(k)
+            kind = None
+            if todo:
+                out = original(torch.cat([pixel_values[starts[i]:starts[i] + rows[i]] for i in todo]),
+                               image_grid_thw[todo], **kwargs)
+                kind = type(out)
+                pooled = out.pooler_output if hasattr(out, "pooler_output") else out
+                # own copies: a slice would keep the whole batch's features alive in the cache
+                computed = {i: f.clone() for i, f in zip(todo, pooled)}
+                for i in todo:
+                    if keys[i] is not None:
+                        found[keys[i]] = computed[i]
+                        views.put(keys[i], computed[i])
+            feats = tuple(computed[i] if keys[i] is None else found[keys[i]] for i in range(len(keys)))
+            if kind is tuple or kind is list:  # older transformers return the split features themselves
+                return feats
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            return BaseModelOutputWithPooling(pooler_output=feats)
+
+        get_image_features._think2seg_views = True
+        inner.get_image_features = get_image_features
+
+    @contextlib.contextmanager
+    def _with_view_keys(self, keys: list[str | None] | None):
+        inner = getattr(self.model, "model", None)
+        if inner is None:
+            yield
+            return
+        inner._think2seg_view_keys = (self.views, list(keys) if keys is not None else None)
+        try:
+            yield
+        finally:
+            inner._think2seg_view_keys = (None, None)
+
     @torch.inference_mode()
     def _generate(self, images, texts, max_new_tokens: int, sample: bool = False, logits_processor=None,
-                  **gen_kwargs) -> tuple[list[str], list[int], list[bool]]:
+                  keys: list[str | None] | None = None, **gen_kwargs) -> tuple[list[str], list[int], list[bool]]:
+        from transformers import LogitsProcessorList
+
         inputs = self.encode(images, texts)
-        extra = {"logits_processor": logits_processor} if logits_processor is not None else {}
-        out = self.model.generate(
-            **inputs, generation_config=self.generation_config(max_new_tokens, sample=sample, **gen_kwargs), **extra,
-        )
+        config = self.generation_config(max_new_tokens, sample=sample, **gen_kwargs)
+        if self.fast is not None:
+            config = self.fast.apply(config, self.device)
+        processors = LogitsProcessorList()
+        if logits_processor is not None:
+            processors.extend(logits_processor if isinstance(logits_processor, list) else [logits_processor])
+        if self.scripted_ids is not None:
+            processors.append(ScriptedTokens(self.scripted_ids))
+        extra = {"logits_processor": processors} if processors else {}
+        with self._with_view_keys(keys):
+            out = self.model.generate(**inputs, generation_config=config, **extra)
         new = out[:, inputs["input_ids"].shape[1] :]
         texts_out, counts, finished = [], [], []
         for row in new:
@@ -178,6 +328,7 @@ class Reasoner:
         queries: list[str],
         max_reasoning_tokens: int = 1024,
         answer_budget: int = ANSWER_BUDGET,
+        keys: list[str | None] | None = None,
         **gen_kwargs,
     ) -> list[ReasonerOutput]:
         """One batched `generate` over tiles; a completion cut by the budget gets its answer block opened.
@@ -187,7 +338,7 @@ class Reasoner:
         ends in prompts instead of a parse failure (`answer_budget=0`: no forced answer, as the reference).
         """
         return self.generate_images([to_model_image(r, self.frame) for r in rgbs], queries, max_reasoning_tokens,
-                                    answer_budget, **gen_kwargs)
+                                    answer_budget, keys=keys, **gen_kwargs)
 
     def generate_images(
         self,
@@ -197,20 +348,25 @@ class Reasoner:
         answer_budget: int = ANSWER_BUDGET,
         sample: bool = False,
         constrain_answer: bool = False,
+        keys: list[str | None] | None = None,
         **gen_kwargs,
     ) -> list[ReasonerOutput]:
         """`generate` for images already in the model frame (see `to_model_image`).
 
         `constrain_answer`: the tokens after `<answer>` follow the answer's JSON grammar (`constrained.py`);
         the reasoning stays free. `gen_kwargs` are GenerationConfig overrides (see `generation_config`).
+        `keys`: the content key of each image's view (`segmenter.image_key`), or None: a view whose key was seen
+        before reuses its vision features (`self.views`). `gen_kwargs` override fields of the generation config.
         """
         if len(images) != len(queries):
             raise ValueError("one query per image")
+        if keys is not None and len(keys) != len(images):
+            raise ValueError("one key per image")
         prompts = [self.prompt_text(q) for q in queries]
         texts, counts, finished = self._generate(
             images, prompts, max_reasoning_tokens, sample=sample,
             logits_processor=self._answer_constraint(len(prompts), False) if constrain_answer else None,
-            **dict(gen_kwargs),
+            keys=keys, **dict(gen_kwargs),
         )
         forced = [False] * len(texts)
         todo = [i for i, t in enumerate(texts) if not finished[i] and "</answer>" not in t]
@@ -228,7 +384,7 @@ class Reasoner:
                 sample=sample,
                 logits_processor=self._answer_constraint(len(todo), True, [p[p.rindex("<answer>") + 8:] for p in prefixes])
                 if constrain_answer else None,
-                **dict(gen_kwargs),
+                keys=[keys[i] for i in todo] if keys is not None else None, **dict(gen_kwargs),
             )
             for i, p, m, c in zip(todo, prefixes, more, more_counts):
                 texts[i], counts[i], forced[i] = p + m, counts[i] + c, True

@@ -1,25 +1,31 @@
-"""A fast decoding path for the reasoner; the plain path (dynamic KV cache) stays the default and the baseline.
+"""How the reasoner decodes, and what it keeps between questions on the same view.
 
-Decoding the reasoning dominates a query's cost (docs: ~150 tokens at ~22 ms each with plain `generate` on
-an H100, SAM2 ~15 ms). Plain `generate` is launch-bound: every token runs the whole Python forward. With a
-*static* KV cache transformers compiles the one-token decode step (`torch.compile`, CUDA graphs) on CUDA,
-which measured 5x faster for one query. Compiled graphs are specialised to shapes, so this path also pads
+Decoding the reasoning dominates a query's cost (~150 tokens at ~22 ms each with plain `generate` on an H100,
+SAM2 ~15 ms). Plain `generate` is launch-bound: every token runs the whole Python forward. With a *static*
+KV cache transformers compiles the one-token decode step (`torch.compile`, CUDA graphs) on CUDA, which
+measured 3-5x faster for one query. Compiled graphs are specialised to shapes, so the fast path also pads
 prompts to a multiple of `pad_to_multiple` tokens (one graph per length bucket instead of one per prompt
-length) and should be fed full batches of `batch_size` pairs.
+length).
 
-    from think2seg.speed import FastDecoding, enable_fast_decoding
-    enable_fast_decoding(pipeline, FastDecoding(batch_size=16))   # pipeline.reasoner is now a FastReasoner
-    disable_fast_decoding(pipeline)                               # back to the plain path
+Every entry point (serve, segment, batch, eval, the Ray actors) chooses with `--decoding {auto,fast,plain}`,
+which reaches `Reasoner.from_pretrained(..., decoding=...)` through `Pipeline.from_pretrained` only:
+`auto` is the fast path on CUDA and the plain path on the CPU (where nothing is compiled: transformers
+compiles on CUDA only, and the static cache alone is no faster there). `plain` stays the benchmark's baseline.
+Both paths build on the same `Reasoner.generation_config(...)`; the fast path only adds the cache and compile
+settings to it, so both give the same tokens (tests/backend/test_speed.py).
 
-On the CPU the static cache still works (same tokens) but nothing is compiled (`compile` is CUDA only:
-transformers' own rule); scripts/gpu_bench.py measures both paths side by side on the GPU machine.
+Asking again on the same view: `ByteLRU` bounds what the reasoner keeps per view (the vision tower's output for
+an image, keyed by the tile's content key), see `Reasoner.views`.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .reasoner import ANSWER_BUDGET, Reasoner
+#: What `--decoding` accepts.
+DECODING_MODES = ("auto", "fast", "plain")
 
 
 @dataclass
@@ -30,55 +36,144 @@ class FastDecoding:
     compile_mode: str = "reduce-overhead"
     #: prompt lengths are padded to a multiple of this (left padding), so compiled graphs are reused
     pad_to_multiple: int = 64
-    #: (tile, query) pairs per generate call for batch work (tiling's batch_size * queries should match)
-    batch_size: int = 16
 
-    def generate_kwargs(self, device) -> dict:
-        """Keyword arguments for `generate` (passed through `Reasoner.generate_images`)."""
+    def apply(self, config, device):
+        """Add the static cache (and, on CUDA, the compiled decode step) to a `GenerationConfig`; returns it."""
         if not self.static_cache:
-            return {}
-        kw: dict = {"cache_implementation": "static"}
+            return config
+        config.cache_implementation = "static"
         on_gpu = getattr(device, "type", str(device)).startswith("cuda")
         if self.compile and on_gpu:
             from transformers import CompileConfig
 
-            kw["compile_config"] = CompileConfig(fullgraph=False, dynamic=False, mode=self.compile_mode)
+            config.compile_config = CompileConfig(fullgraph=False, dynamic=False, mode=self.compile_mode)
+            config.disable_compile = False
         else:
-            kw["disable_compile"] = True
-        return kw
+            config.disable_compile = True
+        return config
 
 
-class FastReasoner(Reasoner):
-    """The same loaded model and processor as `base`, generating through `FastDecoding`."""
+def resolve_decoding(decoding: str | FastDecoding | None, device) -> FastDecoding | None:
+    """`auto` -> the fast path on CUDA, plain elsewhere; `fast` -> the fast path anywhere; `plain` -> None."""
+    from .errors import BadInput
 
-    def __init__(self, base: Reasoner, fast: FastDecoding):  # noqa: D107 (shares base's state, no reload)
-        self.__dict__.update(base.__dict__)
-        self.base = base
-        self.fast = fast
+    if isinstance(decoding, FastDecoding):
+        return decoding
+    mode = (decoding or "auto").lower()
+    if mode not in DECODING_MODES:
+        raise BadInput(f"--decoding takes one of {', '.join(DECODING_MODES)} (got '{decoding}').", code="bad_options")
+    on_gpu = getattr(device, "type", str(device)).startswith("cuda")
+    if mode == "fast" or (mode == "auto" and on_gpu):
+        return FastDecoding()
+    return None
 
-    def encode(self, images, texts) -> dict:
-        import torch
 
-        kwargs = {"padding": True, "return_tensors": "pt"}
-        if self.fast.pad_to_multiple and self.fast.pad_to_multiple > 1:
-            kwargs["pad_to_multiple_of"] = self.fast.pad_to_multiple
-        inputs = self.processor(text=texts, images=images, **kwargs)
-        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+def decoding_name(fast: FastDecoding | None) -> str:
+    """What a result's `models` and the health answer call the path in use."""
+    return "plain" if fast is None else "fast"
 
-    def generate_images(self, images, queries, max_reasoning_tokens: int = 1024, answer_budget: int = ANSWER_BUDGET,
-                        **gen_kwargs):
-        kw = {**self.fast.generate_kwargs(self.device), **gen_kwargs}
-        return super().generate_images(images, queries, max_reasoning_tokens, answer_budget, **kw)
+
+class ByteLRU:
+    """A least-recently-used map bounded by the bytes of its values (`size_of(value)`), not by their count.
+
+    A value larger than the whole budget is not kept (it would only evict everything else).
+    """
+
+    def __init__(self, max_bytes: int, size_of: Callable[[object], int]):
+        self.max_bytes = int(max_bytes)
+        self.size_of = size_of
+        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str):
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return item[0]
+
+    def put(self, key: str, value) -> None:
+        size = int(self.size_of(value))
+        if key in self._items:
+            self.bytes -= self._items.pop(key)[1]
+        if size > self.max_bytes:
+            return
+        self._items[key] = (value, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, s) = self._items.popitem(last=False)
+            self.bytes -= s
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def tensor_bytes(value) -> int:
+    """Bytes of a tensor, or of a tuple/list of tensors."""
+    if isinstance(value, (tuple, list)):
+        return sum(tensor_bytes(v) for v in value)
+    return int(value.numel() * value.element_size())
 
 
 def enable_fast_decoding(pipeline, fast: FastDecoding | None = None):
     """Switch a loaded Pipeline's reasoner to the fast path (no reload); returns the pipeline."""
-    base = pipeline.reasoner.base if isinstance(pipeline.reasoner, FastReasoner) else pipeline.reasoner
-    pipeline.reasoner = FastReasoner(base, fast or FastDecoding())
+    pipeline.reasoner.fast = fast or FastDecoding()
     return pipeline
 
 
 def disable_fast_decoding(pipeline):
-    if isinstance(pipeline.reasoner, FastReasoner):
-        pipeline.reasoner = pipeline.reasoner.base
+    pipeline.reasoner.fast = None
     return pipeline
+
+
+# -- benchmarks with random weights ------------------------------------------------------------------------------
+def scripted_answer_ids(tokenizer, n_tokens: int) -> list[int]:
+    """Exactly `n_tokens` token ids of a well-formed answer (reasoning filler, one instance, `<|im_end|>`).
+
+    Random weights write noise that never parses, so a benchmark of random weights would skip SAM2 and stop at
+    a random length; scripted, every query costs the same forward passes per token as a real one, ends after
+    `n_tokens` tokens and reaches SAM2 with the tiny reasoner's box and points.
+    """
+    from .testing.tiny_models import KNOWN_COMPLETION
+
+    think_end = KNOWN_COMPLETION.index("</think>")
+    head = tokenizer.encode("<think>", add_special_tokens=False)
+    tail = tokenizer.encode(KNOWN_COMPLETION[think_end:], add_special_tokens=False)
+    filler = tokenizer.encode(" water", add_special_tokens=False)
+    end = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    k = n_tokens - len(head) - len(tail) - len(end)
+    if k < 0 or len(filler) != 1:
+        raise ValueError(f"a scripted answer needs at least {len(head) + len(tail) + 1} tokens (got {n_tokens})")
+    return head + filler * k + tail + end
+
+
+class ScriptedTokens:
+    """A logits processor that makes `generate` write `ids`, one per step (see `scripted_answer_ids`).
+
+    One instance per `generate` call: it takes the first length it sees as the prompt's.
+    """
+
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+        self.start: int | None = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        want = self.ids[min(input_ids.shape[1] - self.start, len(self.ids) - 1)]
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, want] = 0.0
+        return forced

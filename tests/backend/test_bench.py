@@ -71,29 +71,6 @@ def test_bench_prints_its_tables(capsys):
         assert any(raster in ln and mode in ln for ln in lines), (raster, mode)
 
 
-def test_fast_decoding_gives_the_plain_tokens():
-    needs_tiny()
-    from think2seg.reasoner import Reasoner
-    from think2seg.speed import FastDecoding, FastReasoner, disable_fast_decoding, enable_fast_decoding
-    from think2seg.testing.tiny_models import KNOWN_COMPLETION
-
-    plain = Reasoner.from_pretrained(str(TINY / "reasoner"), device="cpu")
-    rgbs = [np.full((200, 300, 3), 90, np.uint8), np.full((120, 120, 3), 30, np.uint8)]
-    queries = ["the lake", "the fields that flood first after a storm"]  # two prompt lengths: left padding
-    want = [o.text for o in plain.generate(rgbs, queries, max_reasoning_tokens=128)]
-    fast = FastReasoner(plain, FastDecoding(pad_to_multiple=64))
-    assert fast.fast.generate_kwargs(plain.device) == {"cache_implementation": "static", "disable_compile": True}
-    got = [o.text for o in fast.generate(rgbs, queries, max_reasoning_tokens=128)]
-    assert got == want and want[0] == KNOWN_COMPLETION
-
-    class P:
-        reasoner = plain
-
-    p = enable_fast_decoding(P())
-    assert isinstance(p.reasoner, FastReasoner) and enable_fast_decoding(p).reasoner.base is plain
-    assert disable_fast_decoding(p).reasoner is plain
-
-
 @pytest.mark.slow
 def test_gpu_bench_script_runs_with_tiny_shapes(tmp_path):
     needs_tiny()

@@ -26,6 +26,25 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="SAM2.1: tiny, small, base_plus, large (from the hub) or a checkpoint file (default small)")
     g.add_argument("--sam-size", default=None, help="the size of a --sam checkpoint whose name does not tell it")
     g.add_argument("--device", default=os.environ.get("THINK2SEG_DEVICE", "auto"), help="auto, cpu, cuda, cuda:1 ...")
+    from ..speed import DECODING_MODES
+
+    g.add_argument("--decoding", choices=DECODING_MODES, default=os.environ.get("THINK2SEG_DECODING", "auto"),
+                   help="auto: the fast path (static KV cache + compiled decode step) on CUDA, plain on the CPU; "
+                        "fast; plain: transformers' plain generate (default auto)")
+    g.add_argument("--compile", action="store_true",
+                   help="compile SAM2's image encoder (CUDA; the first tile waits for the compile)")
+
+
+def pipeline_loader(args):
+    """A function that loads the Pipeline the arguments describe (the one place the CLI loads models)."""
+    from ..pipeline import Pipeline
+
+    def load():
+        print(f"loading {args.model} and SAM2.1 ({args.sam}), {args.decoding} decoding ...", file=sys.stderr)
+        return Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device, decoding=args.decoding,
+                                        compile_sam=args.compile)
+
+    return load
 
 
 def check_output_writable(path: str) -> str:
@@ -48,10 +67,7 @@ def check_output_writable(path: str) -> str:
 
 
 def load_pipeline(args):
-    from ..pipeline import Pipeline
-
-    print(f"loading {args.model} and SAM2.1 ({args.sam}) ...", file=sys.stderr)
-    return Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device)
+    return pipeline_loader(args)()
 
 
 def build_parser() -> argparse.ArgumentParser:

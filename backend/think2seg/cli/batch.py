@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         if args.ray:
             from ..cluster import RayModels, run_batch_ray
 
-            summary = run_batch_ray(args.ray, job, RayModels(args.model, args.sam, args.sam_size, args.device),
+            summary = run_batch_ray(args.ray, job, RayModels(args.model, args.sam, args.sam_size, args.device,
+                                                                   args.decoding, args.compile),
                                     actors=args.ray_actors, models=ids)
         else:
             summary = run_batch(lambda: load_pipeline(args), job, models=ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import logging
 import sys
@@ -43,6 +44,9 @@ def add_parser(sub) -> None:
                    help="exit when this process is gone (the QGIS that started the service), so a crash of it "
                         "never leaves the service holding the GPU")
     add_model_options(p)
+    # Benchmarks with random weights only (scripts/gpu_check.py): every answer is a scripted, well-formed answer
+    # of exactly N tokens, so each query decodes N tokens and reaches SAM2. Hidden: no use with real weights.
+    p.add_argument("--scripted-answer-tokens", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
 
@@ -114,7 +118,6 @@ def check_args(args) -> Limits:
 def run(args) -> int:
     import uvicorn
 
-    from ..pipeline import Pipeline
     from ..service.app import PipelineHolder, ServiceConfig, create_app
     from ..service.auth import load_or_create_token
 
@@ -125,10 +128,20 @@ def run(args) -> int:
               "reach this address and has the token can use this machine's GPU.", file=sys.stderr)
     token, token_path = load_or_create_token(args.token_file)
     print(f"token file: {token_path}", flush=True)
-    holder = PipelineHolder(
-        lambda: Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device),
-        {"reasoner": args.model, "segmenter": str(args.sam)},
-    )
+    from . import pipeline_loader
+
+    load = pipeline_loader(args)
+
+    def load_scripted():
+        pipeline = load()
+        if args.scripted_answer_tokens:
+            from ..speed import scripted_answer_ids
+
+            pipeline.reasoner.scripted_ids = scripted_answer_ids(pipeline.reasoner.processor.tokenizer,
+                                                                 args.scripted_answer_tokens)
+        return pipeline
+
+    holder = PipelineHolder(load_scripted, {"reasoner": args.model, "segmenter": str(args.sam)})
     work_dir = args.work_dir or str(token_path.parent / "work")
     app = create_app(holder, ServiceConfig(token=token, work_dir=work_dir, limits=limits, host=args.host,
                                            allowed_hosts=tuple(args.allowed_host)))

@@ -144,7 +144,8 @@ class Service:
         try:
             return segment_raster_tiled(
                 pipeline, str(upload.path), [upload.query], opts, tile_size=opts.tile_size, overlap=opts.overlap,
-                gsd=opts.gsd, state_path=state, progress=item.report, cancelled=item.cancelled,
+                gsd=opts.gsd, batch_size=opts.batch_size, state_path=state, progress=item.report,
+                cancelled=item.cancelled,
             ).to_dict()
         finally:
             shutil.rmtree(state, ignore_errors=True)
@@ -187,6 +188,8 @@ class Service:
             "status": "ok" if holder.pipeline is not None else ("error" if holder.error else "loading"),
             "device": device, "device_detail": detail,
             "models": {**holder.model_ids, "loaded": holder.pipeline is not None},
+            # the reasoner's decoding path in use (think2seg.speed): fast or plain; None while loading
+            "decoding": getattr(getattr(holder.pipeline, "reasoner", None), "decoding", None),
             "queue": {"running": int(self.worker.running is not None), "waiting": self.worker.waiting,
                       "max_waiting": self.limits.max_waiting, "dropped": self.worker.dropped},
             "versions": {"think2seg": __version__, "torch": torch.__version__, "transformers": transformers.__version__},

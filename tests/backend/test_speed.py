@@ -1,0 +1,175 @@
+"""The fast decoding path and the reuse of a view's vision features, with the real tiny Qwen2.5-VL on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from think2seg.speed import ByteLRU, FastDecoding, resolve_decoding, scripted_answer_ids, tensor_bytes
+
+
+@pytest.fixture(scope="module")
+def reasoner(tiny_models_dir):
+    from think2seg.reasoner import Reasoner
+
+    r = Reasoner.from_pretrained(str(tiny_models_dir / "reasoner"), device="cpu")
+    assert r.fast is None  # auto = plain on the CPU
+    return r
+
+
+def test_auto_is_fast_on_cuda_and_plain_on_the_cpu():
+    assert resolve_decoding("auto", torch.device("cuda")) == FastDecoding()
+    assert resolve_decoding("auto", torch.device("cpu")) is None
+    assert resolve_decoding("fast", torch.device("cpu")) == FastDecoding()
+    assert resolve_decoding("plain", torch.device("cuda")) is None
+    from think2seg.errors import BadInput
+
+    with pytest.raises(BadInput, match="--decoding takes one of auto, fast, plain"):
+        resolve_decoding("turbo", "cpu")
+
+
+def test_the_fast_path_builds_on_the_reasoners_generation_config(reasoner):
+    cfg = reasoner.generation_config(40, min_new_tokens=7)
+    assert (cfg.max_new_tokens, cfg.min_new_tokens, cfg.do_sample) == (40, 7, False)
+    assert cfg.eos_token_id == reasoner.eos_token_ids and cfg.cache_implementation is None
+    fast = FastDecoding().apply(reasoner.generation_config(40, min_new_tokens=7), torch.device("cpu"))
+    assert (fast.max_new_tokens, fast.min_new_tokens, fast.eos_token_id) == (40, 7, reasoner.eos_token_ids)
+    assert fast.cache_implementation == "static" and fast.disable_compile  # nothing is compiled on the CPU
+    on_gpu = FastDecoding().apply(reasoner.generation_config(40), torch.device("cuda"))
+    assert not on_gpu.disable_compile and on_gpu.compile_config.mode == "reduce-overhead"
+
+
+@pytest.mark.slow
+def test_fast_and_plain_give_the_same_tokens(reasoner):
+    from think2seg.testing.tiny_models import KNOWN_COMPLETION
+
+    fast = reasoner.with_decoding("fast")
+    assert fast.model is reasoner.model and fast.decoding == "fast" and reasoner.decoding == "plain"
+    one = [np.full((200, 300, 3), 90, np.uint8)]
+    want = reasoner.generate(one, ["the lake"], max_reasoning_tokens=128)
+    got = fast.generate(one, ["the lake"], max_reasoning_tokens=128)
+    assert [o.text for o in got] == [o.text for o in want] and want[0].text == KNOWN_COMPLETION
+    assert [o.new_tokens for o in got] == [o.new_tokens for o in want]
+    # a batch of mixed prompt lengths (left padding, and the fast path pads to a multiple of 64 on top)
+    rgbs = [np.full((200, 300, 3), 90, np.uint8), np.full((120, 120, 3), 30, np.uint8),
+            np.full((64, 64, 3), 200, np.uint8)]
+    queries = ["x", "the fields that flood first after a long storm in the spring", "the lake"]
+    want = reasoner.generate(rgbs, queries, max_reasoning_tokens=128)
+    got = fast.generate(rgbs, queries, max_reasoning_tokens=128)
+    assert [o.text for o in got] == [o.text for o in want]
+    assert [o.new_tokens for o in got] == [o.new_tokens for o in want]
+
+
+def test_the_fast_path_pads_prompts_to_a_multiple_of_64(reasoner):
+    from think2seg.reasoner import to_model_image
+
+    img = to_model_image(np.zeros((64, 64, 3), np.uint8), 112)
+    plain = reasoner.encode([img], [reasoner.prompt_text("x")])["input_ids"].shape[1]
+    fast = reasoner.with_decoding("fast").encode([img], [reasoner.prompt_text("x")])["input_ids"].shape[1]
+    assert fast % 64 == 0 and plain < fast < plain + 64
+
+
+@pytest.mark.slow
+def test_a_second_question_on_the_same_view_reuses_its_vision_features(reasoner):
+    from think2seg.segmenter import image_key
+
+    r = reasoner.with_decoding("plain")
+    r.views = ByteLRU(64 * 2**20, tensor_bytes)  # this test's own cache
+    calls = []
+    inner = r.model.model
+    wrapped = inner.get_image_features
+    real_visual = inner.visual.forward
+
+    def counting_visual(*a, **kw):
+        calls.append(1)
+        return real_visual(*a, **kw)
+
+    inner.visual.forward = counting_visual
+    try:
+        rgb = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+        key = image_key(rgb)
+        assert key == image_key(rgb.copy()) and key != image_key(rgb[::-1])
+        first = r.generate([rgb], ["the lake"], max_reasoning_tokens=128, keys=[key])
+        assert len(calls) == 1 and key in r.views and r.views.bytes > 0
+        again = r.generate([rgb], ["the fields that flood first"], max_reasoning_tokens=128, keys=[key])
+        assert len(calls) == 1 and r.views.hits >= 1  # the tower did not run for the second question
+        uncached = r.generate([rgb], ["the fields that flood first"], max_reasoning_tokens=128)
+        assert len(calls) == 2 and [o.text for o in again] == [o.text for o in uncached]
+        assert first[0].text == uncached[0].text
+        # several questions on one tile in one batch: the tower runs once for that tile
+        other = np.full((120, 160, 3), 40, np.uint8)
+        qs = ["the lake", "the river", "a very long question about the fields and the roads between them"]
+        batch = r.generate([other, other, other, rgb], qs + ["the lake"], max_reasoning_tokens=128,
+                           keys=[image_key(other)] * 3 + [key])
+        assert len(calls) == 3
+        plain = r.generate([other, other, other, rgb], qs + ["the lake"], max_reasoning_tokens=128)
+        assert [o.text for o in batch] == [o.text for o in plain]
+    finally:
+        inner.visual.forward = real_visual
+    assert inner.get_image_features is wrapped
+
+
+def test_the_view_cache_is_bounded_by_bytes():
+    lru = ByteLRU(100, len)
+    lru.put("a", b"x" * 40)
+    lru.put("b", b"x" * 40)
+    assert lru.get("a") is not None  # a is now the most recent
+    lru.put("c", b"x" * 40)
+    assert "b" not in lru and "a" in lru and "c" in lru and lru.bytes == 80
+    lru.put("huge", b"x" * 101)
+    assert "huge" not in lru and len(lru) == 2
+
+
+def test_a_scripted_answer_has_exactly_n_tokens_and_parses(reasoner):
+    from think2seg.prompts import parse_answer
+    from think2seg.testing.tiny_models import KNOWN_BOX
+
+    r = reasoner.with_decoding("fast")
+    r.scripted_ids = scripted_answer_ids(r.processor.tokenizer, 90)
+    out = r.generate([np.zeros((64, 64, 3), np.uint8)] * 2, ["x", "the longer question"], max_reasoning_tokens=150)
+    assert [o.new_tokens for o in out] == [90, 90] and not out[0].forced_answer
+    parsed = parse_answer(out[1].text, 840, 840)
+    assert parsed.status == "ok" and tuple(parsed.instances[0].box) == KNOWN_BOX
+    with pytest.raises(ValueError, match="needs at least"):
+        scripted_answer_ids(r.processor.tokenizer, 10)
+
+
+@pytest.mark.parametrize("command", ["segment", "batch", "serve", "eval"])
+def test_every_entry_point_takes_decoding_and_compile(command):
+    from think2seg.cli import build_parser
+
+    required = {"segment": ["r.tif", "-q", "x", "-o", "o.gpkg"], "batch": ["r.tif", "-q", "x", "-o", "o.gpkg"],
+                "serve": [], "eval": ["--data", "d", "-o", "out"]}[command]
+    args = build_parser().parse_args([command, *required])
+    assert args.decoding == "auto" and args.compile is False
+    args = build_parser().parse_args([command, *required, "--decoding", "plain", "--compile"])
+    assert args.decoding == "plain" and args.compile is True
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([command, *required, "--decoding", "turbo"])
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (723, 934), (2000, 600), (300, 300)])
+def test_the_model_frame_is_pillows_lanczos_resize_pixel_for_pixel(shape):
+    from PIL import Image
+    from think2seg.reasoner import to_model_image
+
+    rgb = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(rgb).resize((840, 840), Image.LANCZOS))
+    assert np.array_equal(np.asarray(to_model_image(rgb)), want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
+def test_the_integer_stretch_table_gives_the_float_stretch(dtype):
+    from think2seg.georef import to_uint8
+
+    rng = np.random.default_rng(2)
+    lo = -3000 if np.iinfo(dtype).min < 0 else 0
+    data = rng.integers(lo, min(4000, np.iinfo(dtype).max), (3, 200, 300)).astype(dtype)
+    valid = rng.random((200, 300)) > 0.2
+    for v in (None, valid):
+        want = to_uint8(data.astype(np.float32), v)  # the general path: float32 arithmetic on every pixel
+        got = to_uint8(data, v)
+        assert got.shape == (200, 300, 3) and got.flags.c_contiguous
+        if dtype != np.uint8:  # 8-bit passes through unstretched
+            assert np.array_equal(got, want)
