@@ -32,7 +32,7 @@ from ..backend_launcher import (
     resolve_interpreter,
 )
 from ..client import BackendHealth
-from ..errors import MODELS_LOADING, Think2SegError
+from ..errors import MODELS_LOADING, UNREACHABLE, Think2SegError
 from ..i18n import tr
 from ..settings import (
     MODE_LOCAL,
@@ -198,6 +198,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.port_spin.setValue(int(settings.port))
         self.url_edit.setText(settings.url)
         self.token_edit.setText(settings.token)
+        self._show_token_storage(settings)
         self.token_file_widget.setFilePath(settings.token_file)
         self._loading = False
         self._mode_changed()
@@ -222,10 +223,21 @@ class BackendBox(QgsCollapsibleGroupBox):
         if not getattr(self, "_loading", False):
             settings = self.settings()
             save_backend_settings(settings)
+            if settings.authcfg and not settings.token:
+                self.token_edit.clear()  # now in QGIS's authentication database, not in this field
+            self._show_token_storage(settings)
             self._update_env_note()
             if getattr(self, "_checked_url", None) not in (None, settings.effective_url()):
                 self.health = None  # another backend now: never show the old one's state under the new address
                 self.check()
+
+    def _show_token_storage(self, settings: BackendSettings) -> None:
+        if settings.authcfg:
+            self.token_edit.setPlaceholderText(
+                tr("stored in QGIS's authentication database ({id}); type to replace").format(id=settings.authcfg)
+            )
+        else:
+            self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
 
     def _mode_changed(self, *_args) -> None:
         local = self.local_radio.isChecked()
@@ -297,7 +309,12 @@ class BackendBox(QgsCollapsibleGroupBox):
                 return  # the launcher reports the start-up itself
             tail = self.launcher.log_tail() if self.launcher.state == STATE_CRASHED else ""
             kind = "busy" if result.code == MODELS_LOADING else "bad"
-            self._show(kind, result.message, tail)
+            sentence = result.message
+            if result.code == UNREACHABLE and not self.is_configured():
+                # First run: nothing answers because nothing is set up; say what to do, not what failed.
+                kind = "unknown"
+                sentence = tr("No backend is set up yet: press “Set up backend…” to install one or to connect to one.")
+            self._show(kind, sentence, tail)
 
     def _on_launcher_state(self, state: str, sentence: str) -> None:
         if state == STATE_READY:

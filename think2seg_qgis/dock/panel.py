@@ -331,7 +331,7 @@ class Think2SegPanel(QgsDockWidget):
             connect_timeout=backend.connect_timeout,
             request_timeout=backend.request_timeout,
             max_size=self.run_settings.export_max_size,
-            use_jobs=True,
+            tiled_max_size=self.run_settings.tiled_max_size,
             clip_geometry=clip,
         )
         self.task = SegmentationTask(request, self._on_done)
