@@ -99,7 +99,8 @@ class BackendBox(QgsCollapsibleGroupBox):
             tr("Install the backend into an environment of its own (or connect to a running one)")
         )
         self.setup_button.clicked.connect(self.setup_requested)
-        buttons.addWidget(self.setup_button)
+        # Its own row: on a first run it is the one thing to do, and five buttons would not fit the dock's width.
+        layout.addWidget(self.setup_button)
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.check_button)
@@ -113,7 +114,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         settings_layout = QVBoxLayout(self.settings_box)
         layout.addWidget(self.settings_box)
 
-        mode_row = QHBoxLayout()
+        mode_row = QVBoxLayout()  # stacked: side by side they are wider than the dock's minimum width
         self.local_radio = QRadioButton(tr("Local backend"))
         self.remote_radio = QRadioButton(tr("Connect to a URL"))
         self.mode_group = QButtonGroup(self)
@@ -121,7 +122,6 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.mode_group.addButton(self.remote_radio)
         mode_row.addWidget(self.local_radio)
         mode_row.addWidget(self.remote_radio)
-        mode_row.addStretch(1)
         settings_layout.addLayout(mode_row)
 
         self.local_widget = QWidget()

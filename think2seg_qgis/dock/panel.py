@@ -74,6 +74,9 @@ DESTINATIONS = (
 )
 
 
+MIN_WIDTH = 340
+
+
 class Think2SegPanel(QgsDockWidget):
     """``finished(outcome, result_layers_or_None)`` fires after every run (tests and scripts wait on it)."""
 
@@ -205,7 +208,21 @@ class Think2SegPanel(QgsDockWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(MIN_WIDTH)
+        self._fit_narrow()
+
+    def _fit_narrow(self) -> None:
+        """Narrow-safe: combo boxes size to a few characters, not to their longest item (a long layer name or query would
+        otherwise widen the panel past the dock and clip its right edge)."""
+        for combo in self.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        # Buttons as wide as their text, not the style's 80 px minimum: a row of four then fits.
+        for button in self.findChildren(QPushButton):
+            button.setMinimumWidth(button.fontMetrics().horizontalAdvance(button.text()) + 24)
+        # Labels go above their fields when a row does not fit beside them.
+        for form in self.findChildren(QFormLayout):
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
 
     def _load_run_settings(self) -> None:
         run = self.run_settings

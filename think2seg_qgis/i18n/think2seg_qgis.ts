@@ -749,6 +749,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Backend: {url}; image size bound: {size} px</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>The backend read the area in tiles (larger than the image size bound).</source>
         <translation type="unfinished"></translation>
     </message>

@@ -290,6 +290,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(tr("Type a query: what should be found in the raster?"))
         sam_size = SAM_SIZES[self.parameterAsEnum(parameters, self.SAM_MODEL, context)]
         request = self._request(parameters, context, query, sam_size)
+        feedback.pushInfo(
+            tr("Backend: {url}; image size bound: {size} px").format(url=request.url, size=request.max_size)
+        )
 
         def progress(fraction: float, message: str) -> None:
             feedback.setProgress(100 * max(0.0, min(1.0, fraction)))
