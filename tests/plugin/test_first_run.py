@@ -54,6 +54,7 @@ def test_a_fresh_profile_gets_a_ready_backend_through_the_panel(iface, project, 
         box = panel.backend_box
         assert not box.is_configured()
         assert box.setup_button.isVisibleTo(panel)  # the way forward is offered
+        assert not box.start_button.isEnabled()  # nothing to start yet
         box.start_local()
         assert "Set up backend" in box.status_label.text()
         assert panel.launcher.process is None

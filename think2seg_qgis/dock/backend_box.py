@@ -177,7 +177,8 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.env_label.setWordWrap(True)
         self.env_label.setStyleSheet("color: #555;")
         self.env_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        settings_layout.addWidget(self.env_label)
+        # Outside the collapsible settings: shown or hidden on its own, it would draw over a collapsed box.
+        layout.insertWidget(layout.indexOf(self.settings_box), self.env_label)
 
         self.local_radio.toggled.connect(self._mode_changed)
         for widget in (self.model_edit, self.url_edit, self.token_edit):
@@ -259,7 +260,8 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.env_label.setVisible(bool(notes))
         running = self.launcher.is_running()
         answering = self.health is not None and self.health.loaded
-        self.start_button.setEnabled(not running and not answering)
+        # Nothing to start before a backend is set up: "Set up backend…" is the way, not a Start that fails.
+        self.start_button.setEnabled(not running and not answering and self.is_configured(settings))
         self.stop_button.setEnabled(running)
         # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
         self.setup_button.setVisible(not answering and not running and not self.is_configured(settings))

@@ -100,6 +100,7 @@ class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
         if node is None:
             return
         group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+        group.setExpanded(True)
         if node.parent() is not group:
             group.addChildNode(node.clone())
             node.parent().removeChildNode(node)
