@@ -330,3 +330,15 @@ def test_remote_requests_go_through_qgis_network_stack(use_service):
     assert refused.code == UNAUTHORIZED and "refused the token" in refused.message
     _, _, gone = answers["gone"]
     assert gone.code == UNREACHABLE
+
+
+def test_the_plugins_error_codes_are_the_backends():
+    """Issue 13's typed contract, plugin side: the codes the plugin switches on are the ones the backend sends."""
+    from think2seg.errors import ERROR_CODES
+
+    from think2seg_qgis.errors import BACKEND_HTTP_CODES, HTTP_STATUS_CODES
+
+    assert set(BACKEND_HTTP_CODES) <= set(ERROR_CODES), set(BACKEND_HTTP_CODES) - set(ERROR_CODES)
+    for status, code in HTTP_STATUS_CODES.items():
+        if code in ERROR_CODES:
+            assert ERROR_CODES[code] == status, (code, status)
