@@ -64,10 +64,11 @@ def plan_options(request: SegmentationRequest, exported: ExportedRaster) -> Segm
     options = replace(request.options)
     if not options.bands and exported.bands:
         options.bands = list(exported.bands)
+    # The bound is the model's largest read whether or not the backend tiles (its own default may be smaller).
+    options.max_read_size = request.max_size
     if max(exported.width, exported.height) > request.max_size:
         options.tile_size = min(DEFAULT_TILE_SIZE, request.max_size)
         options.overlap = min(DEFAULT_TILE_OVERLAP, options.tile_size // 8)
-        options.max_read_size = request.max_size
     return options
 
 
