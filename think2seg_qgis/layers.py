@@ -120,11 +120,11 @@ def answer_is_empty(answer: dict) -> bool:
 
 def empty_sentence(answer: dict, query: str, source_layer: str) -> str:
     if answer.get("status") == "unparsed":
-        return (
-            f"Nothing matches “{query}” in “{source_layer}”: the model gave no usable answer "
-            "(see its raw answer in the panel)."
-        )
-    return f"Nothing matches “{query}” in “{source_layer}”."
+        return tr(
+            "Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the "
+            "panel)."
+        ).format(query=query, layer=source_layer)
+    return tr("Nothing matches “{query}” in “{layer}”.").format(query=query, layer=source_layer)
 
 
 def _instances(answer: dict) -> dict[int, dict]:

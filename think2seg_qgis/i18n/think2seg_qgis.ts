@@ -425,6 +425,51 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>A run is already going on: wait for it or press Cancel.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Type a query first: what should be found in the raster?</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Choose a raster layer to read (add one to the project first).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Running “{query}” on “{layer}”…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Cancelling…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>The local backend stopped unexpectedly; see its log ({log}).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Nothing matches “{query}” inside the selected polygons.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source> (saved in {path})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>{message} for “{query}” in “{layer}”{where}. {note}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>Visible map extent</source>
         <translation type="unfinished"></translation>
     </message>
@@ -535,6 +580,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/errors.py"/>
+        <source> at {url}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/errors.py"/>
         <source>The Think2Seg backend is not reachable{at}: start one (the Think2Seg panel's Start button, or `think2seg serve` on that machine) and check the algorithm's “Backend URL” parameter.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -609,8 +659,13 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../../think2seg_qgis/errors.py"/>
-        <source> at {url}</source>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the panel).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Nothing matches “{query}” in “{layer}”.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
