@@ -1,4 +1,8 @@
-"""QGIS start-up code for `make screenshot`: run a query through the panel, wait, take the pictures, quit.
+"""QGIS start-up code for `make screenshot`: the first run, a query through the panel, one through Processing.
+
+Pictures: first_run.png (a profile with nothing configured: the panel and its "Set up backend" dialog),
+panel.png and result.png (a query through the panel), processing.png (think2seg:segment with its outputs
+loaded). Then QGIS quits.
 
 Reads THINK2SEG_SCREENSHOT_DIR (where the PNGs go), THINK2SEG_SCREENSHOT_QUERY and
 THINK2SEG_SCREENSHOT_STATUS (a file that receives what the panel said, for the shell to print).
@@ -7,7 +11,7 @@ THINK2SEG_SCREENSHOT_STATUS (a file that receives what the panel said, for the s
 import os
 import subprocess
 
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QApplication
 from qgis.utils import iface, plugins
@@ -15,8 +19,11 @@ from qgis.utils import iface, plugins
 OUT = os.environ.get("THINK2SEG_SCREENSHOT_DIR", "docs/screenshots")
 QUERY = os.environ.get("THINK2SEG_SCREENSHOT_QUERY", "the wetlands that hold water all year")
 STATUS = os.environ.get("THINK2SEG_SCREENSHOT_STATUS", "")
-TIMEOUT_MS = 240_000
+PROCESSING_QUERY = os.environ.get("THINK2SEG_SCREENSHOT_PROCESSING_QUERY", "the ponds")
+TIMEOUT_MS = 420_000
 state = {"done": False}
+# The first-run picture needs a QGIS that knows no backend: the backend's address comes back afterwards.
+BACKEND_ENV = {k: os.environ.pop(k) for k in ("THINK2SEG_BACKEND_URL", "THINK2SEG_BACKEND_PYTHON") if k in os.environ}
 
 
 def log(text: str) -> None:
@@ -46,11 +53,29 @@ def start() -> None:
     ]
     if rasters:
         iface.setActiveLayer(rasters[0])
+    QgsSettings().remove("think2seg")
     panel = plugin.show_panel()
+    panel.backend_box.settings_box.setCollapsed(True)
+    QTimer.singleShot(4000, lambda: first_run(panel))
+
+
+def first_run(panel) -> None:
+    log(f"first run: {panel.backend_box.status_label.toolTip()}")
+    dialog = panel.open_setup()
+    window = iface.mainWindow().geometry()
+    dialog.move(window.center().x() - dialog.width() // 2 - 200, window.center().y() - dialog.height() // 2)
+    QTimer.singleShot(1500, lambda: grab_first_run(panel, dialog))
+
+
+def grab_first_run(panel, dialog) -> None:
+    grab("first_run.png")
+    dialog.close()
+    os.environ.update(BACKEND_ENV)
+    panel.backend_box.check()
     panel.set_query(QUERY)
     panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
     panel.finished.connect(lambda outcome, result: QTimer.singleShot(3000, lambda: finish(panel, result)))
-    QTimer.singleShot(3000, lambda: run(panel))
+    QTimer.singleShot(4000, lambda: run(panel))
 
 
 def run(panel) -> None:
@@ -86,7 +111,24 @@ def save_map(canvas) -> None:
     if os.path.exists(world_file):
         os.remove(world_file)
     log(f"saved {path}")
-    quit_qgis(0)
+    QTimer.singleShot(500, run_processing)
+
+
+def run_processing() -> None:
+    import processing
+
+    raster = iface.activeLayer()
+    try:
+        processing.runAndLoadResults(
+            "think2seg:segment",
+            {"INPUT": raster, "QUERY": PROCESSING_QUERY, "OUTPUT": "TEMPORARY_OUTPUT",
+             "OUTPUT_POINTS": "TEMPORARY_OUTPUT", "OUTPUT_BOXES": "TEMPORARY_OUTPUT"},
+        )  # fmt: skip
+    except Exception as error:  # noqa: BLE001 - say it in the status file, still take the picture
+        log(f"ERROR: processing: {error}")
+    group = QgsProject.instance().layerTreeRoot().findGroup(PROCESSING_QUERY)
+    log(f"processing group: {[n.name() for n in group.children()] if group else None}")
+    QTimer.singleShot(3000, lambda: (iface.mapCanvas().waitWhileRendering(), grab("processing.png"), quit_qgis(0)))
 
 
 def quit_qgis(code: int) -> None:

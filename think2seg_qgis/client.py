@@ -1,8 +1,9 @@
-"""HTTP client for the Think2Seg backend (docs/api.md), on the standard library only.
+"""HTTP client for the Think2Seg backend (docs/api.md). Every failure becomes a ``Think2SegError`` with a stable code.
 
-No Qt here: the client runs in QgsTask and Processing worker threads as well as on the main thread, and it
-must stay importable without QGIS so that it is easy to reason about. Every failure becomes a
-``Think2SegError`` with a stable code.
+Two transports, one behaviour: a backend on this machine (loopback) is reached with the standard library, never
+through a proxy (the token must not leave the machine); a remote backend goes through QGIS's network stack
+(``QgsBlockingNetworkRequest``: the proxy, SSL and certificate settings of QGIS apply). Both work from the
+QgsTask and Processing worker threads as well as the main thread.
 """
 
 from __future__ import annotations
@@ -114,6 +115,38 @@ def encode_multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[byt
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def error_from_answer(status: int, reason: str, body: bytes, url: str, has_token: bool) -> Think2SegError:
+    """The Think2SegError for an HTTP error answer: the backend's code and sentence when its body has them."""
+    code, message = "", ""
+    try:
+        data = json.loads(body.decode("utf-8"))
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            code, message = str(err.get("code", "")), str(err.get("message", ""))
+        elif isinstance(data, dict) and "detail" in data:
+            message = str(data["detail"])
+    except Exception:  # noqa: BLE001 - a body we cannot read still gives an HTTP status
+        pass
+    if status == 401 and not has_token:
+        # Without a token the backend's own sentence is less useful than saying where the token comes from.
+        return Think2SegError(
+            NO_TOKEN,
+            backend_sentence(
+                NO_TOKEN,
+                "the token file is missing or empty; start the backend once (it writes the file) or type the "
+                "token in the backend settings.",
+            ),
+            status=status,
+        )
+    if status == 401 and not code:
+        code = UNAUTHORIZED
+    if not code:
+        code = HTTP_STATUS_CODES.get(status, INTERNAL)
+    if not message:
+        message = tr("The backend answered HTTP {status} ({reason}).").format(status=status, reason=reason)
+    return Think2SegError(code, backend_sentence(code, message, url), status=status)
+
+
 class BackendClient:
     """Talks to one backend. ``timeout`` bounds connecting and quick calls; ``request_timeout`` a segmentation."""
 
@@ -123,11 +156,9 @@ class BackendClient:
         self.timeout = timeout
         self.request_timeout = request_timeout
         host = urllib.parse.urlsplit(self.url).hostname or ""
-        handlers = []
-        if host in LOOPBACK_HOSTS or host.startswith("127."):
-            # A system proxy must never see loopback traffic (nor the token).
-            handlers.append(urllib.request.ProxyHandler({}))
-        self._opener = urllib.request.build_opener(*handlers)
+        self.loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+        # A system proxy must never see loopback traffic (nor the token).
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def _request(
@@ -138,6 +169,13 @@ class BackendClient:
         content_type: str | None = None,
         timeout: float | None = None,
     ) -> tuple[int, dict]:
+        if not self.loopback:
+            status, payload, error = qgis_send(
+                method, self.url + path, self._headers(content_type), body, timeout or self.timeout
+            )
+            if error is not None:
+                raise error
+            return status, self._json(payload)
         request = urllib.request.Request(self.url + path, data=body, method=method)
         request.add_header("Accept", "application/json")
         if self.token:
@@ -158,45 +196,29 @@ class BackendClient:
             raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
         except (ConnectionError, OSError):
             raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
+        return status, self._json(payload)
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _json(self, payload: bytes) -> dict:
         if not payload:
-            return status, {}
+            return {}
         try:
-            return status, json.loads(payload.decode("utf-8"))
+            return json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise Think2SegError(
                 BAD_ANSWER,
-                f"The backend at {self.url} answered something that is not JSON (is it Think2Seg?).",
+                tr("The backend at {url} answered something that is not JSON (is it Think2Seg?).").format(url=self.url),
             ) from None
 
     def _http_error(self, error: urllib.error.HTTPError) -> Think2SegError:
-        code, message = "", ""
-        try:
-            data = json.loads(error.read().decode("utf-8"))
-            err = data.get("error") if isinstance(data, dict) else None
-            if isinstance(err, dict):
-                code, message = str(err.get("code", "")), str(err.get("message", ""))
-            elif isinstance(data, dict) and "detail" in data:
-                message = str(data["detail"])
-        except Exception:  # noqa: BLE001 - a body we cannot read still gives an HTTP status
-            pass
-        if error.code == 401 and not self.token:
-            # Without a token the backend's own sentence is less useful than saying where the token comes from.
-            return Think2SegError(
-                NO_TOKEN,
-                backend_sentence(
-                    NO_TOKEN,
-                    "the token file is missing or empty; start the backend once (it writes the file) or type the "
-                    "token in the backend settings.",
-                ),
-                status=401,
-            )
-        if error.code == 401 and not code:
-            code = UNAUTHORIZED
-        if not code:
-            code = HTTP_STATUS_CODES.get(error.code, INTERNAL)
-        if not message:
-            message = f"The backend answered HTTP {error.code} ({error.reason})."
-        return Think2SegError(code, backend_sentence(code, message, self.url), status=error.code)
+        return error_from_answer(error.code, str(error.reason), error.read(), self.url, bool(self.token))
 
     # -- the API --------------------------------------------------------------------------------------------
     def health(self, timeout: float | None = None) -> BackendHealth:
@@ -233,3 +255,45 @@ class BackendClient:
 
     def cancel_job(self, job_id: str) -> None:
         self._request("DELETE", f"{API}/jobs/{urllib.parse.quote(job_id)}")
+
+
+def qgis_send(
+    method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+) -> tuple[int, bytes, Think2SegError | None]:
+    """One request through QGIS's network stack: (HTTP status, body, None) or (status, b"", the error).
+
+    QgsBlockingNetworkRequest runs its own event loop, so it works from worker threads (QgsTask, Processing).
+    """
+    from qgis.core import QgsBlockingNetworkRequest
+    from qgis.PyQt.QtCore import QByteArray, QUrl
+    from qgis.PyQt.QtNetwork import QNetworkRequest
+
+    request = QNetworkRequest(QUrl(url))
+    for key, value in headers.items():
+        request.setRawHeader(key.encode(), value.encode())
+    request.setTransferTimeout(int(timeout * 1000))
+    blocking = QgsBlockingNetworkRequest()
+    if method == "GET":
+        code = blocking.get(request, True)
+    elif method == "POST":
+        code = blocking.post(request, QByteArray(body or b""))
+    elif method == "DELETE":
+        code = blocking.deleteResource(request)
+    else:
+        raise ValueError(method)
+    reply = blocking.reply()
+    status = reply.attribute(QNetworkRequest.Attribute.HttpStatusCodeAttribute)
+    status = int(status) if status not in (None, "") else 0
+    payload = bytes(reply.content())
+    if code == QgsBlockingNetworkRequest.ErrorCode.NoError:
+        return status or 200, payload, None
+    base = url.split("/v1/", 1)[0]
+    if status >= 400:
+        reason = str(reply.attribute(QNetworkRequest.Attribute.HttpReasonPhraseAttribute) or "")
+        return status, b"", error_from_answer(status, reason, payload, base, "Authorization" in headers)
+    if code == QgsBlockingNetworkRequest.ErrorCode.TimeoutError:
+        return 0, b"", Think2SegError(TIMEOUT, backend_sentence(TIMEOUT, "", base))
+    detail = blocking.errorMessage()
+    return 0, b"", Think2SegError(
+        UNREACHABLE, f"{backend_sentence(UNREACHABLE, '', base)} ({detail})" if detail else backend_sentence(UNREACHABLE, "", base)
+    )

@@ -39,6 +39,16 @@ BAD_SAM_CHECKPOINT = "bad_sam_checkpoint"
 BAD_SAM_SIZE = "bad_sam_size"
 BAD_REQUEST = "bad_request"
 BAD_OPTIONS = "bad_options"
+QUEUE_FULL = "queue_full"
+WRONG_HOST = "wrong_host"
+JOB_NOT_FINISHED = "job_not_finished"
+
+# The backend's HTTP error codes the plugin names (tests/plugin/test_backend_errors.py checks them against the
+# backend's own table, think2seg.errors.ERROR_CODES).
+BACKEND_HTTP_CODES = (
+    INTERNAL, UNAUTHORIZED, JOB_NOT_FOUND, JOB_NOT_FINISHED, UPLOAD_TOO_LARGE, MODELS_LOADING, MODELS_FAILED,
+    OUT_OF_MEMORY, CANCELLED, WEIGHTS_UNAVAILABLE, BAD_REQUEST, BAD_OPTIONS, QUEUE_FULL, WRONG_HOST,
+)  # fmt: skip
 
 # The code an HTTP status stands for when an error answer has no body the client can read.
 HTTP_STATUS_CODES = {
@@ -46,6 +56,8 @@ HTTP_STATUS_CODES = {
     401: UNAUTHORIZED,
     404: NOT_FOUND,
     413: UPLOAD_TOO_LARGE,
+    421: WRONG_HOST,
+    429: QUEUE_FULL,
     503: MODELS_LOADING,
     507: OUT_OF_MEMORY,
 }

@@ -15,6 +15,7 @@ from osgeo import ogr
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsDistanceArea,
     QgsFeature,
     QgsField,
     QgsFields,
@@ -23,6 +24,7 @@ from qgis.core import (
     QgsPointXY,
     QgsProject,
     QgsRectangle,
+    QgsUnitTypes,
     QgsVectorFileWriter,
     QgsVectorLayer,
     QgsWkbTypes,
@@ -31,10 +33,12 @@ from qgis.PyQt.QtCore import QDateTime
 
 from .compat import FIELD_DATETIME, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, make_field
 from .errors import BAD_ANSWER, WRITE_FAILED, Think2SegError
+from .i18n import tr
 from .resource_files import style_path
 
 ogr.UseExceptions()
 
+AREA_FIELD = "area_m2"  # the CLI's and the backend's name: square metres, geodesic for lon/lat
 MASKS_STYLE = "think2seg_masks.qml"
 POINTS_STYLE = "think2seg_points.qml"
 BOXES_STYLE = "think2seg_boxes.qml"
@@ -87,8 +91,7 @@ def _fields(extra: list[QgsField]) -> QgsFields:
 def mask_fields() -> QgsFields:
     return _fields(
         [
-            make_field("area", FIELD_DOUBLE),
-            make_field("area_unit", FIELD_STRING),
+            make_field(AREA_FIELD, FIELD_DOUBLE),
             make_field("score", FIELD_DOUBLE),
             make_field("reasoning", FIELD_STRING),
         ]
@@ -117,11 +120,11 @@ def answer_is_empty(answer: dict) -> bool:
 
 def empty_sentence(answer: dict, query: str, source_layer: str) -> str:
     if answer.get("status") == "unparsed":
-        return (
-            f"Nothing matches “{query}” in “{source_layer}”: the model gave no usable answer "
-            "(see its raw answer in the panel)."
-        )
-    return f"Nothing matches “{query}” in “{source_layer}”."
+        return tr(
+            "Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the "
+            "panel)."
+        ).format(query=query, layer=source_layer)
+    return tr("Nothing matches “{query}” in “{layer}”.").format(query=query, layer=source_layer)
 
 
 def _instances(answer: dict) -> dict[int, dict]:
@@ -157,8 +160,12 @@ _SAM_NAMES = (
 
 
 def sam_size_used(answer: dict, requested: str) -> str:
-    """The SAM2 size the backend used (from its segmenter id), else the size asked for."""
-    segmenter = str((answer.get("models") or {}).get("segmenter", "")).lower()
+    """The SAM2 size the backend used: its ``models.sam_size``, else read from its segmenter id, else the size
+    asked for."""
+    models = answer.get("models") or {}
+    if str(models.get("sam_size") or "") in {size for _, size in _SAM_NAMES}:
+        return str(models["sam_size"])
+    segmenter = str(models.get("segmenter", "")).lower()
     for key, size in _SAM_NAMES:
         if key in segmenter:
             return size
@@ -170,7 +177,21 @@ def sam_size_note(answer: dict, requested: str) -> str:
     used = sam_size_used(answer, requested)
     if used == requested:
         return ""
-    return f"Masks drawn with SAM2 {used}, the size the backend was started with (not {requested})."
+    return tr("Masks drawn with SAM2 {used}: the backend did not use the size asked for ({requested}).").format(
+        used=used, requested=requested
+    )
+
+
+def area_m2(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem) -> float:
+    """Square metres, by the backend's rule (georef.area_m2): planar times the unit's factor squared for a
+    projected CRS, on the ellipsoid for a geographic one."""
+    if crs.isGeographic():
+        measure = QgsDistanceArea()
+        measure.setSourceCrs(crs, QgsProject.instance().transformContext())
+        measure.setEllipsoid(crs.ellipsoidAcronym() or "EPSG:7030")
+        return measure.convertAreaMeasurement(measure.measureArea(geometry), QgsUnitTypes.AreaUnit.AreaSquareMeters)
+    factor = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceUnit.DistanceMeters)
+    return geometry.area() * factor * factor
 
 
 def _common_attributes(context: ResultContext, answer: dict, instance: int) -> list:
@@ -197,7 +218,6 @@ def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
     fields = mask_fields()
     instances = _instances(answer)
     reasoning = str(answer.get("reasoning") or "")
-    area_unit = str(answer.get("area_unit") or "")
     out = []
     for position, item in enumerate((answer.get("mask") or {}).get("features") or []):
         if not isinstance(item, dict) or not item.get("geometry"):
@@ -207,19 +227,18 @@ def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
         geometry = _geometry_from_geojson(item["geometry"])
         if geometry.isEmpty():
             continue
-        area = _number(props.get("area", instances.get(instance, {}).get("area")))
         if context.clip_geometry is not None:
             geometry = geometry.intersection(context.clip_geometry)
             if geometry.isEmpty() or geometry.type() != QgsWkbTypes.GeometryType.PolygonGeometry:
                 continue
-            if area_unit != "pixels":
-                area = geometry.area()
+        # Measured here, on the geometry the layer holds (clipped or not), so panel and Processing agree.
+        area = area_m2(geometry, context.crs)
         geometry.convertToMultiType()
         feature = QgsFeature(fields)
         feature.setGeometry(geometry)
         feature.setAttributes(
             _common_attributes(context, answer, instance)
-            + [area, area_unit, _number(instances.get(instance, {}).get("score")), reasoning]
+            + [area, _number(instances.get(instance, {}).get("score")), reasoning]
         )
         out.append(feature)
     return out
@@ -282,7 +301,7 @@ def _memory_layer(
     return layer
 
 
-def _apply_style(layer: QgsVectorLayer, style: str) -> None:
+def apply_style(layer: QgsVectorLayer, style: str) -> None:
     path = style_path(style)
     if path:
         layer.loadNamedStyle(path)
@@ -294,6 +313,16 @@ def _set_abstract(layer: QgsVectorLayer, text: str) -> None:
     layer.setMetadata(metadata)
     if hasattr(layer, "setAbstract"):  # the layer properties' abstract (server tab) in 3.22
         layer.setAbstract(text)
+
+
+def layer_names(query: str) -> dict[str, str]:
+    """The result layers' names, after the query (several runs stay apart in the layer tree and legend)."""
+    short = group_name_for(query) if len(query) <= 40 else group_name_for(query)[:39] + "…"
+    return {
+        "masks": tr("{query} — masks").format(query=short),
+        "points": tr("{query} — prompt points").format(query=short),
+        "boxes": tr("{query} — prompt boxes").format(query=short),
+    }
 
 
 def group_name_for(query: str) -> str:
@@ -329,10 +358,11 @@ def build_result_layers(
     points = point_features(answer, context, keep)
     boxes = box_features(answer, context, keep)
     group = group_name_for(context.query)
+    names = layer_names(context.query)
     layers = {
-        "masks": _memory_layer("MultiPolygon", "Masks", context.crs, mask_fields()),
-        "points": _memory_layer("Point", "Prompt points", context.crs, point_fields()),
-        "boxes": _memory_layer("Polygon", "Prompt boxes", context.crs, box_fields()),
+        "masks": _memory_layer("MultiPolygon", names["masks"], context.crs, mask_fields()),
+        "points": _memory_layer("Point", names["points"], context.crs, point_fields()),
+        "boxes": _memory_layer("Polygon", names["boxes"], context.crs, box_fields()),
     }
     for key, features in (("masks", masks), ("points", points), ("boxes", boxes)):
         layers[key].dataProvider().addFeatures(features)
@@ -342,7 +372,7 @@ def build_result_layers(
         base = _free_table_base(geopackage, f"{slug(context.query)}_{stamp}")
         layers = {key: _write_geopackage(layer, geopackage, f"{base}_{key}") for key, layer in layers.items()}
     for key, style in (("masks", MASKS_STYLE), ("points", POINTS_STYLE), ("boxes", BOXES_STYLE)):
-        _apply_style(layers[key], style)
+        apply_style(layers[key], style)
     reasoning = str(answer.get("reasoning") or "").strip()
     _set_abstract(
         layers["masks"],

@@ -23,3 +23,16 @@ def style_path(name: str) -> str:
 
 def icon_path(name: str) -> str:
     return resource_path("icons", name)
+
+
+def plugin_metadata(key: str) -> str:
+    """A value of the packaged plugin's metadata.txt (filled by `make package`); empty when unset or unfilled."""
+    import configparser
+
+    for path in (PLUGIN_DIR / "metadata.txt", PLUGIN_DIR.parent / "metadata.txt"):
+        if path.is_file():
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read(path, encoding="utf-8")
+            value = parser.get("general", key, fallback="").strip()
+            return "" if value.startswith("@") else value
+    return ""

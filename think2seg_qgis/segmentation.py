@@ -1,18 +1,23 @@
 """Send an exported image to the backend and wait for the answer, with progress and cancel.
 
-Shared by the panel's QgsTask and the Processing algorithm; no Qt here, only two callables: ``progress``
-(fraction 0-1, sentence) and ``is_cancelled``.
+Shared by the panel's QgsTask and the Processing algorithm (through task.run_request), driven by two
+callables: ``progress`` (fraction 0-1, sentence) and ``is_cancelled``.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .client import BackendClient
 from .errors import CANCELLED, JOB_FAILED, Think2SegError, backend_sentence
+from .i18n import tr
+
+# A job's states (docs/api.md, GET /v1/jobs/{id}).
+JOB_DONE = "done"
+JOB_CANCELLED = "cancelled"
+JOB_FAILED_STATE = "failed"
 
 Progress = Callable[[float, str], None]
 IsCancelled = Callable[[], bool]
@@ -40,7 +45,7 @@ class SegmentationOptions:
 
 
 def cancelled_error() -> Think2SegError:
-    return Think2SegError(CANCELLED, "The segmentation was cancelled; nothing was added to the project.")
+    return Think2SegError(CANCELLED, tr("The segmentation was cancelled; nothing was added to the project."))
 
 
 def run_segmentation(
@@ -50,42 +55,13 @@ def run_segmentation(
     options: SegmentationOptions,
     progress: Progress,
     is_cancelled: IsCancelled,
-    use_jobs: bool,
     poll_interval: float = 0.5,
 ) -> dict:
-    """The backend's answer (the ``/v1/segment`` JSON); raises Think2SegError (code ``cancelled`` on cancel)."""
-    if use_jobs:
-        return _run_job(client, image_path, query, options, progress, is_cancelled, poll_interval)
-    return _run_direct(client, image_path, query, options, progress, is_cancelled, poll_interval)
+    """The backend's answer to a job (the ``/v1/segment`` JSON); raises Think2SegError (``cancelled`` on cancel).
 
-
-def _run_direct(client, image_path, query, options, progress, is_cancelled, poll_interval) -> dict:
-    """``POST /v1/segment`` in a helper thread so that a cancel returns at once (the answer is then dropped)."""
-    outcome: dict = {}
-
-    def call() -> None:
-        try:
-            outcome["answer"] = client.segment(image_path, query, options.to_json())
-        except Exception as error:  # noqa: BLE001 - handed to the caller's thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=call, name="think2seg-segment", daemon=True)
-    worker.start()
-    started = time.monotonic()
-    while worker.is_alive():
-        if is_cancelled():
-            raise cancelled_error()
-        elapsed = time.monotonic() - started
-        # No progress from a single request: an asymptotic bar says "still working" without lying much.
-        progress(min(0.95, elapsed / (elapsed + 20.0)), f"Waiting for the model ({elapsed:.0f} s)")
-        worker.join(poll_interval)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["answer"]
-
-
-def _run_job(client, image_path, query, options, progress, is_cancelled, poll_interval) -> dict:
-    progress(0.0, "Uploading the image")
+    Always the jobs API, tiled or not: it reports progress, and a cancel reaches the backend.
+    """
+    progress(0.0, tr("Uploading the image"))
     job_id = client.submit_job(image_path, query, options.to_json())
     try:
         while True:
@@ -95,15 +71,15 @@ def _run_job(client, image_path, query, options, progress, is_cancelled, poll_in
             state = status.get("status")
             fraction = float(status.get("progress") or 0.0)
             progress(fraction, str(status.get("message") or state or ""))
-            if state == "done":
+            if state == JOB_DONE:
                 return client.job_result(job_id)
-            if state == "cancelled":
+            if state == JOB_CANCELLED:
                 raise cancelled_error()
-            if state == "failed":
+            if state == JOB_FAILED_STATE:
                 err = status.get("error") or {}
                 code = str(err.get("code") or JOB_FAILED)
                 raise Think2SegError(
-                    code, backend_sentence(code, str(err.get("message") or "The job failed."))
+                    code, backend_sentence(code, str(err.get("message") or tr("The job failed.")))
                 )
             _sleep_unless_cancelled(poll_interval, is_cancelled)
     except Think2SegError as error:

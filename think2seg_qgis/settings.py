@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qgis.core import QgsSettings
+from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 
 from .client import BackendClient
 
@@ -55,7 +55,8 @@ class BackendSettings:
 
     mode: str = MODE_LOCAL
     url: str = ""  # remote mode: the service's base URL
-    token: str = ""  # remote mode: a token typed in the panel (else the token file is read)
+    token: str = ""  # remote mode: a token just typed in the panel; kept only in memory (see authcfg)
+    authcfg: str = ""  # remote mode: the QGIS authentication config that holds the token (encrypted)
     token_file: str = field(default_factory=default_token_file)
     python: str = ""  # local mode: an interpreter or a venv folder that has the `think2seg` package
     model: str = ""  # empty: the backend's default (the published weights)
@@ -90,8 +91,11 @@ class BackendSettings:
 
     def read_token(self) -> str:
         """The bearer token: a typed token (remote mode, no env override) or the token file's content."""
-        if self.mode == MODE_REMOTE and self.token.strip() and not os.environ.get(ENV_TOKEN_FILE):
-            return self.token.strip()
+        if self.mode == MODE_REMOTE and not os.environ.get(ENV_TOKEN_FILE):
+            if self.token.strip():
+                return self.token.strip()
+            if self.authcfg:
+                return load_token(self.authcfg)
         path = self.effective_token_file()
         try:
             with open(path, encoding="utf-8") as handle:
@@ -118,6 +122,42 @@ class RunSettings:
     history: list[str] = field(default_factory=list)
 
 
+AUTH_METHOD = "Basic"  # in every QGIS since 3.0; the token is its password, the user name says what it is
+AUTH_USER = "think2seg-token"
+
+
+def store_token(token: str, authcfg: str = "") -> str:
+    """Keep ``token`` in QGIS's authentication database (encrypted with the master password); its config id.
+
+    Raises RuntimeError when QGIS cannot store it (no master password set, database unavailable)."""
+    manager = QgsApplication.authManager()
+    config = QgsAuthMethodConfig(AUTH_METHOD)
+    if authcfg:
+        manager.loadAuthenticationConfig(authcfg, config, True)
+        config.setMethod(AUTH_METHOD)
+    config.setName("Think2Seg backend token")
+    config.setConfig("username", AUTH_USER)
+    config.setConfig("password", token)
+    if config.id():
+        stored = manager.updateAuthenticationConfig(config)
+    else:
+        stored = manager.storeAuthenticationConfig(config)
+    if isinstance(stored, tuple):  # (ok, config) in some bindings
+        stored, config = stored[0], stored[-1]
+    if not stored or not config.id():
+        raise RuntimeError("QGIS could not store the token in its authentication database (is a master password set?)")
+    return config.id()
+
+
+def load_token(authcfg: str) -> str:
+    config = QgsAuthMethodConfig()
+    manager = QgsApplication.authManager()
+    loaded = manager.loadAuthenticationConfig(authcfg, config, True)
+    if isinstance(loaded, tuple):
+        loaded, config = loaded[0], loaded[-1]
+    return str(config.config("password", "")) if loaded else ""
+
+
 def _value(settings: QgsSettings, key: str, default, kind):
     raw = settings.value(f"{PREFIX}/{key}", default)
     if raw is None:
@@ -136,7 +176,8 @@ def load_backend_settings() -> BackendSettings:
     return BackendSettings(
         mode=_value(s, "backend/mode", d.mode, str),
         url=_value(s, "backend/url", d.url, str),
-        token=_value(s, "backend/token", d.token, str),
+        token=_value(s, "backend/token", d.token, str),  # only a plain-text token from before authcfg
+        authcfg=_value(s, "backend/authcfg", d.authcfg, str),
         token_file=_value(s, "backend/token_file", d.token_file, str) or d.token_file,
         python=_value(s, "backend/python", d.python, str),
         model=_value(s, "backend/model", d.model, str),
@@ -150,11 +191,19 @@ def load_backend_settings() -> BackendSettings:
 
 
 def save_backend_settings(backend: BackendSettings) -> None:
+    """Saves the settings; a typed token goes to QGIS's authentication database, never to QGIS3.ini."""
     s = QgsSettings()
+    if backend.token.strip():
+        try:
+            backend.authcfg = store_token(backend.token.strip(), backend.authcfg)
+            backend.token = ""
+        except RuntimeError:
+            pass  # kept in memory for this session only; the panel says so
+    s.remove(f"{PREFIX}/backend/token")
     for key, value in (
         ("mode", backend.mode),
         ("url", backend.url),
-        ("token", backend.token),
+        ("authcfg", backend.authcfg),
         ("token_file", backend.token_file),
         ("python", backend.python),
         ("model", backend.model),

@@ -1,11 +1,17 @@
-"""The panel's background work: export the area, send it, wait for the answer. Never blocks QGIS."""
+"""The one run path, shared by the panel (in a QgsTask) and Processing: plan the area, export it, send it as a
+backend job, poll it. The callers then build the same features from the answer (layers.py).
+
+Planning: the area is read at full resolution up to ``tiled_max_size`` pixels on its long side (resampled
+beyond). When the result is larger than ``max_size``, the backend tiles it (``tile_size``/``overlap`` options
+of the jobs API) so that no single model read exceeds ``max_size``; otherwise the image goes as one read.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qgis.core import QgsGeometry, QgsMessageLog, QgsRectangle, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
@@ -13,9 +19,12 @@ from qgis.PyQt.QtCore import pyqtSignal
 from .client import BackendClient
 from .errors import CANCELLED, INTERNAL, Think2SegError
 from .export import ExportedRaster, RasterSource, export_raster_area
-from .segmentation import SegmentationOptions, cancelled_error, run_segmentation
+from .i18n import tr
+from .segmentation import Progress, SegmentationOptions, cancelled_error, run_segmentation
+from .settings import DEFAULT_EXPORT_MAX_SIZE, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, DEFAULT_TILED_MAX_SIZE
 
 LOG_TAG = "Think2Seg"
+EXPORT_SHARE = 0.1  # of the progress bar: reading the area; the rest is the backend's job
 
 
 @dataclass
@@ -28,8 +37,8 @@ class SegmentationRequest:
     token: str
     connect_timeout: float = 5.0
     request_timeout: float = 900.0
-    max_size: int = 2048
-    use_jobs: bool = True
+    max_size: int = DEFAULT_EXPORT_MAX_SIZE  # the largest single read the model gets
+    tiled_max_size: int = DEFAULT_TILED_MAX_SIZE  # the largest area read at full resolution (then tiled)
     clip_geometry: QgsGeometry | None = None
 
 
@@ -45,6 +54,58 @@ class TaskOutcome:
     def cancelled(self) -> bool:
         return self.error is not None and self.error.code == CANCELLED
 
+    @property
+    def tiled(self) -> bool:
+        return bool(self.extra.get("tiled"))
+
+
+def plan_options(request: SegmentationRequest, exported: ExportedRaster) -> SegmentationOptions:
+    """The request's options for this exported image: tiled by the backend when it is larger than max_size."""
+    options = replace(request.options)
+    if not options.bands and exported.bands:
+        options.bands = list(exported.bands)
+    # The bound is the model's largest read whether or not the backend tiles (its own default may be smaller).
+    options.max_read_size = request.max_size
+    if max(exported.width, exported.height) > request.max_size:
+        options.tile_size = min(DEFAULT_TILE_SIZE, request.max_size)
+        options.overlap = min(DEFAULT_TILE_OVERLAP, options.tile_size // 8)
+    return options
+
+
+def run_request(
+    request: SegmentationRequest,
+    work_dir: str,
+    progress: Progress,
+    is_cancelled: Callable[[], bool],
+    outcome: TaskOutcome | None = None,
+) -> TaskOutcome:
+    """Export, send, poll: fills and returns ``outcome`` (answer, exported); raises Think2SegError."""
+    outcome = outcome or TaskOutcome(request)
+    progress(0.0, tr("Reading “{layer}”…").format(layer=request.source.name))
+    exported = export_raster_area(
+        request.source, request.area, f"{work_dir}/area.tif", max(request.tiled_max_size, request.max_size),
+        is_cancelled,
+    )  # fmt: skip
+    outcome.exported = exported
+    if is_cancelled():
+        raise cancelled_error()
+    options = plan_options(request, exported)
+    outcome.extra["tiled"] = bool(options.tile_size)
+    if options.tile_size:
+        sending = tr("Sending {w} × {h} px to the backend, which reads it in {tile} px tiles…").format(
+            w=exported.width, h=exported.height, tile=options.tile_size
+        )
+    else:
+        sending = tr("Sending {w} × {h} px to the backend…").format(w=exported.width, h=exported.height)
+    progress(EXPORT_SHARE, sending)
+    client = BackendClient(request.url, request.token, request.connect_timeout, request.request_timeout)
+
+    def job_progress(fraction: float, message: str) -> None:
+        progress(EXPORT_SHARE + (1 - EXPORT_SHARE) * max(0.0, min(1.0, fraction)), message)
+
+    outcome.answer = run_segmentation(client, exported.path, request.query, options, job_progress, is_cancelled)
+    return outcome
+
 
 class SegmentationTask(QgsTask):
     """A QgsTask that can be cancelled at any point: during the export, the upload or the model's work."""
@@ -59,36 +120,8 @@ class SegmentationTask(QgsTask):
         self._work_dir = tempfile.mkdtemp(prefix="think2seg_")
 
     def run(self) -> bool:
-        request = self.request
         try:
-            self.status_message.emit(f"Reading “{request.source.name}”…")
-            exported = export_raster_area(
-                request.source,
-                request.area,
-                f"{self._work_dir}/area.tif",
-                request.max_size,
-                self.isCanceled,
-            )
-            self.outcome.exported = exported
-            if self.isCanceled():
-                raise cancelled_error()
-            self.setProgress(10.0)
-            self.status_message.emit(f"Sending {exported.width} × {exported.height} px to the backend…")
-            client = BackendClient(
-                request.url, request.token, request.connect_timeout, request.request_timeout
-            )
-            options = SegmentationOptions(**{**request.options.__dict__})
-            if not options.bands and exported.bands:
-                options.bands = exported.bands
-            self.outcome.answer = run_segmentation(
-                client,
-                exported.path,
-                request.query,
-                options,
-                self._progress,
-                self.isCanceled,
-                use_jobs=request.use_jobs,
-            )
+            run_request(self.request, self._work_dir, self._progress, self.isCanceled, self.outcome)
             return True
         except Think2SegError as error:
             self.outcome.error = error
@@ -96,19 +129,19 @@ class SegmentationTask(QgsTask):
         except Exception as error:  # noqa: BLE001 - a task must report, never raise into the task manager
             QgsMessageLog.logMessage(f"Unexpected error: {error!r}", LOG_TAG)
             self.outcome.error = Think2SegError(
-                INTERNAL, f"Unexpected error in the Think2Seg task: {error}"
+                INTERNAL, tr("Unexpected error in the Think2Seg task: {error}").format(error=error)
             )
             return False
 
     def _progress(self, fraction: float, message: str) -> None:
-        self.setProgress(10.0 + 90.0 * max(0.0, min(1.0, fraction)))
+        self.setProgress(100.0 * max(0.0, min(1.0, fraction)))
         if message:
             self.status_message.emit(message)
 
     def finished(self, result: bool) -> None:  # main thread
         if not result and self.outcome.error is None:
             self.outcome.error = (
-                cancelled_error() if self.isCanceled() else Think2SegError(INTERNAL, "The task failed.")
+                cancelled_error() if self.isCanceled() else Think2SegError(INTERNAL, tr("The task failed."))
             )
         shutil.rmtree(self._work_dir, ignore_errors=True)
         try:

@@ -305,3 +305,41 @@ def test_backend_errors_become_sentences(qgis_app, tmp_path, status, code, words
         server.close()
     assert info.value.code == code and info.value.status == status
     assert words in info.value.message
+
+
+def test_remote_requests_go_through_qgis_network_stack(use_service):
+    """The transport a remote backend gets (QgsBlockingNetworkRequest: QGIS's proxy and SSL settings), checked
+    against the real service, from a worker thread as in a QgsTask or Processing."""
+    import threading
+
+    from think2seg_qgis.client import qgis_send
+
+    url = use_service.url
+    answers = {}
+
+    def ask():
+        answers["ok"] = qgis_send("GET", f"{url}/v1/health", {"Authorization": f"Bearer {use_service.token}"}, None, 10)
+        answers["refused"] = qgis_send("GET", f"{url}/v1/health", {"Authorization": "Bearer wrong"}, None, 10)
+        answers["gone"] = qgis_send("GET", f"http://127.0.0.1:{free_port()}/v1/health", {}, None, 5)
+
+    worker = threading.Thread(target=ask)
+    worker.start()
+    worker.join(60)
+    status, payload, error = answers["ok"]
+    assert error is None and status == 200 and b'"status"' in payload
+    _, _, refused = answers["refused"]
+    assert refused.code == UNAUTHORIZED and "refused the token" in refused.message
+    _, _, gone = answers["gone"]
+    assert gone.code == UNREACHABLE
+
+
+def test_the_plugins_error_codes_are_the_backends():
+    """Issue 13's typed contract, plugin side: the codes the plugin switches on are the ones the backend sends."""
+    from think2seg.errors import ERROR_CODES
+
+    from think2seg_qgis.errors import BACKEND_HTTP_CODES, HTTP_STATUS_CODES
+
+    assert set(BACKEND_HTTP_CODES) <= set(ERROR_CODES), set(BACKEND_HTTP_CODES) - set(ERROR_CODES)
+    for status, code in HTTP_STATUS_CODES.items():
+        if code in ERROR_CODES:
+            assert ERROR_CODES[code] == status, (code, status)

@@ -102,7 +102,7 @@ def test_three_layers_with_provenance(qgis_app):
     assert points.geometryType() == QgsWkbTypes.PointGeometry
     first = next(masks.getFeatures())
     assert first["query"] == "the wetlands that hold water all year"
-    assert first["instance"] == 0 and first["area"] == 8000.0 and first["area_unit"] == "m2"
+    assert first["instance"] == 0 and first["area_m2"] == 8000.0
     assert first["reasoner"] == "RicardoString/Think2Seg-RS-3B" and first["segmenter"] == "sam2.1_hiera_small"
     assert first["sam_size"] == "small" and first["source_layer"] == "naip"
     assert first["created"].isValid()
@@ -124,9 +124,9 @@ def test_group_named_after_the_query_and_zoom_extent(project):
     group = add_to_project(result, project)
     assert group.name() == "the wetlands that hold water all year"
     assert [node.layer().name() for node in group.findLayers()] == [
-        "Masks",
-        "Prompt points",
-        "Prompt boxes",
+        "the wetlands that hold water all year — masks",
+        "the wetlands that hold water all year — prompt points",
+        "the wetlands that hold water all year — prompt boxes",
     ]
     extent = answer_extent(result, QgsCoordinateReferenceSystem("EPSG:4326"))
     assert -100 < extent.center().x() < -90 and 40 < extent.center().y() < 50  # UTM 14N, in degrees
@@ -147,8 +147,32 @@ def test_selected_polygons_clip_the_masks(qgis_app):
     result = build_result_layers(canned_answer(), context(clip_geometry=clip))
     assert result.masks.featureCount() == 1  # the second instance lies outside
     feature = next(result.masks.getFeatures())
-    assert feature.geometry().area() == 4000.0 and feature["area"] == 4000.0
+    assert feature.geometry().area() == 4000.0 and feature["area_m2"] == 4000.0
     assert result.points.featureCount() == 2 and result.boxes.featureCount() == 1
+
+
+def test_area_is_geodesic_for_lon_lat_and_scaled_for_feet(qgis_app):
+    from think2seg_qgis.layers import area_m2
+
+    # 0.01° × 0.01° at the equator: about 1113 m × 1106 m on WGS84, never 0.0001 "square degrees".
+    square = QgsGeometry.fromRect(QgsRectangle(0.0, 0.0, 0.01, 0.01))
+    assert abs(area_m2(square, QgsCoordinateReferenceSystem("EPSG:4326")) - 1_231_000) < 5_000
+    # A US-feet CRS: 1000 ft × 1000 ft = 92,903 m².
+    feet = QgsGeometry.fromRect(QgsRectangle(0.0, 0.0, 1000.0, 1000.0))
+    assert abs(area_m2(feet, QgsCoordinateReferenceSystem("EPSG:2263")) - 92_903) < 10
+
+
+def test_the_sam_size_used_is_recorded_from_the_answer(qgis_app):
+    from think2seg_qgis.layers import sam_size_note, sam_size_used
+
+    answer = canned_answer()
+    answer["models"]["sam_size"] = "base_plus"  # the backend says which size drew the masks
+    assert sam_size_used(answer, "small") == "base_plus"
+    assert "base_plus" in sam_size_note(answer, "small")
+    result = build_result_layers(answer, context())
+    assert {f["sam_size"] for f in result.masks.getFeatures()} == {"base_plus"}
+    del answer["models"]["sam_size"]  # an older backend: read from its segmenter id
+    assert sam_size_used(answer, "large") == "small"
 
 
 def test_geopackage_next_to_the_raster(qgis_app, tmp_path):

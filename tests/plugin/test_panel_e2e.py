@@ -55,6 +55,7 @@ def _prepare(panel, iface, project, path=NAIP, area="layer", project_crs=None):
     iface.setActiveLayer(layer)
     panel.area_combo.setCurrentIndex(panel.area_combo.findData(area))
     panel.max_size_spin.setValue(512)  # a smaller image: a faster tiny reasoner, same code path
+    panel.run_settings.tiled_max_size = 512  # resampled to one 512 px read, not tiled (a test below tiles)
     panel.set_query(QUERY)
     return layer
 
@@ -70,7 +71,7 @@ def test_run_adds_masks_points_and_boxes(panel, iface, project):
     group = project.layerTreeRoot().findGroup(QUERY)
     assert group is not None
     names = [node.layer().name() for node in group.findLayers()]
-    assert names == ["Masks", "Prompt points", "Prompt boxes"]
+    assert names == [f"{QUERY} — masks", f"{QUERY} — prompt points", f"{QUERY} — prompt boxes"]
     extent = QgsRectangle(layer.extent())
     extent.grow(layer.rasterUnitsPerPixelX() * 2)
     for vector in result.layers():
@@ -86,7 +87,8 @@ def test_run_adds_masks_points_and_boxes(panel, iface, project):
     masks = result.masks
     assert masks.wkbType() == QgsWkbTypes.MultiPolygon
     mask: QgsFeature = next(masks.getFeatures())
-    assert mask["area"] > 0 and mask["area_unit"] == "m2"
+    assert mask["area_m2"] > 0
+    assert "area" not in masks.fields().names() and "area_unit" not in masks.fields().names()
     assert mask["reasoning"] and mask["reasoning"] in masks.metadata().abstract()
     assert panel.reasoning_view.toPlainText() == mask["reasoning"]
     assert "<answer>" in panel.answer_view.toPlainText()
@@ -184,3 +186,19 @@ def test_a_layer_drawn_by_qgis_is_rendered_in_the_task(panel, iface, project, tm
     assert outcome.error is None, outcome.error
     assert outcome.exported.mode == "rendered"
     assert result is not None and result.masks.crs().authid() == "EPSG:26914"
+
+
+@pytest.mark.slow
+def test_a_large_area_is_tiled_by_the_backend_from_the_panel(panel, iface, project):
+    """README's promise: the panel sends an area larger than its bound at full resolution, as a tiled job."""
+    layer = _prepare(panel, iface, project)
+    panel.run_settings.tiled_max_size = 8192
+    panel.max_size_spin.setValue(768)  # NAIP is 934 x 723 px: larger than the bound, so the backend tiles it
+    outcome, result = run_panel(panel, timeout=300)
+    assert outcome.error is None, outcome.error
+    assert outcome.tiled and (outcome.exported.width, outcome.exported.height) == (934, 723)  # full resolution
+    assert (outcome.answer.get("read") or {}).get("mode") == "tiled", outcome.answer.get("read")
+    if result is not None:
+        for feature in result.masks.getFeatures():
+            assert feature["area_m2"] > 0 and feature["query"] == QUERY
+    assert layer.isValid()

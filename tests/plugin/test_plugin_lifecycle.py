@@ -58,13 +58,15 @@ def test_init_processing_alone_registers_the_algorithm(qgis_app):
             "OUTPUT",
             "OUTPUT_POINTS",
             "OUTPUT_BOXES",
+            "BACKEND_URL",
+            "MAX_IMAGE_SIZE",
         ):
             assert name in names
         assert (
             algorithm.parameterDefinition("EXTENT").flags()
             & algorithm.parameterDefinition("EXTENT").FlagOptional
         )
-        assert algorithm.parameterDefinition("SAM_MODEL").options() == ["tiny", "small", "base_plus", "large"]
+        assert algorithm.parameterDefinition("SAM_MODEL").options()[1] == "Small (default)"  # readable labels
         assert algorithm.parameterDefinition("SAM_MODEL").defaultValue() == 1
     finally:
         plugin.unload()

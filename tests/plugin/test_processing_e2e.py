@@ -19,6 +19,7 @@ from qgis.core import (
     QgsRectangle,
     QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import Qt
 
 from think2seg_qgis import classFactory
 from think2seg_qgis.settings import load_run_settings, save_run_settings
@@ -57,7 +58,8 @@ def test_processing_run_gives_three_outputs(provider):
         assert extent.contains(layer.extent())
     feature = next(masks.getFeatures())
     assert feature["query"] == QUERY and feature["source_layer"] == NAIP.stem
-    assert feature["area"] > 0
+    assert feature["area_m2"] > 0
+    assert result["REASONING"]  # the model's reasoning, as a string output
 
 
 def test_extent_parameter_limits_the_area(provider, tmp_path):
@@ -172,5 +174,92 @@ def test_larger_than_the_bound_goes_through_the_jobs_api(provider, qgis_app):
     finally:
         run.export_max_size = saved
         save_run_settings(run)
-    assert any("tiled by the backend in 768 px tiles" in m for m in messages), messages
+    assert any("read the area in tiles" in m for m in messages), messages
     assert result["OUTPUT"].crs().authid() == "EPSG:26914"
+
+
+def test_outputs_are_named_styled_and_grouped_after_the_query(provider, tmp_path):
+    """What the toolbox dialog does with "Open output file after running": names, styles, one group."""
+    project = QgsProject.instance()
+    project.clear()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = QgsProcessingFeedback()
+    result = processing.runAndLoadResults(
+        "think2seg:segment",
+        {"INPUT": str(NAIP), "QUERY": QUERY, "OUTPUT": "memory:", "OUTPUT_BOXES": "memory:"},
+        context=context,
+        feedback=feedback,
+    )
+    group = project.layerTreeRoot().findGroup(QUERY)
+    assert group is not None, [n.name() for n in project.layerTreeRoot().children()]
+    layers = {node.layer().name(): node.layer() for node in group.findLayers()}
+    assert set(layers) == {f"{QUERY} — masks", f"{QUERY} — prompt boxes"}
+    masks = layers[f"{QUERY} — masks"]
+    symbol = masks.renderer().symbol()
+    assert 0 < symbol.color().alpha() < 255 or symbol.opacity() < 1  # the panel's see-through style
+    boxes = layers[f"{QUERY} — prompt boxes"]
+    box_fill = boxes.renderer().symbol().symbolLayer(0)
+    assert box_fill.brushStyle() == Qt.BrushStyle.NoBrush or box_fill.color().alpha() == 0  # the raster shows
+    assert result["REASONING"]
+    project.clear()
+
+
+def test_help_labels_and_advanced_parameters(provider):
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("think2seg:segment")
+    sam = algorithm.parameterDefinition("SAM_MODEL")
+    assert sam.options() == ["Tiny (fastest, coarsest)", "Small (default)", "Base+ (finer)", "Large (finest, most memory)"]
+    for name in ("BACKEND_URL", "MAX_IMAGE_SIZE", "MAX_REASONING_TOKENS"):
+        flags = algorithm.parameterDefinition(name).flags()
+        assert flags & QgsProcessingParameterDefinition.Flag.FlagAdvanced, name
+    for definition in algorithm.parameterDefinitions():
+        if not definition.isDestination():
+            assert definition.help(), definition.name()
+    assert "REASONING" in [o.name() for o in algorithm.outputDefinitions()]
+    assert "area_m2" in algorithm.shortHelpString()
+
+
+def test_panel_and_processing_give_the_same_layers_and_attributes(provider, iface, tmp_path):
+    """One run path: the same area, query and options give the same features from the panel and the toolbox."""
+    from plugin_testing import wait_until
+
+    from think2seg_qgis import classFactory as factory
+
+    processed = processing.run(
+        "think2seg:segment",
+        {"INPUT": str(NAIP), "QUERY": QUERY, "SAM_MODEL": 1, "MAX_REASONING_TOKENS": 256, "OUTPUT": "memory:"},
+    )["OUTPUT"]
+    project = QgsProject.instance()
+    project.clear()
+    plugin = factory(iface)
+    plugin.initGui()
+    try:
+        panel = plugin.show_panel()
+        layer = load_raster(NAIP)
+        project.addMapLayer(layer)
+        panel.layer_combo.setLayer(layer)
+        panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
+        panel.sam_combo.setCurrentText("small")
+        panel.budget_spin.setValue(256)
+        panel.set_query(QUERY)
+        outcomes = []
+        panel.finished.connect(lambda outcome, result: outcomes.append((outcome, result)))
+        assert panel.run() is not None
+        assert wait_until(lambda: outcomes, timeout=180)
+        outcome, result = outcomes[0]
+        assert outcome.error is None, outcome.error
+        panel_masks = result.masks
+        assert panel_masks.fields().names() == processed.fields().names()
+
+        def rows(layer):
+            return sorted(
+                (f["instance"], round(f["area_m2"], 3), f["sam_size"], f["segmenter"], f["query"])
+                for f in layer.getFeatures()
+            )
+
+        assert rows(panel_masks) == rows(processed)
+    finally:
+        plugin.unload()
+        project.clear()

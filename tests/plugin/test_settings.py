@@ -17,11 +17,20 @@ from think2seg_qgis.settings import (
 
 
 def test_backend_settings_round_trip(qgis_app):
+    from qgis.core import QgsApplication, QgsSettings
+
+    manager = QgsApplication.authManager()
+    if not manager.masterPasswordIsSet():
+        assert manager.setMasterPassword("think2seg-tests", True)
     settings = BackendSettings(mode=MODE_REMOTE, url="http://gpu:9000/", token="abc", port=9001, device="cpu")
     save_backend_settings(settings)
     loaded = load_backend_settings()
     assert loaded.mode == MODE_REMOTE and loaded.url == "http://gpu:9000/" and loaded.port == 9001
     assert loaded.effective_url() == "http://gpu:9000"
+    # The token lives in QGIS's authentication database, encrypted; QGIS3.ini only names its config.
+    assert loaded.token == "" and loaded.authcfg
+    assert QgsSettings().value("think2seg/backend/token") is None
+    assert "abc" not in [str(QgsSettings().value(k)) for k in QgsSettings().allKeys() if k.startswith("think2seg")]
     assert loaded.read_token() == "abc"
     save_backend_settings(BackendSettings())
 

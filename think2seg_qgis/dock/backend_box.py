@@ -32,7 +32,7 @@ from ..backend_launcher import (
     resolve_interpreter,
 )
 from ..client import BackendHealth
-from ..errors import MODELS_LOADING, Think2SegError
+from ..errors import MODELS_LOADING, UNREACHABLE, Think2SegError
 from ..i18n import tr
 from ..settings import (
     MODE_LOCAL,
@@ -99,7 +99,8 @@ class BackendBox(QgsCollapsibleGroupBox):
             tr("Install the backend into an environment of its own (or connect to a running one)")
         )
         self.setup_button.clicked.connect(self.setup_requested)
-        buttons.addWidget(self.setup_button)
+        # Its own row: on a first run it is the one thing to do, and five buttons would not fit the dock's width.
+        layout.addWidget(self.setup_button)
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.check_button)
@@ -113,7 +114,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         settings_layout = QVBoxLayout(self.settings_box)
         layout.addWidget(self.settings_box)
 
-        mode_row = QHBoxLayout()
+        mode_row = QVBoxLayout()  # stacked: side by side they are wider than the dock's minimum width
         self.local_radio = QRadioButton(tr("Local backend"))
         self.remote_radio = QRadioButton(tr("Connect to a URL"))
         self.mode_group = QButtonGroup(self)
@@ -121,7 +122,6 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.mode_group.addButton(self.remote_radio)
         mode_row.addWidget(self.local_radio)
         mode_row.addWidget(self.remote_radio)
-        mode_row.addStretch(1)
         settings_layout.addLayout(mode_row)
 
         self.local_widget = QWidget()
@@ -177,7 +177,8 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.env_label.setWordWrap(True)
         self.env_label.setStyleSheet("color: #555;")
         self.env_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        settings_layout.addWidget(self.env_label)
+        # Outside the collapsible settings: shown or hidden on its own, it would draw over a collapsed box.
+        layout.insertWidget(layout.indexOf(self.settings_box), self.env_label)
 
         self.local_radio.toggled.connect(self._mode_changed)
         for widget in (self.model_edit, self.url_edit, self.token_edit):
@@ -198,6 +199,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.port_spin.setValue(int(settings.port))
         self.url_edit.setText(settings.url)
         self.token_edit.setText(settings.token)
+        self._show_token_storage(settings)
         self.token_file_widget.setFilePath(settings.token_file)
         self._loading = False
         self._mode_changed()
@@ -222,10 +224,21 @@ class BackendBox(QgsCollapsibleGroupBox):
         if not getattr(self, "_loading", False):
             settings = self.settings()
             save_backend_settings(settings)
+            if settings.authcfg and not settings.token:
+                self.token_edit.clear()  # now in QGIS's authentication database, not in this field
+            self._show_token_storage(settings)
             self._update_env_note()
             if getattr(self, "_checked_url", None) not in (None, settings.effective_url()):
                 self.health = None  # another backend now: never show the old one's state under the new address
                 self.check()
+
+    def _show_token_storage(self, settings: BackendSettings) -> None:
+        if settings.authcfg:
+            self.token_edit.setPlaceholderText(
+                tr("stored in QGIS's authentication database ({id}); type to replace").format(id=settings.authcfg)
+            )
+        else:
+            self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
 
     def _mode_changed(self, *_args) -> None:
         local = self.local_radio.isChecked()
@@ -247,7 +260,8 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.env_label.setVisible(bool(notes))
         running = self.launcher.is_running()
         answering = self.health is not None and self.health.loaded
-        self.start_button.setEnabled(not running and not answering)
+        # Nothing to start before a backend is set up: "Set up backend…" is the way, not a Start that fails.
+        self.start_button.setEnabled(not running and not answering and self.is_configured(settings))
         self.stop_button.setEnabled(running)
         # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
         self.setup_button.setVisible(not answering and not running and not self.is_configured(settings))
@@ -297,7 +311,12 @@ class BackendBox(QgsCollapsibleGroupBox):
                 return  # the launcher reports the start-up itself
             tail = self.launcher.log_tail() if self.launcher.state == STATE_CRASHED else ""
             kind = "busy" if result.code == MODELS_LOADING else "bad"
-            self._show(kind, result.message, tail)
+            sentence = result.message
+            if result.code == UNREACHABLE and not self.is_configured():
+                # First run: nothing answers because nothing is set up; say what to do, not what failed.
+                kind = "unknown"
+                sentence = tr("No backend is set up yet: press “Set up backend…” to install one or to connect to one.")
+            self._show(kind, sentence, tail)
 
     def _on_launcher_state(self, state: str, sentence: str) -> None:
         if state == STATE_READY:

@@ -74,6 +74,9 @@ DESTINATIONS = (
 )
 
 
+MIN_WIDTH = 340
+
+
 class Think2SegPanel(QgsDockWidget):
     """``finished(outcome, result_layers_or_None)`` fires after every run (tests and scripts wait on it)."""
 
@@ -205,7 +208,21 @@ class Think2SegPanel(QgsDockWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(MIN_WIDTH)
+        self._fit_narrow()
+
+    def _fit_narrow(self) -> None:
+        """Narrow-safe: combo boxes size to a few characters, not to their longest item (a long layer name or query would
+        otherwise widen the panel past the dock and clip its right edge)."""
+        for combo in self.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        # Buttons as wide as their text, not the style's 80 px minimum: a row of four then fits.
+        for button in self.findChildren(QPushButton):
+            button.setMinimumWidth(button.fontMetrics().horizontalAdvance(button.text()) + 24)
+        # Labels go above their fields when a row does not fit beside them.
+        for form in self.findChildren(QFormLayout):
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
 
     def _load_run_settings(self) -> None:
         run = self.run_settings
@@ -294,15 +311,15 @@ class Think2SegPanel(QgsDockWidget):
     def run(self) -> SegmentationTask | None:
         """Start a run in the background; returns the task, or None with a sentence shown."""
         if self.task is not None:
-            self._say("A run is already going on: wait for it or press Cancel.", Qgis.MessageLevel.Warning)
+            self._say(tr("A run is already going on: wait for it or press Cancel."), Qgis.MessageLevel.Warning)
             return None
         query = " ".join(self.query_combo.currentText().split())
         if not query:
-            self._say("Type a query first: what should be found in the raster?", Qgis.MessageLevel.Warning)
+            self._say(tr("Type a query first: what should be found in the raster?"), Qgis.MessageLevel.Warning)
             return None
         layer = self.layer_combo.currentLayer()
         if not isinstance(layer, QgsRasterLayer):
-            self._say("Choose a raster layer to read (add one to the project first).", Qgis.MessageLevel.Warning)
+            self._say(tr("Choose a raster layer to read (add one to the project first)."), Qgis.MessageLevel.Warning)
             return None
         self._collect_run_settings()
         try:
@@ -331,7 +348,7 @@ class Think2SegPanel(QgsDockWidget):
             connect_timeout=backend.connect_timeout,
             request_timeout=backend.request_timeout,
             max_size=self.run_settings.export_max_size,
-            use_jobs=True,
+            tiled_max_size=self.run_settings.tiled_max_size,
             clip_geometry=clip,
         )
         self.task = SegmentationTask(request, self._on_done)
@@ -340,7 +357,7 @@ class Think2SegPanel(QgsDockWidget):
         self.reasoning_view.clear()
         self.answer_view.clear()
         self.progress.setValue(0)
-        self.status_label.setText(f"Running “{query}” on “{source.name}”…")
+        self.status_label.setText(tr("Running “{query}” on “{layer}”…").format(query=query, layer=source.name))
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         QgsApplication.taskManager().addTask(self.task)
@@ -357,7 +374,7 @@ class Think2SegPanel(QgsDockWidget):
 
     def cancel(self) -> None:
         if self.task is not None:
-            self.status_label.setText("Cancelling…")
+            self.status_label.setText(tr("Cancelling…"))
             self.task.cancel()
 
     def _on_done(self, outcome: TaskOutcome) -> None:
@@ -386,7 +403,7 @@ class Think2SegPanel(QgsDockWidget):
             if error.code == UNREACHABLE and crashed:
                 error = Think2SegError(
                     CRASHED,
-                    f"The local backend stopped unexpectedly; see its log ({self.launcher.log_file}).",
+                    tr("The local backend stopped unexpectedly; see its log ({log}).").format(log=self.launcher.log_file),
                 )
             self._say(error.message, Qgis.MessageLevel.Critical, tail)
             self.backend_box.check()
@@ -418,7 +435,7 @@ class Think2SegPanel(QgsDockWidget):
             self._say(error.message, Qgis.MessageLevel.Critical)
             return None
         if result.masks.featureCount() == 0:
-            self._say(f"Nothing matches “{request.query}” inside the selected polygons.", Qgis.MessageLevel.Info)
+            self._say(tr("Nothing matches “{query}” inside the selected polygons.").format(query=request.query), Qgis.MessageLevel.Info)
             return None
         group = add_to_project(result)
         view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
@@ -427,10 +444,15 @@ class Think2SegPanel(QgsDockWidget):
             view.expand(view.proxyModel().mapFromSource(index) if hasattr(view, "proxyModel") else index)
         self.last_result = result
         self._zoom_to(result)
-        where = f" (saved in {geopackage})" if geopackage else ""
+        where = tr(" (saved in {path})").format(path=geopackage) if geopackage else ""
         note = sam_size_note(answer, request.options.sam_size)
         self._say(
-            f"{result.message.rstrip('.')} for “{request.query}” in “{request.source.name}”{where}. {note}".strip(),
+            tr("{message} for “{query}” in “{layer}”{where}. {note}")
+            .format(
+                message=result.message.rstrip("."), query=request.query, layer=request.source.name, where=where,
+                note=note,
+            )
+            .strip(),
             Qgis.MessageLevel.Success,
         )
         return result

@@ -130,6 +130,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
+        <source>The backend answered HTTP {status} ({reason}).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
+        <source>The backend at {url} answered something that is not JSON (is it Think2Seg?).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
         <source>The backend's models cannot load, so it cannot answer: {error}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -231,6 +241,16 @@
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>Token file</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>stored in QGIS's authentication database ({id}); type to replace</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>No backend is set up yet: press “Set up backend…” to install one or to connect to one.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -405,6 +425,51 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>A run is already going on: wait for it or press Cancel.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Type a query first: what should be found in the raster?</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Choose a raster layer to read (add one to the project first).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Running “{query}” on “{layer}”…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Cancelling…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>The local backend stopped unexpectedly; see its log ({log}).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Nothing matches “{query}” inside the selected polygons.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source> (saved in {path})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>{message} for “{query}” in “{layer}”{where}. {note}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>Visible map extent</source>
         <translation type="unfinished"></translation>
     </message>
@@ -515,6 +580,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/errors.py"/>
+        <source> at {url}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/errors.py"/>
         <source>The Think2Seg backend is not reachable{at}: start one (the Think2Seg panel's Start button, or `think2seg serve` on that machine) and check the algorithm's “Backend URL” parameter.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -589,8 +659,33 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../../think2seg_qgis/errors.py"/>
-        <source> at {url}</source>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the panel).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Nothing matches “{query}” in “{layer}”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Masks drawn with SAM2 {used}: the backend did not use the size asked for ({requested}).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{query} — masks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{query} — prompt points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{query} — prompt boxes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -601,6 +696,195 @@
     <message>
         <location filename="../../think2seg_qgis/plugin.py"/>
         <source>Think2Seg: find what a sentence describes in a raster (opens the panel)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Reasoning segmentation</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Segmentation</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its reasoning.
+
+The area (the whole layer by default) is exported and sent to a Think2Seg backend: the one set in the Think2Seg panel, or the “Backend URL” advanced parameter, or $THINK2SEG_BACKEND_URL (the token comes from the panel's settings or $THINK2SEG_TOKEN_FILE). Areas larger than the image size bound are read at full resolution and tiled by the backend.
+
+Outputs are in the raster's CRS; every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and attributes as the panel.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>The raster to read.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Query (what to find)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>What to find, in words: an object, or a description that needs reasoning.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Area to read (default: the whole layer)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Only this part of the raster is read; empty: the whole layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>The SAM2.1 model that draws the masks: larger is finer and needs more memory.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Reasoning budget (tokens)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>How long the model may reason before it answers.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Backend URL</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>The Think2Seg backend to use, e.g. http://127.0.0.1:8765; empty: the panel's setting.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Image size bound (pixels, long side)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>The largest image the model reads at once; larger areas are tiled by the backend. Empty: the panel's “Image size at most”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Masks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Prompt points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Prompt boxes</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Choose a raster layer to segment.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Type a query: what should be found in the raster?</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Backend: {url}; image size bound: {size} px</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>The backend read the area in tiles (larger than the image size bound).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Reasoning: {text}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>{n} instance(s) found</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>SAM2 size used: {size}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Tiny (fastest, coarsest)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Small (default)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Base+ (finer)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Large (finest, most memory)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>The segmentation was cancelled; nothing was added to the project.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Uploading the image</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>The job failed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>Unexpected error in the Think2Seg task: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>The task failed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>Reading “{layer}”…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>Sending {w} × {h} px to the backend, which reads it in {tile} px tiles…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>Sending {w} × {h} px to the backend…</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -1,4 +1,9 @@
-"""``think2seg:segment``: reasoning segmentation of a raster, for the toolbox, batch mode, the modeler and scripts."""
+"""``think2seg:segment``: reasoning segmentation of a raster, for the toolbox, batch mode, the modeler and scripts.
+
+It runs the panel's run path (task.run_request: plan, export, send as a job, poll) and writes the panel's
+features (layers.py), so both give the same layers and attributes. Outputs loaded into the project are named
+after the query, styled like the panel's, and put in a group named after the query.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +15,95 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProject,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..errors import CANCELLED, MODELS_LOADING, Think2SegError, backend_sentence
-from ..export import RasterSource, export_raster_area
+from ..errors import (
+    CANCELLED,
+    IN_PROCESSING,
+    MODELS_LOADING,
+    NO_TOKEN,
+    TIMEOUT,
+    UNAUTHORIZED,
+    UNREACHABLE,
+    Think2SegError,
+    backend_sentence,
+)
+from ..export import RasterSource
+from ..i18n import tr, tr_noop
 from ..layers import (
+    BOXES_STYLE,
+    MASKS_STYLE,
+    POINTS_STYLE,
     ResultContext,
     answer_is_empty,
+    apply_style,
     box_features,
     box_fields,
     empty_sentence,
+    group_name_for,
     kept_instances,
+    layer_names,
     mask_features,
     mask_fields,
     point_features,
     point_fields,
     sam_size_note,
+    sam_size_used,
 )
-from ..resource_files import icon_path
-from ..segmentation import SegmentationOptions, run_segmentation
+from ..resource_files import icon_path, plugin_metadata
+from ..segmentation import SegmentationOptions
 from ..settings import (
+    DEFAULT_EXPORT_MAX_SIZE,
     DEFAULT_REASONING_TOKENS,
     DEFAULT_SAM_SIZE,
-    DEFAULT_TILE_OVERLAP,
-    DEFAULT_TILE_SIZE,
     SAM_SIZES,
     load_backend_settings,
     load_run_settings,
 )
+from ..task import SegmentationRequest, run_request
+
+SAM_LABELS = {
+    "tiny": tr_noop("Tiny (fastest, coarsest)"),
+    "small": tr_noop("Small (default)"),
+    "base_plus": tr_noop("Base+ (finer)"),
+    "large": tr_noop("Large (finest, most memory)"),
+}
+# Sentences about reaching the backend are worded for Processing (no panel may be open; the URL is a parameter).
+_CONNECTION_CODES = (UNREACHABLE, TIMEOUT, UNAUTHORIZED, NO_TOKEN, MODELS_LOADING)
+
+
+class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
+    """Applies the panel's style to a loaded output and moves it into a group named after the query."""
+
+    def __init__(self, style: str, group: str):
+        super().__init__()
+        self.style = style
+        self.group = group
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS naming
+        apply_style(layer, self.style)
+        project = context.project() or QgsProject.instance()
+        root = project.layerTreeRoot()
+        node = root.findLayer(layer.id())
+        if node is None:
+            return
+        group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+        group.setExpanded(True)
+        if node.parent() is not group:
+            group.addChildNode(node.clone())
+            node.parent().removeChildNode(node)
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -54,9 +112,15 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     EXTENT = "EXTENT"
     SAM_MODEL = "SAM_MODEL"
     MAX_REASONING_TOKENS = "MAX_REASONING_TOKENS"
+    BACKEND_URL = "BACKEND_URL"
+    MAX_IMAGE_SIZE = "MAX_IMAGE_SIZE"
     OUTPUT = "OUTPUT"
     OUTPUT_POINTS = "OUTPUT_POINTS"
     OUTPUT_BOXES = "OUTPUT_BOXES"
+    REASONING = "REASONING"
+
+    # Post-processors must outlive processAlgorithm (QGIS calls them after it returns, on the main thread).
+    _post_processors: list = []
 
     def __init__(self):
         super().__init__()
@@ -69,13 +133,13 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     def name(self) -> str:
         return "segment"
 
-    def displayName(self) -> str:
-        return "Reasoning segmentation"
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Reasoning segmentation")
 
     def group(self) -> str:
-        return "Segmentation"
+        return tr("Segmentation")
 
-    def groupId(self) -> str:
+    def groupId(self) -> str:  # noqa: N802
         return "segmentation"
 
     def tags(self) -> list[str]:
@@ -84,50 +148,88 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     def icon(self) -> QIcon:
         return QIcon(icon_path("think2seg.svg"))
 
-    def shortHelpString(self) -> str:
-        return (
-            "Asks the Think2Seg backend to find what a reasoning query describes in a raster (for example "
-            "“the wetlands that hold water all year”) and returns its masks as polygons, with the prompt points "
-            "and boxes the model chose. The area (the whole layer by default) is exported as a GeoTIFF and sent "
-            "to the backend configured in the Think2Seg panel (or $THINK2SEG_BACKEND_URL and "
-            "$THINK2SEG_TOKEN_FILE). Areas larger than the export bound are sent at full resolution and tiled "
-            "by the backend (jobs API). Outputs are in the raster's CRS; every feature carries the query, the "
-            "instance, its area, the model ids, the SAM2 size, the source layer and the time."
+    def helpUrl(self) -> str:  # noqa: N802
+        return plugin_metadata("homepage")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all "
+            "year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its "
+            "reasoning.\n\nThe area (the whole layer by default) is exported and sent to a Think2Seg backend: the "
+            "one set in the Think2Seg panel, or the “Backend URL” advanced parameter, or $THINK2SEG_BACKEND_URL "
+            "(the token comes from the panel's settings or $THINK2SEG_TOKEN_FILE). Areas larger than the image "
+            "size bound are read at full resolution and tiled by the backend.\n\nOutputs are in the raster's CRS; "
+            "every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/"
+            "latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and "
+            "attributes as the panel."
         )
 
-    def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
-        self.addParameter(QgsProcessingParameterString(self.QUERY, "Query (what to find)", multiLine=False))
-        self.addParameter(
-            QgsProcessingParameterExtent(
-                self.EXTENT, "Area to read (default: the whole layer)", optional=True
-            )
+    def initAlgorithm(self, config=None):  # noqa: N802
+        def add(parameter, help_text: str, advanced: bool = False):
+            parameter.setHelp(help_text)
+            if advanced:
+                parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(parameter)
+
+        add(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster layer")), tr("The raster to read."))
+        add(
+            QgsProcessingParameterString(self.QUERY, tr("Query (what to find)"), multiLine=False),
+            tr("What to find, in words: an object, or a description that needs reasoning."),
         )
-        self.addParameter(
+        add(
+            QgsProcessingParameterExtent(self.EXTENT, tr("Area to read (default: the whole layer)"), optional=True),
+            tr("Only this part of the raster is read; empty: the whole layer."),
+        )
+        add(
             QgsProcessingParameterEnum(
                 self.SAM_MODEL,
-                "SAM2 size",
-                options=list(SAM_SIZES),
+                tr("SAM2 size"),
+                options=[tr(SAM_LABELS[size]) for size in SAM_SIZES],
                 defaultValue=SAM_SIZES.index(DEFAULT_SAM_SIZE),
-            )
+            ),
+            tr("The SAM2.1 model that draws the masks: larger is finer and needs more memory."),
         )
-        self.addParameter(
+        add(
             QgsProcessingParameterNumber(
                 self.MAX_REASONING_TOKENS,
-                "Reasoning budget (tokens)",
+                tr("Reasoning budget (tokens)"),
                 type=QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=DEFAULT_REASONING_TOKENS,
                 minValue=16,
                 maxValue=8192,
-            )
+            ),
+            tr("How long the model may reason before it answers."),
+            advanced=True,
+        )
+        add(
+            QgsProcessingParameterString(self.BACKEND_URL, tr("Backend URL"), optional=True),
+            tr("The Think2Seg backend to use, e.g. http://127.0.0.1:8765; empty: the panel's setting."),
+            advanced=True,
+        )
+        add(
+            QgsProcessingParameterNumber(
+                self.MAX_IMAGE_SIZE,
+                tr("Image size bound (pixels, long side)"),
+                type=QgsProcessingParameterNumber.Type.Integer,
+                optional=True,
+                minValue=256,
+                maxValue=16384,
+            ),
+            tr(
+                "The largest image the model reads at once; larger areas are tiled by the backend. Empty: the "
+                "panel's “Image size at most”."
+            ),
+            advanced=True,
         )
         self.addParameter(
-            QgsProcessingParameterFeatureSink(self.OUTPUT, "Masks", QgsProcessing.SourceType.TypeVectorPolygon)
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, tr("Masks"), QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT_POINTS,
-                "Prompt points",
+                tr("Prompt points"),
                 QgsProcessing.SourceType.TypeVectorPoint,
                 optional=True,
                 createByDefault=False,
@@ -136,18 +238,19 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT_BOXES,
-                "Prompt boxes",
+                tr("Prompt boxes"),
                 QgsProcessing.SourceType.TypeVectorPolygon,
                 optional=True,
                 createByDefault=False,
             )
         )
+        self.addOutput(QgsProcessingOutputString(self.REASONING, tr("Reasoning")))
 
-    def prepareAlgorithm(self, parameters, context, feedback) -> bool:
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
         # Main thread: read what the export needs from the layer (a clone for drawing non-file layers).
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
-            raise QgsProcessingException("Choose a raster layer to segment.")
+            raise QgsProcessingException(tr("Choose a raster layer to segment."))
         try:
             self._source = RasterSource.from_layer(layer)
         except Think2SegError as error:
@@ -158,88 +261,85 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             self._area = self._source.extent
         return True
 
-    def processAlgorithm(self, parameters, context, feedback):
-        source, area = self._source, self._area
-        query = self.parameterAsString(parameters, self.QUERY, context).strip()
-        if not query:
-            raise QgsProcessingException("Type a query: what should be found in the raster?")
-        sam_size = SAM_SIZES[self.parameterAsEnum(parameters, self.SAM_MODEL, context)]
-        budget = self.parameterAsInt(parameters, self.MAX_REASONING_TOKENS, context)
+    def _request(self, parameters, context, query: str, sam_size: str) -> SegmentationRequest:
         backend = load_backend_settings()
         run = load_run_settings()
-        client = backend.client()
-        try:
-            health = client.health()
-        except Think2SegError as error:
-            raise QgsProcessingException(error.message) from None
-        if not health.loaded:
-            raise QgsProcessingException(backend_sentence(MODELS_LOADING, ""))
-        feedback.pushInfo(f"{health.sentence()} ({backend.effective_url()})")
+        url = self.parameterAsString(parameters, self.BACKEND_URL, context).strip().rstrip("/")
+        max_size = self.parameterAsInt(parameters, self.MAX_IMAGE_SIZE, context) if parameters.get(
+            self.MAX_IMAGE_SIZE
+        ) not in (None, "") else (run.export_max_size or DEFAULT_EXPORT_MAX_SIZE)
+        return SegmentationRequest(
+            query=query,
+            source=self._source,
+            area=self._area,
+            options=SegmentationOptions(
+                sam_size=sam_size,
+                max_reasoning_tokens=self.parameterAsInt(parameters, self.MAX_REASONING_TOKENS, context),
+            ),
+            url=url or backend.effective_url(),
+            token=backend.read_token(),
+            connect_timeout=backend.connect_timeout,
+            request_timeout=backend.request_timeout,
+            max_size=max_size,
+            tiled_max_size=run.tiled_max_size,
+        )
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        source = self._source
+        query = " ".join(self.parameterAsString(parameters, self.QUERY, context).split())
+        if not query:
+            raise QgsProcessingException(tr("Type a query: what should be found in the raster?"))
+        sam_size = SAM_SIZES[self.parameterAsEnum(parameters, self.SAM_MODEL, context)]
+        request = self._request(parameters, context, query, sam_size)
+        feedback.pushInfo(
+            tr("Backend: {url}; image size bound: {size} px").format(url=request.url, size=request.max_size)
+        )
+
+        def progress(fraction: float, message: str) -> None:
+            feedback.setProgress(100 * max(0.0, min(1.0, fraction)))
+            if message:
+                feedback.setProgressText(message)
 
         work_dir = tempfile.mkdtemp(prefix="think2seg_")
         try:
-            feedback.setProgressText(f"Reading “{source.name}”")
-            exported = export_raster_area(
-                source, area, f"{work_dir}/area.tif", run.tiled_max_size, feedback.isCanceled
-            )
-            if feedback.isCanceled():
-                return {}
-            tiled = max(exported.width, exported.height) > run.export_max_size
-            options = SegmentationOptions(
-                sam_size=sam_size, max_reasoning_tokens=budget, bands=exported.bands
-            )
-            if tiled:
-                # Tiles no larger than the export bound, so that each read stays within it.
-                options.tile_size = min(DEFAULT_TILE_SIZE, run.export_max_size)
-                options.overlap = min(DEFAULT_TILE_OVERLAP, options.tile_size // 8)
-                options.max_read_size = run.export_max_size
-            feedback.pushInfo(
-                f"Sending {exported.width} × {exported.height} px ({exported.mode})"
-                + (f", tiled by the backend in {options.tile_size} px tiles" if tiled else "")
-            )
-            feedback.setProgress(5)
-
-            def progress(fraction: float, message: str) -> None:
-                feedback.setProgress(5 + 90 * max(0.0, min(1.0, fraction)))
-                if message:
-                    feedback.setProgressText(message)
-
-            answer = run_segmentation(
-                backend.client(), exported.path, query, options, progress, feedback.isCanceled, use_jobs=tiled
-            )
+            outcome = run_request(request, work_dir, progress, feedback.isCanceled)
         except Think2SegError as error:
             if error.code == CANCELLED:
                 feedback.reportError(error.message)
                 return {}
+            if error.code in _CONNECTION_CODES:
+                raise QgsProcessingException(
+                    backend_sentence(error.code, error.message, request.url, where=IN_PROCESSING)
+                ) from None
             raise QgsProcessingException(error.message) from None
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
+        answer = outcome.answer or {}
+        if outcome.tiled:
+            feedback.pushInfo(tr("The backend read the area in tiles (larger than the image size bound)."))
 
         reasoning = str(answer.get("reasoning") or "").strip()
         if reasoning:
-            feedback.pushInfo(f"Reasoning: {reasoning}")
-        result_context = ResultContext(
-            query=query, source_layer=source.name, crs=source.crs, sam_size=sam_size
-        )
+            feedback.pushInfo(tr("Reasoning: {text}").format(text=reasoning))
+        result_context = ResultContext(query=query, source_layer=source.name, crs=source.crs, sam_size=sam_size)
         if answer_is_empty(answer):
-            sentence = empty_sentence(answer, query, source.name)
-            if hasattr(feedback, "pushWarning"):
-                feedback.pushWarning(sentence)
-            else:
-                feedback.reportError(sentence)
+            feedback.pushWarning(empty_sentence(answer, query, source.name))
             masks = []
         else:
             masks = mask_features(answer, result_context)
-            feedback.pushInfo(str(answer.get("message") or f"{len(masks)} instance(s) found"))
+            feedback.pushInfo(str(answer.get("message") or tr("{n} instance(s) found").format(n=len(masks))))
         note = sam_size_note(answer, sam_size)
         if note:
             feedback.pushInfo(note)
+        feedback.pushInfo(tr("SAM2 size used: {size}").format(size=sam_size_used(answer, sam_size)))
         keep = kept_instances(masks)
-        outputs = {}
-        for key, fields, wkb, features in (
-            (self.OUTPUT, mask_fields(), QgsWkbTypes.Type.MultiPolygon, masks),
-            (self.OUTPUT_POINTS, point_fields(), QgsWkbTypes.Type.Point, None),
-            (self.OUTPUT_BOXES, box_fields(), QgsWkbTypes.Type.Polygon, None),
+        names = layer_names(query)
+        group = group_name_for(query)
+        outputs = {self.REASONING: reasoning}
+        for key, name, style, fields, wkb, features in (
+            (self.OUTPUT, "masks", MASKS_STYLE, mask_fields(), QgsWkbTypes.Type.MultiPolygon, masks),
+            (self.OUTPUT_POINTS, "points", POINTS_STYLE, point_fields(), QgsWkbTypes.Type.Point, None),
+            (self.OUTPUT_BOXES, "boxes", BOXES_STYLE, box_fields(), QgsWkbTypes.Type.Polygon, None),
         ):
             sink, dest_id = self.parameterAsSink(parameters, key, context, fields, wkb, source.crs)
             if sink is None:
@@ -254,5 +354,12 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 )
             sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert)
             outputs[key] = dest_id
+            if context.willLoadLayerOnCompletion(dest_id):
+                details = context.layerToLoadOnCompletionDetails(dest_id)
+                details.name = names[name]
+                details.forceName = True
+                post = StyleAndGroup(style, group)
+                SegmentAlgorithm._post_processors.append(post)
+                details.setPostProcessor(post)
         feedback.setProgress(100)
         return outputs
