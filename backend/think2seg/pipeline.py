@@ -106,6 +106,8 @@ class SegmentResult:
     #: "crs": instance geometries are in the CRS; "raster_pixels": in the source raster's pixel frame (tiled
     #: runs clip and merge there and go to the CRS once, after the merge)
     geometry_frame: str = "crs"
+    #: the content key of the tile the model saw (`image_key`): names the view a refine works on
+    view_id: str = ""
 
     @property
     def crs(self):
@@ -142,6 +144,7 @@ class SegmentResult:
             },
             "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
             "read": self.tile.read, "timings": self.timings, "models": self.models, "created": self.created,
+            "view_id": self.view_id,
         }
 
 
@@ -323,7 +326,7 @@ class Pipeline:
             query=query, status=status, message="", reasoning=parsed.reasoning, answer=out.text,
             instances=instances, tile=tile, models=self.provenance(opts), merged_mask=merged,
             timings={**timings, "parse": t1 - t0, "segmenter": t2 - t1, "polygonise": t3 - t2},
-            geometry_frame=geometry_frame,
+            geometry_frame=geometry_frame, view_id=key,
         )
         result.message = describe(status, len(instances), result.area, area_unit(tile.crs), parsed.reason)
         if out.forced_answer:

@@ -173,6 +173,22 @@ class Segmenter:
             merged |= mask
         return MaskSet(merged, masks, scores)
 
+    @torch.inference_mode()
+    def predict_prompt(
+        self, box: tuple[float, float, float, float] | None, points: np.ndarray | None, labels: np.ndarray | None,
+    ) -> tuple[np.ndarray, float]:
+        """One mask for free prompts on the embedded image (its pixels): an optional box and points with
+        labels 1 (positive) / 0 (negative). Only SAM2's prompt encoder and mask decoder run (refine)."""
+        pts = None if points is None or len(points) == 0 else np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        lab = None if pts is None else np.asarray(labels, dtype=np.int32).reshape(-1)
+        with self._autocast():
+            m, s, _ = self.predictor.predict(
+                point_coords=pts, point_labels=lab,
+                box=None if box is None else np.asarray(box, dtype=np.float32),
+                multimask_output=False,
+            )
+        return np.asarray(m[0]) > 0, float(np.asarray(s).reshape(-1)[0])
+
     def segment(self, rgb: np.ndarray, instances: list[PromptInstance], key: str | None = None) -> MaskSet:
         if not instances:
             h, w = rgb.shape[:2]

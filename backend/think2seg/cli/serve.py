@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
                    help=f"raster pixels one read may cover (default {limits.max_source_pixels})")
     g.add_argument("--max-read-pixels", type=int, default=limits.max_read_pixels,
                    help=f"pixels one read may produce (default {limits.max_read_pixels})")
+    p.add_argument("--embedding-cache-mb", type=int, default=None,
+                   help="SAM2 image embeddings kept for reuse by a second query or a refine, in MiB (default: 1024 "
+                        "on a GPU, 256 on the CPU; 0 keeps only the current one)")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is gone (the QGIS that started the service), so a crash of it "
                         "never leaves the service holding the GPU")
@@ -134,6 +137,8 @@ def run(args) -> int:
 
     def load_scripted():
         pipeline = load()
+        if args.embedding_cache_mb is not None:  # the default SAM2 size (the one a refine test needs bounded)
+            pipeline.segmenter.cache_bytes = max(0, args.embedding_cache_mb) << 20
         if args.scripted_answer_tokens:
             from ..speed import scripted_answer_ids
 

@@ -1,4 +1,4 @@
-"""The FastAPI app (docs/api.md): /v1/health, /v1/segment, /v1/jobs. Thin over the pipeline.
+"""The FastAPI app (docs/api.md): /v1/health, /v1/segment, /v1/jobs, /v1/views/{id}/refine. Thin over the pipeline.
 
 `Service` holds the state (models, worker, work folder, limits); `Guard` checks Host, token and declared
 size before anything is read; each route is a few lines over `Service`. Errors are raised as
@@ -33,6 +33,14 @@ from ..errors import (
     WrongHost,
 )
 from ..options import JobOptions, SegmentOptions
+from ..views import (
+    DEFAULT_MAX_VIEW_BYTES,
+    DEFAULT_MAX_VIEWS,
+    RefineRequest,
+    View,
+    ViewStore,
+    refine_view,
+)
 from ..weights import DOWNLOAD
 from . import schemas
 from .auth import token_matches
@@ -56,6 +64,9 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     #: names a client may send in Host besides the loopback names and `host` (a reverse proxy's name)
     allowed_hosts: tuple[str, ...] = ()
+    #: answers kept for refine (POST /v1/views/{view_id}/refine): at most this many, this many bytes of pixels
+    max_views: int = DEFAULT_MAX_VIEWS
+    max_view_bytes: int = DEFAULT_MAX_VIEW_BYTES
 
 
 class PipelineHolder:
@@ -101,6 +112,7 @@ class Service:
         self.holder, self.config, self.limits = holder, config, config.limits
         self.work = WorkRoot(config.work_dir)
         self.worker = Worker(max_waiting=config.limits.max_waiting)
+        self.views = ViewStore(config.max_views, config.max_view_bytes)
 
     def shutdown(self) -> None:
         self.worker.stop()
@@ -132,7 +144,10 @@ class Service:
                 if item.cancelled():
                     raise Cancelled("The request was cancelled before it started.")
                 item.report(0, 1, "reading and reasoning")
-                return pipeline.segment(str(upload.path), upload.query, upload.options).to_dict()
+                result = pipeline.segment(str(upload.path), upload.query, upload.options)
+                self.views.put(View(result.view_id, result.tile, [i.instance for i in result.instances],
+                                    upload.options.min_area_pixels))
+                return result.to_dict()
         except Think2SegError as e:
             raise upload.user_error(e) from None
 
@@ -161,6 +176,12 @@ class Service:
                 self.worker.cancel(item.id, client_gone=True)
                 log.info("dropped request %s: its client has gone", item.id)
                 raise Cancelled("The client has gone.")
+
+    def refine(self, view_id: str, body: RefineRequest) -> WorkItem:
+        view = self.views.get(view_id)
+        self.holder.require()
+        return self.worker.submit(WorkItem(lambda _item: refine_view(self.holder.require().segmenter, view, body),
+                                           kind="refine"))
 
     def job(self, job_id: str) -> WorkItem:
         item = self.worker.get(job_id)
@@ -260,6 +281,15 @@ async def cancel_job(job_id: str, request: Request) -> dict:
 
 
 # -- the guard and the error answers -------------------------------------------------------------------------
+@router.post("/v1/views/{view_id}/refine", responses={
+    200: {"model": schemas.RefineAnswer}, **schemas.errors(400, 404, 422, 429, 503, 507)})
+async def refine(view_id: str, body: RefineRequest, request: Request) -> dict:
+    """Re-segment one instance of an answer from a box and positive/negative points: SAM2's decoder on the
+    answer's cached embedding, no reasoner (docs/api.md)."""
+    service = service_of(request)
+    return await service.answer(service.refine(view_id, body), request)
+
+
 def error_response(e: Think2SegError) -> JSONResponse:
     return JSONResponse(status_code=e.http_status, content={"error": e.to_dict()}, headers=e.headers())
 

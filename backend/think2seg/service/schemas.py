@@ -58,6 +58,23 @@ class SegmentAnswer(BaseModel):
     message: str
 
 
+class RefineAnswer(BaseModel):
+    """The answer of POST /v1/views/{view_id}/refine (docs/api.md has every field)."""
+
+    model_config = ConfigDict(extra="allow")
+    view_id: str
+    instance: int | None
+    edited: bool
+    geometry: dict | None
+    score: float
+    area: float
+    area_unit: str
+    area_m2: float | None
+    labels: list[int]
+    reembedded: bool
+    timings: dict[str, float]
+
+
 def form_body(options: type[SegmentOptions]) -> dict:
     """The multipart form (parsed by hand, to bound the upload while it streams), for OpenAPI."""
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

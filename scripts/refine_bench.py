@@ -1,0 +1,93 @@
+"""How long one refine takes server-side: SAM2's decoder on a cached embedding, plus prompts and polygons.
+
+    PYTHONPATH=backend .venv/bin/python scripts/refine_bench.py [--sam CHECKPOINT] [--device cpu] [--repeat 20]
+
+Without --sam it builds a randomly initialised real-size sam2.1_hiera_tiny (`build_sam2(..., ckpt_path=None)`):
+the timing does not depend on the weights. It reads the NAIP sample as the view (as /v1/segment does), embeds
+it once, then times `refine_view` (what POST /v1/views/{id}/refine runs inside the worker) for a sequence of
+edits (box + points, a negative click, a new box), and once with the embedding evicted (the re-embed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "backend"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sam", default=None, help="a SAM2.1 checkpoint (default: random real-size hiera_tiny)")
+    ap.add_argument("--size", default="tiny", help="SAM2.1 size for the random build (tiny/small/base_plus/large)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--raster", default=str(ROOT / "resources" / "naip_prairie_potholes_2020.tif"))
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args(argv)
+
+    import numpy as np
+    import torch
+    from think2seg.georef import read_tile
+    from think2seg.reasoner import pick_device
+    from think2seg.segmenter import Segmenter, image_key
+    from think2seg.views import RefineRequest, View, refine_view
+
+    t0 = time.perf_counter()
+    if args.sam:
+        seg = Segmenter.from_pretrained(args.sam, device=args.device)
+    else:
+        from sam2.build_sam import build_sam2
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+        from think2seg.weights import sam_size
+
+        spec = sam_size(args.size)  # the config the published checkpoint uses
+        dev = pick_device(args.device)
+        model = build_sam2(spec.config, ckpt_path=None, device=str(dev), mode="eval")
+        model.requires_grad_(False)
+        seg = Segmenter(SAM2ImagePredictor(model), f"sam2.1_hiera_{spec.name} (random weights)", spec.name, dev)
+    load_s = time.perf_counter() - t0
+
+    tile = read_tile(args.raster)
+    view = View(image_key(tile.rgb), tile, [0])
+    h, w = tile.shape
+    t0 = time.perf_counter()
+    seg.set_image(tile.rgb, view.view_id)
+    embed_s = time.perf_counter() - t0
+    box = [w * 0.25, h * 0.2, w * 0.75, h * 0.6]
+    edits = [
+        RefineRequest(frame="pixel", box=box, positive_points=[(w * 0.5, h * 0.4), (w * 0.375, h * 0.5)], instance=0),
+        RefineRequest(frame="pixel", box=box, positive_points=[(w * 0.5, h * 0.4)],
+                      negative_points=[(w * 0.375, h * 0.5)], instance=0),
+        RefineRequest(frame="pixel", box=[w * 0.3, h * 0.25, w * 0.6, h * 0.5], positive_points=[(w * 0.5, h * 0.4)]),
+        RefineRequest(frame="pixel", positive_points=[(w * 0.5, h * 0.4)]),
+    ]
+    refine_view(seg, view, edits[0])  # warm-up (first-call allocations)
+    totals, decoders = [], []
+    for k in range(args.repeat):
+        out = refine_view(seg, view, edits[k % len(edits)])
+        totals.append(out["timings"]["total"])
+        decoders.append(out["timings"]["decoder"])
+        assert not out["reembedded"]
+    seg.embedded_key = None  # as if another answer had taken the segmenter
+    seg.predictor.reset_predictor()
+    again = refine_view(seg, view, edits[1])
+
+    def fmt(xs):
+        xs = sorted(xs)
+        return f"median {statistics.median(xs) * 1000:.1f} ms, p90 {xs[int(0.9 * (len(xs) - 1))] * 1000:.1f} ms"
+
+    print(f"model: {seg.model_id} on {seg.device} ({torch.get_num_threads()} threads); built/loaded in {load_s:.2f} s")
+    print(f"view: {Path(args.raster).name} {w}x{h}; image embedding {embed_s:.2f} s")
+    print(f"refine (server side, no re-embed), {args.repeat} edits: {fmt(totals)}")
+    print(f"  of which SAM2 prompt decoder:                     {fmt(decoders)}")
+    print(f"refine after eviction (re-embed + decoder): {again['timings']['total']:.2f} s "
+          f"(embed {again['timings']['embed']:.2f} s)")
+    return 0 if np.isfinite(statistics.median(totals)) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Refine over real loopback HTTP with the tiny models: SAM2's decoder on a cached view, no reasoner."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from shapely.geometry import shape
+from test_service import auth, post_segment, start_service
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def service(tiny_models_dir, tmp_path_factory):
+    """The service on the tiny models, keeping no embedding but the current one: the next image evicts it."""
+    token_file = tmp_path_factory.mktemp("cfg") / "think2seg" / "token"
+    proc, url = start_service(
+        ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+         "--device", "cpu", "--embedding-cache-mb", "0"], token_file)
+    yield url, token_file.read_text().strip(), token_file
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def refine(url, token, view_id, body=None, content=None):
+    kw = {"content": content, "headers": {**auth(token), "Content-Type": "application/json"}} if content else \
+        {"json": body, "headers": auth(token)}
+    return httpx.post(f"{url}/v1/views/{view_id}/refine", timeout=120, **kw)
+
+
+def crs_box(ring):
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+@pytest.fixture(scope="module")
+def answer(service, naip):
+    url, token, _ = service
+    r = post_segment(url, token, naip, "the wetlands that hold water all year")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["view_id"]) == 32 and body["instances"]
+    return body
+
+
+def iou(a, b) -> float:
+    return a.intersection(b).area / a.union(b).area
+
+
+def test_refine_with_the_models_prompts_gives_the_models_mask(service, answer):
+    url, token, _ = service
+    inst = answer["instances"][0]
+    r = refine(url, token, answer["view_id"], {"box": crs_box(inst["box_crs"]), "positive_points": inst["points_crs"],
+                                               "instance": 0})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    model_mask = shape(answer["mask"]["features"][0]["geometry"])
+    assert out["instance"] == 0 and out["edited"] is True and out["labels"] == [1, 1]
+    assert iou(shape(out["geometry"]), model_mask) > 0.98
+    assert out["area_m2"] == pytest.approx(model_mask.area, rel=0.03) and out["area_unit"] == "m2"
+    assert out["reembedded"] is False  # the answer's embedding is still loaded
+    assert 0 < out["timings"]["decoder"] <= out["timings"]["total"]  # figures: scripts/refine_bench.py
+    # the same prompts in pixels give the same mask
+    px = refine(url, token, answer["view_id"], {"frame": "pixel", "box": inst["box_pixel"],
+                                                "positive_points": inst["points_pixel"]}).json()
+    assert iou(shape(px["geometry"]), shape(out["geometry"])) > 0.999
+    assert px["instance"] is None
+
+
+def test_prompt_changes_change_the_mask_and_an_evicted_embedding_is_rebuilt(service, answer, landsat):
+    url, token, _ = service
+    inst = answer["instances"][0]
+    box = crs_box(inst["box_crs"])
+    base = refine(url, token, answer["view_id"], {"box": box, "positive_points": inst["points_crs"]}).json()
+    # a negative click where the model put its first positive point
+    neg = refine(url, token, answer["view_id"], {"box": box, "positive_points": inst["points_crs"][1:],
+                                                 "negative_points": inst["points_crs"][:1]}).json()
+    assert neg["labels"] == [1, 0]
+    assert shape(neg["geometry"]).symmetric_difference(shape(base["geometry"])).area > 0
+    # a smaller box (the top-left quarter)
+    x1, y1, x2, y2 = box
+    small = refine(url, token, answer["view_id"], {"box": [x1, (y1 + y2) / 2, (x1 + x2) / 2, y2]}).json()
+    assert shape(small["geometry"]).symmetric_difference(shape(base["geometry"])).area > 0
+    # another answer takes the segmenter; the first view's embedding is rebuilt from its kept pixels
+    assert post_segment(url, token, landsat, "the water").status_code == 200
+    again = refine(url, token, answer["view_id"], {"box": box, "positive_points": inst["points_crs"][1:],
+                                                   "negative_points": inst["points_crs"][:1]}).json()
+    assert again["reembedded"] is True and again["timings"]["embed"] > 0
+    assert again["geometry"] == neg["geometry"] and again["score"] == pytest.approx(neg["score"], abs=1e-6)
+
+
+def test_unknown_views_instances_and_bad_prompts_are_refused(service, answer):
+    url, token, _ = service
+    inst = answer["instances"][0]
+    r = refine(url, token, "0" * 32, {"positive_points": inst["points_crs"]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "view_not_found"
+    r = refine(url, token, answer["view_id"], {"positive_points": inst["points_crs"], "instance": 7})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "instance_not_found"
+    for body in ({}, {"positive_points": [[0, 0]]}, {"box": [0, 0, 1, 1]}):  # no prompt; outside (CRS origin)
+        r = refine(url, token, answer["view_id"], body)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_prompt", r.text
+    r = refine(url, token, answer["view_id"], content=b'{"positive_points": [[NaN, 5207800.0]]}')
+    assert r.status_code == 422 and "finite" in r.json()["error"]["message"]
+    r = refine(url, token, answer["view_id"], {"frame": "metres", "box": [0, 0, 1, 1]})
+    assert r.status_code == 400
+    spec = httpx.get(url + "/openapi.json").json()
+    assert "RefineRequest" in spec["components"]["schemas"] and "/v1/views/{view_id}/refine" in spec["paths"]
