@@ -256,6 +256,16 @@ class BackendClient:
     def cancel_job(self, job_id: str) -> None:
         self._request("DELETE", f"{API}/jobs/{urllib.parse.quote(job_id)}")
 
+    def refine(self, view_id: str, prompts: dict) -> dict:
+        """Re-segment one instance of an answer (POST /v1/views/{view_id}/refine): ``prompts`` holds ``frame``,
+        ``box``, ``positive_points``, ``negative_points`` and ``instance`` (docs/api.md)."""
+        body = json.dumps(prompts).encode("utf-8")
+        _, data = self._request(
+            "POST", f"{API}/views/{urllib.parse.quote(view_id)}/refine", body, "application/json",
+            timeout=max(self.timeout, 120.0),
+        )
+        return data
+
 
 def qgis_send(
     method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float

@@ -16,6 +16,7 @@ FIELD_STRING = "string"
 FIELD_INT = "int"
 FIELD_DOUBLE = "double"
 FIELD_DATETIME = "datetime"
+FIELD_BOOL = "bool"
 
 
 def _field_type(kind: str):
@@ -27,6 +28,7 @@ def _field_type(kind: str):
             FIELD_INT: QMetaType.Type.Int,
             FIELD_DOUBLE: QMetaType.Type.Double,
             FIELD_DATETIME: QMetaType.Type.QDateTime,
+            FIELD_BOOL: QMetaType.Type.Bool,
         }[kind]
     from qgis.PyQt.QtCore import QVariant  # qt5-only
 
@@ -35,9 +37,10 @@ def _field_type(kind: str):
         FIELD_INT: QVariant.Int,  # qt5-only
         FIELD_DOUBLE: QVariant.Double,  # qt5-only
         FIELD_DATETIME: QVariant.DateTime,  # qt5-only
+        FIELD_BOOL: QVariant.Bool,  # qt5-only
     }[kind]
 
 
 def make_field(name: str, kind: str) -> QgsField:
-    """A QgsField of ``kind`` (FIELD_STRING, FIELD_INT, FIELD_DOUBLE, FIELD_DATETIME) on any QGIS 3.22-4.x."""
+    """A QgsField of ``kind`` (FIELD_STRING, FIELD_INT, FIELD_DOUBLE, FIELD_DATETIME, FIELD_BOOL) on any QGIS 3.22-4.x."""
     return QgsField(name, _field_type(kind))

@@ -31,7 +31,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDateTime
 
-from .compat import FIELD_DATETIME, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, make_field
+from .compat import FIELD_BOOL, FIELD_DATETIME, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, make_field
 from .errors import BAD_ANSWER, WRITE_FAILED, Think2SegError
 from .i18n import tr
 from .resource_files import style_path
@@ -94,6 +94,7 @@ def mask_fields() -> QgsFields:
             make_field(AREA_FIELD, FIELD_DOUBLE),
             make_field("score", FIELD_DOUBLE),
             make_field("reasoning", FIELD_STRING),
+            make_field("edited", FIELD_BOOL),  # refined by the user (think2seg_qgis.refine_tool)
         ]
     )
 
@@ -104,12 +105,16 @@ def point_fields() -> QgsFields:
             make_field("point", FIELD_INT),
             make_field("x_pixel", FIELD_DOUBLE),
             make_field("y_pixel", FIELD_DOUBLE),
+            make_field("source", FIELD_STRING),  # "model" or "user" (a refine click)
+            make_field("label", FIELD_INT),  # 1 positive, 0 negative
         ]
     )
 
 
 def box_fields() -> QgsFields:
-    return _fields([make_field("box_pixel", FIELD_STRING), make_field("score", FIELD_DOUBLE)])
+    return _fields(
+        [make_field("box_pixel", FIELD_STRING), make_field("score", FIELD_DOUBLE), make_field("source", FIELD_STRING)]
+    )
 
 
 # -- the answer --------------------------------------------------------------------------------------------
@@ -238,7 +243,7 @@ def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
         feature.setGeometry(geometry)
         feature.setAttributes(
             _common_attributes(context, answer, instance)
-            + [area, _number(instances.get(instance, {}).get("score")), reasoning]
+            + [area, _number(instances.get(instance, {}).get("score")), reasoning, False]
         )
         out.append(feature)
     return out
@@ -258,7 +263,8 @@ def point_features(answer: dict, context: ResultContext, keep: set[int] | None =
             feature = QgsFeature(fields)
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(xy[0]), float(xy[1]))))
             feature.setAttributes(
-                _common_attributes(context, answer, instance) + [index, _number(pixel[0]), _number(pixel[1])]
+                _common_attributes(context, answer, instance)
+                + [index, _number(pixel[0]), _number(pixel[1]), "model", 1]
             )
             out.append(feature)
     return out
@@ -280,7 +286,7 @@ def box_features(answer: dict, context: ResultContext, keep: set[int] | None = N
         box_pixel = item.get("box_pixel") or []
         feature.setAttributes(
             _common_attributes(context, answer, instance)
-            + [",".join(f"{float(v):g}" for v in box_pixel), _number(item.get("score"))]
+            + [",".join(f"{float(v):g}" for v in box_pixel), _number(item.get("score")), "model"]
         )
         out.append(feature)
     return out
@@ -379,7 +385,20 @@ def build_result_layers(
         f"Think2Seg answer to “{context.query}” on “{context.source_layer}”.\n\nReasoning:\n{reasoning}".strip(),
     )
     message = str(answer.get("message") or f"{len(masks)} instance(s) found")
+    mark_result_layers(layers, answer)
     return ResultLayers(layers["masks"], layers["points"], layers["boxes"], group, message)
+
+
+#: Layer custom properties that let the refine tool find an answer's layers and its backend view.
+ROLE_PROPERTY = "think2seg/role"
+VIEW_PROPERTY = "think2seg/view_id"
+
+
+def mark_result_layers(layers: dict[str, QgsVectorLayer], answer: dict) -> None:
+    """Tag each layer with its role (masks/points/boxes) and the answer's view id (saved with the project)."""
+    for key, layer in layers.items():
+        layer.setCustomProperty(ROLE_PROPERTY, key)
+        layer.setCustomProperty(VIEW_PROPERTY, str(answer.get("view_id") or ""))
 
 
 def _free_table_base(path: str, base: str) -> str:

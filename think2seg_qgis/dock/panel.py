@@ -48,6 +48,7 @@ from ..layers import (
     geopackage_path_for,
     sam_size_note,
 )
+from ..refine_tool import RefineControls, ResultGroup
 from ..segmentation import SegmentationOptions
 from ..settings import (
     AREA_CANVAS,
@@ -173,6 +174,9 @@ class Think2SegPanel(QgsDockWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        self.refine = RefineControls(self.iface, self._refine_group, lambda: self.backend_box.settings().client(),
+                                     lambda sentence: self._say(sentence, Qgis.Warning), body)
+        layout.addWidget(self.refine)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -456,6 +460,14 @@ class Think2SegPanel(QgsDockWidget):
             Qgis.MessageLevel.Success,
         )
         return result
+
+    def _refine_group(self) -> ResultGroup | None:
+        """The result to refine: the active layer's group, else the last result."""
+        layer = self.iface.activeLayer() if hasattr(self.iface, "activeLayer") else None
+        group = ResultGroup.of_layer(layer)
+        if group is None and self.last_result is not None:
+            group = ResultGroup.of_layer(self.last_result.masks)
+        return group
 
     def _zoom_to(self, result: ResultLayers) -> None:
         canvas = self.iface.mapCanvas()
