@@ -25,7 +25,7 @@ THINK2SEG_BACKEND_URL=$URL THINK2SEG_TOKEN_FILE=$WORK/token THINK2SEG_BACKEND_PY
 THINK2SEG_SCREENSHOT_DIR=$OUT THINK2SEG_SCREENSHOT_STATUS=$WORK/status.txt \
   timeout 540 xvfb-run -a -s '-screen 0 1600x1000x24' \
   qgis --nologo --noversioncheck --profiles-path "$PROFILES" \
-  --code "$ROOT/scripts/qgis_screenshot_startup.py" "$ROOT/resources/naip_prairie_potholes_2020.tif" \
+  --code "${THINK2SEG_SCREENSHOT_STARTUP:-$ROOT/scripts/qgis_screenshot_startup.py}" "$ROOT/resources/naip_prairie_potholes_2020.tif" \
   > "$WORK/qgis.log" 2>&1
 CODE=$?
 set -e

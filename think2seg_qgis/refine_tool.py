@@ -351,10 +351,14 @@ class RefineMapTool(QgsMapTool):
         if prompts is None:
             return
         template = self._mask_feature(instance)
-        pixels = (answer or {}).get("points_pixel") or []
+        pixels = (answer or {}).get("points_pixel") or []  # the request's points: positives, then negatives
+        model_points = self.edit.history[0].positive if self.edit else []
+        signed = [(p, 1, i) for i, p in enumerate(prompts.positive)]
+        signed += [(p, 0, len(prompts.positive) + i) for i, p in enumerate(prompts.negative)]
         new_points = []
-        signed = [(p, 1) for p in prompts.positive] + [(p, 0) for p in prompts.negative]
-        for index, (xy, label) in enumerate(signed):
+        for xy, label, index in signed:
+            if label == 1 and xy in model_points:
+                continue  # the model's own point: already in the layer as source = model
             f = self._prompt_feature(points, template, instance)
             f.setGeometry(QgsGeometry.fromPointXY(xy))
             f["point"], f["source"], f["label"] = index, USER, label
