@@ -72,7 +72,7 @@ def refine(panel, result) -> None:
     tool = panel.refine.tool
     canvas = iface.mapCanvas()
     box = next(f for f in result.boxes.getFeatures() if f["instance"] == 0).geometry().boundingBox()
-    canvas.setExtent(canvas.mapSettings().layerExtentToOutputExtent(result.masks, box.buffered(box.width() * 0.6)))
+    canvas.setExtent(canvas.mapSettings().layerExtentToOutputExtent(result.masks, box.buffered(box.width() * 0.1)))
     canvas.refresh()
     viewport = canvas.viewport()
     w, h, x0, y0 = box.width(), box.height(), box.xMinimum(), box.yMinimum()

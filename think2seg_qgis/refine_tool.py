@@ -19,6 +19,7 @@ from qgis.core import (
     QgsApplication,
     QgsFeature,
     QgsFeatureRequest,
+    QgsFillSymbol,
     QgsGeometry,
     QgsLayerTreeGroup,
     QgsMarkerSymbol,
@@ -150,6 +151,20 @@ def style_prompt_points(layer: QgsVectorLayer) -> None:
     layer.triggerRepaint()
 
 
+def style_prompt_boxes(layer: QgsVectorLayer) -> None:
+    """The model's boxes as before; a box the user drew: a solid green outline."""
+    if isinstance(layer.renderer(), QgsRuleBasedRenderer) or not hasattr(layer.renderer(), "symbol"):
+        return
+    root = QgsRuleBasedRenderer.Rule(None)
+    root.appendChild(QgsRuleBasedRenderer.Rule(layer.renderer().symbol().clone(), 0, 0,
+                                               '"source" IS NULL OR "source" = \'model\'', "model"))
+    user = QgsFillSymbol.createSimple({"style": "no", "outline_color": "0,200,83,255", "outline_width": "0.8",
+                                       "outline_width_unit": "MM"})
+    root.appendChild(QgsRuleBasedRenderer.Rule(user, 0, 0, '"source" = \'user\'', "user"))
+    layer.setRenderer(QgsRuleBasedRenderer(root))
+    layer.triggerRepaint()
+
+
 class RefineTask(QgsTask):
     """One refine call in the background; ``on_done(answer, error)`` on the main thread."""
 
@@ -205,6 +220,7 @@ class RefineMapTool(QgsMapTool):
         self._band.setWidth(2)
         self.setCursor(Qt.CrossCursor)
         style_prompt_points(group.points)
+        style_prompt_boxes(group.boxes)
 
     # -- which instance ------------------------------------------------------------------------------------
     def pick(self, instance: int | None) -> int:

@@ -230,6 +230,7 @@ def tile_entry(grid: TileGrid, spec: TileSpec, query_index: int, result) -> dict
     return {
         "query_index": query_index, "query": result.query, "status": result.status, "message": result.message,
         "reasoning": result.reasoning, "answer": result.answer, "pieces": pieces, "instances": instances,
+        "view_id": getattr(result, "view_id", ""),
         "timings": {k: round(float(v), 6) for k, v in result.timings.items()}, "created": result.created,
     }
 
@@ -377,6 +378,8 @@ class TiledResult:
     timings: dict[str, float]
     stats: dict[str, int]
     created: str = field(default_factory=utc_now)
+    #: the service's id for refining this result (POST /v1/views/{view_id}/refine); "" outside the service
+    view_id: str = ""
 
     @property
     def crs(self) -> CRS | None:
@@ -423,7 +426,7 @@ class TiledResult:
             "tiles": self.tile_records,
             "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
             "read": {"mode": "tiled", "source": self.source, **self.grid.to_dict(), **self.stats},
-            "timings": self.timings, "models": self.models, "created": self.created,
+            "timings": self.timings, "models": self.models, "created": self.created, "view_id": self.view_id,
         }
 
 
@@ -443,7 +446,7 @@ def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str],
             reasoning[(spec.id, qi)] = e["reasoning"]
             records.append({"tile": spec.id, "window": list(spec.window), "query": e["query"], "status": e["status"],
                             "message": e["message"], "reasoning": e["reasoning"], "answer": e["answer"],
-                            "instances": len(e["instances"])})
+                            "instances": len(e["instances"]), "view_id": e.get("view_id", "")})
             for inst in e["instances"]:
                 instances.append({**inst, "tile": spec.id, "query": e["query"]})
             for p in e["pieces"]:

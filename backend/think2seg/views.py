@@ -4,11 +4,17 @@ A *view* is the tile the model saw, named by its content key (`image_key`, the a
 service keeps recent views (pixels + georeferencing, bounded by bytes and count) so that a refine can
 rebuild the SAM2 embedding when the segmenter has evicted it; the answer is then the same as with the
 embedding still loaded. A refine runs SAM2's prompt encoder and mask decoder only (`predict_prompt`).
+
+A tiled answer (a job over a big raster) is a `TiledView`: the raster file and its grid. A refine there
+re-segments every tile whose core the prompts reach (each tile's window read again, its embedding keyed by
+its pixels like the pipeline's), cuts each tile's mask to the tile's core and dissolves the pieces across
+the core borders with `tiling.merge_pieces`: the same seamless merge as the run itself.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -18,7 +24,8 @@ from typing import Literal
 import numpy as np
 from affine import Affine
 from pydantic import BaseModel, ConfigDict, Field
-from shapely.geometry import mapping
+from shapely.geometry import MultiPoint, MultiPolygon, mapping
+from shapely.geometry import box as shapely_box
 
 from .errors import BadInput, NotFound
 from .georef import RasterTile, area_m2, area_unit, box_ring, crs_epsg
@@ -54,6 +61,35 @@ class View:
     def nbytes(self) -> int:
         return int(self.tile.rgb.nbytes + (self.tile.valid.nbytes if self.tile.valid is not None else 0))
 
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class TiledView:
+    """A tiled answer: the raster file (kept by the service while the view lives), its grid and read options."""
+
+    view_id: str
+    path: str
+    grid: object  # tiling.TileGrid
+    bands: list[int] | None
+    instances: list[int]
+    min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS
+
+    @property
+    def nbytes(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
+
+    def close(self) -> None:
+        """The view is dropped: so is its copy of the raster."""
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
 
 class ViewStore:
     """Recent views by id, least recently used dropped first past `max_views` or `max_bytes`."""
@@ -76,9 +112,15 @@ class ViewStore:
             self._views.pop(view.view_id, None)
             self._views[view.view_id] = view
             while len(self._views) > 1 and (len(self._views) > self.max_views or self.nbytes > self.max_bytes):
-                self._views.popitem(last=False)
+                self._views.popitem(last=False)[1].close()
 
-    def get(self, view_id: str) -> View:
+    def close(self) -> None:
+        with self._lock:
+            for view in self._views.values():
+                view.close()
+            self._views.clear()
+
+    def get(self, view_id: str) -> View | TiledView:
         with self._lock:
             view = self._views.get(view_id)
             if view is None:
@@ -105,16 +147,15 @@ class RefineRequest(BaseModel):
     instance: int | None = Field(None, description="the answer's instance this edits; null for a new instance")
 
 
-def _to_tile_pixels(view: View, xy: np.ndarray, frame: str) -> np.ndarray:
-    tile = view.tile
-    inverse: Affine = ~tile.transform if frame == "crs" else ~tile.to_source_pixel
+def _apply(a: Affine, xy) -> np.ndarray:
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-    return np.column_stack([inverse.a * xy[:, 0] + inverse.b * xy[:, 1] + inverse.c,
-                            inverse.d * xy[:, 0] + inverse.e * xy[:, 1] + inverse.f])
+    return np.column_stack([a.a * xy[:, 0] + a.b * xy[:, 1] + a.c, a.d * xy[:, 0] + a.e * xy[:, 1] + a.f])
 
 
-def tile_prompts(view: View, req: RefineRequest) -> tuple[tuple[float, float, float, float] | None, np.ndarray, np.ndarray]:
-    """The request's prompts in the view's tile pixels: (box or None, points (N, 2), labels (N,)).
+def frame_prompts(req: RefineRequest, to_pixels: Affine, shape: tuple[int, int],
+                  ) -> tuple[tuple[float, float, float, float] | None, np.ndarray, np.ndarray]:
+    """The request's prompts in a pixel grid of `shape` (h, w), `to_pixels` mapping the request's frame to
+    it: (box or None, points (N, 2), labels (N,)).
 
     Raises BadPrompt (HTTP 422) for no prompt at all, a non-finite number, a point outside the view, or a
     box that does not overlap it (a box reaching past the edge is cut to the view)."""
@@ -123,12 +164,12 @@ def tile_prompts(view: View, req: RefineRequest) -> tuple[tuple[float, float, fl
         raise BadPrompt("A prompt coordinate is not a finite number (NaN or infinity); send real coordinates.")
     if req.box is None and not req.positive_points and not req.negative_points:
         raise BadPrompt("Give a box or at least one point to segment from.")
-    h, w = view.tile.shape
+    h, w = shape
     where = "the raster's CRS" if req.frame == "crs" else "the image's pixels"
     box = None
     if req.box is not None:
         x1, y1, x2, y2 = req.box
-        corners = _to_tile_pixels(view, [[x1, y1], [x2, y1], [x2, y2], [x1, y2]], req.frame)
+        corners = _apply(to_pixels, [[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
         bx1, by1 = np.clip(corners.min(axis=0), 0, [w, h])
         bx2, by2 = np.clip(corners.max(axis=0), 0, [w, h])
         if bx2 - bx1 < 1e-6 or by2 - by1 < 1e-6:
@@ -137,7 +178,7 @@ def tile_prompts(view: View, req: RefineRequest) -> tuple[tuple[float, float, fl
         box = (float(bx1), float(by1), float(bx2), float(by2))
     pts = [*req.positive_points, *req.negative_points]
     labels = np.array([1] * len(req.positive_points) + [0] * len(req.negative_points), dtype=np.int32)
-    xy = _to_tile_pixels(view, pts, req.frame) if pts else np.zeros((0, 2))
+    xy = _apply(to_pixels, pts) if pts else np.zeros((0, 2))
     outside = [list(p) for p, q in zip(pts, xy) if not (0 <= q[0] <= w and 0 <= q[1] <= h)]
     if outside:
         raise BadPrompt(f"The point(s) {outside} lie outside the view (coordinates in {where}); click inside the "
@@ -145,20 +186,34 @@ def tile_prompts(view: View, req: RefineRequest) -> tuple[tuple[float, float, fl
     return box, xy, labels
 
 
+def tiled_view_id(tile_records: list[dict]) -> str:
+    """A tiled answer's view id: a key over its tiles' content keys (the same raster and grid, the same id)."""
+    import hashlib
+
+    keys = "|".join(f"{r['tile']}={r.get('view_id', '')}" for r in tile_records)
+    return hashlib.blake2b(keys.encode(), digest_size=16).hexdigest()
+
+
 def _encodes(segmenter, key: str) -> bool:
     """Whether `set_image(..., key)` will run the image encoder (neither embedded now nor in its LRU)."""
     return key != segmenter.embedded_key and key not in segmenter.cached_keys
 
 
-def refine_view(segmenter, view: View, req: RefineRequest) -> dict:
-    """Re-segment one instance of `view` from `req`'s prompts: SAM2's decoder on the view's embedding
-    (rebuilt from the view's pixels when the segmenter no longer holds it). The reasoner is not called."""
-    t0 = time.perf_counter()
+def _check_instance(view: View | TiledView, req: RefineRequest) -> None:
     if req.instance is not None and req.instance not in view.instances:
         raise InstanceNotFound(f"The answer {view.view_id} has no instance {req.instance} (it has "
                                f"{', '.join(map(str, view.instances)) or 'none'}); leave `instance` out for a new one.")
-    box, xy, labels = tile_prompts(view, req)
+
+
+def refine_view(segmenter, view: View | TiledView, req: RefineRequest) -> dict:
+    """Re-segment one instance of `view` from `req`'s prompts: SAM2's decoder on the view's embedding
+    (rebuilt from the view's pixels when the segmenter no longer holds it). The reasoner is not called."""
+    if isinstance(view, TiledView):
+        return refine_tiled(segmenter, view, req)
+    t0 = time.perf_counter()
+    _check_instance(view, req)
     tile = view.tile
+    box, xy, labels = frame_prompts(req, ~tile.transform if req.frame == "crs" else ~tile.to_source_pixel, tile.shape)
     t1 = time.perf_counter()
     reembedded = _encodes(segmenter, view.view_id)
     segmenter.set_image(tile.rgb, view.view_id)
@@ -185,4 +240,83 @@ def refine_view(segmenter, view: View, req: RefineRequest) -> dict:
         "reembedded": reembedded,
         "timings": {"prompts": t1 - t0, "embed": t2 - t1, "decoder": t3 - t2, "polygonise": t4 - t3,
                     "total": t4 - t0},
+    }
+
+
+def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
+    """Refine on a tiled answer: every tile whose core the prompts reach is re-segmented from the prompts
+    that fall on it (the box cut to the tile, the points inside it), each mask cut to its tile's core, and the
+    pieces dissolved across core borders (`tiling.merge_pieces`), so the instance stays seamless."""
+    import rasterio
+
+    from .segmenter import image_key
+    from .tiling import GDAL_CACHE_MB, Piece, _as_multipolygon, clip_to_core, merge_pieces, read_window
+
+    t0 = time.perf_counter()
+    _check_instance(view, req)
+    grid = view.grid
+    # The uploaded image's pixels are the raster's pixels: "pixel" needs no mapping.
+    box, xy, labels = frame_prompts(req, ~grid.transform if req.frame == "crs" else Affine.identity(),
+                                    (grid.height, grid.width))
+    reach = shapely_box(*box) if box is not None else MultiPoint([tuple(p) for p in xy]).convex_hull
+    specs = [s for s in grid.tiles if shapely_box(*s.core).intersects(reach)]
+    pieces, scores, tiles_used = [], [], []
+    timings = {"prompts": time.perf_counter() - t0, "read": 0.0, "embed": 0.0, "decoder": 0.0, "polygonise": 0.0}
+    reembedded = False
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(view.path) as ds:
+        for spec in specs:
+            t = time.perf_counter()
+            tile = read_window(ds, spec, view.bands)
+            key = image_key(tile.rgb)
+            to_tile = ~tile.to_source_pixel
+            h, w = tile.shape
+            tile_box = None
+            if box is not None:
+                c = _apply(to_tile, [box[:2], box[2:]])
+                x1, y1 = np.clip(c.min(axis=0), 0, [w, h])
+                x2, y2 = np.clip(c.max(axis=0), 0, [w, h])
+                tile_box = (float(x1), float(y1), float(x2), float(y2)) if x2 - x1 > 1e-6 and y2 - y1 > 1e-6 else None
+            txy = _apply(to_tile, xy) if len(xy) else np.zeros((0, 2))
+            inside = (txy[:, 0] >= 0) & (txy[:, 0] <= w) & (txy[:, 1] >= 0) & (txy[:, 1] <= h)
+            if tile_box is None and not inside.any():
+                continue
+            t1 = time.perf_counter()
+            reembedded |= _encodes(segmenter, key)
+            segmenter.set_image(tile.rgb, key)
+            t2 = time.perf_counter()
+            mask, score = segmenter.predict_prompt(tile_box, txy[inside], labels[inside])
+            t3 = time.perf_counter()
+            if tile.valid is not None:
+                mask = mask & tile.valid
+            geom = mask_to_multipolygon(mask, tile, view.min_area_pixels)
+            piece = clip_to_core(grid.to_pixels(geom), spec.core) if not geom.is_empty else None
+            if piece is not None and not piece.is_empty:
+                pieces += [Piece(p, spec.id, 0, 0, score) for p in piece.geoms]
+            scores.append((score, piece.area if piece is not None else 0.0))
+            tiles_used.append(spec.id)
+            t4 = time.perf_counter()
+            for k, v in (("read", t1 - t), ("embed", t2 - t1), ("decoder", t3 - t2), ("polygonise", t4 - t3)):
+                timings[k] += v
+    t5 = time.perf_counter()
+    merged = merge_pieces(pieces, view.min_area_pixels * grid.scale * grid.scale)
+    geom_px = _as_multipolygon(MultiPolygon([p for g, _ in merged for p in g.geoms]))
+    geom = _as_multipolygon(grid.to_crs(geom_px))
+    area = (area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area)) \
+        if not geom.is_empty else 0.0
+    weights = np.array([a for _, a in scores])
+    score = float(np.average([s for s, _ in scores], weights=weights if weights.sum() > 0 else None)) if scores else 0.0
+    timings["merge"] = time.perf_counter() - t5
+    timings["total"] = time.perf_counter() - t0
+    unit = area_unit(grid.crs)
+    to_crs = grid.transform
+    return {
+        "view_id": view.view_id, "instance": req.instance, "edited": True,
+        "geometry": mapping(geom) if not geom.is_empty else None,
+        "score": score, "area": area, "area_unit": unit, "area_m2": area if unit == "m2" else None,
+        "box_pixel": None if box is None else list(box),
+        "box_crs": None if box is None else _apply(to_crs, box_ring(box)).tolist(),
+        "points_pixel": xy.tolist(), "points_crs": _apply(to_crs, xy).tolist() if len(xy) else [],
+        "labels": labels.tolist(),
+        "crs": grid.crs.to_wkt() if grid.crs else None, "epsg": crs_epsg(grid.crs),
+        "tiles": tiles_used, "reembedded": reembedded, "timings": timings,
     }

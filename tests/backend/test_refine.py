@@ -105,3 +105,42 @@ def test_unknown_views_instances_and_bad_prompts_are_refused(service, answer):
     assert r.status_code == 400
     spec = httpx.get(url + "/openapi.json").json()
     assert "RefineRequest" in spec["components"]["schemas"] and "/v1/views/{view_id}/refine" in spec["paths"]
+
+
+def test_refine_on_a_tiled_job_resegments_the_tiles_it_reaches_and_merges_them_seamlessly(service, naip):
+    import itertools
+    import time
+
+    url, token, _ = service
+    # 934 x 723 px in 512 px tiles overlapping by 64: a 2 x 2 grid, core borders at x = 467 and y = 361
+    opts = {"max_read_size": 512, "tile_size": 512, "overlap": 64}
+    job = post_segment(url, token, naip, "the wetlands", options=opts, endpoint="/v1/jobs").json()
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        st = httpx.get(f"{url}/v1/jobs/{job['job_id']}", headers=auth(token)).json()
+        if st["status"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.5)
+    assert st["status"] == "done", st
+    answer = httpx.get(f"{url}/v1/jobs/{job['job_id']}/result", headers=auth(token)).json()
+    assert answer["read"]["mode"] == "tiled" and len(answer["tiles"]) == 4 and answer["view_id"]
+    assert all(len(t["view_id"]) == 32 for t in answer["tiles"])
+    # a box across the vertical core border, in the raster's pixels
+    body = {"frame": "pixel", "box": [380, 60, 560, 300], "positive_points": [[420, 180], [520, 200]],
+            "negative_points": [[470, 250]]}
+    r = refine(url, token, answer["view_id"], body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["tiles"] == ["r0c0", "r0c1"] and out["labels"] == [1, 1, 0] and out["geometry"]
+    geom = shape(out["geometry"])
+    assert geom.is_valid and geom.area > 0
+    # seamless: no two parts share a stretch of border (they would have been dissolved into one)
+    parts = list(geom.geoms)
+    assert all(a.intersection(b).length == 0 for a, b in itertools.combinations(parts, 2))
+    # a refine on one tile only touches that tile; the same prompts give the same answer
+    one = refine(url, token, answer["view_id"], {"frame": "pixel", "positive_points": [[100, 100]]}).json()
+    assert one["tiles"] == ["r0c0"]
+    again = refine(url, token, answer["view_id"], body).json()
+    assert again["geometry"] == out["geometry"]
+    r = refine(url, token, answer["view_id"], {"frame": "pixel", "positive_points": [[2000, 100]]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_prompt"

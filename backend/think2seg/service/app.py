@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import platform
 import shutil
 import threading
@@ -37,9 +38,11 @@ from ..views import (
     DEFAULT_MAX_VIEW_BYTES,
     DEFAULT_MAX_VIEWS,
     RefineRequest,
+    TiledView,
     View,
     ViewStore,
     refine_view,
+    tiled_view_id,
 )
 from ..weights import DOWNLOAD
 from . import schemas
@@ -113,9 +116,11 @@ class Service:
         self.work = WorkRoot(config.work_dir)
         self.worker = Worker(max_waiting=config.limits.max_waiting)
         self.views = ViewStore(config.max_views, config.max_view_bytes)
+        self._views_folder = self.work.new_folder("views")  # tiled views keep their raster here
 
     def shutdown(self) -> None:
         self.worker.stop()
+        self.views.close()
         self.work.close()
 
     async def receive(self, request: Request, options: type[SegmentOptions]) -> Upload:
@@ -157,11 +162,19 @@ class Service:
         opts: JobOptions = upload.options  # type: ignore[assignment]  (a tiled plan comes from JobOptions)
         state = self.work.new_folder(f"tiles-{item.id}")
         try:
-            return segment_raster_tiled(
+            result = segment_raster_tiled(
                 pipeline, str(upload.path), [upload.query], opts, tile_size=opts.tile_size, overlap=opts.overlap,
                 gsd=opts.gsd, batch_size=opts.batch_size, state_path=state, progress=item.report,
                 cancelled=item.cancelled,
-            ).to_dict()
+            )
+            # Keep the raster while its view lives (the upload itself is deleted when the item ends): a refine
+            # re-reads the tiles it touches.
+            result.view_id = tiled_view_id(result.tile_records)
+            kept = self._views_folder / f"{result.view_id}{upload.path.suffix}"
+            os.replace(upload.path, kept)
+            self.views.put(TiledView(result.view_id, str(kept), result.grid, opts.bands,
+                                     [f.instance for f in result.features], opts.min_area_pixels))
+            return result.to_dict()
         finally:
             shutil.rmtree(state, ignore_errors=True)
 
