@@ -47,6 +47,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .client import BackendClient
+from .compat import FIELD_BOOL, FIELD_INT, FIELD_STRING, make_field
 from .errors import Think2SegError
 from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geojson, area_m2
 
@@ -214,11 +215,11 @@ class RefineMapTool(QgsMapTool):
         self.task: RefineTask | None = None
         self._dirty = False  # an edit arrived while a refine was in flight: send the latest prompts after it
         self._press: QPoint | None = None
-        self._band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self._band = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self._band.setColor(QColor(0, 229, 255, 60))
         self._band.setStrokeColor(QColor(0, 229, 255))
         self._band.setWidth(2)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
         style_prompt_points(group.points)
         style_prompt_boxes(group.boxes)
 
@@ -357,7 +358,7 @@ class RefineMapTool(QgsMapTool):
         """Replace the instance's user points and box by ``prompts`` (None: remove them)."""
         points, boxes = self.group.points, self.group.boxes
         for layer in (points, boxes):
-            for name, kind in (("source", "string"), ("label", "int")):
+            for name, kind in (("source", FIELD_STRING), ("label", FIELD_INT)):
                 if layer is boxes and name == "label":
                     continue
                 self._ensure_field(layer, name, kind)
@@ -403,15 +404,11 @@ class RefineMapTool(QgsMapTool):
         return f
 
     @staticmethod
-    def _ensure_field(layer: QgsVectorLayer, name: str, kind: str = "bool") -> None:
+    def _ensure_field(layer: QgsVectorLayer, name: str, kind: str = FIELD_BOOL) -> None:
         """Layers from before refine existed (an older GeoPackage) get the provenance field on first edit."""
         if layer.fields().indexOf(name) >= 0:
             return
-        from qgis.core import QgsField
-        from qgis.PyQt.QtCore import QVariant
-
-        types = {"bool": QVariant.Bool, "string": QVariant.String, "int": QVariant.Int}
-        layer.dataProvider().addAttributes([QgsField(name, types[kind])])
+        layer.dataProvider().addAttributes([make_field(name, kind)])
         layer.updateFields()
 
     def _restore(self) -> None:
@@ -447,25 +444,25 @@ class RefineMapTool(QgsMapTool):
 
     def canvasReleaseEvent(self, event) -> None:  # noqa: N802 - Qt naming
         press, self._press = self._press, None
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         if press is None:
             return
         if (event.pos() - press).manhattanLength() >= DRAG_PIXELS:
             a, b = self._layer_point(press), self._layer_point(event.pos())
             self.set_box(QgsRectangle(a, b))
-        elif event.button() == Qt.RightButton:
+        elif event.button() == Qt.MouseButton.RightButton:
             self.add_point(self._layer_point(event.pos()), positive=False)
-        elif event.button() == Qt.LeftButton:
+        elif event.button() == Qt.MouseButton.LeftButton:
             self.add_point(self._layer_point(event.pos()), positive=True)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt naming
-        if event.matches(QKeySequence.Undo):
+        if event.matches(QKeySequence.StandardKey.Undo):
             self.undo()
-        elif event.key() == Qt.Key_Escape:
+        elif event.key() == Qt.Key.Key_Escape:
             self.done()
 
     def deactivate(self) -> None:
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         super().deactivate()
 
 

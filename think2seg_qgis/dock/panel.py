@@ -175,7 +175,7 @@ class Think2SegPanel(QgsDockWidget):
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
         self.refine = RefineControls(self.iface, self._refine_group, lambda: self.backend_box.settings().client(),
-                                     lambda sentence: self._say(sentence, Qgis.Warning), body)
+                                     lambda sentence: self._say(sentence, Qgis.MessageLevel.Warning), body)
         layout.addWidget(self.refine)
 
         self.progress = QProgressBar()
