@@ -56,6 +56,8 @@ class View:
     tile: RasterTile
     instances: list[int]
     min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS
+    #: the SAM2.1 size that drew the answer (None: the pipeline's default): a refine uses the same one
+    sam_size: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -75,6 +77,8 @@ class TiledView:
     bands: list[int] | None
     instances: list[int]
     min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS
+    #: the SAM2.1 size that drew the answer (None: the pipeline's default): a refine uses the same one
+    sam_size: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -222,7 +226,7 @@ def refine_view(segmenter, view: View | TiledView, req: RefineRequest) -> dict:
     t3 = time.perf_counter()
     if tile.valid is not None:
         mask = mask & tile.valid
-    geom = mask_to_multipolygon(mask, tile, view.min_area_pixels)
+    geom = mask_to_multipolygon(mask, tile.transform, view.min_area_pixels)
     area = area_m2(geom, tile.crs, tile.pixel_area) if not geom.is_empty else 0.0
     t4 = time.perf_counter()
     src = tile.to_source_pixel
@@ -249,8 +253,9 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     pieces dissolved across core borders (`tiling.merge_pieces`), so the instance stays seamless."""
     import rasterio
 
+    from .result import as_multipolygon
     from .segmenter import image_key
-    from .tiling import GDAL_CACHE_MB, Piece, _as_multipolygon, clip_to_core, merge_pieces, read_window
+    from .tiling import GDAL_CACHE_MB, Piece, clip_to_core, merge_pieces, read_window
 
     t0 = time.perf_counter()
     _check_instance(view, req)
@@ -288,8 +293,9 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
             t3 = time.perf_counter()
             if tile.valid is not None:
                 mask = mask & tile.valid
-            geom = mask_to_multipolygon(mask, tile, view.min_area_pixels)
-            piece = clip_to_core(grid.to_pixels(geom), spec.core) if not geom.is_empty else None
+            # In the raster's pixels, where the run clipped and merged (core borders are whole numbers there).
+            geom_px = mask_to_multipolygon(mask, tile.to_source_pixel, view.min_area_pixels)
+            piece = clip_to_core(geom_px, spec.core) if not geom_px.is_empty else None
             if piece is not None and not piece.is_empty:
                 pieces += [Piece(p, spec.id, 0, 0, score) for p in piece.geoms]
             scores.append((score, piece.area if piece is not None else 0.0))
@@ -299,8 +305,8 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
                 timings[k] += v
     t5 = time.perf_counter()
     merged = merge_pieces(pieces, view.min_area_pixels * grid.scale * grid.scale)
-    geom_px = _as_multipolygon(MultiPolygon([p for g, _ in merged for p in g.geoms]))
-    geom = _as_multipolygon(grid.to_crs(geom_px))
+    geom_px = as_multipolygon(MultiPolygon([p for g, _ in merged for p in g.geoms]))
+    geom = as_multipolygon(grid.to_crs(geom_px))
     area = (area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area)) \
         if not geom.is_empty else 0.0
     weights = np.array([a for _, a in scores])

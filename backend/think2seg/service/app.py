@@ -151,7 +151,7 @@ class Service:
                 item.report(0, 1, "reading and reasoning")
                 result = pipeline.segment(str(upload.path), upload.query, upload.options)
                 self.views.put(View(result.view_id, result.tile, [i.instance for i in result.instances],
-                                    upload.options.min_area_pixels))
+                                    upload.options.min_area_pixels, upload.options.sam_size))
                 return result.to_dict()
         except Think2SegError as e:
             raise upload.user_error(e) from None
@@ -173,7 +173,7 @@ class Service:
             kept = self._views_folder / f"{result.view_id}{upload.path.suffix}"
             os.replace(upload.path, kept)
             self.views.put(TiledView(result.view_id, str(kept), result.grid, opts.bands,
-                                     [f.instance for f in result.features], opts.min_area_pixels))
+                                     [f.instance for f in result.features], opts.min_area_pixels, opts.sam_size))
             return result.to_dict()
         finally:
             shutil.rmtree(state, ignore_errors=True)
@@ -193,8 +193,8 @@ class Service:
     def refine(self, view_id: str, body: RefineRequest) -> WorkItem:
         view = self.views.get(view_id)
         self.holder.require()
-        return self.worker.submit(WorkItem(lambda _item: refine_view(self.holder.require().segmenter, view, body),
-                                           kind="refine"))
+        return self.worker.submit(WorkItem(
+            lambda _item: refine_view(self.holder.require().segmenter_for(view.sam_size), view, body), kind="refine"))
 
     def job(self, job_id: str) -> WorkItem:
         item = self.worker.get(job_id)
