@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from shapely.geometry import shape
-from test_service import auth, post_segment, start_service
+from test_service import auth, post_segment
+from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 
@@ -13,13 +14,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def service(tiny_models_dir, tmp_path_factory):
     """The service on the tiny models, keeping no embedding but the current one: the next image evicts it."""
-    token_file = tmp_path_factory.mktemp("cfg") / "think2seg" / "token"
-    proc, url = start_service(
-        ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-         "--device", "cpu", "--embedding-cache-mb", "0"], token_file)
-    yield url, token_file.read_text().strip(), token_file
-    proc.terminate()
-    proc.wait(timeout=20)
+    folder = tmp_path_factory.mktemp("cfg") / "think2seg"
+    with live_service(["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+                       "--device", "cpu", "--embedding-cache-mb", "0"], folder, env={"HF_HUB_OFFLINE": "1"},
+                      timeout=120) as svc:
+        yield svc.url, svc.token, svc.token_file
 
 
 def refine(url, token, view_id, body=None, content=None):

@@ -32,6 +32,7 @@ def geometry(masks, instance: int):
 @pytest.fixture()
 def refining(panel, iface, project):  # noqa: F811
     _prepare(panel, iface, project, area="layer")
+    panel.sam_combo.setCurrentText("tiny")  # the size the service holds (its tiny checkpoint)
     outcome, result = run_panel(panel)
     assert outcome.error is None and result is not None, panel.status_label.text()
     assert result.masks.customProperty("think2seg/view_id") == outcome.answer["view_id"]
