@@ -126,7 +126,7 @@ def test_in_a_model(provider, tmp_path):
     child.setChildId("segment")
     child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
     child.addParameterSources("QUERY", [QgsProcessingModelChildParameterSource.fromModelParameter("query")])
-    child.addParameterSources("SAM_MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])
+    child.addParameterSources("SAM_MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])  # tiny: the size the test service has
     child.addParameterSources(
         "MAX_REASONING_TOKENS", [QgsProcessingModelChildParameterSource.fromStaticValue(512)]
     )
