@@ -180,7 +180,7 @@ def sam_size_used(answer: dict, requested: str) -> str:
 def sam_size_note(answer: dict, requested: str) -> str:
     """A sentence when the backend drew the masks with another SAM2 size than the one asked for."""
     used = sam_size_used(answer, requested)
-    if used == requested:
+    if not requested or used == requested:
         return ""
     return tr("Masks drawn with SAM2 {used}: the backend did not use the size asked for ({requested}).").format(
         used=used, requested=requested

@@ -25,7 +25,7 @@ IsCancelled = Callable[[], bool]
 
 @dataclass
 class SegmentationOptions:
-    sam_size: str = "small"
+    sam_size: str = ""  # empty: the backend's own (settings.SAM_SIZE_BACKEND)
     max_reasoning_tokens: int = 1024
     bands: list[int] | None = None
     tile_size: int | None = None
@@ -33,7 +33,9 @@ class SegmentationOptions:
     max_read_size: int | None = None  # the backend tiles a job whose image is larger than this
 
     def to_json(self) -> dict:
-        options: dict = {"sam_size": self.sam_size, "max_reasoning_tokens": int(self.max_reasoning_tokens)}
+        options: dict = {"max_reasoning_tokens": int(self.max_reasoning_tokens)}
+        if self.sam_size:
+            options["sam_size"] = self.sam_size
         if self.bands:
             options["bands"] = [int(b) for b in self.bands]
         if self.tile_size:

@@ -20,7 +20,10 @@ ENV_URL = "THINK2SEG_BACKEND_URL"
 ENV_TOKEN_FILE = "THINK2SEG_TOKEN_FILE"
 
 SAM_SIZES = ("tiny", "small", "base_plus", "large")
-DEFAULT_SAM_SIZE = "small"
+# No size in the request: the backend uses the SAM2 it was started with (a local checkpoint may be the only one it
+# has). A size chosen explicitly is sent and the backend loads it on demand.
+SAM_SIZE_BACKEND = ""
+DEFAULT_SAM_SIZE = SAM_SIZE_BACKEND
 DEFAULT_REASONING_TOKENS = 1024
 DEFAULT_PORT = 8765
 DEFAULT_EXPORT_MAX_SIZE = 2048
@@ -225,7 +228,7 @@ def load_run_settings() -> RunSettings:
         history = [history] if history else []
     sam_size = _value(s, "run/sam_size", d.sam_size, str)
     return RunSettings(
-        sam_size=sam_size if sam_size in SAM_SIZES else d.sam_size,
+        sam_size=sam_size if sam_size in SAM_SIZES + (SAM_SIZE_BACKEND,) else d.sam_size,
         max_reasoning_tokens=_value(s, "run/max_reasoning_tokens", d.max_reasoning_tokens, int),
         destination=_value(s, "run/destination", d.destination, str),
         area=_value(s, "run/area", d.area, str),

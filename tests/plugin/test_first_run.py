@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from plugin_testing import ROOT, free_port, wait_until
+from plugin_testing import ROOT, wait_until
 from qgis.core import QgsSettings
+from think2seg.testing.live_service import free_port
 
 from think2seg_qgis.backend_launcher import STATE_READY
 from think2seg_qgis.errors import NOT_CONFIGURED

@@ -66,8 +66,8 @@ def test_init_processing_alone_registers_the_algorithm(qgis_app):
             algorithm.parameterDefinition("EXTENT").flags()
             & algorithm.parameterDefinition("EXTENT").FlagOptional
         )
-        assert algorithm.parameterDefinition("SAM_MODEL").options()[1] == "Small (default)"  # readable labels
-        assert algorithm.parameterDefinition("SAM_MODEL").defaultValue() == 1
+        assert algorithm.parameterDefinition("SAM_MODEL").options()[1] == "Small"  # readable labels
+        assert algorithm.parameterDefinition("SAM_MODEL").defaultValue() == 4  # the backend's own size
     finally:
         plugin.unload()
     assert _providers() == []

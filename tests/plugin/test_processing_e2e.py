@@ -126,7 +126,7 @@ def test_in_a_model(provider, tmp_path):
     child.setChildId("segment")
     child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
     child.addParameterSources("QUERY", [QgsProcessingModelChildParameterSource.fromModelParameter("query")])
-    child.addParameterSources("SAM_MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])
+    child.addParameterSources("SAM_MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])  # tiny: the size the test service has
     child.addParameterSources(
         "MAX_REASONING_TOKENS", [QgsProcessingModelChildParameterSource.fromStaticValue(512)]
     )
@@ -210,7 +210,11 @@ def test_help_labels_and_advanced_parameters(provider):
 
     algorithm = QgsApplication.processingRegistry().algorithmById("think2seg:segment")
     sam = algorithm.parameterDefinition("SAM_MODEL")
-    assert sam.options() == ["Tiny (fastest, coarsest)", "Small (default)", "Base+ (finer)", "Large (finest, most memory)"]
+    assert sam.options() == [
+        "Tiny (fastest, coarsest)", "Small", "Base+ (finer)", "Large (finest, most memory)",
+        "As the backend started (default)",
+    ]  # fmt: skip
+    assert sam.defaultValue() == 4
     for name in ("BACKEND_URL", "MAX_IMAGE_SIZE", "MAX_REASONING_TOKENS"):
         flags = algorithm.parameterDefinition(name).flags()
         assert flags & QgsProcessingParameterDefinition.Flag.FlagAdvanced, name
@@ -229,7 +233,7 @@ def test_panel_and_processing_give_the_same_layers_and_attributes(provider, ifac
 
     processed = processing.run(
         "think2seg:segment",
-        {"INPUT": str(NAIP), "QUERY": QUERY, "SAM_MODEL": 1, "MAX_REASONING_TOKENS": 256, "OUTPUT": "memory:"},
+        {"INPUT": str(NAIP), "QUERY": QUERY, "MAX_REASONING_TOKENS": 256, "OUTPUT": "memory:"},
     )["OUTPUT"]
     project = QgsProject.instance()
     project.clear()
@@ -241,7 +245,6 @@ def test_panel_and_processing_give_the_same_layers_and_attributes(provider, ifac
         project.addMapLayer(layer)
         panel.layer_combo.setLayer(layer)
         panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
-        panel.sam_combo.setCurrentText("small")
         panel.budget_spin.setValue(256)
         panel.set_query(QUERY)
         outcomes = []

@@ -56,6 +56,7 @@ from ..settings import (
     AREA_SELECTION,
     DESTINATION_GEOPACKAGE,
     DESTINATION_MEMORY,
+    SAM_SIZE_BACKEND,
     SAM_SIZES,
     load_run_settings,
     remember_query,
@@ -138,7 +139,9 @@ class Think2SegPanel(QgsDockWidget):
         self.options_box = QgsCollapsibleGroupBox(tr("Options"))
         options = QFormLayout(self.options_box)
         self.sam_combo = QComboBox()
-        self.sam_combo.addItems(list(SAM_SIZES))
+        self.sam_combo.addItem(tr("As the backend started"), SAM_SIZE_BACKEND)
+        for size in SAM_SIZES:
+            self.sam_combo.addItem(size, size)
         self.sam_combo.setToolTip(tr("SAM2.1 model size: larger draws finer masks, needs more memory"))
         self.budget_spin = QSpinBox()
         self.budget_spin.setRange(16, 8192)
@@ -155,7 +158,7 @@ class Think2SegPanel(QgsDockWidget):
         self.max_size_spin.setToolTip(
             tr("The long side of the image sent to the backend; larger areas are resampled")
         )
-        self.sam_combo.currentTextChanged.connect(self._sam_size_changed)
+        self.sam_combo.currentIndexChanged.connect(self._sam_size_changed)
         options.addRow(tr("SAM2 size"), self.sam_combo)
         options.addRow(tr("Reasoning budget"), self.budget_spin)
         options.addRow(tr("Results in"), self.destination_combo)
@@ -231,7 +234,7 @@ class Think2SegPanel(QgsDockWidget):
     def _load_run_settings(self) -> None:
         run = self.run_settings
         self._fill_history()
-        self.sam_combo.setCurrentText(run.sam_size)
+        self.sam_combo.setCurrentIndex(max(0, self.sam_combo.findData(run.sam_size)))
         self.backend_box.sam_size = run.sam_size
         self.budget_spin.setValue(int(run.max_reasoning_tokens))
         self.destination_combo.setCurrentIndex(max(0, self.destination_combo.findData(run.destination)))
@@ -247,8 +250,8 @@ class Think2SegPanel(QgsDockWidget):
         self.query_combo.setEditText(text)
         self.query_combo.blockSignals(False)
 
-    def _sam_size_changed(self, size: str) -> None:
-        self.backend_box.sam_size = size
+    def _sam_size_changed(self, *_args) -> None:
+        self.backend_box.sam_size = self.sam_combo.currentData() or ""
 
     def _area_changed(self, *_args) -> None:
         self.selection_combo.setVisible(self.area_combo.currentData() == AREA_SELECTION)
@@ -306,7 +309,7 @@ class Think2SegPanel(QgsDockWidget):
     # -- run ------------------------------------------------------------------------------------------------
     def _collect_run_settings(self) -> None:
         run = self.run_settings
-        run.sam_size = self.sam_combo.currentText()
+        run.sam_size = self.sam_combo.currentData() or SAM_SIZE_BACKEND
         run.max_reasoning_tokens = self.budget_spin.value()
         run.destination = self.destination_combo.currentData()
         run.area = self.area_combo.currentData()

@@ -340,6 +340,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>As the backend started</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>SAM2.1 model size: larger draws finer masks, needs more memory</source>
         <translation type="unfinished"></translation>
     </message>
@@ -744,6 +749,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>As the backend started (default)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>The SAM2.1 model that draws the masks: larger is finer and needs more memory.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -834,7 +844,7 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Small (default)</source>
+        <source>Small</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

@@ -67,7 +67,7 @@ from ..segmentation import SegmentationOptions
 from ..settings import (
     DEFAULT_EXPORT_MAX_SIZE,
     DEFAULT_REASONING_TOKENS,
-    DEFAULT_SAM_SIZE,
+    SAM_SIZE_BACKEND,
     SAM_SIZES,
     load_backend_settings,
     load_run_settings,
@@ -76,7 +76,7 @@ from ..task import SegmentationRequest, run_request
 
 SAM_LABELS = {
     "tiny": tr_noop("Tiny (fastest, coarsest)"),
-    "small": tr_noop("Small (default)"),
+    "small": tr_noop("Small"),
     "base_plus": tr_noop("Base+ (finer)"),
     "large": tr_noop("Large (finest, most memory)"),
 }
@@ -184,8 +184,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterEnum(
                 self.SAM_MODEL,
                 tr("SAM2 size"),
-                options=[tr(SAM_LABELS[size]) for size in SAM_SIZES],
-                defaultValue=SAM_SIZES.index(DEFAULT_SAM_SIZE),
+                # The backend's own size last, so that 0-3 keep meaning tiny..large in scripts and models.
+                options=[tr(SAM_LABELS[size]) for size in SAM_SIZES] + [tr("As the backend started (default)")],
+                defaultValue=len(SAM_SIZES),
             ),
             tr("The SAM2.1 model that draws the masks: larger is finer and needs more memory."),
         )
@@ -289,7 +290,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         query = " ".join(self.parameterAsString(parameters, self.QUERY, context).split())
         if not query:
             raise QgsProcessingException(tr("Type a query: what should be found in the raster?"))
-        sam_size = SAM_SIZES[self.parameterAsEnum(parameters, self.SAM_MODEL, context)]
+        choice = self.parameterAsEnum(parameters, self.SAM_MODEL, context)
+        sam_size = SAM_SIZES[choice] if choice < len(SAM_SIZES) else SAM_SIZE_BACKEND
         request = self._request(parameters, context, query, sam_size)
         feedback.pushInfo(
             tr("Backend: {url}; image size bound: {size} px").format(url=request.url, size=request.max_size)
