@@ -178,14 +178,14 @@ def test_download_progress_reads_in_mb_and_percent():
 @pytest.mark.slow
 def test_missing_weights_are_a_failure_not_loading(qgis_app, tmp_path, monkeypatch):
     """The real service, offline, asked for weights it does not have: red, persistent, in the panel's words."""
-    from conftest import TINY, backend_command
+    from conftest import TINY, backend_python
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub is unreachable: the backend must say so, not spin
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
     states = []
     launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
     settings = BackendSettings(
-        python=backend_command()[0],
+        python=backend_python(),
         port=free_port(),
         token_file=str(tmp_path / "token"),
         model="RicardoString/Think2Seg-RS-3B",
@@ -221,9 +221,9 @@ def test_launcher_reports_a_crash_with_the_log_tail(qgis_app, tmp_path):
 @pytest.mark.slow
 def test_launcher_starts_and_stops_the_real_backend(qgis_app, tmp_path, service):
     """The panel's Start button path: the real service from the backend venv, on the tiny models."""
-    from conftest import TINY, backend_command
+    from conftest import TINY, backend_python
 
-    python = backend_command()[0]
+    python = backend_python()
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
     states = []
     launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
