@@ -6,19 +6,22 @@ the instance masks are OR-merged into the answer and each instance's own mask is
 
 The segmenter owns its state, like `SAM2ImagePredictor`: `embedded_key` says which image is embedded, and
 a bounded LRU of embeddings (by bytes) keyed by a content key (`image_key`) lets a second query on the same
-image skip the image encoder, whichever entry point (service, batch, evaluation) asks.
+image skip the image encoder, whichever entry point (service, batch, evaluation) asks. The bound is 1 GiB on
+CUDA and 256 MiB elsewhere unless $THINK2SEG_EMBEDDING_CACHE_MB says otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .errors import BadInput
 from .prompts import PromptInstance
 from .reasoner import pick_device
 from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
@@ -26,6 +29,19 @@ from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
 #: Default bound of the embedding cache: SAM2's features for one 1024 x 1024 image are ~16 MiB in float32
 #: (image embedding + two high-resolution maps), so 1 GiB holds ~60 views on a GPU and 256 MiB ~15 on a CPU.
 DEFAULT_CACHE_BYTES = {"cuda": 1 << 30, "cpu": 256 << 20}
+#: Environment variable that sets the bound for every segmenter of the process, in MiB (0 keeps none).
+CACHE_ENV = "THINK2SEG_EMBEDDING_CACHE_MB"
+
+
+def default_cache_bytes(device: torch.device) -> int:
+    """$THINK2SEG_EMBEDDING_CACHE_MB when set, else 1 GiB on CUDA and 256 MiB elsewhere."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value:
+        try:
+            return max(0, int(float(value) * 2**20))
+        except ValueError:
+            raise BadInput(f"{CACHE_ENV} must be a number of MiB (got '{value}').", code="bad_options") from None
+    return DEFAULT_CACHE_BYTES.get(device.type, DEFAULT_CACHE_BYTES["cpu"])
 
 
 def image_key(rgb: np.ndarray) -> str:
@@ -74,8 +90,7 @@ class Segmenter:
         self.size = size
         self.device = device
         #: the most bytes of embeddings kept for reuse (0 keeps none: every new key is embedded again)
-        self.cache_bytes = DEFAULT_CACHE_BYTES.get(device.type, DEFAULT_CACHE_BYTES["cpu"]) if cache_bytes is None \
-            else int(cache_bytes)
+        self.cache_bytes = default_cache_bytes(device) if cache_bytes is None else int(cache_bytes)
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._embedded_key: str | None = None
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 from pyogrio.raw import read as ogr_read
-from think2seg.bench import make_geotiff
+from think2seg.testing.scenes import make_geotiff
 
 pytestmark = pytest.mark.slow
 

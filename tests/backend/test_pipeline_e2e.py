@@ -115,16 +115,18 @@ def test_penalties_and_sampling_in_the_checkpoint_change_nothing(tiny_models_dir
 def test_box_only_and_points_only_instances_reach_sam2_and_the_answer(tiny_pipeline, naip):
     """SAM2 gets what an instance has; the answer carries box_crs null or no points."""
     from think2seg.georef import read_tile
-    from think2seg.output import result_rows
     from think2seg.prompts import PromptInstance
     from think2seg.reasoner import ReasonerOutput
+    from think2seg.result import layer_rows
+    from think2seg.segmenter import image_key
 
     tile = read_tile(naip)
     text = ('<think>x</think><answer>```json[{"bbox_2d": [210, 168, 630, 504]}, '
             '{"positive_points": [[420, 336], [315, 420]]}]```</answer>')
     from think2seg.pipeline import SegmentOptions
 
-    r = tiny_pipeline._finish(tile, "q", ReasonerOutput(text, 10, False), SegmentOptions(), {})
+    r = tiny_pipeline._finish(tiny_pipeline.segmenter, tile, image_key(tile.rgb), "q", ReasonerOutput(text, 10, False),
+                              SegmentOptions(), "crs", {})
     assert r.status == "ok" and len(r.instances) == 2
     box_only, points_only = r.instances
     assert box_only.points_crs == [] and box_only.box_crs is not None
@@ -135,5 +137,5 @@ def test_box_only_and_points_only_instances_reach_sam2_and_the_answer(tiny_pipel
     assert np.array_equal(r.merged_mask, direct.merged)
     d = r.to_dict()
     assert d["instances"][1]["box_crs"] is None and d["instances"][0]["points_crs"] == []
-    rows = result_rows(r)
+    rows = layer_rows(r)
     assert len(rows["prompt_boxes"]) == 1 and len(rows["prompt_points"]) == 2

@@ -11,11 +11,11 @@ from think2seg.testing.tiny_models import build_sam
 
 
 def test_sam_size_option_is_checked():
-    assert SegmentOptions.from_dict({"sam_size": "b+"}).sam_size == "base_plus"
+    assert SegmentOptions.from_dict({"sam_size": "base_plus"}).sam_size == "base_plus"
     assert SegmentOptions.from_dict({}).sam_size is None
     with pytest.raises(BadInput) as e:
         SegmentOptions.from_dict({"sam_size": "huge"})
-    assert e.value.code == "bad_options" and "tiny, small, base_plus or large" in e.value.message
+    assert e.value.code == "bad_options" and "'tiny', 'small', 'base_plus' or 'large'" in e.value.message
 
 
 @pytest.mark.slow

@@ -76,3 +76,18 @@ def test_embeddings_are_reused_and_evicted_by_bytes(counted):
     seg.clear_cache()
     seg.set_image(b)
     assert len(calls) == 5 and seg.embedded_key is None and seg.cached_bytes == 0
+
+
+def test_cache_bound_defaults_by_device_and_environment(monkeypatch):
+    import torch
+    from think2seg.errors import BadInput
+    from think2seg.segmenter import CACHE_ENV, default_cache_bytes
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert default_cache_bytes(torch.device("cuda")) == 1 << 30
+    assert default_cache_bytes(torch.device("cpu")) == 256 << 20
+    monkeypatch.setenv(CACHE_ENV, "64")
+    assert default_cache_bytes(torch.device("cuda")) == 64 << 20
+    monkeypatch.setenv(CACHE_ENV, "lots")
+    with pytest.raises(BadInput, match=CACHE_ENV):
+        default_cache_bytes(torch.device("cpu"))

@@ -21,10 +21,12 @@ import httpx
 import numpy as np
 import pytest
 from conftest import write_raster
-from test_service import auth, post_segment, start_service
+from test_service import auth, post_segment
+from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 UPLOAD_MB = 3
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
 def tiny_model_args(tiny_models_dir: Path) -> list[str]:
@@ -74,11 +76,9 @@ class Server:
 def server(tiny_models_dir, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("hostile")
     work = cfg / "work"
-    proc, url = start_service([*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB),
-                               "--max-queue", "2", "--max-tiles", "400", "--work-dir", str(work)], cfg / "token")
-    yield Server(proc, url, (cfg / "token").read_text().strip(), work)
-    proc.terminate()
-    proc.wait(timeout=30)
+    with live_service([*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB), "--max-queue", "2",
+                       "--max-tiles", "400", "--work-dir", str(work)], cfg, env=OFFLINE, timeout=120) as svc:
+        yield Server(svc.process, svc.url, svc.token, work)
     assert not list(work.glob("run-*")), "the work folder was not removed at shutdown"
 
 
@@ -366,21 +366,18 @@ def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, n
     args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work)]
     os.environ["TMPDIR"], old_tmp = str(tmp), os.environ.get("TMPDIR")
     try:
-        proc, url = start_service(args, cfg / "token")
-        token = (cfg / "token").read_text().strip()
-        r = post_segment(url, token, naip, endpoint="/v1/jobs", options={"tile_size": 64, "overlap": 0})
-        assert r.status_code == 202, r.text
-        deadline = time.time() + 60
-        while not list(work.glob("run-*/tiles-*/tiles/*.json")) and time.time() < deadline:
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        with live_service(args, cfg, env=OFFLINE, timeout=120) as svc:
+            r = post_segment(svc.url, svc.token, naip, endpoint="/v1/jobs", options={"tile_size": 64, "overlap": 0})
+            assert r.status_code == 202, r.text
+            deadline = time.time() + 60
+            while not list(work.glob("run-*/tiles-*/tiles/*.json")) and time.time() < deadline:
+                time.sleep(0.1)
+            os.kill(svc.process.pid, signal.SIGKILL)
+            svc.process.wait(timeout=10)
         (killed,) = [p for p in work.glob("run-*") if p.is_dir()]
         assert list(killed.rglob("*.upload")), "the job's upload should be there while nobody cleans up"
-        proc, url = start_service(args, cfg / "token")
-        assert not killed.exists(), "the restart did not clear the killed backend's folder"
-        proc.terminate()
-        proc.wait(timeout=30)
+        with live_service(args, cfg, env=OFFLINE, timeout=120):
+            assert not killed.exists(), "the restart did not clear the killed backend's folder"
     finally:
         if old_tmp is None:
             os.environ.pop("TMPDIR")
