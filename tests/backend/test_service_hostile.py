@@ -21,7 +21,8 @@ import httpx
 import numpy as np
 import pytest
 from conftest import write_raster
-from test_service import auth, post_segment, start_service
+from test_service import auth, post_segment
+from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 UPLOAD_MB = 3
@@ -74,11 +75,10 @@ class Server:
 def server(tiny_models_dir, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("hostile")
     work = cfg / "work"
-    proc, url = start_service([*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB),
-                               "--max-queue", "2", "--max-tiles", "400", "--work-dir", str(work)], cfg / "token")
-    yield Server(proc, url, (cfg / "token").read_text().strip(), work)
-    proc.terminate()
-    proc.wait(timeout=30)
+    args = [*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB), "--max-queue", "2",
+            "--max-tiles", "400", "--work-dir", str(work)]
+    with live_service(args, cfg, env={"HF_HUB_OFFLINE": "1"}) as svc:
+        yield Server(svc.process, svc.url, svc.token, work)
     assert not list(work.glob("run-*")), "the work folder was not removed at shutdown"
 
 
@@ -109,10 +109,18 @@ WRONG = [
     ("min_area_pixels", "x"), ("min_area_pixels", -1), ("min_area_pixels", float("nan")),
     ("max_read_size", "big"), ("max_read_size", float("nan")), ("max_read_size", 10), ("max_read_size", None),
     ("polygonise", "yes"), ("polygonise", 1), ("sam_size", "huge"), ("sam_size", 3),
-    ("constrain_answer", "true"), ("constrain_answer", 0), ("no_such_option", 1),
+    ("constrain_answer", "true"), ("constrain_answer", 0), ("parse_mode", "strictest"), ("parse_mode", 1),
+    ("answer_budget", "x"), ("answer_budget", -1), ("no_such_option", 1),
 ]
 JOB_WRONG = [("tile_size", "1024"), ("tile_size", 8), ("overlap", -1), ("overlap", "a"), ("gsd", 0), ("gsd", "1"),
-             ("gsd", float("inf")), ("gsd", [1])]
+             ("gsd", float("inf")), ("gsd", [1]), ("batch_size", 0), ("batch_size", "4")]
+
+
+def test_the_wrong_option_cases_cover_every_field():
+    from think2seg.options import JobOptions, SegmentOptions
+
+    assert {name for name, _ in WRONG} >= set(SegmentOptions.model_fields)
+    assert {name for name, _ in WRONG + JOB_WRONG} >= set(JobOptions.model_fields)
 
 
 def test_every_option_with_a_wrong_type_is_422_naming_it_before_anything_is_kept(server, small):
@@ -364,28 +372,19 @@ def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, n
     tmp.mkdir()
     work = cfg / "work"
     args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work)]
-    os.environ["TMPDIR"], old_tmp = str(tmp), os.environ.get("TMPDIR")
-    try:
-        proc, url = start_service(args, cfg / "token")
-        token = (cfg / "token").read_text().strip()
-        r = post_segment(url, token, naip, endpoint="/v1/jobs", options={"tile_size": 64, "overlap": 0})
+    env = {"HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp)}
+    with live_service(args, cfg, env=env) as svc:
+        r = post_segment(svc.url, svc.token, naip, endpoint="/v1/jobs", options={"tile_size": 64, "overlap": 0})
         assert r.status_code == 202, r.text
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while not list(work.glob("run-*/tiles-*/tiles/*.json")) and time.time() < deadline:
             time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        (killed,) = [p for p in work.glob("run-*") if p.is_dir()]
-        assert list(killed.rglob("*.upload")), "the job's upload should be there while nobody cleans up"
-        proc, url = start_service(args, cfg / "token")
+        os.kill(svc.process.pid, signal.SIGKILL)
+        svc.process.wait(timeout=10)
+    (killed,) = [p for p in work.glob("run-*") if p.is_dir()]
+    assert list(killed.rglob("*.upload")), "the job's upload should be there while nobody cleans up"
+    with live_service(args, cfg, env=env):
         assert not killed.exists(), "the restart did not clear the killed backend's folder"
-        proc.terminate()
-        proc.wait(timeout=30)
-    finally:
-        if old_tmp is None:
-            os.environ.pop("TMPDIR")
-        else:
-            os.environ["TMPDIR"] = old_tmp
     # torch keeps its compile cache (torchinductor_USER) in TMPDIR on purpose: a cache, not a leftover
     leftovers = [str(p) for p in (*work.rglob("*"), *tmp.glob("*")) if p.name != ".scan.lock"
                  and not p.name.startswith("torchinductor_")]
