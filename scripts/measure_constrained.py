@@ -41,6 +41,8 @@ def measure(folder: Path, answers: int, batch: int, reasoning: int, answer_budge
             seconds += time.perf_counter() - t0
             texts += [o.text for o in outs]
             tokens += sum(o.new_tokens for o in outs)
+            print(f"{'constrained' if constrain else 'free'}: {len(texts)} answers, {seconds:.1f} s", file=sys.stderr,
+                  flush=True)
         key = "constrained" if constrain else "free"
         out[key] = {
             "answers": len(texts),
@@ -58,9 +60,9 @@ def measure(folder: Path, answers: int, batch: int, reasoning: int, answer_budge
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--answers", type=int, default=100)
-    p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--reasoning", type=int, default=16, help="reasoning tokens before the answer is forced open")
-    p.add_argument("--answer-budget", type=int, default=160)
+    p.add_argument("--batch", type=int, default=25)
+    p.add_argument("--reasoning", type=int, default=8, help="reasoning tokens before the answer is forced open")
+    p.add_argument("--answer-budget", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)

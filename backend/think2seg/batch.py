@@ -267,7 +267,8 @@ def batch_fingerprint(queries, options, tile_size, overlap, gsd, crs, models: di
     return {"queries": list(queries), "tile_size": tile_size, "overlap": overlap, "gsd": gsd, "crs": crs,
             "bands": options.bands, "max_reasoning_tokens": options.max_reasoning_tokens,
             "min_area_pixels": options.min_area_pixels, "reasoner": models.get("reasoner"),
-            "segmenter": models.get("segmenter"), "sam_size": options.sam_size}
+            "segmenter": models.get("segmenter"), "sam_size": options.sam_size,
+            "constrain_answer": bool(options.constrain_answer)}
 
 
 # -- writing ------------------------------------------------------------------------------------------------------

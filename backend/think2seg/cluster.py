@@ -190,7 +190,7 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
                 fn_constructor_kwargs={
                     "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
                     "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,
-                                "min_area_pixels": opts.min_area_pixels},
+                                "min_area_pixels": opts.min_area_pixels, "constrain_answer": opts.constrain_answer},
                     "tiling": {"tile_size": job.tile_size, "overlap": job.overlap, "gsd": job.gsd},
                 },
                 **resources,
