@@ -40,7 +40,28 @@ def check_output(path: str | os.PathLike, suffixes: Sequence[str] = SUFFIXES) ->
         names = {".gpkg": ".gpkg", ".geojson": ".geojson", ".json": ".geojson", ".parquet": ".parquet"}
         known = " or ".join(dict.fromkeys(names[s] for s in suffixes))
         raise BadInput(f"Cannot write {p.name}: the output must end in {known}.", code="bad_output")
+    check_writable(p)
     return p
+
+
+def check_writable(path: Path) -> None:
+    """Fail now (before any model loads) if `path` cannot be written: not a folder itself, and its nearest
+    existing ancestor a folder that takes new files (the writer creates missing folders below it)."""
+    import tempfile
+
+    if path.is_dir():
+        raise BadInput(f"Cannot write {path}: it is a folder.", code="bad_output")
+    folder = path.expanduser().absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(f"Cannot write {path}: {folder} is not a folder.", code="bad_output")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".think2seg-check-"):
+            pass
+    except OSError as e:
+        raise BadInput(f"Cannot write {path}: {folder} does not take new files ({e.strerror}).",
+                       code="bad_output") from e
 
 
 def output_files(path: str | os.PathLike) -> dict[str, Path]:

@@ -138,7 +138,8 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
 @pytest.mark.parametrize("args, sentence", [
     (["segment", "RASTER", "-q", "x", "-o", "OUT", "--bbox", "nan,nan,nan,nan"], "four finite numbers"),
     (["segment", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
-    (["segment", "RASTER", "-q", "x", "-o", "/no/such/folder/o.gpkg"], "does not exist"),
+    # missing folders are created (a batch into a new folder is normal); a file in the way is a mistake
+    (["segment", "RASTER", "-q", "x", "-o", "RASTER_AS_FOLDER"], "is not a folder"),
     (["batch", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
     (["serve", "--token-file", "TMP"], "is a folder"),
     (["serve", "--token-file", "/proc/think2seg/token"], "Cannot use the token file"),
@@ -148,7 +149,8 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
 def test_user_mistakes_exit_2_with_a_sentence_before_models_load(tmp_path, naip, args, sentence, capsys):
     from think2seg.cli import main
 
-    subs = {"RASTER": str(naip), "OUT": str(tmp_path / "o.gpkg"), "TMP": str(tmp_path)}
+    subs = {"RASTER": str(naip), "OUT": str(tmp_path / "o.gpkg"), "TMP": str(tmp_path),
+            "RASTER_AS_FOLDER": str(naip / "sub" / "o.gpkg")}
     # in-process (fast): main() is what the console script runs; a traceback would escape as an exception here
     code = main([*[subs.get(a, a) for a in args], "--model", str(tmp_path / "never-loaded")])
     err = capsys.readouterr().err

@@ -47,25 +47,6 @@ def pipeline_loader(args):
     return load
 
 
-def check_output_writable(path: str) -> str:
-    """Fail now, before the models load, if OUT cannot be written: its folder must exist and take a file."""
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(path).expanduser().resolve().parent
-    if not folder.is_dir():
-        raise BadInput(f"Cannot write {path}: the folder {folder} does not exist.", code="bad_output")
-    if Path(path).is_dir():
-        raise BadInput(f"Cannot write {path}: it is a folder.", code="bad_output")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".think2seg-check-"):
-            pass
-    except OSError as e:
-        raise BadInput(f"Cannot write {path}: {folder} does not take new files ({e.strerror}).",
-                       code="bad_output") from e
-    return path
-
-
 def load_pipeline(args):
     return pipeline_loader(args)()
 

@@ -65,11 +65,10 @@ def add_parser(sub) -> None:
 def build_job(args: argparse.Namespace):
     from ..batch import BatchJob, check_output, collect_rasters, read_queries
     from ..pipeline import SegmentOptions
-    from . import check_output_writable
     from .segment import parse_bands
 
     queries = read_queries(args.query, args.queries)
-    check_output_writable(check_output(args.output))
+    check_output(args.output)
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens, "bands": parse_bands(args.bands),
                                      "min_area_pixels": args.min_area_pixels,
                                      "constrain_answer": args.constrain_answer})

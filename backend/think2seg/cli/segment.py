@@ -67,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
     from ..georef import read_tile
     from ..output import check_output, write_results
     from ..pipeline import SegmentOptions, check_query
-    from . import check_output_writable, load_pipeline
+    from . import load_pipeline
 
     # Check everything the user typed before loading models (which takes a while).
     query = check_query(args.query)
-    check_output_writable(check_output(args.output))
+    check_output(args.output)
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens,
                                      "bands": parse_bands(args.bands), "max_read_size": args.max_read_size,
                                      "constrain_answer": args.constrain_answer})
