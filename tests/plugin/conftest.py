@@ -15,9 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / ".cache" / "tiny-models"
 
 # Before Qt starts: no display, and QgsSettings written to a throw-away folder, never the user's profile.
+# QGIS keeps its profile (and QgsSettings' .ini) under the data folder, so both XDG folders are redirected:
+# with only XDG_CONFIG_HOME, settings saved by one run (a panel test's bound) leaked into every later run.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 _CONFIG = tempfile.mkdtemp(prefix="think2seg_qgis_config_")
 os.environ["XDG_CONFIG_HOME"] = _CONFIG
+os.environ["XDG_DATA_HOME"] = _CONFIG
 os.environ.setdefault("XDG_RUNTIME_DIR", _CONFIG)
 for _name in ("THINK2SEG_BACKEND_URL", "THINK2SEG_TOKEN_FILE"):
     os.environ.pop(_name, None)
@@ -122,6 +125,16 @@ class FakeIface(QObject):
 @pytest.fixture(scope="session")
 def qgis_app():
     return _APP
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_settings():
+    """Every test starts from the plugin's defaults: what one test saves (the panel saves its bounds on Run)
+    must not change what the next one sends."""
+    from qgis.core import QgsSettings
+
+    QgsSettings().remove("think2seg")
+    yield
 
 
 @pytest.fixture()
