@@ -6,6 +6,7 @@ The service fixture starts ``think2seg serve`` from the backend venv (or $THINK2
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import tempfile
@@ -38,6 +39,10 @@ _APP = QgsApplication([], True)
 _APP.setOrganizationName("Think2SegTests")
 _APP.setApplicationName("Think2SegTests")
 _APP.initQgis()
+# As qgis.testing.start_app does: QGIS shut down before Python tears the interpreter down. Left to the
+# garbage collector, the application and its providers went in any order, and a run whose tests all passed
+# exited once with SIGSEGV (rc 139).
+atexit.register(_APP.exitQgis)
 
 from processing.core.Processing import Processing  # noqa: E402
 
