@@ -6,6 +6,7 @@ The service fixture starts ``think2seg serve`` from the backend venv (or $THINK2
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import tempfile
@@ -15,9 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / ".cache" / "tiny-models"
 
 # Before Qt starts: no display, and QgsSettings written to a throw-away folder, never the user's profile.
+# QGIS keeps its profile (and QgsSettings' .ini) under the data folder, so both XDG folders are redirected:
+# with only XDG_CONFIG_HOME, settings saved by one run (a panel test's bound) leaked into every later run.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 _CONFIG = tempfile.mkdtemp(prefix="think2seg_qgis_config_")
 os.environ["XDG_CONFIG_HOME"] = _CONFIG
+os.environ["XDG_DATA_HOME"] = _CONFIG
 os.environ.setdefault("XDG_RUNTIME_DIR", _CONFIG)
 for _name in ("THINK2SEG_BACKEND_URL", "THINK2SEG_TOKEN_FILE"):
     os.environ.pop(_name, None)
@@ -35,6 +39,10 @@ _APP = QgsApplication([], True)
 _APP.setOrganizationName("Think2SegTests")
 _APP.setApplicationName("Think2SegTests")
 _APP.initQgis()
+# As qgis.testing.start_app does: QGIS shut down before Python tears the interpreter down. Left to the
+# garbage collector, the application and its providers went in any order, and a run whose tests all passed
+# exited once with SIGSEGV (rc 139).
+atexit.register(_APP.exitQgis)
 
 from processing.core.Processing import Processing  # noqa: E402
 
@@ -122,6 +130,16 @@ class FakeIface(QObject):
 @pytest.fixture(scope="session")
 def qgis_app():
     return _APP
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_settings():
+    """Every test starts from the plugin's defaults: what one test saves (the panel saves its bounds on Run)
+    must not change what the next one sends."""
+    from qgis.core import QgsSettings
+
+    QgsSettings().remove("think2seg")
+    yield
 
 
 @pytest.fixture()
