@@ -496,13 +496,17 @@ class RefineControls(QWidget):
         self.done_button.clicked.connect(lambda: self.action.setChecked(False))
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        for w in (button, self.instance_combo, self.undo_button, self.reset_button, self.done_button):
-            row.addWidget(w)
+        # Two rows, and a combo that may shrink, so the dock's minimum width shows every control
+        self.instance_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.instance_combo.setMinimumContentsLength(8)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
+        for widgets in ((button, self.instance_combo), (self.undo_button, self.reset_button, self.done_button)):
+            row = QHBoxLayout()
+            row.setContentsMargins(0, 0, 0, 0)
+            for w in widgets:
+                row.addWidget(w)
+            layout.addLayout(row)
         layout.addWidget(self.status)
         self._enable(False)
 
