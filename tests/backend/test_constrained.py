@@ -59,7 +59,9 @@ def test_an_unfitted_model_answers_in_shape_only_when_constrained(tmp_path):
     assert not any(parse_answer(o.text, mode="reference").parsed for o in free)
     for f, c in zip(free, constrained, strict=True):
         assert c.forced_answer and parse_answer(c.text, mode="reference").parsed, c.text
-        assert c.text.endswith("</answer>")
+        # The grammar fixes the shape, not the length: an unfitted sampler may keep adding instances until the
+        # answer budget is spent (then the reference's json_repair closes it). Anything shorter must be closed.
+        assert c.text.endswith("</answer>") or c.new_tokens >= kw["max_reasoning_tokens"] + kw["answer_budget"], c.text
         # same seed, same free reasoning: the constraint starts after <answer>
         assert c.text.split("<answer>")[0] == f.text.split("<answer>")[0]
 
