@@ -31,6 +31,7 @@ class SegmentationOptions:
     tile_size: int | None = None
     overlap: int | None = None
     max_read_size: int | None = None  # the backend tiles a job whose image is larger than this
+    constrain_answer: bool = False  # the answer block held to the prompt's JSON shape (docs/api.md)
 
     def to_json(self) -> dict:
         options: dict = {"max_reasoning_tokens": int(self.max_reasoning_tokens)}
@@ -43,6 +44,8 @@ class SegmentationOptions:
             options["overlap"] = int(self.overlap or 0)
         if self.max_read_size:
             options["max_read_size"] = int(self.max_read_size)
+        if self.constrain_answer:
+            options["constrain_answer"] = True
         return options
 
 

@@ -122,6 +122,8 @@ class RunSettings:
     area: str = AREA_CANVAS
     export_max_size: int = DEFAULT_EXPORT_MAX_SIZE
     tiled_max_size: int = DEFAULT_TILED_MAX_SIZE
+    #: opt-in, off by default until measured with the published weights (README, --constrain-answer)
+    constrain_answer: bool = False
     history: list[str] = field(default_factory=list)
 
 
@@ -234,6 +236,7 @@ def load_run_settings() -> RunSettings:
         area=_value(s, "run/area", d.area, str),
         export_max_size=max(64, _value(s, "run/export_max_size", d.export_max_size, int)),
         tiled_max_size=max(64, _value(s, "run/tiled_max_size", d.tiled_max_size, int)),
+        constrain_answer=_value(s, "run/constrain_answer", d.constrain_answer, bool),
         history=[str(h) for h in (history or []) if str(h).strip()][:HISTORY_LENGTH],
     )
 
@@ -246,6 +249,7 @@ def save_run_settings(run: RunSettings) -> None:
     s.setValue(f"{PREFIX}/run/area", run.area)
     s.setValue(f"{PREFIX}/run/export_max_size", int(run.export_max_size))
     s.setValue(f"{PREFIX}/run/tiled_max_size", int(run.tiled_max_size))
+    s.setValue(f"{PREFIX}/run/constrain_answer", bool(run.constrain_answer))
     s.setValue(f"{PREFIX}/run/history", list(run.history[:HISTORY_LENGTH]))
 
 

@@ -66,3 +66,15 @@ def test_query_history_is_recent_first_without_duplicates(qgis_app):
     save_run_settings(run)
     assert load_run_settings().history == run.history
     save_run_settings(RunSettings())
+
+
+def test_constrained_answers_are_remembered_and_sent_only_when_asked(qgis_app):
+    from think2seg_qgis.segmentation import SegmentationOptions
+
+    assert RunSettings().constrain_answer is False  # off by default (README: not measured with real weights)
+    save_run_settings(RunSettings(constrain_answer=True))
+    assert load_run_settings().constrain_answer is True
+    save_run_settings(RunSettings())
+    assert load_run_settings().constrain_answer is False
+    assert "constrain_answer" not in SegmentationOptions().to_json()
+    assert SegmentationOptions(constrain_answer=True).to_json()["constrain_answer"] is True

@@ -18,6 +18,7 @@ from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QFont
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -158,11 +159,16 @@ class Think2SegPanel(QgsDockWidget):
         self.max_size_spin.setToolTip(
             tr("The long side of the image sent to the backend; larger areas are resampled")
         )
+        self.constrain_check = QCheckBox(tr("Strict answer format"))
+        self.constrain_check.setToolTip(tr(
+            "Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: "
+            "not yet measured with the published weights."))
         self.sam_combo.currentIndexChanged.connect(self._sam_size_changed)
         options.addRow(tr("SAM2 size"), self.sam_combo)
         options.addRow(tr("Reasoning budget"), self.budget_spin)
         options.addRow(tr("Results in"), self.destination_combo)
         options.addRow(tr("Image size at most"), self.max_size_spin)
+        options.addRow(self.constrain_check)
         layout.addWidget(self.options_box)
 
         buttons = QHBoxLayout()
@@ -240,6 +246,7 @@ class Think2SegPanel(QgsDockWidget):
         self.destination_combo.setCurrentIndex(max(0, self.destination_combo.findData(run.destination)))
         self.area_combo.setCurrentIndex(max(0, self.area_combo.findData(run.area)))
         self.max_size_spin.setValue(int(run.export_max_size))
+        self.constrain_check.setChecked(bool(run.constrain_answer))
         self._area_changed()
 
     def _fill_history(self) -> None:
@@ -314,6 +321,7 @@ class Think2SegPanel(QgsDockWidget):
         run.destination = self.destination_combo.currentData()
         run.area = self.area_combo.currentData()
         run.export_max_size = self.max_size_spin.value()
+        run.constrain_answer = self.constrain_check.isChecked()
 
     def run(self) -> SegmentationTask | None:
         """Start a run in the background; returns the task, or None with a sentence shown."""
@@ -349,6 +357,7 @@ class Think2SegPanel(QgsDockWidget):
             options=SegmentationOptions(
                 sam_size=self.run_settings.sam_size,
                 max_reasoning_tokens=self.run_settings.max_reasoning_tokens,
+                constrain_answer=self.run_settings.constrain_answer,
             ),
             url=backend.effective_url(),
             token=token,
