@@ -370,6 +370,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Strict answer format</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: not yet measured with the published weights.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>SAM2 size</source>
         <translation type="unfinished"></translation>
     </message>
