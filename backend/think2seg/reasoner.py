@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,15 @@ from PIL import Image
 
 from .options import ANSWER_BUDGET  # re-exported: the forced answer budget is an option, defined there
 from .prompt_template import MODEL_FRAME, TEMPLATE_ID, build_conversation
-from .speed import ByteLRU, FastDecoding, ScriptedTokens, resolve_decoding, tensor_bytes
+from .speed import (
+    ByteLRU,
+    FastDecoding,
+    ScriptedTokens,
+    ViewPrefix,
+    resolve_decoding,
+    shared_prefix_length,
+    tensor_bytes,
+)
 from .weights import DEFAULT_REASONER, resolve_reasoner
 
 #: The tokens that end a completion, by name: Qwen's `<|im_end|>` (151645) and `<|endoftext|>` (151643), the
@@ -53,6 +63,15 @@ def eos_token_ids(tokenizer) -> list[int]:
 DEFAULT_VIEW_CACHE_BYTES = 512 * 2**20
 #: Model types whose vision features `Reasoner.views` can keep (their tower's output is the pooled features only).
 VIEW_REUSE_MODELS = ("qwen2_vl", "qwen2_5_vl")
+#: Set to 0 to prefill every prompt whole instead of starting a question on a known view from its cached prefix
+#: (`ViewPrefix`). Greedy tokens are the same either way in float32 (tests/backend/test_speed.py); in bf16 a
+#: prefill cut in two can differ from one whole prefill in the last bits, which may rarely flip a close call.
+PREFIX_REUSE_ENV = "THINK2SEG_PREFIX_REUSE"
+#: The static caches of the prefix route are sized in steps of this many tokens: one compiled decode graph each.
+STATIC_CACHE_STEP = 256
+#: Questions that probe where the template's shared prefix ends (a letter, digit, space, quote or line break may
+#: each merge with the token before it in a byte-level BPE).
+PREFIX_PROBES = ("a", "0", " ", '"', "\n", "É")
 
 
 def neutral_generation_config(checkpoint=None):
@@ -68,6 +87,35 @@ def pick_device(device: str | None = None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def prefix_reuse_supported(model) -> bool:
+    """Prefix reuse is built on transformers 5's cache API (`Cache.layers`, `Cache.update`) and on Qwen2/2.5-VL's
+    rope offset (`rope_deltas`); other models and older transformers prefill every prompt whole."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return (major >= 5 and getattr(model.config, "model_type", "") in VIEW_REUSE_MODELS
+            and hasattr(getattr(model, "model", None), "rope_deltas"))
+
+
+def _cache_argument(model) -> str:
+    """The name under which this transformers' models take a KV cache (`cache` since 5.x, `past_key_values`)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _dynamic_cache(model):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+def _rope_deltas(model):
+    return model.model.rope_deltas
+
+
+def _set_rope_deltas(model, value) -> None:
+    model.model.rope_deltas = value
 
 
 @dataclass
@@ -151,6 +199,9 @@ class Reasoner:
         self.views = ByteLRU(view_cache_bytes, tensor_bytes)
         #: benchmarks with random weights only: every answer is these token ids (speed.scripted_answer_ids)
         self.scripted_ids: list[int] | None = None
+        #: start questions on a known view from its cached prompt prefix (`_resume_from_prefix`)
+        self.prefix_reuse = prefix_reuse_supported(model) and os.environ.get(PREFIX_REUSE_ENV, "1").strip() != "0"
+        self._static_caches: OrderedDict[int, object] = OrderedDict()  # the fast route's caches, by length
         self._install_view_reuse()
 
     @classmethod
@@ -190,9 +241,10 @@ class Reasoner:
     def prompt_text(self, query: str) -> str:
         return self.processor.apply_chat_template(build_conversation(query), add_generation_prompt=True, tokenize=False)
 
-    def encode(self, images: list[Image.Image], texts: list[str]) -> dict:
+    def encode(self, images: list[Image.Image], texts: list[str], bucket: bool = True) -> dict:
+        """The model's inputs; `bucket`: on the fast path, pad to its length multiple (left padding)."""
         kwargs = {"padding": True, "return_tensors": "pt"}
-        if self.fast is not None and self.fast.pad_to_multiple > 1:
+        if bucket and self.fast is not None and self.fast.pad_to_multiple > 1:
             # compiled decode graphs are specialised to the cache length: one per length bucket
             kwargs["pad_to_multiple_of"] = self.fast.pad_to_multiple
         inputs = self.processor(text=texts, images=images, **kwargs)
@@ -297,10 +349,17 @@ class Reasoner:
                   keys: list[str | None] | None = None, **gen_kwargs) -> tuple[list[str], list[int], list[bool]]:
         from transformers import LogitsProcessorList
 
-        inputs = self.encode(images, texts)
+        # one image with a view key: start from the view's cached prompt prefix (no padding, so the prefix's
+        # positions are the prompt's own)
+        from_prefix = self.prefix_reuse and len(images) == 1 and keys is not None and keys[0] is not None
+        inputs = self.encode(images, texts, bucket=not from_prefix)
         config = self.generation_config(max_new_tokens, sample=sample, **gen_kwargs)
         if self.fast is not None:
             config = self.fast.apply(config, self.device)
+        model_inputs = inputs
+        if from_prefix:
+            with self._with_view_keys(keys):
+                model_inputs = self._resume_from_prefix(keys[0], inputs, config) or inputs
         processors = LogitsProcessorList()
         if logits_processor is not None:
             processors.extend(logits_processor if isinstance(logits_processor, list) else [logits_processor])
@@ -308,7 +367,7 @@ class Reasoner:
             processors.append(ScriptedTokens(self.scripted_ids))
         extra = {"logits_processor": processors} if processors else {}
         with self._with_view_keys(keys):
-            out = self.model.generate(**inputs, generation_config=config, **extra)
+            out = self.model.generate(**model_inputs, generation_config=config, **extra)
         new = out[:, inputs["input_ids"].shape[1] :]
         texts_out, counts, finished = [], [], []
         for row in new:
@@ -389,6 +448,75 @@ class Reasoner:
             for i, p, m, c in zip(todo, prefixes, more, more_counts):
                 texts[i], counts[i], forced[i] = p + m, counts[i] + c, True
         return [ReasonerOutput(t, c, f) for t, c, f in zip(texts, counts, forced)]
+
+    # -- asking again on the same view: its prompt prefix ---------------------------------------------------
+    @functools.cached_property
+    def _prefix_text_tokens(self) -> int:
+        """Tokens of the prompt text (image placeholder not expanded) that every question shares."""
+        tok = self.processor.tokenizer
+        return shared_prefix_length([tok(self.prompt_text(q), add_special_tokens=False)["input_ids"]
+                                     for q in PREFIX_PROBES])
+
+    def prefix_length(self, input_ids: torch.Tensor) -> int | None:
+        """How many leading tokens of one prompt's `input_ids` belong to the prefix every question shares
+        (system prompt, image, the template up to the question); None if that prefix does not hold the image."""
+        image_token = getattr(self.model.config, "image_token_id", None)
+        if image_token is None:
+            return None
+        at = (input_ids == image_token).nonzero()
+        n_image = int(at.numel())
+        if n_image == 0:
+            return None
+        n = self._prefix_text_tokens + n_image - 1  # the processor expands the one image token to n_image
+        return n if int(at[-1]) < n < int(input_ids.shape[-1]) else None
+
+    def _resume_from_prefix(self, key: str, inputs: dict, config) -> dict | None:
+        """`generate` kwargs that start from the view's prompt prefix, prefilled now if not kept; None: not
+        applicable. The image's tokens are all in the prefix, so no pixels go to the model."""
+        ids = inputs["input_ids"]
+        n = self.prefix_length(ids[0])
+        if n is None:
+            return None
+        name = f"prefix/{key}"
+        prefix = self.views.get(name)
+        if prefix is None or not torch.equal(prefix.ids, ids[0, :n]):
+            prefix = self._prefill_prefix(inputs, n)
+            self.views.put(name, prefix)
+        total = int(ids.shape[1]) + int(config.max_new_tokens)
+        cache = self._static_cache(total) if config.cache_implementation == "static" else _dynamic_cache(self.model)
+        for i, (k, v) in enumerate(prefix.layers):
+            cache.update(k, v, i)
+        config.cache_implementation = None  # the cache is ours (transformers refuses both)
+        _set_rope_deltas(self.model, prefix.rope_deltas)
+        model_inputs = {k: v for k, v in inputs.items() if k not in ("pixel_values", "pixel_values_videos")}
+        model_inputs[_cache_argument(self.model)] = cache
+        return model_inputs
+
+    def _prefill_prefix(self, inputs: dict, n: int) -> ViewPrefix:
+        """Run the first `n` prompt tokens (with the image) through the language model; keep their KV cache."""
+        cache = _dynamic_cache(self.model)
+        _set_rope_deltas(self.model, None)  # computed afresh from this prompt's image
+        part = {k: v[:, :n] for k, v in inputs.items() if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        self.model.model(**part, pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
+                         use_cache=True, **{_cache_argument(self.model): cache})
+        layers = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+        return ViewPrefix(inputs["input_ids"][0, :n].clone(), layers, _rope_deltas(self.model))
+
+    def _static_cache(self, tokens: int):
+        """A static cache of at least `tokens`, emptied: one per length step, kept (compiled graphs and CUDA
+        graphs are tied to its tensors), the two most recent lengths only."""
+        from transformers import StaticCache
+
+        length = -(-tokens // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
+        cache = self._static_caches.pop(length, None)
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+        else:
+            cache.reset()
+        self._static_caches[length] = cache
+        while len(self._static_caches) > 2:
+            self._static_caches.popitem(last=False)
+        return cache
 
     def _answer_constraint(self, batch: int, in_answer: bool, answer_so_far: list[str] | None = None):
         """The logits processor that keeps the answer block in the prompt's JSON shape (constrained.py)."""

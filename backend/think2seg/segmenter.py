@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from .errors import BadInput
 from .prompts import PromptInstance
 from .reasoner import pick_device
+from .speed import ByteLRU, tensor_bytes
 from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
 
 #: Default bound of the embedding cache: SAM2's features for one 1024 x 1024 image are ~16 MiB in float32
@@ -73,25 +73,14 @@ class _Embedding:
     nbytes: int
 
 
-def _tensor_bytes(obj) -> int:
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(_tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in obj)
-    return 0
-
-
 class Segmenter:
     def __init__(self, predictor, model_id: str, size: str, device: torch.device, cache_bytes: int | None = None):
         self.predictor = predictor
         self.model_id = model_id
         self.size = size
         self.device = device
-        #: the most bytes of embeddings kept for reuse (0 keeps none: every new key is embedded again)
-        self.cache_bytes = default_cache_bytes(device) if cache_bytes is None else int(cache_bytes)
-        self._cache: OrderedDict[str, _Embedding] = OrderedDict()
+        #: embeddings kept for reuse by content key (the same bounded map as the reasoner's views)
+        self._cache = ByteLRU(default_cache_bytes(device) if cache_bytes is None else int(cache_bytes), tensor_bytes)
         self._embedded_key: str | None = None
 
     @classmethod
@@ -122,13 +111,23 @@ class Segmenter:
         return self._embedded_key
 
     @property
+    def cache_bytes(self) -> int:
+        """The most bytes of embeddings kept for reuse (0 keeps none: every new key is embedded again)."""
+        return self._cache.max_bytes
+
+    @cache_bytes.setter
+    def cache_bytes(self, value: int) -> None:
+        self._cache.max_bytes = int(value)
+        self._cache.evict_over_limit()
+
+    @property
     def cached_bytes(self) -> int:
-        return sum(e.nbytes for e in self._cache.values())
+        return self._cache.bytes
 
     @property
     def cached_keys(self) -> list[str]:
         """The keys whose embeddings are kept, least recently used first."""
-        return list(self._cache)
+        return self._cache.keys()
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -144,7 +143,6 @@ class Segmenter:
             return
         cached = self._cache.get(key) if key is not None else None
         if cached is not None:
-            self._cache.move_to_end(key)
             p.reset_predictor()
             p._features, p._orig_hw, p._is_image_set, p._is_batch = cached.features, list(cached.orig_hw), True, False
             self._embedded_key = key
@@ -153,14 +151,7 @@ class Segmenter:
             p.set_image(np.ascontiguousarray(rgb, dtype=np.uint8))
         self._embedded_key = key
         if key is not None:
-            self._remember(key, _Embedding(p._features, list(p._orig_hw), _tensor_bytes(p._features)))
-
-    def _remember(self, key: str, emb: _Embedding) -> None:
-        if emb.nbytes > self.cache_bytes:
-            return
-        self._cache[key] = emb
-        while self.cached_bytes > self.cache_bytes:
-            self._cache.popitem(last=False)
+            self._cache.put(key, _Embedding(p._features, list(p._orig_hw), tensor_bytes(p._features)))
 
     def clear_cache(self) -> None:
         self._cache.clear()

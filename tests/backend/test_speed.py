@@ -109,6 +109,70 @@ def test_a_second_question_on_the_same_view_reuses_its_vision_features(reasoner)
     assert inner.get_image_features is wrapped
 
 
+def _first_scores(r, rgb, question, key=None, steps=4):
+    """The first `steps` next-token score rows of one greedy generate, from the view's prefix when `key` is given."""
+    from think2seg.reasoner import to_model_image
+
+    inputs = r.encode([to_model_image(rgb, r.frame)], [r.prompt_text(question)], bucket=key is None)
+    config = r.generation_config(steps, output_scores=True, return_dict_in_generate=True)
+    if r.fast is not None:
+        config = r.fast.apply(config, r.device)
+    if key is not None:
+        inputs = r._resume_from_prefix(key, inputs, config)
+        assert inputs is not None and "pixel_values" not in inputs
+    with torch.inference_mode():
+        return torch.stack(r.model.generate(**inputs, generation_config=config).scores)
+
+
+@pytest.mark.slow
+def test_a_second_question_starts_from_the_views_prompt_prefix(reasoner):
+    from think2seg.reasoner import to_model_image
+    from think2seg.segmenter import image_key
+
+    r = reasoner.with_decoding("plain")
+    r.views = ByteLRU(256 * 2**20, tensor_bytes)  # this test's own cache
+    rgb = np.random.default_rng(1).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    key = image_key(rgb)
+    # the prefix is the prompt up to the question: system prompt, image, the template's words before it
+    ids = r.encode([to_model_image(rgb, r.frame)], [r.prompt_text("the lake")], bucket=False)["input_ids"][0]
+    n = r.prefix_length(ids)
+    tok = r.processor.tokenizer
+    assert tok.decode(ids[:n]).endswith("<|vision_end|>Please find") and tok.decode(ids[n:]).startswith(' "the lake')
+    # next-token scores from the prefix equal a whole prefill's: the dynamic cache, and the fast path's static one
+    whole = {q: _first_scores(r, rgb, q) for q in ["the lake", '"the" road']}
+    for question, want in whole.items():
+        assert torch.allclose(_first_scores(r, rgb, question, key), want, atol=1e-4), question
+    assert torch.allclose(_first_scores(r.with_decoding("fast"), rgb, "the lake", key), whole["the lake"], atol=1e-4)
+    assert len(r.views) == 1 and f"prefix/{key}" in r.views
+    # ...and could differ: a wrong rope offset changes them, and so does another cache content (the kept prefix is
+    # what the question reads, not recomputed; the fitted tiny model is blind to the image, so not another image)
+    good = r.views.get(f"prefix/{key}")
+    halved = [(k, v * 0.5) for k, v in good.layers]
+    for bad in (type(good)(good.ids, good.layers, good.rope_deltas + 7), type(good)(good.ids, halved, good.rope_deltas)):
+        r.views.put(f"prefix/{key}", bad)
+        assert not torch.allclose(_first_scores(r, rgb, "the lake", key), whole["the lake"], atol=1e-4)
+    r.views.put(f"prefix/{key}", good)
+    # end to end: the tokens of a keyed second question equal an unkeyed run's, and only its own tokens prefill
+    prefills = []
+    lm = r.model.model.language_model
+    real = lm.forward
+
+    def counting(*a, **kw):
+        prefills.append(kw["inputs_embeds"].shape[1])
+        return real(*a, **kw)
+
+    lm.forward = counting
+    try:
+        keyed = r.generate([rgb], ["the fields that flood first"], max_reasoning_tokens=24, answer_budget=0, keys=[key])
+        assert max(prefills) < 300 and len(ids) > 1000  # ~210 of ~1,150 prompt tokens
+        prefills.clear()
+        unkeyed = r.generate([rgb], ["the fields that flood first"], max_reasoning_tokens=24, answer_budget=0)
+        assert max(prefills) > 1000
+    finally:
+        lm.forward = real
+    assert [o.text for o in keyed] == [o.text for o in unkeyed] and keyed[0].new_tokens == unkeyed[0].new_tokens
+
+
 def test_the_view_cache_is_bounded_by_bytes():
     lru = ByteLRU(100, len)
     lru.put("a", b"x" * 40)
