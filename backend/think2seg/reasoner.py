@@ -201,7 +201,7 @@ class Reasoner:
         self.scripted_ids: list[int] | None = None
         #: start questions on a known view from its cached prompt prefix (`_resume_from_prefix`)
         self.prefix_reuse = prefix_reuse_supported(model) and os.environ.get(PREFIX_REUSE_ENV, "1").strip() != "0"
-        self._static_caches: OrderedDict[int, object] = OrderedDict()  # the fast route's caches, by length
+        self._static_caches: OrderedDict[tuple, object] = OrderedDict()  # the fast route's, by (rows, length)
         self._install_view_reuse()
 
     @classmethod
@@ -349,9 +349,8 @@ class Reasoner:
                   keys: list[str | None] | None = None, **gen_kwargs) -> tuple[list[str], list[int], list[bool]]:
         from transformers import LogitsProcessorList
 
-        # one image with a view key: start from the view's cached prompt prefix (no padding, so the prefix's
-        # positions are the prompt's own)
-        from_prefix = self.prefix_reuse and len(images) == 1 and keys is not None and keys[0] is not None
+        # keyed views: questions start from their view's cached prompt prefix (`_resume_from_prefix`)
+        from_prefix = self._prefix_route(keys)
         inputs = self.encode(images, texts, bucket=not from_prefix)
         config = self.generation_config(max_new_tokens, sample=sample, **gen_kwargs)
         if self.fast is not None:
@@ -359,7 +358,7 @@ class Reasoner:
         model_inputs = inputs
         if from_prefix:
             with self._with_view_keys(keys):
-                model_inputs = self._resume_from_prefix(keys[0], inputs, config) or inputs
+                model_inputs = self._resume_from_prefix(keys, inputs, config) or inputs
         processors = LogitsProcessorList()
         if logits_processor is not None:
             processors.extend(logits_processor if isinstance(logits_processor, list) else [logits_processor])
@@ -368,7 +367,7 @@ class Reasoner:
         extra = {"logits_processor": processors} if processors else {}
         with self._with_view_keys(keys):
             out = self.model.generate(**model_inputs, generation_config=config, **extra)
-        new = out[:, inputs["input_ids"].shape[1] :]
+        new = out[:, model_inputs["input_ids"].shape[1] :]
         texts_out, counts, finished = [], [], []
         for row in new:
             ids = row.tolist()
@@ -470,50 +469,99 @@ class Reasoner:
         n = self._prefix_text_tokens + n_image - 1  # the processor expands the one image token to n_image
         return n if int(at[-1]) < n < int(input_ids.shape[-1]) else None
 
-    def _resume_from_prefix(self, key: str, inputs: dict, config) -> dict | None:
-        """`generate` kwargs that start from the view's prompt prefix, prefilled now if not kept; None: not
-        applicable. The image's tokens are all in the prefix, so no pixels go to the model."""
-        ids = inputs["input_ids"]
-        n = self.prefix_length(ids[0])
-        if n is None:
+    def _prefix_route(self, keys: list[str | None] | None) -> bool:
+        """Whether a generate starts from cached prefixes: every image keyed, and either one question (the
+        service: its prefix is kept for the next one) or a batch where a view repeats or is already kept (a
+        batch of distinct new tiles would only copy and churn prefixes it never uses again)."""
+        if not self.prefix_reuse or not keys or any(k is None for k in keys):
+            return False
+        return len(keys) == 1 or len(set(keys)) < len(keys) or any(f"prefix/{k}" in self.views for k in keys)
+
+    def _resume_from_prefix(self, keys: list[str], inputs: dict, config) -> dict | None:
+        """`generate` kwargs that start each row from its view's prompt prefix; None: not applicable.
+
+        Every prefix has the same length (one template, one model frame), so each row is laid out as
+        [its prefix][padding][its question], the padding masked: positions count unmasked tokens, so each
+        question sits right after its prefix as in a whole prompt. Prefixes not kept are prefilled first, one
+        forward for all of them (with their images); the image tokens are all in the prefixes, so no pixels go
+        to `generate`."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        rows = [ids[b, int((mask[b] == 0).sum()):] for b in range(ids.shape[0])]  # left padding stripped
+        lengths = {self.prefix_length(r) for r in rows}
+        if len(lengths) != 1 or None in lengths:
             return None
-        name = f"prefix/{key}"
-        prefix = self.views.get(name)
-        if prefix is None or not torch.equal(prefix.ids, ids[0, :n]):
-            prefix = self._prefill_prefix(inputs, n)
-            self.views.put(name, prefix)
-        total = int(ids.shape[1]) + int(config.max_new_tokens)
-        cache = self._static_cache(total) if config.cache_implementation == "static" else _dynamic_cache(self.model)
-        for i, (k, v) in enumerate(prefix.layers):
-            cache.update(k, v, i)
-        config.cache_implementation = None  # the cache is ours (transformers refuses both)
-        _set_rope_deltas(self.model, prefix.rope_deltas)
+        n = lengths.pop()
+        names = [f"prefix/{k}" for k in keys]
+        prefixes = {name: self.views.get(name) for name in names}
+        todo = [b for b, name in enumerate(names)
+                if names.index(name) == b and (prefixes[name] is None or not torch.equal(prefixes[name].ids, rows[b][:n]))]
+        if todo:
+            for b, prefix in zip(todo, self._prefill_prefixes(inputs, rows, todo, n)):
+                prefixes[names[b]] = prefix
+                self.views.put(names[b], prefix)
+        # [prefix][padding][question], and the same layout for the token-type ids
+        width = n + max(len(r) - n for r in rows)
         model_inputs = {k: v for k, v in inputs.items() if k not in ("pixel_values", "pixel_values_videos")}
+        new_ids = torch.full((len(rows), width), self.pad_token_id, dtype=ids.dtype, device=ids.device)
+        new_mask = torch.zeros((len(rows), width), dtype=mask.dtype, device=mask.device)
+        types = inputs.get("mm_token_type_ids")
+        new_types = torch.zeros((len(rows), width), dtype=types.dtype, device=types.device) if types is not None else None
+        for b, row in enumerate(rows):
+            q = len(row) - n
+            new_ids[b, :n], new_ids[b, width - q:] = row[:n], row[n:]
+            new_mask[b, :n], new_mask[b, width - q:] = 1, 1
+            if new_types is not None:
+                t = types[b, ids.shape[1] - len(row):]
+                new_types[b, :n], new_types[b, width - q:] = t[:n], t[n:]
+        model_inputs.update(input_ids=new_ids, attention_mask=new_mask)
+        if new_types is not None:
+            model_inputs["mm_token_type_ids"] = new_types
+        kept = [prefixes[name] for name in names]
+        total = width + int(config.max_new_tokens)
+        cache = (self._static_cache(len(rows), total) if config.cache_implementation == "static"
+                 else _dynamic_cache(self.model))
+        for i in range(len(kept[0].layers)):
+            cache.update(torch.cat([p.layers[i][0] for p in kept]), torch.cat([p.layers[i][1] for p in kept]), i)
+        config.cache_implementation = None  # the cache is ours (transformers refuses both)
+        _set_rope_deltas(self.model, torch.cat([p.rope_deltas for p in kept]))
         model_inputs[_cache_argument(self.model)] = cache
         return model_inputs
 
-    def _prefill_prefix(self, inputs: dict, n: int) -> ViewPrefix:
-        """Run the first `n` prompt tokens (with the image) through the language model; keep their KV cache."""
+    def _prefill_prefixes(self, inputs: dict, rows: list[torch.Tensor], todo: list[int], n: int) -> list[ViewPrefix]:
+        """Run the first `n` tokens of rows `todo` (with their images) through the language model, in one
+        forward (same length, no padding); their KV caches, one `ViewPrefix` per row."""
+        grid = inputs["image_grid_thw"]
+        patches = grid.prod(-1).tolist()
+        starts = [sum(patches[:b]) for b in range(len(patches))]
+        pixels = torch.cat([inputs["pixel_values"][starts[b]:starts[b] + patches[b]] for b in todo])
+        part = {"input_ids": torch.stack([rows[b][:n] for b in todo])}
+        part["attention_mask"] = torch.ones_like(part["input_ids"])
+        if inputs.get("mm_token_type_ids") is not None:
+            width = inputs["input_ids"].shape[1]
+            part["mm_token_type_ids"] = torch.stack([inputs["mm_token_type_ids"][b, width - len(rows[b]):][:n]
+                                                     for b in todo])
         cache = _dynamic_cache(self.model)
-        _set_rope_deltas(self.model, None)  # computed afresh from this prompt's image
-        part = {k: v[:, :n] for k, v in inputs.items() if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
-        self.model.model(**part, pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
-                         use_cache=True, **{_cache_argument(self.model): cache})
-        layers = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
-        return ViewPrefix(inputs["input_ids"][0, :n].clone(), layers, _rope_deltas(self.model))
+        _set_rope_deltas(self.model, None)  # computed afresh from these prompts' images
+        self.model.model(**part, pixel_values=pixels, image_grid_thw=grid[todo], use_cache=True,
+                         **{_cache_argument(self.model): cache})
+        deltas = _rope_deltas(self.model)
+        return [ViewPrefix(part["input_ids"][j].clone(),
+                           [(layer.keys[j:j + 1].clone(), layer.values[j:j + 1].clone()) for layer in cache.layers],
+                           deltas[j:j + 1].clone())
+                for j in range(len(todo))]
 
-    def _static_cache(self, tokens: int):
-        """A static cache of at least `tokens`, emptied: one per length step, kept (compiled graphs and CUDA
-        graphs are tied to its tensors), the two most recent lengths only."""
+    def _static_cache(self, batch: int, tokens: int):
+        """A static cache for `batch` rows of at least `tokens`, emptied: one per (batch, length step), kept
+        (compiled graphs and CUDA graphs are tied to its tensors), the two most recently used only."""
         from transformers import StaticCache
 
-        length = -(-tokens // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
-        cache = self._static_caches.pop(length, None)
+        shape = (batch, -(-tokens // STATIC_CACHE_STEP) * STATIC_CACHE_STEP)
+        cache = self._static_caches.pop(shape, None)
         if cache is None:
-            cache = StaticCache(config=self.model.config, max_cache_len=length)
+            cache = StaticCache(config=self.model.config, max_cache_len=shape[1])
         else:
             cache.reset()
-        self._static_caches[length] = cache
+        self._static_caches[shape] = cache
         while len(self._static_caches) > 2:
             self._static_caches.popitem(last=False)
         return cache

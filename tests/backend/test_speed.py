@@ -109,16 +109,18 @@ def test_a_second_question_on_the_same_view_reuses_its_vision_features(reasoner)
     assert inner.get_image_features is wrapped
 
 
-def _first_scores(r, rgb, question, key=None, steps=4):
-    """The first `steps` next-token score rows of one greedy generate, from the view's prefix when `key` is given."""
+def _first_scores(r, rgbs, questions, keys=None, steps=4):
+    """The first `steps` next-token scores (steps, rows, vocab) of one greedy generate, from the views' prefixes
+    when `keys` are given."""
     from think2seg.reasoner import to_model_image
 
-    inputs = r.encode([to_model_image(rgb, r.frame)], [r.prompt_text(question)], bucket=key is None)
+    inputs = r.encode([to_model_image(x, r.frame) for x in rgbs], [r.prompt_text(q) for q in questions],
+                      bucket=keys is None)
     config = r.generation_config(steps, output_scores=True, return_dict_in_generate=True)
     if r.fast is not None:
         config = r.fast.apply(config, r.device)
-    if key is not None:
-        inputs = r._resume_from_prefix(key, inputs, config)
+    if keys is not None:
+        inputs = r._resume_from_prefix(keys, inputs, config)
         assert inputs is not None and "pixel_values" not in inputs
     with torch.inference_mode():
         return torch.stack(r.model.generate(**inputs, generation_config=config).scores)
@@ -139,18 +141,27 @@ def test_a_second_question_starts_from_the_views_prompt_prefix(reasoner):
     tok = r.processor.tokenizer
     assert tok.decode(ids[:n]).endswith("<|vision_end|>Please find") and tok.decode(ids[n:]).startswith(' "the lake')
     # next-token scores from the prefix equal a whole prefill's: the dynamic cache, and the fast path's static one
-    whole = {q: _first_scores(r, rgb, q) for q in ["the lake", '"the" road']}
+    whole = {q: _first_scores(r, [rgb], [q]) for q in ["the lake", '"the" road']}
     for question, want in whole.items():
-        assert torch.allclose(_first_scores(r, rgb, question, key), want, atol=1e-4), question
-    assert torch.allclose(_first_scores(r.with_decoding("fast"), rgb, "the lake", key), whole["the lake"], atol=1e-4)
+        assert torch.allclose(_first_scores(r, [rgb], [question], [key]), want, atol=1e-4), question
+    assert torch.allclose(_first_scores(r.with_decoding("fast"), [rgb], ["the lake"], [key]), whole["the lake"],
+                          atol=1e-4)
     assert len(r.views) == 1 and f"prefix/{key}" in r.views
+    # several questions on one tile in a batch (batch's case): rows are [prefix][padding][question]
+    other = np.full((120, 160, 3), 40, np.uint8)
+    qs = ["the lake", "a much longer question about the fields and the roads between them", "x"]
+    batch_whole = _first_scores(r, [rgb, other, rgb], qs)
+    for decoding in ("plain", "fast"):
+        got = _first_scores(r.with_decoding(decoding), [rgb, other, rgb], qs, [key, image_key(other), key])
+        assert torch.allclose(got, batch_whole, atol=1e-4), decoding
+    assert f"prefix/{image_key(other)}" in r.views
     # ...and could differ: a wrong rope offset changes them, and so does another cache content (the kept prefix is
     # what the question reads, not recomputed; the fitted tiny model is blind to the image, so not another image)
     good = r.views.get(f"prefix/{key}")
     halved = [(k, v * 0.5) for k, v in good.layers]
     for bad in (type(good)(good.ids, good.layers, good.rope_deltas + 7), type(good)(good.ids, halved, good.rope_deltas)):
         r.views.put(f"prefix/{key}", bad)
-        assert not torch.allclose(_first_scores(r, rgb, "the lake", key), whole["the lake"], atol=1e-4)
+        assert not torch.allclose(_first_scores(r, [rgb], ["the lake"], [key]), whole["the lake"], atol=1e-4)
     r.views.put(f"prefix/{key}", good)
     # end to end: the tokens of a keyed second question equal an unkeyed run's, and only its own tokens prefill
     prefills = []
