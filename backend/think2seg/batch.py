@@ -290,9 +290,9 @@ def _reprojector(src_wkt: str | None, target):
 
 
 def write_outputs(state: BatchState, plans: Sequence[RasterPlan], output: str, target_crs) -> list[str]:
-    done = [p for p in plans if state.is_done(p)]
     """The output from the finished rasters, one raster at a time (memory: one raster's rows), reprojected
     to the batch's CRS; written to temporary names and renamed when complete."""
+    done = [p for p in plans if state.is_done(p)]
     writer = LayerWriter(output, target_crs.to_wkt() if target_crs is not None else None, tiled=True)
     try:
         for p in done:
