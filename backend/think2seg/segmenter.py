@@ -73,6 +73,21 @@ class _Embedding:
     nbytes: int
 
 
+def _cache_dense_pe(prompt_encoder) -> None:
+    """SAM2 recomputes the decoder's dense positional encoding (sines of a fixed 64 x 64 grid, the same tensor
+    every time) on every prompt: a tenth of a refine's decoder time on the CPU. Computed once on first use."""
+    compute = prompt_encoder.get_dense_pe
+    cached: list[torch.Tensor] = []
+
+    def get_dense_pe() -> torch.Tensor:
+        if not cached:
+            with torch.inference_mode():
+                cached.append(compute())
+        return cached[0]
+
+    prompt_encoder.get_dense_pe = get_dense_pe
+
+
 class Segmenter:
     def __init__(self, predictor, model_id: str, size: str, device: torch.device, cache_bytes: int | None = None):
         self.predictor = predictor
@@ -82,6 +97,7 @@ class Segmenter:
         #: embeddings kept for reuse by content key (the same bounded map as the reasoner's views)
         self._cache = ByteLRU(default_cache_bytes(device) if cache_bytes is None else int(cache_bytes), tensor_bytes)
         self._embedded_key: str | None = None
+        _cache_dense_pe(predictor.model.sam_prompt_encoder)
 
     @classmethod
     def from_pretrained(cls, sam: str = DEFAULT_SAM_SIZE, size: str | None = None, device: str | None = None,
