@@ -2,9 +2,9 @@
 
     PYTHONPATH=backend .venv/bin/python scripts/refine_bench.py [--sam CHECKPOINT] [--device cpu] [--repeat 20]
 
-Without --sam it builds a randomly initialised real-size sam2.1_hiera_tiny (`build_sam2(..., ckpt_path=None)`):
-the timing does not depend on the weights. It reads the NAIP sample as the view (as /v1/segment does), embeds
-it once, then times `refine_view` (what POST /v1/views/{id}/refine runs inside the worker) for a sequence of
+Without --sam it builds a randomly initialised real-size sam2.1_hiera_tiny (`build_sam2(..., ckpt_path=None)`,
+seed 0): the decoder's timing does not depend on the weights; the polygon step's does (see below). It reads
+the NAIP sample as the view (as /v1/segment does), embeds it once, then times `refine_view` (what POST /v1/views/{id}/refine runs inside the worker) for a sequence of
 edits (box + points, a negative click, a new box), and once with the embedding evicted (the re-embed).
 
 Random weights draw speckle-noise masks, whose hundreds of specks and ragged holes make polygonising far
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = sam_size(args.size)  # the config the published checkpoint uses
         dev = pick_device(args.device)
+        torch.manual_seed(0)  # the same random weights, so the same noise masks, run after run
         model = build_sam2(spec.config, ckpt_path=None, device=str(dev), mode="eval")
         model.requires_grad_(False)
         seg = Segmenter(SAM2ImagePredictor(model), f"sam2.1_hiera_{spec.name} (random weights)", spec.name, dev)
@@ -109,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  of which polygonise (the random weights' noise):  {fmt(polygons)}")
     print(f"polygonise a smooth mask (ellipse in the box):      {fmt(smooth)}")
     print(f"refine with a realistic mask (as measured, smooth polygonise): {fmt(realistic)}")
-    # On a shared machine wall time includes waiting for a core; CPU time does not (all threads summed).
-    print(f"refine CPU time (all threads; wall ~ this / threads on an idle machine): {fmt(cpu)}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    # On a shared machine wall time includes waiting for a core; CPU time does not (all threads summed; the
+    # decoder runs on segmenter.DECODER_CPU_THREADS of them).
+    print(f"refine CPU time (all threads): {fmt(cpu)}; load average {os.getloadavg()[0]:.1f}")
     print(f"refine after eviction (re-embed + decoder): {again['timings']['total']:.2f} s "
           f"(embed {again['timings']['embed']:.2f} s)")
     return 0 if np.isfinite(statistics.median(totals)) else 1
