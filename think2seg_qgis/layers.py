@@ -140,6 +140,29 @@ def _instances(answer: dict) -> dict[int, dict]:
     return out
 
 
+def prompt_items(answer: dict) -> list[tuple[int, dict]]:
+    """(mask instance, prompt item) pairs: the prompts of each mask feature, numbered as the masks are.
+
+    A tiled answer numbers its prompts per tile (``tile``, ``instance``) and its masks per merged region, each
+    listing the ``tile:instance`` parts merged into it: a prompt belongs to the mask feature holding its part
+    (none: its piece was dropped as a speck, and so is the prompt). A feature may so have several tiles'
+    prompts. One read has one item per instance, numbered as its mask."""
+    items = [item for item in answer.get("instances") or [] if isinstance(item, dict)]
+    if not any("tile" in item for item in items):
+        return list(_instances(answer).items())
+    owner = {}
+    for position, feature in enumerate((answer.get("mask") or {}).get("features") or []):
+        props = (feature or {}).get("properties") or {}
+        for part in props.get("parts") or []:
+            owner[str(part)] = int(props.get("instance", position))
+    out = []
+    for position, item in enumerate(items):
+        instance = owner.get(f"{item.get('tile')}:{item.get('instance', position)}")
+        if instance is not None:
+            out.append((instance, item))
+    return out
+
+
 def _geometry_from_geojson(geometry: dict) -> QgsGeometry:
     try:
         ogr_geometry = ogr.CreateGeometryFromJson(json.dumps(geometry))
@@ -243,7 +266,7 @@ def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
         feature.setGeometry(geometry)
         feature.setAttributes(
             _common_attributes(context, answer, instance)
-            + [area, _number(instances.get(instance, {}).get("score")), reasoning, False]
+            + [area, _number(props.get("score", instances.get(instance, {}).get("score"))), reasoning, False]
         )
         out.append(feature)
     return out
@@ -252,7 +275,8 @@ def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
 def point_features(answer: dict, context: ResultContext, keep: set[int] | None = None) -> list[QgsFeature]:
     fields = point_fields()
     out = []
-    for instance, item in _instances(answer).items():
+    numbers: dict[int, int] = {}  # a running point number per mask instance (a tiled one has several tiles')
+    for instance, item in prompt_items(answer):
         if keep is not None and instance not in keep:
             continue
         pixels = item.get("points_pixel") or []
@@ -260,11 +284,13 @@ def point_features(answer: dict, context: ResultContext, keep: set[int] | None =
             if not isinstance(xy, (list, tuple)) or len(xy) < 2:
                 continue
             pixel = pixels[index] if index < len(pixels) and len(pixels[index]) >= 2 else [None, None]
+            number = numbers.get(instance, 0)
+            numbers[instance] = number + 1
             feature = QgsFeature(fields)
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(xy[0]), float(xy[1]))))
             feature.setAttributes(
                 _common_attributes(context, answer, instance)
-                + [index, _number(pixel[0]), _number(pixel[1]), "model", 1]
+                + [number, _number(pixel[0]), _number(pixel[1]), "model", 1]
             )
             out.append(feature)
     return out
@@ -273,7 +299,7 @@ def point_features(answer: dict, context: ResultContext, keep: set[int] | None =
 def box_features(answer: dict, context: ResultContext, keep: set[int] | None = None) -> list[QgsFeature]:
     fields = box_fields()
     out = []
-    for instance, item in _instances(answer).items():
+    for instance, item in prompt_items(answer):
         if keep is not None and instance not in keep:
             continue
         ring = [QgsPointXY(float(xy[0]), float(xy[1])) for xy in (item.get("box_crs") or []) if len(xy) >= 2]

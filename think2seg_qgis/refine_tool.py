@@ -8,6 +8,11 @@ gets ``edited`` = true, the user's points go to the prompt points layer with ``s
 ``label`` (1 positive, 0 negative), a replaced box to the prompt boxes layer with ``source`` = "user"; the
 model's own prompts stay beside them. Undo steps back one edit; Reset restores the model's polygon exactly
 (kept from before the first edit, no backend call); Done leaves the tool.
+
+A tiled answer (a job over a big raster) works the same way: its layers number the prompts as the merged
+masks (``layers.prompt_items``), so an instance's model prompts are those of every tile it spans; the tool
+starts from their points and from the bounding box of their boxes (the request takes one box), and the
+backend re-segments the tiles the prompts reach and re-merges them with the instance's other pieces.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from qgis.PyQt.QtWidgets import (
 from .client import BackendClient
 from .compat import FIELD_BOOL, FIELD_INT, FIELD_STRING, make_field
 from .errors import Think2SegError
+from .i18n import tr
 from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geojson, area_m2
 
 LOG_TAG = "Think2Seg"
@@ -123,9 +129,16 @@ class ResultGroup:
         return out
 
     def model_prompts(self, instance: int) -> Prompts:
+        """The model's prompts for ``instance``: its points and its box (a tiled instance's boxes, one per
+        tile it spans: their bounding box, as the refine request takes one box)."""
         boxes = self._features(self.boxes, instance, MODEL)
         points = sorted(self._features(self.points, instance, MODEL), key=lambda f: f["point"] or 0)
-        box = boxes[0].geometry().boundingBox() if boxes else None
+        box = None
+        for f in boxes:
+            if box is None:
+                box = QgsRectangle(f.geometry().boundingBox())
+            else:
+                box.combineExtentWith(f.geometry().boundingBox())
         return Prompts(box, [f.geometry().asPoint() for f in points], [])
 
 
@@ -136,11 +149,11 @@ def style_prompt_points(layer: QgsVectorLayer) -> None:
     model_symbol = layer.renderer().symbol().clone() if hasattr(layer.renderer(), "symbol") else None
     root = QgsRuleBasedRenderer.Rule(None)
     rules = [
-        ('"source" IS NULL OR "source" = \'model\'', "model", model_symbol),
-        ('"source" = \'user\' AND "label" = 1', "user: positive",
+        ('"source" IS NULL OR "source" = \'model\'', tr("model"), model_symbol),
+        ('"source" = \'user\' AND "label" = 1', tr("user: positive"),
          QgsMarkerSymbol.createSimple({"name": "cross_fill", "color": "0,200,83,255", "outline_color": "255,255,255,255",
                                        "size": "4"})),
-        ('"source" = \'user\' AND "label" = 0', "user: negative",
+        ('"source" = \'user\' AND "label" = 0', tr("user: negative"),
          QgsMarkerSymbol.createSimple({"name": "cross2", "color": "213,0,0,255", "outline_color": "213,0,0,255",
                                        "outline_width": "0.8", "size": "4"})),
     ]
@@ -158,10 +171,10 @@ def style_prompt_boxes(layer: QgsVectorLayer) -> None:
         return
     root = QgsRuleBasedRenderer.Rule(None)
     root.appendChild(QgsRuleBasedRenderer.Rule(layer.renderer().symbol().clone(), 0, 0,
-                                               '"source" IS NULL OR "source" = \'model\'', "model"))
+                                               '"source" IS NULL OR "source" = \'model\'', tr("model")))
     user = QgsFillSymbol.createSimple({"style": "no", "outline_color": "0,200,83,255", "outline_width": "0.8",
                                        "outline_width_unit": "MM"})
-    root.appendChild(QgsRuleBasedRenderer.Rule(user, 0, 0, '"source" = \'user\'', "user"))
+    root.appendChild(QgsRuleBasedRenderer.Rule(user, 0, 0, '"source" = \'user\'', tr("user")))
     layer.setRenderer(QgsRuleBasedRenderer(root))
     layer.triggerRepaint()
 
@@ -170,7 +183,7 @@ class RefineTask(QgsTask):
     """One refine call in the background; ``on_done(answer, error)`` on the main thread."""
 
     def __init__(self, client: BackendClient, view_id: str, body: dict, on_done: Callable[[dict | None, Think2SegError | None], None]):
-        super().__init__("Think2Seg: refine")
+        super().__init__(tr("Think2Seg: refine"))
         self.client, self.view_id, self.body, self.on_done = client, view_id, body, on_done
         self.answer: dict | None = None
         self.error: Think2SegError | None = None
@@ -182,7 +195,7 @@ class RefineTask(QgsTask):
         except Think2SegError as error:
             self.error = error
         except Exception as error:  # noqa: BLE001 - a task must report, never raise into the task manager
-            self.error = Think2SegError("internal", f"Unexpected error while refining: {error}")
+            self.error = Think2SegError("internal", tr("Unexpected error while refining: {error}").format(error=error))
         return False
 
     def finished(self, result: bool) -> None:  # main thread
@@ -232,7 +245,7 @@ class RefineMapTool(QgsMapTool):
             return instance
         features = self.group._features(self.group.masks, instance)
         if not features:
-            raise Think2SegError("bad_request", f"This answer has no instance {instance}.")
+            raise Think2SegError("bad_request", tr("This answer has no instance {instance}.").format(instance=instance))
         self.edit = InstanceEdit(instance, [self.group.model_prompts(instance)], QgsFeature(features[0]))
         return instance
 
@@ -351,7 +364,7 @@ class RefineMapTool(QgsMapTool):
                 feature[name] = template[name]
         feature["instance"] = instance
         if masks.fields().indexOf("reasoning") >= 0:
-            feature["reasoning"] = "Added by the user (refine)."
+            feature["reasoning"] = tr("Added by the user (refine).")
         return feature
 
     def _write_user_prompts(self, instance: int, prompts: Prompts | None, answer: dict | None) -> None:
@@ -476,21 +489,22 @@ class RefineControls(QWidget):
         super().__init__(parent)
         self.iface, self.group_for, self.client_factory, self.say = iface, group_for, client_factory, say
         self.tool: RefineMapTool | None = None
-        self.action = QAction("Refine", self)
+        self.action = QAction(tr("Refine"), self)
         self.action.setObjectName("think2segRefine")
         self.action.setCheckable(True)
         self.action.setShortcut(QKeySequence(SHORTCUT))
-        self.action.setToolTip(f"Refine an instance of the selected result with clicks ({SHORTCUT}): left click "
-                               "adds, right click removes, a drag redraws the box")
+        self.action.setToolTip(tr("Refine an instance of the selected result with clicks ({shortcut}): left click "
+                                  "adds, right click removes, a drag redraws the box").format(shortcut=SHORTCUT))
         self.action.toggled.connect(self._toggled)
         button = QToolButton()
         button.setDefaultAction(self.action)
         self.instance_combo = QComboBox()
         self.instance_combo.setObjectName("think2segRefineInstance")
         self.instance_combo.currentIndexChanged.connect(self._instance_changed)
-        self.undo_button, self.reset_button, self.done_button = QPushButton("Undo"), QPushButton("Reset"), QPushButton("Done")
-        self.undo_button.setToolTip("Step back one edit")
-        self.reset_button.setToolTip("Back to the model's prompts and polygon")
+        self.undo_button, self.reset_button = QPushButton(tr("Undo")), QPushButton(tr("Reset"))
+        self.done_button = QPushButton(tr("Done"))
+        self.undo_button.setToolTip(tr("Step back one edit"))
+        self.reset_button.setToolTip(tr("Back to the model's prompts and polygon"))
         self.undo_button.clicked.connect(lambda: self.tool and self.tool.undo())
         self.reset_button.clicked.connect(lambda: self.tool and self.tool.reset())
         self.done_button.clicked.connect(lambda: self.action.setChecked(False))
@@ -525,24 +539,44 @@ class RefineControls(QWidget):
             return
         group = self.group_for()
         if group is None:
-            self.say("Select a layer of a Think2Seg result (its masks, points or boxes) to refine it.")
+            self.say(tr("Select a layer of a Think2Seg result (its masks, points or boxes) to refine it."))
             self.action.setChecked(False)
             return
         self.tool = RefineMapTool(canvas, group, self.client_factory)
-        self.tool.refined.connect(lambda k: self.status.setText(f"Instance {k} updated."))
+        self.tool.refined.connect(self._refined)
         self.tool.failed.connect(self.say)
         self.tool.deactivated.connect(lambda: self.action.setChecked(False))
-        self.instance_combo.blockSignals(True)
-        self.instance_combo.clear()
-        for k in group.instances():
-            self.instance_combo.addItem(f"Instance {k}", k)
-        self.instance_combo.addItem("New instance", None)
-        self.instance_combo.blockSignals(False)
+        self._list_instances(group.instances()[0] if group.instances() else None)
         self._instance_changed()
         canvas.setMapTool(self.tool)
         self._enable(True)
-        self.status.setText("Left click: add; right click: remove; drag: redraw the box.")
+        self.status.setText(tr("Left click: add; right click: remove; drag: redraw the box."))
+
+    def _list_instances(self, current: int | None) -> None:
+        """The picker: the masks layer's instances, then "New instance"; ``current`` selected (when listed),
+        without picking again (that would restart the edit's history)."""
+        instances = self.tool.group.instances() if self.tool is not None else []
+        combo = self.instance_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for k in instances:
+            combo.addItem(tr("Instance {instance}").format(instance=k), k)
+        combo.addItem(tr("New instance"), None)
+        combo.setCurrentIndex(instances.index(current) if current in instances else len(instances))
+        combo.blockSignals(False)
+
+    def _refined(self, instance: int) -> None:
+        self.status.setText(tr("Instance {instance} updated.").format(instance=instance))
+        # A new instance's first answer adds it to the masks layer (a Reset removes it again): list it now,
+        # selected, as the instance under edit.
+        self._list_instances(instance)
 
     def _instance_changed(self, *_args) -> None:
-        if self.tool is not None:
+        if self.tool is None:
+            return
+        try:
             self.tool.pick(self.instance_combo.currentData())
+        except Think2SegError as error:  # removed meanwhile (a new instance reset): list what is there
+            self.say(error.message)
+            self._list_instances(None)
+            self.tool.pick(None)

@@ -3,6 +3,8 @@ below a pixel."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import shapely
 from affine import Affine
@@ -30,6 +32,14 @@ def mask_to_multipolygon(
         return MultiPolygon()
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d) or 1.0
     min_area = min_area_pixels * pixel_area
+    if min_area_pixels > 1:
+        # Specks first, on the raster (GDAL's sieve, one pass in C): a noisy mask has thousands of them, and
+        # making each a shapely polygon only to drop it cost seconds. A region of fewer than `min_area_pixels`
+        # pixels is exactly a polygon of less than `min_area` below; `& m` keeps the sieve from filling holes
+        # (holes are judged below, as before), so the polygons kept are the same.
+        m = m & features.sieve(m, int(math.ceil(min_area_pixels)), connectivity=8)
+        if not m.any():
+            return MultiPolygon()
     polys = []
     for geom, value in features.shapes(m, mask=m.astype(bool), transform=transform, connectivity=8):
         if value != 1:

@@ -31,6 +31,12 @@ from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
 DEFAULT_CACHE_BYTES = {"cuda": 1 << 30, "cpu": 256 << 20}
 #: Environment variable that sets the bound for every segmenter of the process, in MiB (0 keeps none).
 CACHE_ENV = "THINK2SEG_EMBEDDING_CACHE_MB"
+#: Intra-op threads for SAM2's prompt decoder on the CPU. The decoder is ~200 small ops (a transformer of a
+#: dozen tokens over a 64 x 64 map): with several threads each op ends at an OpenMP barrier, and when another
+#: process holds a core (QGIS drawing, another job) every barrier waits for a scheduler slice. Measured for
+#: SAM2.1-tiny on a shared 2-core machine (scripts/refine_bench.py): 2 threads 80 ms with the other core free
+#: but ~870 ms with another process busy; 1 thread 125 ms and ~140 ms.
+DECODER_CPU_THREADS = 1
 
 
 def default_cache_bytes(device: torch.device) -> int:
@@ -73,6 +79,21 @@ class _Embedding:
     nbytes: int
 
 
+def _cache_dense_pe(prompt_encoder) -> None:
+    """SAM2 recomputes the decoder's dense positional encoding (sines of a fixed 64 x 64 grid, the same tensor
+    every time) on every prompt: a tenth of a refine's decoder time on the CPU. Computed once on first use."""
+    compute = prompt_encoder.get_dense_pe
+    cached: list[torch.Tensor] = []
+
+    def get_dense_pe() -> torch.Tensor:
+        if not cached:
+            with torch.inference_mode():
+                cached.append(compute())
+        return cached[0]
+
+    prompt_encoder.get_dense_pe = get_dense_pe
+
+
 class Segmenter:
     def __init__(self, predictor, model_id: str, size: str, device: torch.device, cache_bytes: int | None = None):
         self.predictor = predictor
@@ -82,6 +103,7 @@ class Segmenter:
         #: embeddings kept for reuse by content key (the same bounded map as the reasoner's views)
         self._cache = ByteLRU(default_cache_bytes(device) if cache_bytes is None else int(cache_bytes), tensor_bytes)
         self._embedded_key: str | None = None
+        _cache_dense_pe(predictor.model.sam_prompt_encoder)
 
     @classmethod
     def from_pretrained(cls, sam: str = DEFAULT_SAM_SIZE, size: str | None = None, device: str | None = None,
@@ -134,6 +156,21 @@ class Segmenter:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def _decoding(self):
+        """Around the prompt decoder: bfloat16 on CUDA; at most DECODER_CPU_THREADS threads on the CPU (the
+        process's setting is restored after: the worker runs one item at a time)."""
+        if self.device.type != "cpu":
+            with self._autocast():
+                yield
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(threads, DECODER_CPU_THREADS))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     @torch.inference_mode()
     def set_image(self, rgb: np.ndarray, key: str | None = None) -> None:
         """Embed the image once; every `predict` after it reuses it. With a `key` (`image_key(rgb)`), an image
@@ -166,7 +203,7 @@ class Segmenter:
             # SAM2 gets what the instance has (the reference's rule): a box alone has no point arrays, points
             # alone no box; points are all positive (label 1).
             has_points = len(inst.points) > 0
-            with self._autocast():
+            with self._decoding():
                 m, s, _ = self.predictor.predict(
                     point_coords=np.asarray(inst.points, dtype=np.float32) if has_points else None,
                     point_labels=np.ones(len(inst.points), dtype=np.int32) if has_points else None,
@@ -187,7 +224,7 @@ class Segmenter:
         labels 1 (positive) / 0 (negative). Only SAM2's prompt encoder and mask decoder run (refine)."""
         pts = None if points is None or len(points) == 0 else np.asarray(points, dtype=np.float32).reshape(-1, 2)
         lab = None if pts is None else np.asarray(labels, dtype=np.int32).reshape(-1)
-        with self._autocast():
+        with self._decoding():
             m, s, _ = self.predictor.predict(
                 point_coords=pts, point_labels=lab,
                 box=None if box is None else np.asarray(box, dtype=np.float32),

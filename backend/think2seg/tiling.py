@@ -347,6 +347,8 @@ class TiledFeature:
     tiles: list[str]
     parts: list[str]  # "tile:instance" of every piece merged into it
     reasoning: str  # that main tile's reasoning for this query
+    #: the same geometry in the raster's pixels, as merged (not in `to_dict`): a refine re-merges edits with it
+    geometry_pixels: MultiPolygon | None = None
 
 
 @dataclass
@@ -468,6 +470,7 @@ def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str],
             score=float(np.average([p.score for p in parts], weights=areas if areas.sum() > 0 else None)),
             tile=main.tile, tiles=sorted({p.tile for p in parts}, key=lambda t: order.get(t, 0)),
             parts=list(dict.fromkeys(f"{p.tile}:{p.instance}" for p in parts)), reasoning=reasoning.get((main.tile, qi), ""),
+            geometry_pixels=geom_px,
         ))
         counters[qi] += 1
     timings["merge"] = time.perf_counter() - t0

@@ -8,7 +8,9 @@ embedding still loaded. A refine runs SAM2's prompt encoder and mask decoder onl
 A tiled answer (a job over a big raster) is a `TiledView`: the raster file and its grid. A refine there
 re-segments every tile whose core the prompts reach (each tile's window read again, its embedding keyed by
 its pixels like the pipeline's), cuts each tile's mask to the tile's core and dissolves the pieces across
-the core borders with `tiling.merge_pieces`: the same seamless merge as the run itself.
+the core borders with `tiling.merge_pieces`: the same seamless merge as the run itself. An edited instance
+keeps its pieces in the tiles the edit does not reach (as the run merged them), and those join the new
+pieces across the border, so a click near one side of a border does not cut the instance off there.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -69,16 +71,24 @@ class View:
 
 @dataclass
 class TiledView:
-    """A tiled answer: the raster file (kept by the service while the view lives), its grid and read options."""
+    """A tiled answer: the raster file (kept by the service while the view lives), its grid and read options,
+    and its merged features (a refine of one re-merges the edit with the feature's pieces elsewhere)."""
 
     view_id: str
     path: str
     grid: object  # tiling.TileGrid
     bands: list[int] | None
-    instances: list[int]
+    features: list = field(default_factory=list)  # tiling.TiledFeature, each with its `geometry_pixels`
     min_area_pixels: float = DEFAULT_MIN_AREA_PIXELS
     #: the SAM2.1 size that drew the answer (None: the pipeline's default): a refine uses the same one
     sam_size: str | None = None
+
+    @property
+    def instances(self) -> list[int]:
+        return [f.instance for f in self.features]
+
+    def feature(self, instance: int):
+        return next((f for f in self.features if f.instance == instance), None)
 
     @property
     def nbytes(self) -> int:
@@ -249,8 +259,10 @@ def refine_view(segmenter, view: View | TiledView, req: RefineRequest) -> dict:
 
 def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     """Refine on a tiled answer: every tile whose core the prompts reach is re-segmented from the prompts
-    that fall on it (the box cut to the tile, the points inside it), each mask cut to its tile's core, and the
-    pieces dissolved across core borders (`tiling.merge_pieces`), so the instance stays seamless."""
+    that fall on it (the box cut to the tile, the points inside it), each mask cut to its tile's core, the
+    edited instance's own pieces in the other tiles kept, and all dissolved across core borders
+    (`tiling.merge_pieces`), so the instance stays seamless. `tiles`: the tiles re-segmented; `tiles_kept`:
+    those where the instance is as the run left it."""
     import rasterio
 
     from .result import as_multipolygon
@@ -304,6 +316,20 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
             for k, v in (("read", t1 - t), ("embed", t2 - t1), ("decoder", t3 - t2), ("polygonise", t4 - t3)):
                 timings[k] += v
     t5 = time.perf_counter()
+    # The instance as the run merged it, in the tiles this edit did not re-segment: those pieces stay and
+    # are dissolved with the new ones (the run's own merge, `merge_pieces`), so the instance stays whole.
+    kept_tiles = []
+    original = view.feature(req.instance) if req.instance is not None else None
+    if original is not None and original.geometry_pixels is not None:
+        for spec in grid.tiles:
+            if spec.id in tiles_used or not shapely_box(*spec.core).intersects(original.geometry_pixels):
+                continue
+            kept = clip_to_core(original.geometry_pixels, spec.core)
+            if kept.is_empty:
+                continue
+            pieces += [Piece(p, spec.id, 0, 0, original.score) for p in kept.geoms]
+            scores.append((original.score, kept.area))
+            kept_tiles.append(spec.id)
     merged = merge_pieces(pieces, view.min_area_pixels * grid.scale * grid.scale)
     geom_px = as_multipolygon(MultiPolygon([p for g, _ in merged for p in g.geoms]))
     geom = as_multipolygon(grid.to_crs(geom_px))
@@ -324,5 +350,5 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
         "points_pixel": xy.tolist(), "points_crs": _apply(to_crs, xy).tolist() if len(xy) else [],
         "labels": labels.tolist(),
         "crs": grid.crs.to_wkt() if grid.crs else None, "epsg": crs_epsg(grid.crs),
-        "tiles": tiles_used, "reembedded": reembedded, "timings": timings,
+        "tiles": tiles_used, "tiles_kept": kept_tiles, "reembedded": reembedded, "timings": timings,
     }

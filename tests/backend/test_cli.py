@@ -145,6 +145,8 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
     (["serve", "--token-file", "/proc/think2seg/token"], "Cannot use the token file"),
     (["serve", "--host", "0.0.0.0"], "--allow-remote"),
     (["serve", "--max-queue", "0"], "--max-queue must be at least 1"),
+    (["serve", "--max-views", "0"], "--max-views must be at least 1"),
+    (["serve", "--max-view-mb", "-5"], "--max-view-mb must be at least 1"),
 ])
 def test_user_mistakes_exit_2_with_a_sentence_before_models_load(tmp_path, naip, args, sentence, capsys):
     from think2seg.cli import main

@@ -150,3 +150,24 @@ def test_polygons_keep_holes_and_drop_specks(make_raster):
     assert len(poly.geoms[0].interiors) == 1
     assert poly.area == pytest.approx((400 - 25) * 100.0)
     assert poly.bounds == (500050.0, 3999750.0, 500250.0, 3999950.0)
+
+
+def test_specks_and_holes_at_the_area_threshold(make_raster):
+    """Specks are sieved on the raster before polygonising (fast on noisy masks): a region of exactly
+    `min_area_pixels` stays, one pixel fewer goes; holes are judged as before (the sieve never fills one),
+    and a speck inside a hole that is kept stays."""
+    tile = read_tile(make_raster(data=rgb(), transform=NORTH_UP))
+    mask = np.zeros((40, 60), bool)
+    mask[2:6, 40:44] = True  # 16 px: kept
+    mask[10:13, 40:45] = True  # 15 px: dropped
+    mask[20:38, 2:36] = True
+    mask[22:26, 4:8] = False  # a 16-pixel hole: kept
+    mask[22:25, 12:17] = False  # a 15-pixel hole: filled
+    mask[28:36, 20:34] = False  # a 112-pixel hole with a 16-pixel island in it: both kept
+    mask[30:34, 24:28] = True
+    mask[29, 31] = True  # a one-pixel island in that hole: dropped
+    poly = mask_to_multipolygon(mask, tile.transform, min_area_pixels=16, simplify_pixels=0)
+    assert poly.is_valid and len(poly.geoms) == 3
+    assert poly.area == pytest.approx((16 + 18 * 34 - 16 - 112 + 16) * 100.0)
+    assert sorted(len(p.interiors) for p in poly.geoms) == [0, 0, 2]
+    assert mask.sum() == 16 + 15 + 18 * 34 - 16 - 15 - 112 + 16 + 1  # the caller's mask is left as it was

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 import pytest
-from shapely.geometry import shape
+from affine import Affine
+from shapely.affinity import affine_transform
+from shapely.geometry import box, shape
 from test_service import auth, post_segment
 from think2seg.testing.live_service import live_service
 
@@ -16,7 +20,7 @@ def service(tiny_models_dir, tmp_path_factory):
     """The service on the tiny models, keeping no embedding but the current one: the next image evicts it."""
     folder = tmp_path_factory.mktemp("cfg") / "think2seg"
     with live_service(["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-                       "--device", "cpu", "--embedding-cache-mb", "0"], folder, env={"HF_HUB_OFFLINE": "1"},
+                       "--device", "cpu", "--embedding-cache-mb", "0", "--max-views", "8"], folder, env={"HF_HUB_OFFLINE": "1"},
                       timeout=120) as svc:
         yield svc.url, svc.token, svc.token_file
 
@@ -107,7 +111,6 @@ def test_unknown_views_instances_and_bad_prompts_are_refused(service, answer):
 
 
 def test_refine_on_a_tiled_job_resegments_the_tiles_it_reaches_and_merges_them_seamlessly(service, naip):
-    import itertools
     import time
 
     url, token, _ = service
@@ -143,3 +146,23 @@ def test_refine_on_a_tiled_job_resegments_the_tiles_it_reaches_and_merges_them_s
     assert again["geometry"] == out["geometry"]
     r = refine(url, token, answer["view_id"], {"frame": "pixel", "positive_points": [[2000, 100]]})
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_prompt"
+
+    # An edit of a merged instance that reaches one tile re-segments that tile only; the instance keeps its
+    # pieces elsewhere, as the run merged them, and they are dissolved with the new piece across the border.
+    (feature,) = [f for f in answer["mask"]["features"] if len(f["properties"]["tiles"]) == 4]  # the tiny models'
+    k = feature["properties"]["instance"]
+    edit = refine(url, token, answer["view_id"], {"frame": "pixel", "positive_points": [[100, 100]], "instance": k})
+    assert edit.status_code == 200, edit.text
+    edit = edit.json()
+    assert edit["tiles"] == ["r0c0"] and edit["tiles_kept"] == ["r0c1", "r1c0", "r1c1"] and one["tiles_kept"] == []
+    to_crs = Affine(*answer["read"]["transform"])
+    r0c0_core = affine_transform(box(0, 0, 467, 361), [to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.c, to_crs.f])
+    original, edited, new_only = shape(feature["geometry"]), shape(edit["geometry"]), shape(one["geometry"])
+    assert original.difference(r0c0_core).symmetric_difference(edited.difference(r0c0_core)).area \
+        < 1e-6 * original.area  # untouched outside the tile the edit reached
+    # in the tile it reached: that tile's new mask
+    assert edited.intersection(r0c0_core).symmetric_difference(new_only.intersection(r0c0_core)).area \
+        < 1e-6 * original.area
+    assert not edited.equals(original) and edited.is_valid
+    edited_parts = list(edited.geoms)
+    assert all(a.intersection(b).length == 0 for a, b in itertools.combinations(edited_parts, 2))  # dissolved

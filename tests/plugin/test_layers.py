@@ -119,6 +119,25 @@ def test_three_layers_with_provenance(qgis_app):
     assert 0 < symbol.color().alpha() < 255 or symbol.opacity() < 1
 
 
+def test_a_tiled_answers_prompts_are_numbered_as_its_merged_masks(qgis_app):
+    """A tiled answer numbers prompts per tile and masks per merged region: a prompt goes with the feature
+    whose parts hold its tile:instance (a part dropped as a speck takes its prompts with it)."""
+    answer = canned_answer()
+    a, b = answer["instances"]
+    answer["read"] = {"mode": "tiled"}
+    answer["instances"] = [{**a, "tile": "r0c0", "instance": 0}, {**b, "tile": "r0c0", "instance": 1},
+                           {**a, "tile": "r0c1", "instance": 0}, {**b, "tile": "r1c1", "instance": 0}]
+    first, second = answer["mask"]["features"]
+    first["properties"].update(instance=0, score=0.8, parts=["r0c0:1", "r0c1:0"])  # one region over a border
+    second["properties"].update(instance=1, score=0.6, parts=["r0c0:0"])  # r1c1:0 was a speck
+    result = build_result_layers(answer, context())
+    boxes = sorted((f["instance"], f["box_pixel"]) for f in result.boxes.getFeatures())
+    assert boxes == [(0, "0,0,20,16"), (0, "60,8,68,16"), (1, "0,0,20,16")]
+    points = sorted((f["instance"], f["point"], f["x_pixel"]) for f in result.points.getFeatures())
+    assert points == [(0, 0, 64.0), (0, 1, 10.0), (0, 2, 12.0), (1, 0, 10.0), (1, 1, 12.0)]  # numbered per mask
+    assert sorted(f["score"] for f in result.masks.getFeatures()) == [0.6, 0.8]  # the merged feature's own
+
+
 def test_group_named_after_the_query_and_zoom_extent(project):
     result = build_result_layers(canned_answer(), context())
     group = add_to_project(result, project)

@@ -868,6 +868,101 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>user: positive</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>user: negative</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>user</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Think2Seg: refine</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Unexpected error while refining: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>This answer has no instance {instance}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Added by the user (refine).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Refine</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click removes, a drag redraws the box</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Undo</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Reset</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Done</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Step back one edit</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Back to the model's prompts and polygon</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Select a layer of a Think2Seg result (its masks, points or boxes) to refine it.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Left click: add; right click: remove; drag: redraw the box.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Instance {instance}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>New instance</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Instance {instance} updated.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The segmentation was cancelled; nothing was added to the project.</source>
         <translation type="unfinished"></translation>

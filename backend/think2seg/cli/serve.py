@@ -40,6 +40,14 @@ def add_parser(sub) -> None:
                    help=f"raster pixels one read may cover (default {limits.max_source_pixels})")
     g.add_argument("--max-read-pixels", type=int, default=limits.max_read_pixels,
                    help=f"pixels one read may produce (default {limits.max_read_pixels})")
+    from ..views import DEFAULT_MAX_VIEW_BYTES, DEFAULT_MAX_VIEWS
+
+    g = p.add_argument_group("refine (POST /v1/views/{view_id}/refine)")
+    g.add_argument("--max-views", type=int, default=DEFAULT_MAX_VIEWS,
+                   help=f"answers kept for refine; the least recently used goes first (default {DEFAULT_MAX_VIEWS})")
+    g.add_argument("--max-view-mb", type=int, default=DEFAULT_MAX_VIEW_BYTES >> 20,
+                   help="pixels (a tiled answer: its raster file) kept for refine, in MiB "
+                        f"(default {DEFAULT_MAX_VIEW_BYTES >> 20}); the latest answer is always kept")
     p.add_argument("--embedding-cache-mb", type=int, default=None,
                    help="SAM2 image embeddings kept for reuse by a second query or a refine, in MiB (default: 1024 "
                         "on a GPU, 256 on the CPU; 0 keeps only the current one)")
@@ -111,7 +119,8 @@ def check_args(args) -> Limits:
              "max_tiles": ("--max-tiles", args.max_tiles),
              "max_source_pixels": ("--max-source-pixels", args.max_source_pixels),
              "max_read_pixels": ("--max-read-pixels", args.max_read_pixels)}
-    for flag, value in flags.values():
+    views = [("--max-views", args.max_views), ("--max-view-mb", args.max_view_mb)]
+    for flag, value in [*flags.values(), *views]:
         if value < 1:
             raise BadInput(f"{flag} must be at least 1 (got {value}).", code="bad_options")
     values = {name: value for name, (_, value) in flags.items()}
@@ -149,7 +158,8 @@ def run(args) -> int:
     holder = PipelineHolder(load_scripted, {"reasoner": args.model, "segmenter": str(args.sam)})
     work_dir = args.work_dir or str(token_path.parent / "work")
     app = create_app(holder, ServiceConfig(token=token, work_dir=work_dir, limits=limits, host=args.host,
-                                           allowed_hosts=tuple(args.allowed_host)))
+                                           allowed_hosts=tuple(args.allowed_host), max_views=args.max_views,
+                                           max_view_bytes=args.max_view_mb << 20))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False)
     server = uvicorn.Server(config)
 

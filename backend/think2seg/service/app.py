@@ -172,8 +172,8 @@ class Service:
             result.view_id = tiled_view_id(result.tile_records)
             kept = self._views_folder / f"{result.view_id}{upload.path.suffix}"
             os.replace(upload.path, kept)
-            self.views.put(TiledView(result.view_id, str(kept), result.grid, opts.bands,
-                                     [f.instance for f in result.features], opts.min_area_pixels, opts.sam_size))
+            self.views.put(TiledView(result.view_id, str(kept), result.grid, opts.bands, result.features,
+                                     opts.min_area_pixels, opts.sam_size))
             return result.to_dict()
         finally:
             shutil.rmtree(state, ignore_errors=True)
