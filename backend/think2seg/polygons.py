@@ -19,6 +19,17 @@ from .result import as_multipolygon
 SIMPLIFY_PIXELS = 0.5
 
 
+#: A mask with more than this many 0/1 changes along its rows per pixel of its height + width is ragged (noise,
+#: speckle: many regions) and is sieved before polygonising; a clean one has ~2 per region per row it spans.
+RAGGED_CHANGES_PER_SIDE_PIXEL = 4
+
+
+def _ragged(m: np.ndarray) -> bool:
+    """Whether a mask has many small regions (cheap: one comparison pass, ~0.3 ms for 1024 x 1024)."""
+    changes = int(np.count_nonzero(m[:, 1:] != m[:, :-1]))
+    return changes > RAGGED_CHANGES_PER_SIDE_PIXEL * (m.shape[0] + m.shape[1])
+
+
 def mask_to_multipolygon(
     mask: np.ndarray,
     transform: Affine,
@@ -32,11 +43,12 @@ def mask_to_multipolygon(
         return MultiPolygon()
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d) or 1.0
     min_area = min_area_pixels * pixel_area
-    if min_area_pixels > 1:
+    if min_area_pixels > 1 and _ragged(m):
         # Specks first, on the raster (GDAL's sieve, one pass in C): a noisy mask has thousands of them, and
         # making each a shapely polygon only to drop it cost seconds. A region of fewer than `min_area_pixels`
         # pixels is exactly a polygon of less than `min_area` below; `& m` keeps the sieve from filling holes
-        # (holes are judged below, as before), so the polygons kept are the same.
+        # (holes are judged below, as before), so the polygons kept are the same. A clean mask skips it: the
+        # sieve costs more than polygonising a few regions (~21 vs ~16 ms of CPU for a 1024 x 1024 tile).
         m = m & features.sieve(m, int(math.ceil(min_area_pixels)), connectivity=8)
         if not m.any():
             return MultiPolygon()

@@ -152,10 +152,18 @@ def test_polygons_keep_holes_and_drop_specks(make_raster):
     assert poly.bounds == (500050.0, 3999750.0, 500250.0, 3999950.0)
 
 
-def test_specks_and_holes_at_the_area_threshold(make_raster):
-    """Specks are sieved on the raster before polygonising (fast on noisy masks): a region of exactly
-    `min_area_pixels` stays, one pixel fewer goes; holes are judged as before (the sieve never fills one),
-    and a speck inside a hole that is kept stays."""
+@pytest.mark.parametrize("sieved", [True, False])
+def test_specks_and_holes_at_the_area_threshold(make_raster, monkeypatch, sieved):
+    """Specks are sieved on the raster before polygonising when the mask is ragged (fast on noisy masks), and
+    not on a clean one: the same polygons either way. A region of exactly `min_area_pixels` stays, one pixel
+    fewer goes; holes are judged as before (the sieve never fills one), and a speck inside a hole that is kept
+    stays."""
+    import think2seg.polygons as polygons
+
+    monkeypatch.setattr(polygons, "RAGGED_CHANGES_PER_SIDE_PIXEL", 0 if sieved else 10**9)
+    calls = []
+    real_sieve = polygons.features.sieve
+    monkeypatch.setattr(polygons.features, "sieve", lambda *a, **k: calls.append(1) or real_sieve(*a, **k))
     tile = read_tile(make_raster(data=rgb(), transform=NORTH_UP))
     mask = np.zeros((40, 60), bool)
     mask[2:6, 40:44] = True  # 16 px: kept
@@ -171,3 +179,4 @@ def test_specks_and_holes_at_the_area_threshold(make_raster):
     assert poly.area == pytest.approx((16 + 18 * 34 - 16 - 112 + 16) * 100.0)
     assert sorted(len(p.interiors) for p in poly.geoms) == [0, 0, 2]
     assert mask.sum() == 16 + 15 + 18 * 34 - 16 - 15 - 112 + 16 + 1  # the caller's mask is left as it was
+    assert len(calls) == (1 if sieved else 0)
