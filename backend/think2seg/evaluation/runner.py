@@ -218,7 +218,13 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
             if not batch:
                 continue
             t0 = time.perf_counter()
-            results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
+            # Every prompt prefilled whole, as the reference did: a prefix reused across questions (Reasoner,
+            # `THINK2SEG_PREFIX_REUSE`) may differ in bf16's last bits, and an image here is asked once anyway.
+            reuse, pipeline.reasoner.prefix_reuse = pipeline.reasoner.prefix_reuse, False
+            try:
+                results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
+            finally:
+                pipeline.reasoner.prefix_reuse = reuse
             per = (time.perf_counter() - t0) / len(batch)
             for (sample, q_index, question, gt, frame, _), result in zip(batch, results, strict=True):
                 h, w = gt.shape
