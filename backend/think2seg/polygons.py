@@ -52,8 +52,14 @@ def mask_to_multipolygon(
         m = m & features.sieve(m, int(math.ceil(min_area_pixels)), connectivity=8)
         if not m.any():
             return MultiPolygon()
+    # Polygonise only the mask's bounding box (GDAL scans every pixel it is given; an object is rarely the tile).
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    r0, c0 = int(rows[0]), int(cols[0])
+    m = m[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1]
+    if r0 or c0:
+        transform = transform * Affine.translation(c0, r0)
     polys = []
-    for geom, value in features.shapes(m, mask=m.astype(bool), transform=transform, connectivity=8):
+    for geom, value in features.shapes(m, mask=m.view(bool), transform=transform, connectivity=8):
         if value != 1:
             continue
         poly = shape(geom)
