@@ -52,22 +52,6 @@ import numpy as np  # noqa: E402
 N_TOKENS = 150
 QUERY = "the wetlands that hold water all year"
 
-# The Qwen2-VL/2.5-VL processor chat template (interface fact; the same text as think2seg.testing.tiny_models).
-CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}<|im_end|>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 ANSWER = ('<think>Dark smooth water sits in the middle of the fields.</think>\n<answer>```json[{"bbox_2d": '
           '[210, 168, 630, 504], "positive_points": [[420, 336], [315, 420]]}]```</answer>')
 
@@ -102,6 +86,7 @@ def qwen_config(tiny: bool):
 def build_reasoner(tokenizer_dir: str, tiny: bool, device):
     import torch
     from think2seg.reasoner import Reasoner
+    from think2seg.testing.tiny_models import QWEN_VL_CHAT_TEMPLATE
     from transformers import (
         AutoTokenizer,
         Qwen2_5_VLForConditionalGeneration,
@@ -128,7 +113,7 @@ def build_reasoner(tokenizer_dir: str, tiny: bool, device):
     except Exception:
         video = None
     processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video,
-                                    chat_template=CHAT_TEMPLATE)
+                                    chat_template=QWEN_VL_CHAT_TEMPLATE)
     n_params = sum(p.numel() for p in model.parameters())
     return Reasoner(model, processor, "random Qwen2.5-VL-3B shapes" if not tiny else "random tiny", device), n_params
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,20 @@ def tiny_pipeline(tiny_models_dir):
 
     return Pipeline.from_pretrained(str(tiny_models_dir / "reasoner"), str(tiny_models_dir / "sam2.1_hiera_t.pt"),
                                     device="cpu")
+
+
+def tiny_model_args(models: Path) -> list[str]:
+    """The command-line options that load the tiny models on the CPU (`serve`, `segment`, `batch`, `eval`)."""
+    return ["--model", str(models / "reasoner"), "--sam", str(models / "sam2.1_hiera_t.pt"), "--device", "cpu"]
+
+
+@contextmanager
+def tiny_service(models: Path, folder: Path, *args: str) -> Iterator:
+    """`think2seg serve` on the tiny models (CPU) with `args` added, as a user starts it; stopped at the end."""
+    from think2seg.testing.live_service import live_service
+
+    with live_service([*tiny_model_args(models), *args], folder, env={"HF_HUB_OFFLINE": "1"}, timeout=120) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import tiny_model_args
 from pyogrio.raw import read as ogr_read
 from think2seg.testing.scenes import make_geotiff
 
@@ -22,8 +23,7 @@ def test_batch_killed_with_sigkill_resumes_without_doubles(tiny_models_dir, tmp_
     out = tmp_path / "out.gpkg"
     cmd = [sys.executable, "-m", "think2seg", "batch", str(raster), "-q", "the discs", "-o", str(out),
            "--tile-size", "64", "--overlap", "0", "--batch-size", "1", "--max-reasoning-tokens", "16",
-           "--no-progress", "--model", str(tiny_models_dir / "reasoner"),
-           "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"), "--device", "cpu"]
+           "--no-progress", *tiny_model_args(tiny_models_dir)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "out.gpkg.state"

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_model_args
 from earthreason_fixture import make_mini_earthreason
 from PIL import Image
 from think2seg.cli import main
@@ -23,8 +24,7 @@ def mini(tiny_models_dir, tmp_path_factory):
 
 
 def model_args(tiny_models_dir):
-    return ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-            "--device", "cpu", "--no-progress"]
+    return [*tiny_model_args(tiny_models_dir), "--no-progress"]
 
 
 def read_jsonl(path):

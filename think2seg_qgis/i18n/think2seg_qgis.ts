@@ -833,6 +833,21 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Masks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Prompt points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Prompt boxes</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>Reasoning segmentation</source>
         <translation type="unfinished"></translation>
     </message>
@@ -913,21 +928,6 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>The largest image the model reads at once; larger areas are tiled by the backend. Empty: the panel's “Image size at most”.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Masks</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Prompt points</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Prompt boxes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
