@@ -8,8 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import pytest
+# OpenMP threads (torch, BLAS) that wait for work asleep, not spinning: in this process and in every service or
+# CLI it starts (they inherit the environment); set before numpy and torch load. On a 2-core machine that is
+# also running something else (a service beside the test, another job), spinning threads wait on each other
+# for whole time slices: one tiny-reasoner answer (79 tokens) took 4.2-10.2 s with 2 spinning threads, 0.56-0.83 s
+# with 2 passive ones and 0.56-0.80 s with 1 thread, at load 4-5 (2026-11-27); SAM2's encoder, which does use
+# both cores, kept its speed (5.4-6.2 s passive, 5.3-6.5 s on 1 thread). Nothing a test asserts depends on it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources"

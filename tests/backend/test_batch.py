@@ -30,12 +30,18 @@ def read_layer(path, layer=None) -> list[dict]:
 
 def corrupt_files(folder: Path) -> tuple[Path, Path]:
     """A file that is no raster at all, and a GeoTIFF cut short (its header opens, its tiles do not read)."""
+    import rasterio
+
     bad = folder / "not_a_raster.tif"
     bad.write_bytes(b"this is not a GeoTIFF\n" * 50)
     whole = make_geotiff(folder / "whole.tif", 1024, 1024, block=256)
-    data = whole.read_bytes()
+    with rasterio.open(whole) as ds:
+        first = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
     cut = folder / "truncated.tif"
-    cut.write_bytes(data[: len(data) // 3])
+    # Cut inside the first block: the very first tile fails to read, so no model runs on this file (cut later,
+    # the models ran on every tile before the cut only to have the raster fail).
+    cut.write_bytes(whole.read_bytes()[: first + size // 2])
     whole.unlink()
     return bad, cut
 
