@@ -187,8 +187,9 @@ def test_outputs_are_named_styled_and_grouped_after_the_query(provider, tmp_path
     project.clear()
     # The layers panel as QGIS shows it: a view of the project's tree that selects each layer added to it
     # (QgisApp::autoSelectAddedLayer), which lays the tree out between the algorithm's steps.
+    model = QgsLayerTreeModel(project.layerTreeRoot())  # kept: the view does not own it
     view = QgsLayerTreeView()
-    view.setModel(QgsLayerTreeModel(project.layerTreeRoot()))
+    view.setModel(model)
     view.show()
 
     def select_added(layers):
