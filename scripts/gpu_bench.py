@@ -402,10 +402,11 @@ def run(args) -> dict:
                 return t
 
             try:
-                t0 = time.perf_counter()
-                batch_run()  # warm-up: the fast path compiles for this batch shape
-                if name == "fast":
-                    report["compile_warmup_s"][f"batch {b}"] = time.perf_counter() - t0
+                if device.type == "cuda":  # warm-up: the fast path compiles for this batch shape (not on the CPU)
+                    t0 = time.perf_counter()
+                    batch_run()
+                    if name == "fast":
+                        report["compile_warmup_s"][f"batch {b}"] = time.perf_counter() - t0
                 runs = [batch_run() for _ in range(max(1, args.repeats - 1)) if not over()]
                 read_pre = [clock(lambda b=b: [to_model_image(stages.read(k).rgb, 840) for k in range(b)])[1]]
                 per = median([r["generate"] + r["sam2_polygonise_write"] for r in runs]) + read_pre[0]
