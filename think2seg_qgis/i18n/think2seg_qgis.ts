@@ -1007,6 +1007,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Could not apply the refined mask: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
         <source>This answer has no instance {instance}.</source>
         <translation type="unfinished"></translation>
     </message>
