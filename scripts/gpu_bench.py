@@ -16,7 +16,7 @@ its dependencies are importable (rasterio, shapely, json_repair; pyogrio for GPK
 (tifffile/PIL read, OpenCV contours, GeoJSON write), so the script runs on a bare GPU image too.
 `--budget-s` stops starting new measurements past that many seconds (the table then says "skipped").
 
-Here, on the CPU, tiny shapes (< 1 minute):
+Here, on the CPU, tiny shapes on a 256 x 256 tile (< 1 minute):
     .venv/bin/python scripts/gpu_bench.py --tiny
 
 Prepare the GPU machine's files here once (into .cache/gpu-bench, which git ignores: 47 MiB with the
@@ -52,22 +52,6 @@ import numpy as np  # noqa: E402
 N_TOKENS = 150
 QUERY = "the wetlands that hold water all year"
 
-# The Qwen2-VL/2.5-VL processor chat template (interface fact; the same text as think2seg.testing.tiny_models).
-CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}<|im_end|>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 ANSWER = ('<think>Dark smooth water sits in the middle of the fields.</think>\n<answer>```json[{"bbox_2d": '
           '[210, 168, 630, 504], "positive_points": [[420, 336], [315, 420]]}]```</answer>')
 
@@ -102,6 +86,7 @@ def qwen_config(tiny: bool):
 def build_reasoner(tokenizer_dir: str, tiny: bool, device):
     import torch
     from think2seg.reasoner import Reasoner
+    from think2seg.testing.tiny_models import QWEN_VL_CHAT_TEMPLATE
     from transformers import (
         AutoTokenizer,
         Qwen2_5_VLForConditionalGeneration,
@@ -128,7 +113,7 @@ def build_reasoner(tokenizer_dir: str, tiny: bool, device):
     except Exception:
         video = None
     processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video,
-                                    chat_template=CHAT_TEMPLATE)
+                                    chat_template=QWEN_VL_CHAT_TEMPLATE)
     n_params = sum(p.numel() for p in model.parameters())
     return Reasoner(model, processor, "random Qwen2.5-VL-3B shapes" if not tiny else "random tiny", device), n_params
 
@@ -378,7 +363,8 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             print("# warm-up (fast: static cache, compiling the decode step) ...", flush=True)
             one_query(fast)
-            one_query(fast)
+            if device.type == "cuda":  # the compiled step settles on its second call; the CPU compiles nothing
+                one_query(fast)
             report["compile_warmup_s"]["batch 1"] = time.perf_counter() - t0
         runs = [one_query(reasoner, k) for k in range(args.repeats) if not over()]
         pd = [prefill_decode(reasoner) for _ in range(max(1, args.repeats - 1)) if not over()]
@@ -416,10 +402,11 @@ def run(args) -> dict:
                 return t
 
             try:
-                t0 = time.perf_counter()
-                batch_run()  # warm-up: the fast path compiles for this batch shape
-                if name == "fast":
-                    report["compile_warmup_s"][f"batch {b}"] = time.perf_counter() - t0
+                if device.type == "cuda":  # warm-up: the fast path compiles for this batch shape (not on the CPU)
+                    t0 = time.perf_counter()
+                    batch_run()
+                    if name == "fast":
+                        report["compile_warmup_s"][f"batch {b}"] = time.perf_counter() - t0
                 runs = [batch_run() for _ in range(max(1, args.repeats - 1)) if not over()]
                 read_pre = [clock(lambda b=b: [to_model_image(stages.read(k).rgb, 840) for k in range(b)])[1]]
                 per = median([r["generate"] + r["sam2_polygonise_write"] for r in runs]) + read_pre[0]
@@ -512,7 +499,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=None, help=f"new tokens per query (default {N_TOKENS}; --tiny 12)")
     p.add_argument("--batches", default=None, help="batch sizes (default 8,16,32; --tiny 2)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median); --tiny 1")
-    p.add_argument("--tile", type=int, default=1024)
+    p.add_argument("--tile", type=int, default=None, help="tile side in pixels (default 1024; --tiny 256)")
     p.add_argument("--budget-s", type=float, default=520, help="start no new measurement after this many seconds")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--prepare", default=None, metavar="DIR", help="write the GPU machine's files to DIR and stop")
@@ -524,6 +511,7 @@ def main(argv=None) -> int:
         prepare(Path(args.prepare), not args.no_wheels)
         return 0
     args.tokens = args.tokens or (12 if args.tiny else N_TOKENS)
+    args.tile = args.tile or (256 if args.tiny else 1024)
     args.batches = [int(b) for b in (args.batches or ("2" if args.tiny else "8,16,32")).split(",") if b]
     if args.tiny:
         args.repeats = min(args.repeats, 1)

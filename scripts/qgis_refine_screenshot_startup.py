@@ -8,47 +8,20 @@ THINK2SEG_SCREENSHOT_DIR/refine.png (the whole window: panel, map, user and mode
 qgis_screenshot_startup.py it also saves panel.png (the run) so the shell's checks hold.
 """
 
-import os
-import subprocess
-
-from qgis.core import QgsPointXY, QgsProject, QgsRasterLayer
+from qgis.core import QgsPointXY
 from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication
-from qgis.utils import iface, plugins
+from qgis.utils import iface
+from qgis_screenshot_common import QUERY, grab, log, quit_qgis, schedule, show_panel
 
-OUT = os.environ.get("THINK2SEG_SCREENSHOT_DIR", "docs/screenshots")
-QUERY = os.environ.get("THINK2SEG_SCREENSHOT_QUERY", "the wetlands that hold water all year")
-STATUS = os.environ.get("THINK2SEG_SCREENSHOT_STATUS", "")
 TIMEOUT_MS = 300_000
 state = {"done": False, "step": 0}
 
 
-def log(text: str) -> None:
-    print(f"[screenshot] {text}", flush=True)
-    if STATUS:
-        with open(STATUS, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-
-
-def grab(name: str) -> None:
-    QApplication.processEvents()
-    path = os.path.join(OUT, name)
-    subprocess.run(["import", "-window", "root", path], check=False)
-    log(f"saved {path}")
-
-
 def start() -> None:
-    plugin = plugins.get("think2seg_qgis")
-    if plugin is None:
-        log("ERROR: the plugin is not loaded")
-        quit_qgis(1)
+    panel = show_panel()
+    if panel is None:
         return
-    iface.mainWindow().setGeometry(QApplication.primaryScreen().availableGeometry())
-    rasters = [layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)]
-    if rasters:
-        iface.setActiveLayer(rasters[0])
-    panel = plugin.show_panel()
     panel.set_query(QUERY)
     panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
     panel.finished.connect(lambda outcome, result: QTimer.singleShot(2000, lambda: refine(panel, result)))
@@ -112,13 +85,6 @@ def finish() -> None:
     quit_qgis(0)
 
 
-def quit_qgis(code: int) -> None:
-    log(f"exit {code}")
-    QgsProject.instance().setDirty(False)
-    QTimer.singleShot(5000, lambda: os._exit(code))
-    os._exit(code) if code else iface.actionExit().trigger()
-
-
 def give_up() -> None:
     if not state["done"]:
         log("ERROR: no refine in time")
@@ -126,6 +92,4 @@ def give_up() -> None:
         quit_qgis(1)
 
 
-os.makedirs(OUT, exist_ok=True)
-QTimer.singleShot(2000, start)
-QTimer.singleShot(TIMEOUT_MS, give_up)
+schedule(start, give_up, TIMEOUT_MS)

@@ -23,6 +23,7 @@ rm -f "$OUT/panel.png" "$OUT/result.png" "$OUT/first_run.png" "$OUT/processing.p
 set +e
 THINK2SEG_BACKEND_URL=$URL THINK2SEG_TOKEN_FILE=$WORK/token THINK2SEG_BACKEND_PYTHON=$ROOT/.venv/bin/python \
 THINK2SEG_SCREENSHOT_DIR=$OUT THINK2SEG_SCREENSHOT_STATUS=$WORK/status.txt \
+PYTHONPATH=$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH} \
   timeout 540 xvfb-run -a -s '-screen 0 1600x1000x24' \
   qgis --nologo --noversioncheck --profiles-path "$PROFILES" \
   --code "${THINK2SEG_SCREENSHOT_STARTUP:-$ROOT/scripts/qgis_screenshot_startup.py}" "$ROOT/resources/naip_prairie_potholes_2020.tif" \

@@ -9,16 +9,12 @@ THINK2SEG_SCREENSHOT_STATUS (a file that receives what the panel said, for the s
 """
 
 import os
-import subprocess
 
-from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import QgsProject, QgsSettings
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication
-from qgis.utils import iface, plugins
+from qgis.utils import iface
+from qgis_screenshot_common import OUT, QUERY, grab, log, quit_qgis, schedule, show_panel
 
-OUT = os.environ.get("THINK2SEG_SCREENSHOT_DIR", "docs/screenshots")
-QUERY = os.environ.get("THINK2SEG_SCREENSHOT_QUERY", "the wetlands that hold water all year")
-STATUS = os.environ.get("THINK2SEG_SCREENSHOT_STATUS", "")
 PROCESSING_QUERY = os.environ.get("THINK2SEG_SCREENSHOT_PROCESSING_QUERY", "the ponds")
 TIMEOUT_MS = 420_000
 state = {"done": False}
@@ -26,35 +22,11 @@ state = {"done": False}
 BACKEND_ENV = {k: os.environ.pop(k) for k in ("THINK2SEG_BACKEND_URL", "THINK2SEG_BACKEND_PYTHON") if k in os.environ}
 
 
-def log(text: str) -> None:
-    print(f"[screenshot] {text}", flush=True)
-    if STATUS:
-        with open(STATUS, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-
-
-def grab(name: str) -> None:
-    QApplication.processEvents()
-    path = os.path.join(OUT, name)
-    subprocess.run(["import", "-window", "root", path], check=False)
-    log(f"saved {path}")
-
-
 def start() -> None:
-    plugin = plugins.get("think2seg_qgis")
-    if plugin is None:
-        log("ERROR: the plugin is not loaded")
-        quit_qgis(1)
-        return
-    # No window manager under Xvfb: give the window the whole screen by hand.
-    iface.mainWindow().setGeometry(QApplication.primaryScreen().availableGeometry())
-    rasters = [
-        layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)
-    ]
-    if rasters:
-        iface.setActiveLayer(rasters[0])
     QgsSettings().remove("think2seg")
-    panel = plugin.show_panel()
+    panel = show_panel()
+    if panel is None:
+        return
     panel.backend_box.settings_box.setCollapsed(True)
     QTimer.singleShot(4000, lambda: first_run(panel))
 
@@ -131,13 +103,6 @@ def run_processing() -> None:
     QTimer.singleShot(3000, lambda: (iface.mapCanvas().waitWhileRendering(), grab("processing.png"), quit_qgis(0)))
 
 
-def quit_qgis(code: int) -> None:
-    log(f"exit {code}")
-    QgsProject.instance().setDirty(False)
-    QTimer.singleShot(5000, lambda: os._exit(code))  # if a dialog blocks the normal exit
-    os._exit(code) if code else iface.actionExit().trigger()
-
-
 def give_up() -> None:
     if not state["done"]:
         log("ERROR: no answer in time")
@@ -145,6 +110,4 @@ def give_up() -> None:
         quit_qgis(1)
 
 
-os.makedirs(OUT, exist_ok=True)
-QTimer.singleShot(2000, start)
-QTimer.singleShot(TIMEOUT_MS, give_up)
+schedule(start, give_up, TIMEOUT_MS)

@@ -16,6 +16,7 @@ from qgis.core import (
 
 from .errors import EMPTY_AREA, Think2SegError
 from .export import RasterSource
+from .i18n import tr
 
 
 def whole_layer(source: RasterSource) -> QgsRectangle:
@@ -43,13 +44,16 @@ def map_extent(
             rect = _transform(extent_crs, source.crs, context).transformBoundingBox(rect)
         except QgsCsException:
             raise Think2SegError(
-                EMPTY_AREA, f"The visible map extent cannot be expressed in the CRS of “{source.name}”."
+                EMPTY_AREA,
+                tr("The visible map extent cannot be expressed in the CRS of “{name}”.").format(name=source.name),
             ) from None
     clipped = rect.intersect(source.extent)
     if clipped.isEmpty():
         raise Think2SegError(
             EMPTY_AREA,
-            f"The visible map does not show “{source.name}”: pan over it, or choose “Whole layer” as the area.",
+            tr("The visible map does not show “{name}”: pan over it, or choose “Whole layer” as the area.").format(
+                name=source.name
+            ),
         )
     return clipped
 
@@ -60,12 +64,13 @@ def selected_polygons(
     """(bounding box, union of the selected polygons), both in the raster's CRS."""
     if layer is None or not layer.isValid() or layer.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
         raise Think2SegError(
-            EMPTY_AREA, "Choose a polygon layer whose selected features mark the area to read."
+            EMPTY_AREA, tr("Choose a polygon layer whose selected features mark the area to read.")
         )
     geometries = [f.geometry() for f in layer.getSelectedFeatures() if f.hasGeometry()]
     if not geometries:
         raise Think2SegError(
-            EMPTY_AREA, f"No feature is selected in “{layer.name()}”: select the polygons that mark the area."
+            EMPTY_AREA,
+            tr("No feature is selected in “{name}”: select the polygons that mark the area.").format(name=layer.name()),
         )
     union = QgsGeometry.unaryUnion(geometries)
     if layer.crs().isValid() and layer.crs() != source.crs:
@@ -74,9 +79,10 @@ def selected_polygons(
             union.transform(_transform(layer.crs(), source.crs, context))
         except QgsCsException:
             raise Think2SegError(
-                EMPTY_AREA, f"The selected polygons cannot be expressed in the CRS of “{source.name}”."
+                EMPTY_AREA,
+                tr("The selected polygons cannot be expressed in the CRS of “{name}”.").format(name=source.name),
             ) from None
     box = union.boundingBox().intersect(source.extent)
     if box.isEmpty():
-        raise Think2SegError(EMPTY_AREA, f"The selected polygons do not overlap “{source.name}”.")
+        raise Think2SegError(EMPTY_AREA, tr("The selected polygons do not overlap “{name}”.").format(name=source.name))
     return box, union

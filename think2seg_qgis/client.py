@@ -133,8 +133,10 @@ def error_from_answer(status: int, reason: str, body: bytes, url: str, has_token
             NO_TOKEN,
             backend_sentence(
                 NO_TOKEN,
-                "the token file is missing or empty; start the backend once (it writes the file) or type the "
-                "token in the backend settings.",
+                tr(
+                    "the token file is missing or empty; start the backend once (it writes the file) or type the "
+                    "token in the backend settings."
+                ),
             ),
             status=status,
         )
@@ -241,7 +243,7 @@ class BackendClient:
         _, data = self._request("POST", f"{API}/jobs", body, ctype, timeout=max(self.timeout, 120.0))
         job_id = data.get("job_id")
         if not job_id:
-            raise Think2SegError(BAD_ANSWER, "The backend accepted the job but gave no job id.")
+            raise Think2SegError(BAD_ANSWER, tr("The backend accepted the job but gave no job id."))
         return str(job_id)
 
     def job_status(self, job_id: str) -> dict:

@@ -67,6 +67,9 @@ INTERNAL_CODES = frozenset({INTERNAL, OUT_OF_MEMORY, CRASHED, TIMEOUT, JOB_FAILE
 # The models cannot load: the backend runs but will never answer a query until its settings change.
 MODEL_SETUP_CODES = frozenset({WEIGHTS_UNAVAILABLE, BAD_MODEL, BAD_SAM_CHECKPOINT, BAD_SAM_SIZE, MODELS_FAILED})
 
+# Reaching the backend failed (not the query): Processing words these for a user who may have no panel open.
+CONNECTION_CODES = frozenset({UNREACHABLE, TIMEOUT, UNAUTHORIZED, NO_TOKEN, MODELS_LOADING})
+
 # Where the sentence is shown: the panel has buttons and fields to name; Processing may run with no panel at all.
 IN_PANEL = "panel"
 IN_PROCESSING = "processing"

@@ -29,6 +29,7 @@ from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
 from .errors import EMPTY_AREA, EXPORT_FAILED, NO_CRS, Think2SegError
+from .i18n import tr
 from .segmentation import cancelled_error
 
 gdal.UseExceptions()
@@ -38,10 +39,10 @@ MODE_RENDERED = "rendered"
 
 
 def no_crs_sentence(name: str) -> str:
-    return (
-        f"The layer “{name}” has no coordinate reference system, so its answer could not be placed on the map: "
+    return tr(
+        "The layer “{name}” has no coordinate reference system, so its answer could not be placed on the map: "
         "set its CRS (Layer Properties > Source) and run again."
-    )
+    ).format(name=name)
 
 
 @dataclass
@@ -62,7 +63,7 @@ class RasterSource:
     @classmethod
     def from_layer(cls, layer: QgsRasterLayer) -> RasterSource:
         if layer is None or not layer.isValid():
-            raise Think2SegError(EXPORT_FAILED, "Choose a valid raster layer first.")
+            raise Think2SegError(EXPORT_FAILED, tr("Choose a valid raster layer first."))
         if not layer.crs().isValid():
             raise Think2SegError(NO_CRS, no_crs_sentence(layer.name()))
         gdal_path, file_path = _gdal_path(layer)
@@ -143,8 +144,9 @@ def export_raster_area(
     if clipped.isEmpty() or clipped.width() <= 0 or clipped.height() <= 0:
         raise Think2SegError(
             EMPTY_AREA,
-            f"The area to read does not overlap the layer “{source.name}”: pan the map over it or choose "
-            "“Whole layer”.",
+            tr(
+                "The area to read does not overlap the layer “{name}”: pan the map over it or choose “Whole layer”."
+            ).format(name=source.name),
         )
     if source.gdal_path:
         return _export_with_gdal(source, clipped, out_path, max_size, is_cancelled)
@@ -187,11 +189,13 @@ def _export_with_gdal(source, area, out_path, max_size, is_cancelled) -> Exporte
     except RuntimeError as error:
         if is_cancelled():
             raise cancelled_error() from None
-        raise Think2SegError(EXPORT_FAILED, f"GDAL could not read “{source.name}”: {error}") from None
+        raise Think2SegError(
+            EXPORT_FAILED, tr("GDAL could not read “{name}”: {error}").format(name=source.name, error=error)
+        ) from None
     if result is None:
         if is_cancelled():
             raise cancelled_error()
-        raise Think2SegError(EXPORT_FAILED, f"GDAL could not read the area of “{source.name}”.")
+        raise Think2SegError(EXPORT_FAILED, tr("GDAL could not read the area of “{name}”.").format(name=source.name))
     if not result.GetProjection():
         # QGIS knows a CRS the file does not carry (set by the user): the answer must come back in it.
         result.SetProjection(source.crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL))
@@ -220,7 +224,7 @@ def _export_with_gdal(source, area, out_path, max_size, is_cancelled) -> Exporte
 def _export_rendered(source, area, out_path, max_size, is_cancelled) -> ExportedRaster:
     layer = source.render_layer
     if layer is None:
-        raise Think2SegError(EXPORT_FAILED, f"The layer “{source.name}” cannot be drawn for export.")
+        raise Think2SegError(EXPORT_FAILED, tr("The layer “{name}” cannot be drawn for export.").format(name=source.name))
     native_w = area.width() / source.units_per_pixel_x if source.units_per_pixel_x > 0 else max_size
     native_h = area.height() / source.units_per_pixel_y if source.units_per_pixel_y > 0 else max_size
     if layer.providerType() != "gdal":
@@ -292,7 +296,7 @@ def _export_rendered(source, area, out_path, max_size, is_cancelled) -> Exported
         dataset = None
     except RuntimeError as error:
         raise Think2SegError(
-            EXPORT_FAILED, f"Could not write the drawn image of “{source.name}”: {error}"
+            EXPORT_FAILED, tr("Could not write the drawn image of “{name}”: {error}").format(name=source.name, error=error)
         ) from None
     return ExportedRaster(
         path=out_path,

@@ -169,7 +169,7 @@ def _geometry_from_geojson(geometry: dict) -> QgsGeometry:
     except (RuntimeError, TypeError, ValueError):
         ogr_geometry = None
     if ogr_geometry is None:
-        raise Think2SegError(BAD_ANSWER, "The backend returned a mask geometry that cannot be read.")
+        raise Think2SegError(BAD_ANSWER, tr("The backend returned a mask geometry that cannot be read."))
     result = QgsGeometry()
     result.fromWkb(bytes(ogr_geometry.ExportToIsoWkb()))
     return result
@@ -408,9 +408,11 @@ def build_result_layers(
     reasoning = str(answer.get("reasoning") or "").strip()
     _set_abstract(
         layers["masks"],
-        f"Think2Seg answer to “{context.query}” on “{context.source_layer}”.\n\nReasoning:\n{reasoning}".strip(),
+        tr("Think2Seg answer to “{query}” on “{layer}”.\n\nReasoning:\n{reasoning}")
+        .format(query=context.query, layer=context.source_layer, reasoning=reasoning)
+        .strip(),
     )
-    message = str(answer.get("message") or f"{len(masks)} instance(s) found")
+    message = str(answer.get("message") or tr("{n} instance(s) found").format(n=len(masks)))
     mark_result_layers(layers, answer)
     return ResultLayers(layers["masks"], layers["points"], layers["boxes"], group, message)
 
@@ -456,10 +458,12 @@ def _write_geopackage(layer: QgsVectorLayer, path: str, table: str) -> QgsVector
     )
     error, message = result[0], result[1]
     if error != QgsVectorFileWriter.WriterError.NoError:
-        raise Think2SegError(WRITE_FAILED, f"Could not write the results to {path}: {message}")
+        raise Think2SegError(
+            WRITE_FAILED, tr("Could not write the results to {path}: {message}").format(path=path, message=message)
+        )
     written = QgsVectorLayer(f"{path}|layername={table}", layer.name(), "ogr")
     if not written.isValid():
-        raise Think2SegError(WRITE_FAILED, f"The results written to {path} could not be opened again.")
+        raise Think2SegError(WRITE_FAILED, tr("The results written to {path} could not be opened again.").format(path=path))
     return written
 
 

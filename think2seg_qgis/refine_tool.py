@@ -202,7 +202,7 @@ class RefineTask(QgsTask):
         try:
             self.on_done(self.answer, self.error)
         except Exception as error:  # noqa: BLE001 - keep QGIS alive; say what happened
-            QgsMessageLog.logMessage(f"Could not apply the refined mask: {error!r}", LOG_TAG)
+            QgsMessageLog.logMessage(tr("Could not apply the refined mask: {error}").format(error=repr(error)), LOG_TAG)
 
 
 @dataclass

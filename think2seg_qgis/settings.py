@@ -14,6 +14,7 @@ from pathlib import Path
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 
 from .client import BackendClient
+from .i18n import tr
 
 PREFIX = "think2seg"
 ENV_URL = "THINK2SEG_BACKEND_URL"
@@ -140,7 +141,7 @@ def store_token(token: str, authcfg: str = "") -> str:
     if authcfg:
         manager.loadAuthenticationConfig(authcfg, config, True)
         config.setMethod(AUTH_METHOD)
-    config.setName("Think2Seg backend token")
+    config.setName(tr("Think2Seg backend token"))
     config.setConfig("username", AUTH_USER)
     config.setConfig("password", token)
     if config.id():
@@ -150,7 +151,9 @@ def store_token(token: str, authcfg: str = "") -> str:
     if isinstance(stored, tuple):  # (ok, config) in some bindings
         stored, config = stored[0], stored[-1]
     if not stored or not config.id():
-        raise RuntimeError("QGIS could not store the token in its authentication database (is a master password set?)")
+        raise RuntimeError(
+            tr("QGIS could not store the token in its authentication database (is a master password set?)")
+        )
     return config.id()
 
 

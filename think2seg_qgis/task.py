@@ -127,7 +127,7 @@ class SegmentationTask(QgsTask):
             self.outcome.error = error
             return False
         except Exception as error:  # noqa: BLE001 - a task must report, never raise into the task manager
-            QgsMessageLog.logMessage(f"Unexpected error: {error!r}", LOG_TAG)
+            QgsMessageLog.logMessage(tr("Unexpected error: {error}").format(error=repr(error)), LOG_TAG)
             self.outcome.error = Think2SegError(
                 INTERNAL, tr("Unexpected error in the Think2Seg task: {error}").format(error=error)
             )
@@ -147,4 +147,4 @@ class SegmentationTask(QgsTask):
         try:
             self.on_done(self.outcome)
         except Exception as error:  # noqa: BLE001 - keep QGIS alive; say what happened
-            QgsMessageLog.logMessage(f"Could not show the result: {error!r}", LOG_TAG)
+            QgsMessageLog.logMessage(tr("Could not show the result: {error}").format(error=repr(error)), LOG_TAG)

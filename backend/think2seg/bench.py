@@ -102,15 +102,18 @@ def mib(n: int) -> str:
 
 
 # -- table 1: one tile through the whole pipeline -------------------------------------------------------------
-def load_tiny(tiny: str | os.PathLike, stand_in: bool = False):
+def load_tiny(tiny: str | os.PathLike):
     from .pipeline import Pipeline
-    from .reasoner import Reasoner
-    from .segmenter import Segmenter
 
     tiny = Path(tiny)
-    reasoner = Reasoner.from_pretrained(str(tiny / "reasoner"), device="cpu")
-    segmenter = StandInSegmenter() if stand_in else Segmenter.from_pretrained(str(tiny / "sam2.1_hiera_t.pt"), device="cpu")
-    return Pipeline(reasoner, segmenter)
+    return Pipeline.from_pretrained(str(tiny / "reasoner"), str(tiny / "sam2.1_hiera_t.pt"), device="cpu")
+
+
+def with_stand_in_sam(pipeline):
+    """The same tiny reasoner (loaded once) with the stand-in SAM2."""
+    from .pipeline import Pipeline
+
+    return Pipeline(pipeline.reasoner, StandInSegmenter())
 
 
 def bench_one_tile(pipeline, raster: Path, work: Path, tile: int = 1024, repeats: int = 2) -> list[list]:
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"(median of {args.repeats})", ["stage", "time"], rows))
         if 3 in tables and sizes:
             print("\n(table 3: generating and running big rasters ...)", flush=True)
-            stand_in = load_tiny(args.tiny, stand_in=True) if args.stand_in else None
+            stand_in = with_stand_in_sam(pipeline) if args.stand_in else None
             rows = bench_big(pipeline, sizes, work, args.tile_size, args.overlap, args.max_tiles, stand_in,
                              log=lambda m: print(m, flush=True), coarse_per_axis=args.coarse_tiles)
             print(table("3. Big rasters through segment_raster_tiled (CPU)",

@@ -9,15 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from conftest import tiny_model_args
 from pyogrio.raw import read as ogr_read
 from think2seg.batch import BatchJob, BatchSummary, collect_rasters, exit_code, read_queries, run_batch
 from think2seg.cli import main
 from think2seg.errors import BadInput, Cancelled
 from think2seg.testing.scenes import make_geotiff
 from think2seg.testing.stand_in import StandInSegmenter
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / ".cache" / "tiny-models"
 
 
 def read_layer(path, layer=None) -> list[dict]:
@@ -32,24 +30,28 @@ def read_layer(path, layer=None) -> list[dict]:
 
 def corrupt_files(folder: Path) -> tuple[Path, Path]:
     """A file that is no raster at all, and a GeoTIFF cut short (its header opens, its tiles do not read)."""
+    import rasterio
+
     bad = folder / "not_a_raster.tif"
     bad.write_bytes(b"this is not a GeoTIFF\n" * 50)
     whole = make_geotiff(folder / "whole.tif", 1024, 1024, block=256)
-    data = whole.read_bytes()
+    with rasterio.open(whole) as ds:
+        first = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
     cut = folder / "truncated.tif"
-    cut.write_bytes(data[: len(data) // 3])
+    # Cut inside the first block: the very first tile fails to read, so no model runs on this file (cut later,
+    # the models ran on every tile before the cut only to have the raster fail).
+    cut.write_bytes(whole.read_bytes()[: first + size // 2])
     whole.unlink()
     return bad, cut
 
 
 @pytest.fixture(scope="module")
-def stand_in_pipeline():
-    if not (TINY / "reasoner").exists():
-        pytest.skip("tiny models missing: make tiny-models")
+def stand_in_pipeline(tiny_models_dir):
     from think2seg.pipeline import Pipeline
     from think2seg.reasoner import Reasoner
 
-    return Pipeline(Reasoner.from_pretrained(str(TINY / "reasoner"), device="cpu"), StandInSegmenter())
+    return Pipeline(Reasoner.from_pretrained(str(tiny_models_dir / "reasoner"), device="cpu"), StandInSegmenter())
 
 
 class Recorder:
@@ -68,14 +70,14 @@ class Recorder:
 
 # -- the command line with the real tiny models ---------------------------------------------------------------
 @pytest.mark.slow
-def test_cli_batch_two_rasters_and_corrupt_files(tmp_path, capsys):
+def test_cli_batch_two_rasters_and_corrupt_files(tmp_path, capsys, tiny_models_dir):
     a = make_geotiff(tmp_path / "a.tif", 300, 200, discs=[(150, 100, 60)])
     b = make_geotiff(tmp_path / "b.tif", 200, 200, discs=[(100, 100, 50)])
     bad, cut = corrupt_files(tmp_path)
     out = tmp_path / "out" / "answers.gpkg"
     rc = main(["batch", "-q", "the water bodies", str(a), str(bad), str(b), str(cut), "-o", str(out),
                "--tile-size", "256", "--overlap", "32", "--max-reasoning-tokens", "128", "--no-progress",
-               "--model", str(TINY / "reasoner"), "--sam", str(TINY / "sam2.1_hiera_t.pt"), "--device", "cpu"])
+               *tiny_model_args(tiny_models_dir)])
     printed = capsys.readouterr().out
     assert rc == 0, "some rasters failed, the others were done: exit 0 with the failures in the summary"
     assert "2 done, 2 failed, 4 in all" in printed

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_model_args
 from think2seg.testing.tiny_models import KNOWN_REASONING
 
 
@@ -18,8 +19,7 @@ def cli(*args, env=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def models(tiny_models_dir):
-    return ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-            "--device", "cpu"]
+    return tiny_model_args(tiny_models_dir)
 
 
 @pytest.mark.slow

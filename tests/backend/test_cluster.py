@@ -4,10 +4,10 @@ the same features as the local path."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import shapely
+from conftest import tiny_model_args
 from think2seg.batch import BatchJob, run_batch
 from think2seg.cli import main
 from think2seg.testing.scenes import make_geotiff
@@ -15,14 +15,9 @@ from think2seg.testing.scenes import make_geotiff
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / ".cache" / "tiny-models"
-
 
 @pytest.fixture(scope="module")
 def local_ray():
-    if not (TINY / "reasoner").exists():
-        pytest.skip("tiny models missing: make tiny-models")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}})
     yield
@@ -41,7 +36,7 @@ def rows(path, layer):
     return sorted(out)
 
 
-def test_ray_batch_writes_what_the_local_batch_writes(local_ray, tiny_pipeline, tmp_path, capsys):
+def test_ray_batch_writes_what_the_local_batch_writes(local_ray, tiny_pipeline, tiny_models_dir, tmp_path, capsys):
     a = make_geotiff(tmp_path / "a.tif", 300, 200, discs=[(150, 100, 60)])
     b = make_geotiff(tmp_path / "b.tif", 200, 200, discs=[(100, 100, 50)])
     bad = tmp_path / "bad.tif"
@@ -56,8 +51,7 @@ def test_ray_batch_writes_what_the_local_batch_writes(local_ray, tiny_pipeline, 
     ray_out = tmp_path / "ray.gpkg"
     rc = main(["batch", "-q", queries[0], "-q", queries[1], str(a), str(bad), str(b), "-o", str(ray_out),
                "--tile-size", "256", "--overlap", "32", "--batch-size", "2", "--max-reasoning-tokens", "128",
-               "--no-progress", "--ray", "local", "--model", str(TINY / "reasoner"),
-               "--sam", str(TINY / "sam2.1_hiera_t.pt"), "--device", "cpu"])
+               "--no-progress", "--ray", "local", *tiny_model_args(tiny_models_dir)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "2 done, 1 failed, 3 in all" in printed and "tiles     3 (3 run now" in printed

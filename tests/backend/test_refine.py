@@ -7,10 +7,10 @@ import itertools
 import httpx
 import pytest
 from affine import Affine
+from conftest import tiny_service
 from shapely.affinity import affine_transform
 from shapely.geometry import box, shape
 from test_service import auth, post_segment
-from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def service(tiny_models_dir, tmp_path_factory):
     """The service on the tiny models, keeping no embedding but the current one: the next image evicts it."""
-    folder = tmp_path_factory.mktemp("cfg") / "think2seg"
-    with live_service(["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-                       "--device", "cpu", "--embedding-cache-mb", "0", "--max-views", "8"], folder, env={"HF_HUB_OFFLINE": "1"},
-                      timeout=120) as svc:
+    with tiny_service(tiny_models_dir, tmp_path_factory.mktemp("cfg") / "think2seg", "--embedding-cache-mb", "0",
+                      "--max-views", "8") as svc:
         yield svc.url, svc.token, svc.token_file
 
 

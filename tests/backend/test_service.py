@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import tiny_service
 from think2seg.testing.live_service import FAILED, live_service
 
 pytestmark = pytest.mark.slow
@@ -17,10 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def service(tiny_models_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cfg") / "think2seg"
-    with live_service(["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-                       "--device", "cpu", "--max-upload-mb", "3"], folder, env={"HF_HUB_OFFLINE": "1"},
-                      timeout=120) as svc:
+    with tiny_service(tiny_models_dir, tmp_path_factory.mktemp("cfg") / "think2seg", "--max-upload-mb", "3") as svc:
         yield svc.url, svc.token, svc.token_file
 
 

@@ -20,18 +20,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import write_raster
+from conftest import tiny_model_args, write_raster
 from test_service import auth, post_segment
 from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 UPLOAD_MB = 3
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
-
-
-def tiny_model_args(tiny_models_dir: Path) -> list[str]:
-    return ["--model", str(tiny_models_dir / "reasoner"), "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-            "--device", "cpu"]
 
 
 class Server:

@@ -19,6 +19,8 @@ TINY = ROOT / ".cache" / "tiny-models"
 # QGIS keeps its profile (and QgsSettings' .ini) under the data folder, so both XDG folders are redirected:
 # with only XDG_CONFIG_HOME, settings saved by one run (a panel test's bound) leaked into every later run.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
+# The service the tests start inherits this: OpenMP threads that wait asleep (tests/backend/conftest.py says why).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _CONFIG = tempfile.mkdtemp(prefix="think2seg_qgis_config_")
 os.environ["XDG_CONFIG_HOME"] = _CONFIG
 os.environ["XDG_DATA_HOME"] = _CONFIG

@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from plugin_testing import NAIP, load_raster, wait_until
+from plugin_testing import NAIP, choose_layer, load_raster, open_panel, run_panel, wait_until
 from qgis.core import QgsProcessingException
 from think2seg.testing.live_service import free_port
 
@@ -65,25 +65,12 @@ def test_a_missing_token_is_named(use_service):
 
 
 def test_the_panel_says_the_backend_is_not_reachable(iface, project, monkeypatch):
-    from think2seg_qgis import classFactory
-
     monkeypatch.setenv("THINK2SEG_BACKEND_URL", f"http://127.0.0.1:{free_port()}")
-    plugin = classFactory(iface)
-    plugin.initGui()
-    try:
-        panel = plugin.show_panel()
-        layer = load_raster(NAIP)
-        project.addMapLayer(layer)
-        panel.layer_combo.setLayer(layer)
-        panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
-        panel.set_query("the wetlands")
-        outcomes = []
-        panel.finished.connect(lambda outcome, result: outcomes.append((outcome, result)))
+    with open_panel(iface) as panel:
+        choose_layer(panel, project, load_raster(NAIP), "the wetlands")
         started = time.monotonic()
-        assert panel.run() is not None
-        assert wait_until(lambda: outcomes, timeout=30)
+        outcome, result = run_panel(panel, timeout=30)
         assert time.monotonic() - started < 30
-        outcome, result = outcomes[0]
         assert result is None and outcome.error is not None
         assert outcome.error.code == UNREACHABLE
         assert "not reachable" in panel.status_label.text()
@@ -93,8 +80,6 @@ def test_the_panel_says_the_backend_is_not_reachable(iface, project, monkeypatch
         # The backend status line says it too.
         panel.backend_box.check()
         assert wait_until(lambda: "not reachable" in panel.backend_box.status_label.text(), timeout=10)
-    finally:
-        plugin.unload()
 
 
 def test_processing_with_a_stopped_backend_raises_a_sentence(qgis_app, monkeypatch):

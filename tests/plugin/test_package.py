@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import configparser
 import re
 import subprocess
@@ -69,3 +70,38 @@ def test_the_translation_template_is_current():
         [sys.executable, str(ROOT / "scripts" / "plugin_i18n.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+# Calls whose text a user reads (messages, log lines, labels, tool tips), and the index of their first text argument.
+USER_TEXT_CALLS = {
+    "Think2SegError": 1, "QgsProcessingException": 0, "RuntimeError": 0, "logMessage": 0, "pushInfo": 0,
+    "pushWarning": 0, "reportError": 0, "setText": 0, "setToolTip": 0, "setWindowTitle": 0,
+    "setPlaceholderText": 0, "QLabel": 0, "QPushButton": 0, "QCheckBox": 0, "QToolButton": 0,
+}
+
+
+def _untranslated_words(node: ast.expr) -> str:
+    """The literal words of a string or f-string argument (HTML tags and URLs are not words to translate)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value
+    elif isinstance(node, ast.JoinedStr):
+        text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+    else:
+        return ""  # tr(...), a variable, a call: translated where it was made
+    text = re.sub(r"<[^>]*>|\S+://\S+", " ", text)
+    return text if re.search(r"[A-Za-z]{2,}", text) else ""
+
+
+def test_user_visible_strings_go_through_tr():
+    """A sentence written straight into a message, log line or widget would stay English in every language."""
+    bare = []
+    for path in sorted((ROOT / "think2seg_qgis").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", "")
+            if name in USER_TEXT_CALLS:
+                for argument in node.args[USER_TEXT_CALLS[name] :]:
+                    if _untranslated_words(argument):
+                        bare.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(argument)[:80]}")
+    assert not bare, "wrap these in tr(...):\n" + "\n".join(bare)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from plugin_testing import LANDSAT, NAIP, load_raster, wait_until
+from plugin_testing import LANDSAT, NAIP, choose_layer, load_raster, open_panel, run_panel, wait_until
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
@@ -16,27 +16,13 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from think2seg_qgis import classFactory
-
 QUERY = "the wetlands that hold water all year"
 
 
 @pytest.fixture()
 def panel(iface, project, use_service):
-    plugin = classFactory(iface)
-    plugin.initGui()
-    panel = plugin.show_panel()
-    yield panel
-    plugin.unload()
-
-
-def run_panel(panel, timeout: float = 120.0):
-    outcomes = []
-    panel.finished.connect(lambda outcome, result: outcomes.append((outcome, result)))
-    task = panel.run()
-    assert task is not None, panel.status_label.text()
-    assert wait_until(lambda: outcomes, timeout=timeout), "the run did not finish"
-    return outcomes[0]
+    with open_panel(iface) as panel:
+        yield panel
 
 
 def _prepare(panel, iface, project, path=NAIP, area="layer", project_crs=None):
@@ -167,10 +153,7 @@ def test_a_raster_without_crs_is_refused_in_the_panel(panel, iface, project, tmp
     memory = None
     layer = load_raster(path)
     layer.setCrs(QgsCoordinateReferenceSystem())
-    project.addMapLayer(layer)
-    panel.layer_combo.setLayer(layer)
-    panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
-    panel.set_query(QUERY)
+    choose_layer(panel, project, layer, QUERY)
     assert panel.run() is None
     assert "no coordinate reference system" in panel.status_label.text()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import processing
 import pytest
-from plugin_testing import LANDSAT, NAIP, load_raster
+from plugin_testing import LANDSAT, NAIP, choose_layer, load_raster, open_panel, run_panel
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -19,7 +19,7 @@ from qgis.core import (
     QgsRectangle,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import QCoreApplication, Qt
 
 from think2seg_qgis import classFactory
 from think2seg_qgis.settings import load_run_settings, save_run_settings
@@ -180,19 +180,39 @@ def test_larger_than_the_bound_goes_through_the_jobs_api(provider, qgis_app):
 
 def test_outputs_are_named_styled_and_grouped_after_the_query(provider, tmp_path):
     """What the toolbox dialog does with "Open output file after running": names, styles, one group."""
+    from qgis.core import QgsLayerTreeModel
+    from qgis.gui import QgsLayerTreeView
+
     project = QgsProject.instance()
     project.clear()
+    # The layers panel as QGIS shows it: a view of the project's tree that selects each layer added to it
+    # (QgisApp::autoSelectAddedLayer), which lays the tree out between the algorithm's steps.
+    model = QgsLayerTreeModel(project.layerTreeRoot())  # kept: the view does not own it
+    view = QgsLayerTreeView()
+    view.setModel(model)
+    view.show()
+
+    def select_added(layers):
+        view.setCurrentLayer(layers[0])
+
+    bridge = project.layerTreeRegistryBridge()
+    bridge.addedLayersToLayerTree.connect(select_added)
     context = QgsProcessingContext()
     context.setProject(project)
     feedback = QgsProcessingFeedback()
-    result = processing.runAndLoadResults(
-        "think2seg:segment",
-        {"INPUT": str(NAIP), "QUERY": QUERY, "OUTPUT": "memory:", "OUTPUT_BOXES": "memory:"},
-        context=context,
-        feedback=feedback,
-    )
+    try:
+        result = processing.runAndLoadResults(
+            "think2seg:segment",
+            {"INPUT": str(NAIP), "QUERY": QUERY, "OUTPUT": "memory:", "OUTPUT_BOXES": "memory:"},
+            context=context,
+            feedback=feedback,
+        )
+    finally:
+        bridge.addedLayersToLayerTree.disconnect(select_added)
     group = project.layerTreeRoot().findGroup(QUERY)
     assert group is not None, [n.name() for n in project.layerTreeRoot().children()]
+    QCoreApplication.processEvents()
+    assert view.isExpanded(view.node2index(group)), "the result group shows collapsed in the layers panel"
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
     assert set(layers) == {f"{QUERY} — masks", f"{QUERY} — prompt boxes"}
     masks = layers[f"{QUERY} — masks"]
@@ -227,42 +247,27 @@ def test_help_labels_and_advanced_parameters(provider):
 
 def test_panel_and_processing_give_the_same_layers_and_attributes(provider, iface, tmp_path):
     """One run path: the same area, query and options give the same features from the panel and the toolbox."""
-    from plugin_testing import wait_until
-
-    from think2seg_qgis import classFactory as factory
-
     processed = processing.run(
         "think2seg:segment",
         {"INPUT": str(NAIP), "QUERY": QUERY, "MAX_REASONING_TOKENS": 256, "OUTPUT": "memory:"},
     )["OUTPUT"]
     project = QgsProject.instance()
     project.clear()
-    plugin = factory(iface)
-    plugin.initGui()
     try:
-        panel = plugin.show_panel()
-        layer = load_raster(NAIP)
-        project.addMapLayer(layer)
-        panel.layer_combo.setLayer(layer)
-        panel.area_combo.setCurrentIndex(panel.area_combo.findData("layer"))
-        panel.budget_spin.setValue(256)
-        panel.set_query(QUERY)
-        outcomes = []
-        panel.finished.connect(lambda outcome, result: outcomes.append((outcome, result)))
-        assert panel.run() is not None
-        assert wait_until(lambda: outcomes, timeout=180)
-        outcome, result = outcomes[0]
-        assert outcome.error is None, outcome.error
-        panel_masks = result.masks
-        assert panel_masks.fields().names() == processed.fields().names()
+        with open_panel(iface) as panel:
+            choose_layer(panel, project, load_raster(NAIP), QUERY)
+            panel.budget_spin.setValue(256)
+            outcome, result = run_panel(panel, timeout=180)
+            assert outcome.error is None, outcome.error
+            panel_masks = result.masks
+            assert panel_masks.fields().names() == processed.fields().names()
 
-        def rows(layer):
-            return sorted(
-                (f["instance"], round(f["area_m2"], 3), f["sam_size"], f["segmenter"], f["query"])
-                for f in layer.getFeatures()
-            )
+            def rows(layer):
+                return sorted(
+                    (f["instance"], round(f["area_m2"], 3), f["sam_size"], f["segmenter"], f["query"])
+                    for f in layer.getFeatures()
+                )
 
-        assert rows(panel_masks) == rows(processed)
+            assert rows(panel_masks) == rows(processed)
     finally:
-        plugin.unload()
         project.clear()

@@ -253,9 +253,11 @@ class BackendBox(QgsCollapsibleGroupBox):
         settings = self.settings()
         notes = []
         if settings.url_from_environment():
-            notes.append(f"$THINK2SEG_BACKEND_URL sets the URL: {settings.effective_url()}")
+            notes.append(tr("$THINK2SEG_BACKEND_URL sets the URL: {url}").format(url=settings.effective_url()))
         if os.environ.get("THINK2SEG_TOKEN_FILE"):
-            notes.append(f"$THINK2SEG_TOKEN_FILE sets the token file: {settings.effective_token_file()}")
+            notes.append(
+                tr("$THINK2SEG_TOKEN_FILE sets the token file: {path}").format(path=settings.effective_token_file())
+            )
         self.env_label.setText("\n".join(notes))
         self.env_label.setVisible(bool(notes))
         running = self.launcher.is_running()
@@ -359,7 +361,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         if self.health is not None and self.health.loaded and not self.launcher.is_running():
             self._show(
                 "ok",
-                f"A backend already answers at {self.settings().effective_url()}; no need to start one.",
+                tr("A backend already answers at {url}; no need to start one.").format(url=self.settings().effective_url()),
                 "",
             )
             return

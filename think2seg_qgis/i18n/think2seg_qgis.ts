@@ -4,6 +4,36 @@
 <context>
     <name>Think2Seg</name>
     <message>
+        <location filename="../../think2seg_qgis/areas.py"/>
+        <source>The visible map extent cannot be expressed in the CRS of “{name}”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/areas.py"/>
+        <source>The visible map does not show “{name}”: pan over it, or choose “Whole layer” as the area.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/areas.py"/>
+        <source>Choose a polygon layer whose selected features mark the area to read.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/areas.py"/>
+        <source>No feature is selected in “{name}”: select the polygons that mark the area.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/areas.py"/>
+        <source>The selected polygons cannot be expressed in the CRS of “{name}”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/areas.py"/>
+        <source>The selected polygons do not overlap “{name}”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../../think2seg_qgis/backend_launcher.py"/>
         <source>Health check failed: {error}</source>
         <translation type="unfinished"></translation>
@@ -130,12 +160,22 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
+        <source>the token file is missing or empty; start the backend once (it writes the file) or type the token in the backend settings.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
         <source>The backend answered HTTP {status} ({reason}).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
         <source>The backend at {url} answered something that is not JSON (is it Think2Seg?).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
+        <source>The backend accepted the job but gave no job id.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -250,7 +290,22 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>$THINK2SEG_BACKEND_URL sets the URL: {url}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>$THINK2SEG_TOKEN_FILE sets the token file: {path}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>No backend is set up yet: press “Set up backend…” to install one or to connect to one.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>A backend already answers at {url}; no need to start one.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -674,6 +729,41 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>The area to read does not overlap the layer “{name}”: pan the map over it or choose “Whole layer”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>GDAL could not read “{name}”: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>GDAL could not read the area of “{name}”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>The layer “{name}” cannot be drawn for export.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>Could not write the drawn image of “{name}”: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>The layer “{name}” has no coordinate reference system, so its answer could not be placed on the map: set its CRS (Layer Properties &gt; Source) and run again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/export.py"/>
+        <source>Choose a valid raster layer first.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../../think2seg_qgis/layers.py"/>
         <source>Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the panel).</source>
         <translation type="unfinished"></translation>
@@ -681,6 +771,11 @@
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
         <source>Nothing matches “{query}” in “{layer}”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>The backend returned a mask geometry that cannot be read.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -704,6 +799,29 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Think2Seg answer to “{query}” on “{layer}”.
+
+Reasoning:
+{reasoning}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{n} instance(s) found</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>Could not write the results to {path}: {message}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>The results written to {path} could not be opened again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../../think2seg_qgis/plugin.py"/>
         <source>Think2Seg reasoning segmentation</source>
         <translation type="unfinished"></translation>
@@ -711,6 +829,21 @@
     <message>
         <location filename="../../think2seg_qgis/plugin.py"/>
         <source>Think2Seg: find what a sentence describes in a raster (opens the panel)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Masks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Prompt points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Prompt boxes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -799,21 +932,6 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Masks</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Prompt points</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Prompt boxes</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>Choose a raster layer to segment.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -835,11 +953,6 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>Reasoning: {text}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>{n} instance(s) found</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -890,6 +1003,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
         <source>Unexpected error while refining: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>Could not apply the refined mask: {error}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -978,6 +1096,21 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../../think2seg_qgis/settings.py"/>
+        <source>Think2Seg backend token</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/settings.py"/>
+        <source>QGIS could not store the token in its authentication database (is a master password set?)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>Unexpected error: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../../think2seg_qgis/task.py"/>
         <source>Unexpected error in the Think2Seg task: {error}</source>
         <translation type="unfinished"></translation>
@@ -985,6 +1118,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/task.py"/>
         <source>The task failed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/task.py"/>
+        <source>Could not show the result: {error}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

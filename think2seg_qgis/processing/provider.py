@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..i18n import tr
 from ..resource_files import icon_path
 from .segment_algorithm import SegmentAlgorithm
 
@@ -19,7 +20,7 @@ class Think2SegProvider(QgsProcessingProvider):
         return "Think2Seg"
 
     def longName(self) -> str:
-        return "Think2Seg reasoning segmentation"
+        return tr("Think2Seg reasoning segmentation")
 
     def icon(self) -> QIcon:
         return QIcon(icon_path("think2seg.svg"))

@@ -29,17 +29,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..errors import (
-    CANCELLED,
-    IN_PROCESSING,
-    MODELS_LOADING,
-    NO_TOKEN,
-    TIMEOUT,
-    UNAUTHORIZED,
-    UNREACHABLE,
-    Think2SegError,
-    backend_sentence,
-)
+from ..errors import CANCELLED, CONNECTION_CODES, IN_PROCESSING, Think2SegError, backend_sentence
 from ..export import RasterSource
 from ..i18n import tr, tr_noop
 from ..layers import (
@@ -80,8 +70,6 @@ SAM_LABELS = {
     "base_plus": tr_noop("Base+ (finer)"),
     "large": tr_noop("Large (finest, most memory)"),
 }
-# Sentences about reaching the backend are worded for Processing (no panel may be open; the URL is a parameter).
-_CONNECTION_CODES = (UNREACHABLE, TIMEOUT, UNAUTHORIZED, NO_TOKEN, MODELS_LOADING)
 
 
 class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
@@ -100,10 +88,14 @@ class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
         if node is None:
             return
         group = root.findGroup(self.group) or root.insertGroup(0, self.group)
-        group.setExpanded(True)
         if node.parent() is not group:
             group.addChildNode(node.clone())
             node.parent().removeChildNode(node)
+        # Users should see the results. A layer tree view that laid the group out while it was empty (QGIS selects
+        # each added layer, which lays the tree out) shows it collapsed, and setExpanded(True) on a node already
+        # expanded tells no view: collapse and expand, so that every view expands it with its layers inside.
+        group.setExpanded(False)
+        group.setExpanded(True)
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -118,6 +110,16 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     OUTPUT_POINTS = "OUTPUT_POINTS"
     OUTPUT_BOXES = "OUTPUT_BOXES"
     REASONING = "REASONING"
+    # Each output once: its parameter, its key in layers.layer_names, label, source type, geometry, style, fields.
+    # The masks are required; the prompt points and boxes are optional and off unless asked for.
+    OUTPUTS = (
+        (OUTPUT, "masks", tr_noop("Masks"), QgsProcessing.SourceType.TypeVectorPolygon,
+         QgsWkbTypes.Type.MultiPolygon, MASKS_STYLE, mask_fields),
+        (OUTPUT_POINTS, "points", tr_noop("Prompt points"), QgsProcessing.SourceType.TypeVectorPoint,
+         QgsWkbTypes.Type.Point, POINTS_STYLE, point_fields),
+        (OUTPUT_BOXES, "boxes", tr_noop("Prompt boxes"), QgsProcessing.SourceType.TypeVectorPolygon,
+         QgsWkbTypes.Type.Polygon, BOXES_STYLE, box_fields),
+    )  # fmt: skip
 
     # Post-processors must outlive processAlgorithm (QGIS calls them after it returns, on the main thread).
     _post_processors: list = []
@@ -171,6 +173,18 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(parameter)
 
+        def integer(name: str, label: str, minimum: int, maximum: int, default: int | None = None):
+            """A whole number; without a default it is optional (empty: the panel's setting)."""
+            return QgsProcessingParameterNumber(
+                name,
+                label,
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=default,
+                optional=default is None,
+                minValue=minimum,
+                maxValue=maximum,
+            )
+
         add(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster layer")), tr("The raster to read."))
         add(
             QgsProcessingParameterString(self.QUERY, tr("Query (what to find)"), multiLine=False),
@@ -191,14 +205,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             tr("The SAM2.1 model that draws the masks: larger is finer and needs more memory."),
         )
         add(
-            QgsProcessingParameterNumber(
-                self.MAX_REASONING_TOKENS,
-                tr("Reasoning budget (tokens)"),
-                type=QgsProcessingParameterNumber.Type.Integer,
-                defaultValue=DEFAULT_REASONING_TOKENS,
-                minValue=16,
-                maxValue=8192,
-            ),
+            integer(self.MAX_REASONING_TOKENS, tr("Reasoning budget (tokens)"), 16, 8192, DEFAULT_REASONING_TOKENS),
             tr("How long the model may reason before it answers."),
             advanced=True,
         )
@@ -208,43 +215,20 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
         add(
-            QgsProcessingParameterNumber(
-                self.MAX_IMAGE_SIZE,
-                tr("Image size bound (pixels, long side)"),
-                type=QgsProcessingParameterNumber.Type.Integer,
-                optional=True,
-                minValue=256,
-                maxValue=16384,
-            ),
+            integer(self.MAX_IMAGE_SIZE, tr("Image size bound (pixels, long side)"), 256, 16384),
             tr(
                 "The largest image the model reads at once; larger areas are tiled by the backend. Empty: the "
                 "panel's “Image size at most”."
             ),
             advanced=True,
         )
-        self.addParameter(
-            QgsProcessingParameterFeatureSink(
-                self.OUTPUT, tr("Masks"), QgsProcessing.SourceType.TypeVectorPolygon
+        for key, _, label, source_type, *_ in self.OUTPUTS:
+            optional = key != self.OUTPUT
+            self.addParameter(
+                QgsProcessingParameterFeatureSink(
+                    key, tr(label), source_type, optional=optional, createByDefault=not optional
+                )
             )
-        )
-        self.addParameter(
-            QgsProcessingParameterFeatureSink(
-                self.OUTPUT_POINTS,
-                tr("Prompt points"),
-                QgsProcessing.SourceType.TypeVectorPoint,
-                optional=True,
-                createByDefault=False,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFeatureSink(
-                self.OUTPUT_BOXES,
-                tr("Prompt boxes"),
-                QgsProcessing.SourceType.TypeVectorPolygon,
-                optional=True,
-                createByDefault=False,
-            )
-        )
         self.addOutput(QgsProcessingOutputString(self.REASONING, tr("Reasoning")))
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
@@ -309,7 +293,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             if error.code == CANCELLED:
                 feedback.reportError(error.message)
                 return {}
-            if error.code in _CONNECTION_CODES:
+            if error.code in CONNECTION_CODES:  # worded for Processing: no panel may be open
                 raise QgsProcessingException(
                     backend_sentence(error.code, error.message, request.url, where=IN_PROCESSING)
                 ) from None
@@ -338,23 +322,18 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         names = layer_names(query)
         group = group_name_for(query)
         outputs = {self.REASONING: reasoning}
-        for key, name, style, fields, wkb, features in (
-            (self.OUTPUT, "masks", MASKS_STYLE, mask_fields(), QgsWkbTypes.Type.MultiPolygon, masks),
-            (self.OUTPUT_POINTS, "points", POINTS_STYLE, point_fields(), QgsWkbTypes.Type.Point, None),
-            (self.OUTPUT_BOXES, "boxes", BOXES_STYLE, box_fields(), QgsWkbTypes.Type.Polygon, None),
-        ):
-            sink, dest_id = self.parameterAsSink(parameters, key, context, fields, wkb, source.crs)
+        features_of = {  # built only for the outputs asked for
+            self.OUTPUT: lambda: masks,
+            self.OUTPUT_POINTS: lambda: point_features(answer, result_context, keep),
+            self.OUTPUT_BOXES: lambda: box_features(answer, result_context, keep),
+        }
+        for key, name, _, _, wkb, style, fields in self.OUTPUTS:
+            sink, dest_id = self.parameterAsSink(parameters, key, context, fields(), wkb, source.crs)
             if sink is None:
                 if key == self.OUTPUT:
                     raise QgsProcessingException(self.invalidSinkError(parameters, key))
                 continue
-            if features is None:
-                features = (
-                    point_features(answer, result_context, keep)
-                    if key == self.OUTPUT_POINTS
-                    else box_features(answer, result_context, keep)
-                )
-            sink.addFeatures(features, QgsFeatureSink.Flag.FastInsert)
+            sink.addFeatures(features_of[key](), QgsFeatureSink.Flag.FastInsert)
             outputs[key] = dest_id
             if context.willLoadLayerOnCompletion(dest_id):
                 details = context.layerToLoadOnCompletionDetails(dest_id)

@@ -94,6 +94,14 @@ def read_questions(path: Path) -> dict[str, dict]:
     return table
 
 
+def _add_object(table: dict, errors: list[str], where: str, obj) -> None:
+    """One JSON entry {image, question(s), category} of a JSON list or a JSON Lines file."""
+    if not isinstance(obj, dict):
+        errors.append(f"{where}: not an object")
+        return
+    _add(table, errors, where, obj.get("image"), obj.get("questions", obj.get("question")), obj.get("category"))
+
+
 def _read_questions(path: Path) -> tuple[dict[str, dict], list[str]]:
     """The table and the problems of its entries; an unreadable file raises at once."""
     if not path.is_file():
@@ -118,11 +126,7 @@ def _read_questions(path: Path) -> tuple[dict[str, dict], list[str]]:
             except json.JSONDecodeError as e:
                 errors.append(f"{path.name} line {i}: not JSON ({e.msg})")
                 continue
-            if not isinstance(obj, dict):
-                errors.append(f"{path.name} line {i}: not an object")
-                continue
-            _add(table, errors, f"{path.name} line {i}", obj.get("image"),
-                 obj.get("questions", obj.get("question")), obj.get("category"))
+            _add_object(table, errors, f"{path.name} line {i}", obj)
     else:
         try:
             data = json.loads(text)
@@ -136,11 +140,7 @@ def _read_questions(path: Path) -> tuple[dict[str, dict], list[str]]:
                     _add(table, errors, path.name, image, v)
         elif isinstance(data, list):
             for i, obj in enumerate(data):
-                if not isinstance(obj, dict):
-                    errors.append(f"{path.name} item {i}: not an object")
-                    continue
-                _add(table, errors, f"{path.name} item {i}", obj.get("image"),
-                     obj.get("questions", obj.get("question")), obj.get("category"))
+                _add_object(table, errors, f"{path.name} item {i}", obj)
         else:
             raise BadInput(f"{path.name} must hold an object or a list.", code="bad_dataset")
     return dict(table), errors

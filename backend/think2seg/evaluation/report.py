@@ -28,6 +28,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, dpi: int) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def pick_cases(records: list[dict], k: int) -> tuple[list[dict], list[dict]]:
     """The k best and k worst images by IoU (ties by id), without showing an image twice."""
     ranked = sorted(records, key=lambda r: (-r["iou"], r["image_id"]))
@@ -79,11 +88,7 @@ def draw_case(rec: dict, sample: Sample, pred_path: Path, path: Path) -> Path:
     fig.suptitle("\n".join(textwrap.wrap(f"{rec['image_id']}: {question}", 120))
                  + f"\nIoU {rec['iou']:.3f}" + ("  (no target in this image)" if rec["empty_target"] else ""),
                  fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=90)
 
 
 def draw_histogram(records: list[dict], path: Path) -> Path:
@@ -98,11 +103,7 @@ def draw_histogram(records: list[dict], path: Path) -> Path:
     ax.set_ylabel("images")
     ax.set_xlim(0, 1)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)
 
 
 def draw_categories(per_category: dict, path: Path) -> Path:
@@ -117,11 +118,7 @@ def draw_categories(per_category: dict, path: Path) -> Path:
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)
 
 
 def _pct(v) -> str:
