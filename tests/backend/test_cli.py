@@ -158,3 +158,14 @@ def test_user_mistakes_exit_2_with_a_sentence_before_models_load(tmp_path, naip,
     err = capsys.readouterr().err
     assert code == 2 and sentence in err, err
     assert "loading" not in err  # refused before the models load
+
+
+def test_the_cli_makes_openmp_threads_wait_asleep_before_torch_loads(tmp_path):
+    """Set before torch loads (else it is too late): spinning OpenMP waits made a busy CPU 5-10x slower."""
+    code = ("import os, sys\nfrom think2seg.cli import main\nassert 'torch' not in sys.modules\n"
+            "main(['models'])\nprint(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "PASSIVE"

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # OpenMP threads that wait asleep, set before torch loads: torch's default spinning makes every small op wait
+    # for a scheduler slice whenever another process holds a core (QGIS beside the backend on one laptop): a
+    # tiny-model answer took 4-10 s spinning and 0.6-0.8 s passive on a busy 2-core machine (issue 9 notes).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
