@@ -279,6 +279,8 @@ class Reasoner:
         out["strategy"] = "sample" if sample else "greedy"
         out["forced_answer_tokens"] = int(answer_budget)
         out["constrain_answer"] = bool(constrain_answer)
+        #: whether a question on a known view may start from its kept prompt prefix (`_resume_from_prefix`)
+        out["prefix_reuse"] = bool(self.prefix_reuse)
         return out
 
     def _install_view_reuse(self) -> None:

@@ -65,6 +65,7 @@ def test_eval_writes_metrics_masks_and_report_and_resumes(mini, tiny_models_dir,
     g = m["generation"]
     assert (g["strategy"], g["repetition_penalty"], g["no_repeat_ngram_size"]) == ("greedy", 1.0, 0)
     assert g["forced_answer_tokens"] == 0 and g["max_new_tokens"] == 2048
+    assert g["prefix_reuse"] is False  # every prompt prefilled whole, as the reference did
     # the question of each image is the reference's draw
     assert all(recs[i]["question_index"] == draw[i] for i in recs)
     assert (m["n"], m["parse_failures"], m["empty_target"], m["skipped"]) == (6, 0, 1, 2)

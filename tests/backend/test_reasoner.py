@@ -68,6 +68,7 @@ def test_generation_config_is_complete_and_ours(tiny_pipeline):
     assert r.model.generation_config.repetition_penalty is None and r.model.generation_config.do_sample is None
     settings = r.decoding_settings(64, answer_budget=0)
     assert settings["strategy"] == "greedy" and settings["forced_answer_tokens"] == 0
+    assert settings["prefix_reuse"] is r.prefix_reuse is True  # transformers 5 + a Qwen2.5-VL: on by default
 
 
 @pytest.mark.slow

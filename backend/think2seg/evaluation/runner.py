@@ -152,7 +152,19 @@ def _record(sample: Sample, q_index: int, question: str, result, score: SampleSc
 
 
 def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) -> dict:
-    """Evaluate `pipeline` on a split; returns the metrics written to REPORT_DIR/metrics.json."""
+    """Evaluate `pipeline` on a split; returns the metrics written to REPORT_DIR/metrics.json.
+
+    Every prompt is prefilled whole, as the reference did: no prefix reused across questions (Reasoner,
+    `THINK2SEG_PREFIX_REUSE`), whose cut prefill may differ in bf16's last bits; an image here is asked once
+    anyway. The run's provenance (`generation.prefix_reuse`) says so."""
+    reuse, pipeline.reasoner.prefix_reuse = pipeline.reasoner.prefix_reuse, False
+    try:
+        return _evaluate(pipeline, settings, progress, log)
+    finally:
+        pipeline.reasoner.prefix_reuse = reuse
+
+
+def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
     from tqdm.auto import tqdm
 
     from ..georef import tile_from_array
@@ -218,13 +230,7 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) 
             if not batch:
                 continue
             t0 = time.perf_counter()
-            # Every prompt prefilled whole, as the reference did: a prefix reused across questions (Reasoner,
-            # `THINK2SEG_PREFIX_REUSE`) may differ in bf16's last bits, and an image here is asked once anyway.
-            reuse, pipeline.reasoner.prefix_reuse = pipeline.reasoner.prefix_reuse, False
-            try:
-                results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
-            finally:
-                pipeline.reasoner.prefix_reuse = reuse
+            results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
             per = (time.perf_counter() - t0) / len(batch)
             for (sample, q_index, question, gt, frame, _), result in zip(batch, results, strict=True):
                 h, w = gt.shape
