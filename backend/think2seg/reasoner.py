@@ -99,6 +99,13 @@ def prefix_reuse_supported(model) -> bool:
             and hasattr(getattr(model, "model", None), "rope_deltas"))
 
 
+def image_patches(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, which: list[int]) -> torch.Tensor:
+    """The rows of Qwen-VL's `pixel_values` (every image's patches, one after the other) of images `which`."""
+    counts = image_grid_thw.prod(-1).tolist()
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    return torch.cat([pixel_values[starts[i]:starts[i] + counts[i]] for i in which])
+
+
 def _cache_argument(model) -> str:
     """The name under which this transformers' models take a KV cache (`cache` since 5.x, `past_key_values`)."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -303,8 +310,6 @@ class Reasoner:
             views, keys = getattr(inner, "_think2seg_view_keys", (None, None))
             if keys is None or image_grid_thw is None or len(keys) != int(image_grid_thw.shape[0]):
                 return original(pixel_values, image_grid_thw, **kwargs)
-            rows = image_grid_thw.prod(-1).tolist()
-            starts = [sum(rows[:i]) for i in range(len(rows))]
             found = {k: views.get(k) for k in dict.fromkeys(k for k in keys if k is not None)}
             # one tower call for the images not cached (a key repeated in the batch is computed once)
             todo, seen = [], set()
@@ -314,8 +319,7 @@ class Reasoner:
                     seen.add(k)
             kind = None
             if todo:
-                out = original(torch.cat([pixel_values[starts[i]:starts[i] + rows[i]] for i in todo]),
-                               image_grid_thw[todo], **kwargs)
+                out = original(image_patches(pixel_values, image_grid_thw, todo), image_grid_thw[todo], **kwargs)
                 kind = type(out)
                 pooled = out.pooler_output if hasattr(out, "pooler_output") else out
                 # own copies: a slice would keep the whole batch's features alive in the cache
@@ -533,9 +537,7 @@ class Reasoner:
         """Run the first `n` tokens of rows `todo` (with their images) through the language model, in one
         forward (same length, no padding); their KV caches, one `ViewPrefix` per row."""
         grid = inputs["image_grid_thw"]
-        patches = grid.prod(-1).tolist()
-        starts = [sum(patches[:b]) for b in range(len(patches))]
-        pixels = torch.cat([inputs["pixel_values"][starts[b]:starts[b] + patches[b]] for b in todo])
+        pixels = image_patches(inputs["pixel_values"], grid, todo)
         part = {"input_ids": torch.stack([rows[b][:n] for b in todo])}
         part["attention_mask"] = torch.ones_like(part["input_ids"])
         if inputs.get("mm_token_type_ids") is not None:
