@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 # The service the tests start inherits this: OpenMP threads that wait asleep (tests/backend/conftest.py says why).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _CONFIG = tempfile.mkdtemp(prefix="think2seg_qgis_config_")
+atexit.register(shutil.rmtree, _CONFIG, True)  # registered first, so it runs after QGIS has exited
 os.environ["XDG_CONFIG_HOME"] = _CONFIG
 os.environ["XDG_DATA_HOME"] = _CONFIG
 os.environ.setdefault("XDG_RUNTIME_DIR", _CONFIG)
