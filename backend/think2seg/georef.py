@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -31,6 +31,10 @@ from .options import DEFAULT_MAX_READ
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 STRETCH_SAMPLE = 1 << 18
+#: GDAL decodes the compressed blocks of one read on this many threads (GTiff/COG; a 1024 x 1024 window of
+#: 512-pixel deflate blocks is 4 blocks: 6.6 -> 4.0 ms on this project's 2 cores). GDAL_NUM_THREADS, when the
+#: user sets it, wins.
+READ_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -95,7 +99,7 @@ def open_raster(path: str | os.PathLike):
     if not os.path.exists(p) and "://" not in p and not p.startswith("/vsi"):
         raise BadInput(f"{p} does not exist.", code="not_found")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _decode_threads():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = rasterio.open(p)
     except RasterioIOError as e:
@@ -103,11 +107,18 @@ def open_raster(path: str | os.PathLike):
     return _with_bands(ds, p)
 
 
+def _decode_threads():
+    """GDAL's block-decoding threads for a dataset opened within (GTiff reads the setting when it opens)."""
+    if "GDAL_NUM_THREADS" in os.environ or READ_THREADS < 2:
+        return nullcontext()
+    return rasterio.Env(GDAL_NUM_THREADS=str(READ_THREADS))
+
+
 def _open_upload(p: str, drivers: tuple[str, ...]):
     if p.startswith("/vsi") or "://" in p or not os.path.isfile(p) or os.path.islink(p):
         raise BadInput(f"{p} is not an uploaded file.", code="not_a_raster")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _decode_threads():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             # DatasetReader takes GDAL's allow-list of drivers (rasterio.open takes one name only).
             ds = DatasetReader(p, driver=list(drivers))
@@ -151,44 +162,63 @@ def to_uint8(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """(3, H, W) any dtype -> (H, W, 3) uint8; 8-bit passes through, the rest is stretched per band by
     percentiles computed over valid pixels only (nodata and NaN ignored)."""
     if data.dtype == np.uint8:
-        out = np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
-    else:
-        out = np.zeros((*data.shape[1:], data.shape[0]), dtype=np.uint8)
-        # 8/16-bit integers go through a lookup table of every possible value: the same float32 arithmetic
-        # as the general path, done on 65,536 values instead of every pixel (3x cheaper on a 1024 x 1024 tile).
-        small_int = data.dtype.kind in "ui" and data.dtype.itemsize <= 2
-        for i, band in enumerate(data):
-            if small_int:
-                values = band.ravel() if valid is None else band[valid]
-            else:
-                band = band.astype(np.float32, copy=False)
-                ok = np.isfinite(band)
-                if valid is not None:
-                    ok &= valid
-                values = band[ok]
-            if values.size == 0:
-                continue
-            # Percentiles of a regular sample of at most ~256k valid pixels: the same stretch, 10x cheaper.
-            step = max(1, values.size // STRETCH_SAMPLE)
-            lo, hi = np.percentile(values[::step].astype(np.float32, copy=False), STRETCH_PERCENTILES)
-            if hi <= lo:
-                hi = lo + 1.0
-            if small_int:
-                info = np.iinfo(data.dtype)
-                lut = (np.arange(info.min, info.max + 1, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-                np.clip(lut, 0, 255, out=lut)
-                # signed: flipping the sign bit of the unsigned view is value - min, without a wider copy
-                unsigned = np.dtype(f"u{data.dtype.itemsize}")
-                index = band if info.min == 0 else band.view(unsigned) ^ unsigned.type(-info.min)
-                out[..., i] = lut.astype(np.uint8)[index]
-                continue
-            scaled = (band - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-            np.clip(scaled, 0, 255, out=scaled)
-            scaled[~np.isfinite(scaled)] = 0
-            out[..., i] = scaled.astype(np.uint8)
+        return np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
+    out = np.zeros((*data.shape[1:], data.shape[0]), dtype=np.uint8)
+    # 8/16-bit integers go through a lookup table of every possible value: the same float32 arithmetic as the
+    # general path, done on 65,536 values instead of every pixel, and their percentiles come from a histogram.
+    small_int = data.dtype.kind in "ui" and data.dtype.itemsize <= 2
+    for i, band in enumerate(data):
+        if small_int:
+            info = np.iinfo(data.dtype)
+            # value - min as an unsigned index (signed: flipping the sign bit of the unsigned view, no wider copy)
+            unsigned = np.dtype(f"u{data.dtype.itemsize}")
+            index = band if info.min == 0 else band.view(unsigned) ^ unsigned.type(-info.min)
+            values = index.ravel() if valid is None else index[valid]
+        else:
+            band = band.astype(np.float32, copy=False)
+            ok = np.isfinite(band)
+            if valid is not None:
+                ok &= valid
+            values = band[ok]
+        if values.size == 0:
+            continue
+        lo, hi = stretch_bounds(values)
+        if small_int:
+            lo, hi = lo + info.min, hi + info.min
+        if hi <= lo:
+            hi = lo + 1.0
+        if small_int:
+            lut = (np.arange(info.min, info.max + 1, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+            np.clip(lut, 0, 255, out=lut)
+            out[..., i] = np.take(lut.astype(np.uint8), index)  # take: ~2x faster than lut[index]
+            continue
+        scaled = (band - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+        np.clip(scaled, 0, 255, out=scaled)
+        scaled[~np.isfinite(scaled)] = 0
+        out[..., i] = scaled.astype(np.uint8)
     if valid is not None:
         out[~valid] = 0
     return out
+
+
+def stretch_bounds(values: np.ndarray) -> tuple[float, float]:
+    """The `STRETCH_PERCENTILES` of a regular sample of at most ~`STRETCH_SAMPLE` of `values` (1-D), linear
+    between order statistics as numpy's default. Unsigned integers of at most 16 bits find their order
+    statistics in a histogram of every possible value (0.7 ms a band against 2.3-4 ms for numpy's partition);
+    other values partition. Both give the same order statistics for the same values, and the interpolation
+    is this function's own, so a band gives the same bounds as integers and as floats."""
+    sample = values[::max(1, values.size // STRETCH_SAMPLE)]
+    n = sample.size
+    positions = [q / 100.0 * (n - 1) for q in STRETCH_PERCENTILES]
+    ranks = sorted({min(int(p) + k, n - 1) for p in positions for k in (0, 1)})
+    if sample.dtype.kind == "u" and sample.dtype.itemsize <= 2:
+        below = np.cumsum(np.bincount(sample, minlength=1 << (8 * sample.dtype.itemsize)))
+        stats = np.searchsorted(below, np.asarray(ranks) + 1)  # the smallest value with more than `rank` below it
+    else:
+        stats = np.partition(sample, ranks)[ranks]
+    at = dict(zip(ranks, (float(v) for v in stats)))
+    lo, hi = (at[int(p)] + (at[min(int(p) + 1, n - 1)] - at[int(p)]) * (p - int(p)) for p in positions)
+    return lo, hi
 
 
 def all_valid(ds, band_idx: list[int]) -> bool:

@@ -248,3 +248,17 @@ def test_the_integer_stretch_table_gives_the_float_stretch(dtype):
         assert got.shape == (200, 300, 3) and got.flags.c_contiguous
         if dtype != np.uint8:  # 8-bit passes through unstretched
             assert np.array_equal(got, want)
+
+
+def test_stretch_bounds_are_numpys_percentiles_of_the_sample():
+    """The stretch's bounds from a histogram (integers) or a partition (floats) are numpy's default (linear)
+    percentiles of the same regular sample, for sizes around the sample's step and for tiny inputs."""
+    from think2seg.georef import STRETCH_PERCENTILES, STRETCH_SAMPLE, stretch_bounds
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 101, STRETCH_SAMPLE - 1, 2 * STRETCH_SAMPLE + 7, 5 * STRETCH_SAMPLE // 2):
+        values = rng.integers(0, int(rng.integers(2, 65535)), n).astype(np.uint16)
+        sample = values[::max(1, n // STRETCH_SAMPLE)].astype(np.float32)
+        want = tuple(np.percentile(sample, STRETCH_PERCENTILES))
+        assert stretch_bounds(values) == pytest.approx(want, abs=1e-9, rel=0)
+        assert stretch_bounds(values.astype(np.float32)) == stretch_bounds(values)
