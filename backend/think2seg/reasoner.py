@@ -139,32 +139,43 @@ def to_model_image(rgb: np.ndarray, frame: int = MODEL_FRAME) -> Image.Image:
     through an 8-bit image (horizontal, then vertical); rows are independent in the first pass and columns in
     the second, so each pass is cut into strips resized in threads (Pillow releases the GIL while it resamples).
     """
-    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    w, h = im.size
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
     n = _resize_workers()
     if n < 2 or w * h < 512 * 512:
-        return im.resize((frame, frame), Image.LANCZOS)
+        return Image.fromarray(rgb).resize((frame, frame), Image.LANCZOS)
     pool = _resize_pool()
     if h <= w:  # Pillow's order: the pass that leaves the smaller intermediate first (horizontal on a tie)
-        return _resize_pass(pool, _resize_pass(pool, im, frame, rows=True, n=n), frame, rows=False, n=n)
-    return _resize_pass(pool, _resize_pass(pool, im, frame, rows=False, n=n), frame, rows=True, n=n)
+        return _resize_columns(pool, _resize_rows(pool, rgb, frame, n), frame, n)
+    return _resize_rows(pool, _resize_columns(pool, Image.fromarray(rgb), frame, n), frame, n)
 
 
-def _resize_pass(pool, im: Image.Image, side: int, rows: bool, n: int) -> Image.Image:
-    """One LANCZOS pass: the width to `side` (`rows`: cut in row strips) or the height (cut in column strips)."""
-    w, h = im.size
-    if rows:
-        boxes = [(0, h * k // n, w, h * (k + 1) // n) for k in range(n)]
-        out = Image.new(im.mode, (side, h))
-        parts = pool.map(lambda b: im.crop(b).resize((side, b[3] - b[1]), Image.LANCZOS), boxes)
-        for box, part in zip(boxes, parts):
-            out.paste(part, (0, box[1]))
+def _resize_rows(pool, src: np.ndarray | Image.Image, width: int, n: int) -> Image.Image:
+    """The horizontal LANCZOS pass, in row strips. From an array each thread converts its own strip to
+    Pillow's layout (no whole-image copy to crop from: ~1.3 ms less for a 1024 x 1024 tile)."""
+    if isinstance(src, np.ndarray):
+        h = src.shape[0]
+        strip = lambda a, b: Image.fromarray(src[a:b])  # noqa: E731
     else:
-        boxes = [(w * k // n, 0, w * (k + 1) // n, h) for k in range(n)]
-        out = Image.new(im.mode, (w, side))
-        parts = pool.map(lambda b: im.crop(b).resize((b[2] - b[0], side), Image.LANCZOS), boxes)
-        for box, part in zip(boxes, parts):
-            out.paste(part, (box[0], 0))
+        h = src.size[1]
+        strip = lambda a, b: src.crop((0, a, src.size[0], b))  # noqa: E731
+    ys = [h * k // n for k in range(n + 1)]
+    parts = pool.map(lambda k: strip(ys[k], ys[k + 1]).resize((width, ys[k + 1] - ys[k]), Image.LANCZOS), range(n))
+    out = Image.new("RGB", (width, h))
+    for k, part in enumerate(parts):
+        out.paste(part, (0, ys[k]))
+    return out
+
+
+def _resize_columns(pool, im: Image.Image, height: int, n: int) -> Image.Image:
+    """The vertical LANCZOS pass, in column strips."""
+    w, h = im.size
+    xs = [w * k // n for k in range(n + 1)]
+    parts = pool.map(lambda k: im.crop((xs[k], 0, xs[k + 1], h)).resize((xs[k + 1] - xs[k], height), Image.LANCZOS),
+                     range(n))
+    out = Image.new("RGB", (w, height))
+    for k, part in enumerate(parts):
+        out.paste(part, (xs[k], 0))
     return out
 
 
