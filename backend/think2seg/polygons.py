@@ -30,6 +30,11 @@ def _ragged(m: np.ndarray) -> bool:
     return changes > RAGGED_CHANGES_PER_SIDE_PIXEL * (m.shape[0] + m.shape[1])
 
 
+#: What one polygonise call costs beyond its pixels, in pixels scanned: rasterio/GDAL set up ~0.8 ms a call and
+#: scan ~21 ns a pixel. A mask is cut into more pieces only where each extra piece saves more pixels than this.
+CALL_PIXELS = 40_000
+
+
 def mask_to_multipolygon(
     mask: np.ndarray,
     transform: Affine,
@@ -43,6 +48,7 @@ def mask_to_multipolygon(
         return MultiPolygon()
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d) or 1.0
     min_area = min_area_pixels * pixel_area
+    r0, c0, m = _trim(0, 0, m)  # GDAL scans every pixel it is given: an object is rarely the whole tile
     if min_area_pixels > 1 and _ragged(m):
         # Specks first, on the raster (GDAL's sieve, one pass in C): a noisy mask has thousands of them, and
         # making each a shapely polygon only to drop it cost seconds. A region of fewer than `min_area_pixels`
@@ -52,24 +58,21 @@ def mask_to_multipolygon(
         m = m & features.sieve(m, int(math.ceil(min_area_pixels)), connectivity=8)
         if not m.any():
             return MultiPolygon()
-    # Polygonise only the mask's bounding box (GDAL scans every pixel it is given; an object is rarely the tile).
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    r0, c0 = int(rows[0]), int(cols[0])
-    m = m[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1]
-    if r0 or c0:
-        transform = transform * Affine.translation(c0, r0)
     polys = []
-    for geom, value in features.shapes(m, mask=m.view(bool), transform=transform, connectivity=8):
-        if value != 1:
-            continue
-        poly = shape(geom)
-        if poly.area < min_area:
-            continue
-        # Holes smaller than the speck threshold are noise too.
-        if isinstance(poly, Polygon) and poly.interiors:
-            holes = [h for h in poly.interiors if Polygon(h).area >= min_area]
-            poly = Polygon(poly.exterior, holes)
-        polys.append(poly)
+    for r, c, piece in _apart(r0, c0, m):
+        piece = np.ascontiguousarray(piece)
+        for geom, value in features.shapes(piece, mask=piece.view(bool), connectivity=8,
+                                           transform=transform * Affine.translation(c, r)):
+            if value != 1:
+                continue
+            poly = shape(geom)
+            if poly.area < min_area:
+                continue
+            # Holes smaller than the speck threshold are noise too.
+            if isinstance(poly, Polygon) and poly.interiors:
+                holes = [h for h in poly.interiors if Polygon(h).area >= min_area]
+                poly = Polygon(poly.exterior, holes)
+            polys.append(poly)
     if not polys:
         return MultiPolygon()
     geom = unary_union(polys)
@@ -78,3 +81,37 @@ def mask_to_multipolygon(
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
     return as_multipolygon(geom)
+
+
+def _apart(r: int, c: int, m: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """Pieces (row, col, sub-mask) that hold every set pixel of `m` (whose top-left pixel is at row `r`, col
+    `c`), each trimmed to its pixels and cut from the others along empty rows or columns (an XY cut). No
+    8-connected region spans two pieces, so each is polygonised alone, and objects far apart are scanned
+    without the empty rest of their common bounding box (the bench's two lakes: 533k -> 276k pixels)."""
+    done, todo = [], [(r, c, m)]
+    while todo:
+        r, c, sub = todo.pop()
+        best = max((_cut(r, c, sub, axis) for axis in (0, 1)), key=lambda ps: sub.size - sum(p[2].size for p in ps))
+        if len(best) > 1 and sub.size - sum(p[2].size for p in best) > (len(best) - 1) * CALL_PIXELS:
+            todo.extend(best)
+        else:
+            done.append((r, c, sub))
+    return done
+
+
+def _cut(r: int, c: int, sub: np.ndarray, axis: int) -> list[tuple[int, int, np.ndarray]]:
+    """`sub` (trimmed) cut along its empty rows (axis 0) or columns (axis 1), each piece trimmed."""
+    filled = np.flatnonzero(sub.any(axis=1 - axis))
+    gaps = np.flatnonzero(np.diff(filled) > 1)
+    if not len(gaps):
+        return [(r, c, sub)]
+    starts, ends = [filled[0], *filled[gaps + 1]], [*(filled[gaps] + 1), filled[-1] + 1]
+    if axis == 0:
+        return [_trim(r + a, c, sub[a:b]) for a, b in zip(starts, ends)]
+    return [_trim(r, c + a, sub[:, a:b]) for a, b in zip(starts, ends)]
+
+
+def _trim(r: int, c: int, sub: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """`sub` cut to the bounding box of its set pixels (it has some), with that box's top-left (row, col)."""
+    rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
+    return r + int(rows[0]), c + int(cols[0]), sub[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]

@@ -153,17 +153,20 @@ def test_polygons_keep_holes_and_drop_specks(make_raster):
 
 
 @pytest.mark.parametrize("sieved", [True, False])
-def test_specks_and_holes_at_the_area_threshold(make_raster, monkeypatch, sieved):
+@pytest.mark.parametrize("cut", [True, False])
+def test_specks_and_holes_at_the_area_threshold(make_raster, monkeypatch, sieved, cut):
     """Specks are sieved on the raster before polygonising when the mask is ragged (fast on noisy masks), and
-    not on a clean one: the same polygons either way. A region of exactly `min_area_pixels` stays, one pixel
-    fewer goes; holes are judged as before (the sieve never fills one), and a speck inside a hole that is kept
-    stays."""
+    not on a clean one; objects apart are polygonised apart (cut along empty rows and columns) or together:
+    the same polygons every way. A region of exactly `min_area_pixels` stays, one pixel fewer goes; holes are
+    judged as before (the sieve never fills one), and a speck inside a hole that is kept stays."""
     import think2seg.polygons as polygons
 
     monkeypatch.setattr(polygons, "RAGGED_CHANGES_PER_SIDE_PIXEL", 0 if sieved else 10**9)
-    calls = []
-    real_sieve = polygons.features.sieve
+    monkeypatch.setattr(polygons, "CALL_PIXELS", 0 if cut else 10**9)
+    calls, scans = [], []
+    real_sieve, real_shapes = polygons.features.sieve, polygons.features.shapes
     monkeypatch.setattr(polygons.features, "sieve", lambda *a, **k: calls.append(1) or real_sieve(*a, **k))
+    monkeypatch.setattr(polygons.features, "shapes", lambda m, **k: scans.append(m.shape) or real_shapes(m, **k))
     tile = read_tile(make_raster(data=rgb(), transform=NORTH_UP))
     mask = np.zeros((40, 60), bool)
     mask[2:6, 40:44] = True  # 16 px: kept
@@ -180,3 +183,30 @@ def test_specks_and_holes_at_the_area_threshold(make_raster, monkeypatch, sieved
     assert sorted(len(p.interiors) for p in poly.geoms) == [0, 0, 2]
     assert mask.sum() == 16 + 15 + 18 * 34 - 16 - 15 - 112 + 16 + 1  # the caller's mask is left as it was
     assert len(calls) == (1 if sieved else 0)
+    # GDAL scans the bounding box of the mask, or of each object apart (the 15-pixel one is sieved first)
+    assert scans == ([(18, 34), (4, 4)] if cut and sieved else [(18, 34), (3, 5), (4, 4)] if cut else [(36, 43)])
+
+
+def test_objects_apart_give_the_polygons_of_the_whole_mask(monkeypatch):
+    """Scattered objects of every size, polygonised in pieces cut along empty rows and columns, give exactly the
+    polygons of one pass over the whole mask (simplified as usual)."""
+    import think2seg.polygons as polygons
+
+    scans = []
+    real_shapes = polygons.features.shapes
+    monkeypatch.setattr(polygons.features, "shapes", lambda m, **k: scans.append(m.size) or real_shapes(m, **k))
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:300, :400]
+    for _ in range(5):
+        mask = np.zeros((300, 400), bool)
+        for cy, cx, r in zip(rng.integers(0, 300, 9), rng.integers(0, 400, 9), rng.integers(2, 40, 9)):
+            mask |= (yy - cy) ** 2 / r ** 2 + (xx - cx) ** 2 / (r * rng.uniform(0.4, 2)) ** 2 < 1
+        out = {}
+        for cut in (True, False):
+            monkeypatch.setattr(polygons, "CALL_PIXELS", 0 if cut else 10**9)
+            scans.clear()
+            out[cut] = mask_to_multipolygon(mask, NORTH_UP)
+            if cut:
+                assert len(scans) > 1 and sum(scans) < mask.size
+        assert out[True].is_valid and not out[True].is_empty
+        assert out[True].equals(out[False]) and out[True].area == pytest.approx(out[False].area)
