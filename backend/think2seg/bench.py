@@ -266,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stand-in", action="store_true", help="table 3: also the whole native grid with a stand-in SAM2")
     p.add_argument("--workdir", default=None, help="where to write the rasters (default: a temporary folder)")
     args = p.parse_args(argv)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from .cli import process_defaults
+
+    process_defaults()
     import torch
 
     tables = {int(t) for t in args.tables.split(",") if t.strip()}

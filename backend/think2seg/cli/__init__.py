@@ -62,13 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def process_defaults() -> None:
+    """The environment a backend process runs with, set before torch loads (the user's own settings win); the
+    CLI and the CPU benchmark (`python -m think2seg.bench`) both start with it, so the bench times what runs."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # OpenMP threads that wait asleep, set before torch loads: torch's default spinning makes every small op wait
-    # for a scheduler slice whenever another process holds a core (QGIS beside the backend on one laptop): a
-    # tiny-model answer took 4-10 s spinning and 0.6-0.8 s passive on a busy 2-core machine (issue 9 notes).
+    # OpenMP threads that wait asleep: torch's default spinning makes every small op wait for a scheduler slice
+    # whenever another process holds a core (QGIS beside the backend on one laptop): a tiny-model answer took
+    # 4-10 s spinning and 0.6-0.8 s passive on a busy 2-core machine (issue 9 notes).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    process_defaults()
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
