@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raster", default=str(ROOT / "resources" / "naip_prairie_potholes_2020.tif"))
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args(argv)
+    from think2seg.cli import process_defaults
 
+    process_defaults()  # as `think2seg serve` runs (passive OpenMP waits), set before torch loads
     import numpy as np
     import torch
     from think2seg.georef import read_tile
@@ -110,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  of which polygonise (the random weights' noise):  {fmt(polygons)}")
     print(f"polygonise a smooth mask (ellipse in the box):      {fmt(smooth)}")
     print(f"refine with a realistic mask (as measured, smooth polygonise): {fmt(realistic)}")
-    # On a shared machine wall time includes waiting for a core; CPU time does not (all threads summed; the
-    # decoder runs on segmenter.DECODER_CPU_THREADS of them).
+    # On a shared machine wall time includes waiting for a core; CPU time does not (all threads summed).
     print(f"refine CPU time (all threads): {fmt(cpu)}; load average {os.getloadavg()[0]:.1f}")
     print(f"refine after eviction (re-embed + decoder): {again['timings']['total']:.2f} s "
           f"(embed {again['timings']['embed']:.2f} s)")

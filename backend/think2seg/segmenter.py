@@ -31,12 +31,6 @@ from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
 DEFAULT_CACHE_BYTES = {"cuda": 1 << 30, "cpu": 256 << 20}
 #: Environment variable that sets the bound for every segmenter of the process, in MiB (0 keeps none).
 CACHE_ENV = "THINK2SEG_EMBEDDING_CACHE_MB"
-#: Intra-op threads for SAM2's prompt decoder on the CPU. The decoder is ~200 small ops (a transformer of a
-#: dozen tokens over a 64 x 64 map): with several threads each op ends at an OpenMP barrier, and when another
-#: process holds a core (QGIS drawing, another job) every barrier waits for a scheduler slice. Measured for
-#: SAM2.1-tiny on a shared 2-core machine (scripts/refine_bench.py): 2 threads 80 ms with the other core free
-#: but ~870 ms with another process busy; 1 thread 125 ms and ~140 ms.
-DECODER_CPU_THREADS = 1
 
 
 def default_cache_bytes(device: torch.device) -> int:
@@ -158,18 +152,14 @@ class Segmenter:
 
     @contextlib.contextmanager
     def _decoding(self):
-        """Around the prompt decoder: bfloat16 on CUDA; at most DECODER_CPU_THREADS threads on the CPU (the
-        process's setting is restored after: the worker runs one item at a time)."""
-        if self.device.type != "cpu":
-            with self._autocast():
-                yield
-            return
-        threads = torch.get_num_threads()
-        torch.set_num_threads(min(threads, DECODER_CPU_THREADS))
-        try:
+        """Around the prompt decoder: bfloat16 on CUDA. On the CPU it runs on torch's threads: with the CLI's
+        passive OpenMP waits (cli.process_defaults) two threads took 105 ms for SAM2.1-tiny with the other core
+        free and 146 ms with it busy, one thread 144-146 ms (scripts/refine_bench.py, 2026-11-27)."""
+        if self.device.type == "cpu":
             yield
-        finally:
-            torch.set_num_threads(threads)
+            return
+        with self._autocast():
+            yield
 
     @torch.inference_mode()
     def set_image(self, rgb: np.ndarray, key: str | None = None) -> None:
