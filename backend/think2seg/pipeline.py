@@ -35,7 +35,7 @@ from .prompts import PromptInstance, parse_answer
 from .reasoner import Reasoner, to_model_image
 from .result import as_multipolygon, found_sentence
 from .segmenter import Segmenter, image_key
-from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE, sibling_sam_checkpoint
+from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE, local_sam_checkpoint, sibling_sam_checkpoint
 from .weights import sam_size as parse_sam_size
 
 MAX_QUERY_CHARS = 2000
@@ -192,6 +192,7 @@ class Pipeline:
     ) -> Pipeline:
         """The one place every entry point loads models. `decoding`: auto (the fast path on CUDA, plain on the
         CPU), fast or plain (think2seg.speed); `compile_sam`: compile SAM2's image encoder (CUDA)."""
+        local_sam_checkpoint(sam, sam_size)  # a wrong `sam` is told in a moment, not after the reasoner loads
         pipeline = cls(Reasoner.from_pretrained(model, device=device, decoding=decoding),
                        Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam),
                        sam_source=sam, device=device, compile_sam=compile_sam)

@@ -163,8 +163,10 @@ def resolve_reasoner(model: str) -> str:
         DOWNLOAD.finish()
 
 
-def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, str]:
-    """`sam` is a size name or a checkpoint path; returns the size (config) and a local checkpoint path."""
+def local_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, str] | None:
+    """A `sam` that names a local checkpoint: its size (config) and path; None when it names a size (from the
+    hub). A checkpoint that does not exist, whose size cannot be told, or an unknown size is refused here, in
+    a moment, before any model loads."""
     if os.path.exists(sam):
         found = sam_size(size) if size else sam_size_from_filename(sam)
         if found is None:
@@ -175,6 +177,15 @@ def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, 
         return found, sam
     if sam.endswith(".pt") or os.sep in sam:
         raise WeightsUnavailable(f"The SAM2 checkpoint {sam} does not exist.", code="bad_sam_checkpoint")
+    sam_size(sam)
+    return None
+
+
+def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, str]:
+    """`sam` is a size name or a checkpoint path; returns the size (config) and a local checkpoint path."""
+    local = local_sam_checkpoint(sam, size)
+    if local is not None:
+        return local
     spec = sam_size(sam)
     from huggingface_hub import hf_hub_download
 

@@ -38,6 +38,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def pipeline_loader(args):
     """A function that loads the Pipeline the arguments describe (the one place the CLI loads models)."""
     from ..pipeline import Pipeline
+    from ..weights import local_sam_checkpoint
+
+    local_sam_checkpoint(args.sam, args.sam_size)  # a mistyped --sam is told before anything loads
 
     def load():
         print(f"loading {args.model} and SAM2.1 ({args.sam}), {args.decoding} decoding ...", file=sys.stderr)
