@@ -10,7 +10,6 @@ import shapely
 from affine import Affine
 from rasterio import features
 from shapely.geometry import MultiPolygon, Polygon
-from shapely.ops import unary_union
 
 from .options import DEFAULT_MIN_AREA_PIXELS
 from .result import as_multipolygon
@@ -75,7 +74,11 @@ def mask_to_multipolygon(
             polys.append(poly)
     if not polys:
         return MultiPolygon()
-    geom = unary_union(polys)
+    # The regions of one 8-connected polygonise never overlap (and a kept island never sits in a dropped hole:
+    # it is smaller than the hole), so they are a coverage: GEOS's coverage union merges them into valid
+    # polygons (GDAL's rings touch themselves at diagonal pixels) with the geometry of a full union, ~9x faster
+    # on a noisy mask (40 random masks: the same polygons after normalising, 2.2 against 20.6 s).
+    geom = shapely.coverage_union_all(polys)
     if simplify_pixels > 0:
         geom = geom.simplify(simplify_pixels * np.sqrt(pixel_area), preserve_topology=True)
     if not geom.is_valid:
