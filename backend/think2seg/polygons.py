@@ -64,14 +64,7 @@ def mask_to_multipolygon(
                                            transform=transform * Affine.translation(c, r)):
             if value != 1:
                 continue
-            # rings through numpy arrays: shapely's shape() walks a GeoJSON's coordinates in Python (4x slower)
-            shell, *holes = (np.asarray(ring) for ring in geom["coordinates"])
-            poly = Polygon(shell, holes)
-            if poly.area < min_area:
-                continue
-            if holes:  # holes smaller than the speck threshold are noise too
-                poly = Polygon(shell, [h for h in holes if Polygon(h).area >= min_area])
-            polys.append(poly)
+            polys.extend(_polygon(geom["coordinates"], min_area))
     if not polys:
         return MultiPolygon()
     # The regions of one 8-connected polygonise never overlap (and a kept island never sits in a dropped hole:
@@ -84,6 +77,21 @@ def mask_to_multipolygon(
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
     return as_multipolygon(geom)
+
+
+def _polygon(rings: list, min_area: float) -> list[Polygon]:
+    """A GeoJSON polygon's rings as a shapely polygon ([] when smaller than `min_area`), less its holes smaller
+    than `min_area` (noise too). The rings go through numpy in one call: shapely's shape() walked every
+    coordinate in Python (1.2 vs 0.27 ms for a 1,173-vertex lake), and a speckled mask has thousands of holes."""
+    if len(rings) == 1:
+        poly = Polygon(np.asarray(rings[0]))
+        return [poly] if poly.area >= min_area else []
+    coords = [np.asarray(r) for r in rings]
+    lr = shapely.linearrings(np.concatenate(coords), indices=np.repeat(np.arange(len(coords)), [len(c) for c in coords]))
+    areas = shapely.area(shapely.polygons(lr))  # each ring's own
+    if areas[0] - areas[1:].sum() < min_area:
+        return []
+    return [shapely.polygons(lr[0], holes=lr[1:][areas[1:] >= min_area])]
 
 
 def _apart(r: int, c: int, m: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
