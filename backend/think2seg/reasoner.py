@@ -544,6 +544,7 @@ class Reasoner:
         model_inputs[_cache_argument(self.model)] = cache
         return model_inputs
 
+    @torch.inference_mode()  # what is kept holds no autograd graph, whoever calls
     def _prefill_prefixes(self, inputs: dict, rows: list[torch.Tensor], todo: list[int], n: int) -> list[ViewPrefix]:
         """Run the first `n` tokens of rows `todo` (with their images) through the language model, in one
         forward (same length, no padding); their KV caches, one `ViewPrefix` per row."""

@@ -126,12 +126,28 @@ def _first_scores(r, rgbs, questions, keys=None, steps=4):
         return torch.stack(r.model.generate(**inputs, generation_config=config).scores)
 
 
+@pytest.fixture
+def seeing(reasoner):
+    """The tiny reasoner with eyes: its vision tower's last layer random instead of zero (the fitted model is blind
+    to the image, so nothing it computes could tell two images apart); restored after the test."""
+    last = reasoner.model.model.visual.merger.mlp[-1]
+    saved = [p.detach().clone() for p in (last.weight, last.bias)]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in (last.weight, last.bias):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    yield reasoner
+    with torch.no_grad():
+        for p, value in zip((last.weight, last.bias), saved):
+            p.copy_(value)
+
+
 @pytest.mark.slow
-def test_a_second_question_starts_from_the_views_prompt_prefix(reasoner):
+def test_a_second_question_starts_from_the_views_prompt_prefix(seeing):
     from think2seg.reasoner import to_model_image
     from think2seg.segmenter import image_key
 
-    r = reasoner.with_decoding("plain")
+    r = seeing.with_decoding("plain")
     r.views = ByteLRU(256 * 2**20, tensor_bytes)  # this test's own cache
     rgb = np.random.default_rng(1).integers(0, 255, (200, 300, 3), dtype=np.uint8)
     key = image_key(rgb)
@@ -155,11 +171,19 @@ def test_a_second_question_starts_from_the_views_prompt_prefix(reasoner):
         got = _first_scores(r.with_decoding(decoding), [rgb, other, rgb], qs, [key, image_key(other), key])
         assert torch.allclose(got, batch_whole, atol=1e-4), decoding
     assert f"prefix/{image_key(other)}" in r.views
-    # ...and could differ: a wrong rope offset changes them, and so does another cache content (the kept prefix is
-    # what the question reads, not recomputed; the fitted tiny model is blind to the image, so not another image)
+    # each row kept its own image's prefix: `other`'s as a prefill of `other` alone makes it, unlike rgb's
+    kept, r.views = r.views, ByteLRU(256 * 2**20, tensor_bytes)
+    _first_scores(r, [other], ["x"], [image_key(other)])
+    alone, r.views = r.views.get(f"prefix/{image_key(other)}"), kept
+    batched, mine = kept.get(f"prefix/{image_key(other)}"), kept.get(f"prefix/{key}")
+    for (k1, v1), (k2, v2), (_, v3) in zip(batched.layers, alone.layers, mine.layers):
+        assert torch.allclose(k1, k2, atol=1e-4) and torch.allclose(v1, v2, atol=1e-4)
+        assert not torch.allclose(v1, v3, atol=1e-2)
+    # ...and the scores tell: a wrong rope offset, other cache content or another image's prefix changes them
     good = r.views.get(f"prefix/{key}")
     halved = [(k, v * 0.5) for k, v in good.layers]
-    for bad in (type(good)(good.ids, good.layers, good.rope_deltas + 7), type(good)(good.ids, halved, good.rope_deltas)):
+    for bad in (type(good)(good.ids, good.layers, good.rope_deltas + 7), type(good)(good.ids, halved, good.rope_deltas),
+                batched):
         r.views.put(f"prefix/{key}", bad)
         assert not torch.allclose(_first_scores(r, [rgb], ["the lake"], [key]), whole["the lake"], atol=1e-4)
     r.views.put(f"prefix/{key}", good)
