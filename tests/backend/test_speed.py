@@ -249,13 +249,16 @@ def test_every_entry_point_takes_decoding_and_compile(command):
 
 
 @pytest.mark.parametrize("shape", [(1024, 1024), (723, 934), (2000, 600), (300, 300)])
-def test_the_model_frame_is_pillows_lanczos_resize_pixel_for_pixel(shape):
+def test_the_model_frame_is_pillows_lanczos_resize_pixel_for_pixel(shape, monkeypatch):
+    """In however many strips the resize is cut (2 here, up to 4 on a machine with more cores)."""
+    import think2seg.reasoner as reasoner
     from PIL import Image
-    from think2seg.reasoner import to_model_image
 
     rgb = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
     want = np.asarray(Image.fromarray(rgb).resize((840, 840), Image.LANCZOS))
-    assert np.array_equal(np.asarray(to_model_image(rgb)), want)
+    for strips in (reasoner.RESIZE_THREADS, 3, 4):
+        monkeypatch.setattr(reasoner, "RESIZE_THREADS", strips)
+        assert np.array_equal(np.asarray(reasoner.to_model_image(rgb)), want), strips
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
