@@ -39,7 +39,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -245,14 +247,38 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_tiles(pipeline, ds, grid: TileGrid, specs: Sequence[TileSpec], queries: Sequence[str], options,
-              cancelled: Callable[[], bool] | None = None) -> list[dict]:
-    """Read `specs`, ask each tile every query in one batched call, and return one shard per tile.
-
-    Shared by the local loop and the Ray actors: a shard is plain JSON-able data."""
+def read_tiles(ds, specs: Sequence[TileSpec], bands: list[int] | None = None) -> tuple[list[RasterTile], float]:
+    """Read `specs`' windows: the tiles, and the seconds spent per tile."""
     t0 = time.perf_counter()
-    tiles = [read_window(ds, spec, options.bands) for spec in specs]
-    read_s = (time.perf_counter() - t0) / max(1, len(specs))
+    tiles = [read_window(ds, spec, bands) for spec in specs]
+    return tiles, (time.perf_counter() - t0) / max(1, len(specs))
+
+
+def read_ahead(ds, batches: Sequence[Sequence[TileSpec]], bands: list[int] | None = None) -> Iterator[tuple]:
+    """Each batch's `read_tiles`, in order, the next batch read on a thread while the caller works on this one:
+    GDAL decodes (warps, fetches over the network) the next windows while the model answers. One thread reads,
+    under the caller's GDAL settings; the caller must not use `ds` until this generator is closed (closing it
+    waits for a read under way)."""
+    import rasterio
+
+    env = rasterio.env.getenv() if rasterio.env.hasenv() else {}
+
+    def read(specs):
+        with rasterio.Env(**env):
+            return read_tiles(ds, specs, bands)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="think2seg-read") as pool:
+        ahead = pool.submit(read, batches[0]) if batches else None
+        for k in range(len(batches)):
+            tiles = ahead.result()
+            ahead = pool.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
+            yield tiles
+
+
+def run_tiles(pipeline, grid: TileGrid, specs: Sequence[TileSpec], tiles: Sequence[RasterTile], read_s: float,
+              queries: Sequence[str], options, cancelled: Callable[[], bool] | None = None) -> list[dict]:
+    """Ask each of `specs`' tiles (`read_tiles`; `read_s` seconds each) every query in one batched call, and
+    return one shard per tile (plain JSON-able data)."""
     live = [k for k, t in enumerate(tiles) if t.valid is None or t.valid.any()]
     pair_tiles = [tiles[k] for k in live for _ in queries]
     pair_queries = [q for _ in live for q in queries]
@@ -628,17 +654,19 @@ def segment_raster_tiled(
                     progress(resumed, total, f"{name}: {resumed} of {total} tiles already done" if resumed
                              else f"{name}: {total} tiles")
                 max_read, nodata = 0, 0
-                for start in range(0, len(todo), batch_size):
-                    if cancelled is not None and cancelled():
-                        raise Cancelled(f"The job was cancelled after {len(state.finished)} of {total} tiles; "
-                                        "run it again with the same state to continue.")
-                    shards = run_tiles(pipeline, ds, grid, todo[start:start + batch_size], qs, opts, cancelled)
-                    state.save(shards)
-                    max_read = max([max_read] + [s["read_pixels"] for s in shards])
-                    nodata += sum(1 for s in shards if s["nodata"])
-                    if progress:
-                        n = len(state.finished)
-                        progress(n, total, f"{name}: tile {n} of {total}")
+                batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+                with closing(read_ahead(ds, batches, opts.bands)) as reads:
+                    for specs, (tiles, read_s) in zip(batches, reads):
+                        if cancelled is not None and cancelled():
+                            raise Cancelled(f"The job was cancelled after {len(state.finished)} of {total} tiles; "
+                                            "run it again with the same state to continue.")
+                        shards = run_tiles(pipeline, grid, specs, tiles, read_s, qs, opts, cancelled)
+                        state.save(shards)
+                        max_read = max([max_read] + [s["read_pixels"] for s in shards])
+                        nodata += sum(1 for s in shards if s["nodata"])
+                        if progress:
+                            n = len(state.finished)
+                            progress(n, total, f"{name}: tile {n} of {total}")
             finally:
                 ds.close()
         stats = {"tiles": total, "tiles_run": len(todo), "tiles_resumed": resumed, "tiles_nodata": nodata,

@@ -106,6 +106,49 @@ def test_grid_at_a_target_gsd(tmp_path):
     _check_partition(coarse.tiles, 2000, 1500)
 
 
+def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch):
+    """read_ahead: batch k+1 is read on the reader thread, under the caller's GDAL settings, before the caller
+    asks for it; the tiles are those read_window gives; a read error surfaces for its own batch; and closing
+    waits for a read under way (the caller may close the dataset right after)."""
+    import threading
+    import time
+
+    import think2seg.tiling as tiling
+
+    path = make_geotiff(tmp_path / "g.tif", 600, 500, discs=[])
+    seen, started, finished, fail = [], threading.Event(), threading.Event(), set()
+    real = tiling.read_window
+
+    def recording(ds, spec, bands=None):
+        seen.append((spec.id, threading.current_thread().name, rasterio.env.getenv().get("GDAL_CACHEMAX")))
+        if spec.id in fail:
+            raise BadInput("corrupt block", code="read_failed")
+        if spec.id == slow:
+            started.set()
+            time.sleep(0.3)
+            finished.set()
+        return real(ds, spec, bands)
+
+    monkeypatch.setattr(tiling, "read_window", recording)
+    with rasterio.Env(GDAL_CACHEMAX=77), rasterio.open(path) as ds:
+        grid = TileGrid.for_raster(ds, 256, 32)
+        batches = [grid.tiles[k:k + 2] for k in range(0, 6, 2)]
+        slow = batches[1][1].id
+        reads = tiling.read_ahead(ds, batches)
+        tiles, read_s = next(reads)
+        assert started.wait(5)  # batch 1 is being read: nobody asked for it yet
+        assert [t.read["window"] for t in tiles] == [list(s.window) for s in batches[0]] and read_s > 0
+        assert np.array_equal(tiles[1].rgb, real(ds, batches[0][1]).rgb)
+        reads.close()  # waits for the read under way
+        assert finished.is_set()
+        assert {(name, cache) for _, name, cache in seen} == {("think2seg-read_0", 77)}
+        fail.add(batches[1][0].id)
+        reads = tiling.read_ahead(ds, batches)
+        assert len(next(reads)[0]) == 2
+        with pytest.raises(BadInput, match="corrupt block"):
+            next(reads)
+
+
 # -- merge logic on synthetic masks ----------------------------------------------------------------------------
 def _global_mask(width=700, height=500) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width] + 0.5
