@@ -57,6 +57,7 @@ def mask_to_multipolygon(
         m = m & features.sieve(m, int(math.ceil(min_area_pixels)), connectivity=8)
         if not m.any():
             return MultiPolygon()
+        r0, c0, m = _trim(r0, c0, m)
     polys = []
     for r, c, piece in _apart(r0, c0, m):
         piece = np.ascontiguousarray(piece)
