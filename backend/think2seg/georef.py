@@ -162,7 +162,10 @@ def to_uint8(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """(3, H, W) any dtype -> (H, W, 3) uint8; 8-bit passes through, the rest is stretched per band by
     percentiles computed over valid pixels only (nodata and NaN ignored)."""
     if data.dtype == np.uint8:
-        return np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
+        out = np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
+        if valid is not None:
+            out[~valid] = 0
+        return out
     out = np.zeros((*data.shape[1:], data.shape[0]), dtype=np.uint8)
     # 8/16-bit integers go through a lookup table of every possible value: the same float32 arithmetic as the
     # general path, done on 65,536 values instead of every pixel, and their percentiles come from a histogram.

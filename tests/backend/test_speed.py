@@ -273,8 +273,11 @@ def test_the_integer_stretch_table_gives_the_float_stretch(dtype):
         want = to_uint8(data.astype(np.float32), v)  # the general path: float32 arithmetic on every pixel
         got = to_uint8(data, v)
         assert got.shape == (200, 300, 3) and got.flags.c_contiguous
-        if dtype != np.uint8:  # 8-bit passes through unstretched
+        if dtype != np.uint8:
             assert np.array_equal(got, want)
+        else:  # 8-bit passes through unstretched, no-data pixels black
+            pixels = np.transpose(data, (1, 2, 0))
+            assert np.array_equal(got, pixels if v is None else np.where(v[..., None], pixels, 0))
 
 
 def test_stretch_bounds_are_numpys_percentiles_of_the_sample():
