@@ -171,16 +171,18 @@ def test_the_cli_makes_openmp_threads_wait_asleep_before_torch_loads(tmp_path):
     assert p.stdout.strip().splitlines()[-1] == "PASSIVE"
 
 
+@pytest.mark.parametrize("command", ["segment", "batch"])
 @pytest.mark.parametrize("sam, sentence", [
     ("SAM_MISSING", "does not exist"), ("medium", "Unknown SAM2 size 'medium'"),
     ("SAM_UNNAMED", "Cannot tell the SAM2 size"),
 ])
-def test_a_wrong_sam_is_told_before_the_reasoner_loads(tmp_path, naip, sam, sentence, capsys):
+def test_a_wrong_sam_is_told_before_the_reasoner_loads(tmp_path, naip, command, sam, sentence, capsys):
+    """`serve` is the exception: it listens first and reports a failed load through /v1/health."""
     from think2seg.cli import main
 
     (tmp_path / "weights.pt").write_bytes(b"")
     subs = {"SAM_MISSING": str(tmp_path / "sam2.1_hiera_tiny.pt"), "SAM_UNNAMED": str(tmp_path / "weights.pt")}
-    code = main(["segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--sam", subs.get(sam, sam),
+    code = main([command, str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--sam", subs.get(sam, sam),
                  "--model", str(tmp_path / "never-loaded")])
     err = capsys.readouterr().err
     assert code != 0 and sentence in err and "Traceback" not in err, err

@@ -38,9 +38,6 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def pipeline_loader(args):
     """A function that loads the Pipeline the arguments describe (the one place the CLI loads models)."""
     from ..pipeline import Pipeline
-    from ..weights import local_sam_checkpoint
-
-    local_sam_checkpoint(args.sam, args.sam_size)  # a mistyped --sam is told before anything loads
 
     def load():
         print(f"loading {args.model} and SAM2.1 ({args.sam}), {args.decoding} decoding ...", file=sys.stderr)
@@ -48,6 +45,15 @@ def pipeline_loader(args):
                                         compile_sam=args.compile)
 
     return load
+
+
+def check_models(args) -> None:
+    """What can be told of the model options before anything loads (a --sam checkpoint that does not exist, an
+    unknown size): `segment`, `batch` and `eval` call it with their other checks. `serve` does not: it listens
+    first and reports a failed load through /v1/health, where the plugin shows it."""
+    from ..weights import local_sam_checkpoint
+
+    local_sam_checkpoint(args.sam, args.sam_size)
 
 
 def load_pipeline(args):

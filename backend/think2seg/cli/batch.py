@@ -80,9 +80,10 @@ def build_job(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import exit_code, model_ids, run_batch
-    from . import load_pipeline
+    from . import check_models, load_pipeline
 
     job = build_job(args)
+    check_models(args)
     ids = model_ids(args.model, args.sam, args.sam_size)
     try:
         if args.ray:

@@ -47,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput("--limit must be at least 1.", code="bad_options")
     if args.batch_size < 1:
         raise BadInput("--batch-size must be at least 1.", code="bad_options")
+    from . import check_models, load_pipeline
+
+    check_models(args)
     # Find the data (or say where to get it) before loading models, which takes a while.
     samples, problems = scan_split(args.data, args.split)
     print(f"{len(samples)} usable samples in {args.data}/{args.split}"
           + (f", {len(problems)} with problems (listed in the report)" if problems else ""), file=sys.stderr)
-    from . import load_pipeline
-
     pipeline = load_pipeline(args)
     settings = EvalSettings(
         data=args.data, split=args.split, out=args.output, protocol=args.protocol, seed=args.seed,

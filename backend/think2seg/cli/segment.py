@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from ..georef import read_tile
     from ..output import check_output, write_results
     from ..pipeline import SegmentOptions, check_query
-    from . import load_pipeline
+    from . import check_models, load_pipeline
 
     # Check everything the user typed before loading models (which takes a while).
+    check_models(args)
     query = check_query(args.query)
     check_output(args.output)
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens,
