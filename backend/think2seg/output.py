@@ -28,9 +28,11 @@ from .result import GEOMETRY_TYPES, LAYERS, Row, columns, layer_rows
 
 SUFFIXES = (".gpkg", ".geojson", ".json", ".parquet")
 
-# A GeoPackage is SQLite: without per-statement fsync, writing the layers takes a third of the time. The
-# file is written under a temporary name and renamed when complete, so a crash never leaves a broken output.
-set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF"})
+# A GeoPackage is SQLite. Every output is written under a temporary name, renamed into place only when
+# complete, and deleted when anything fails (`LayerWriter.abort`), so SQLite's own crash safety buys nothing
+# here: without per-statement fsync writing the layers takes a third of the time, and without a rollback
+# journal a one-tile GeoPackage (three layers) ~28 % less again (15.9-21.7 -> 11.4-15.3 ms, interleaved).
+set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF", "OGR_SQLITE_JOURNAL": "OFF"})
 
 
 def check_output(path: str | os.PathLike, suffixes: Sequence[str] = SUFFIXES) -> Path:
