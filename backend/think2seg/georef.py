@@ -170,11 +170,12 @@ def to_uint8(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     # 8/16-bit integers go through a lookup table of every possible value: the same float32 arithmetic as the
     # general path, done on 65,536 values instead of every pixel, and their percentiles come from a histogram.
     small_int = data.dtype.kind in "ui" and data.dtype.itemsize <= 2
+    if small_int:
+        info = np.iinfo(data.dtype)
+        unsigned = np.dtype(f"u{data.dtype.itemsize}")
     for i, band in enumerate(data):
         if small_int:
-            info = np.iinfo(data.dtype)
             # value - min as an unsigned index (signed: flipping the sign bit of the unsigned view, no wider copy)
-            unsigned = np.dtype(f"u{data.dtype.itemsize}")
             index = band if info.min == 0 else band.view(unsigned) ^ unsigned.type(-info.min)
             values = index.ravel() if valid is None else index[valid]
         else:
@@ -190,12 +191,13 @@ def to_uint8(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
             lo, hi = lo + info.min, hi + info.min
         if hi <= lo:
             hi = lo + 1.0
+        scale = np.float32(255.0 / (hi - lo))
         if small_int:
-            lut = (np.arange(info.min, info.max + 1, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+            lut = (np.arange(info.min, info.max + 1, dtype=np.float32) - np.float32(lo)) * scale
             np.clip(lut, 0, 255, out=lut)
             out[..., i] = np.take(lut.astype(np.uint8), index)  # take: ~2x faster than lut[index]
             continue
-        scaled = (band - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+        scaled = (band - np.float32(lo)) * scale
         np.clip(scaled, 0, 255, out=scaled)
         scaled[~np.isfinite(scaled)] = 0
         out[..., i] = scaled.astype(np.uint8)
