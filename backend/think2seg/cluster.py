@@ -63,7 +63,7 @@ class TileActor:
 
     def __call__(self, batch: dict) -> dict:
         from .georef import open_raster
-        from .tiling import nodata_entry, read_window, tile_entry
+        from .tiling import has_data, nodata_entry, read_window, tile_entry
 
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["raster"]))]
         out = {"key": [], "tile": [], "query_index": [], "entry": [], "read": [], "error": []}
@@ -92,7 +92,7 @@ class TileActor:
                 for row in rrows:
                     specs.setdefault(str(row["tile"]), TileSpec.from_dict(json.loads(row["spec"])))
                 tiles = {tid: read_window(ds, spec, self.options.bands) for tid, spec in specs.items()}
-                live = [r for r in rrows if tiles[str(r["tile"])].valid is None or tiles[str(r["tile"])].valid.any()]
+                live = [r for r in rrows if has_data(tiles[str(r["tile"])])]
                 live.sort(key=lambda r: list(specs).index(str(r["tile"])))  # pairs of one tile side by side
                 results = self.pipeline.segment_tiles([tiles[str(r["tile"])] for r in live],
                                                       [str(r["query"]) for r in live], self.options,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 from affine import Affine
+from PIL import Image
 from shapely.geometry import MultiPolygon, mapping
 from shapely.ops import unary_union
 
@@ -39,6 +41,17 @@ from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE, local_sam_checkpoint, s
 from .weights import sam_size as parse_sam_size
 
 MAX_QUERY_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What the models take of a tile, made once however many queries ask it: the image in the reasoner's
+    frame (`to_model_image`), the tile's content key (`image_key`: the view SAM2's embedding and the
+    reasoner's prefix are kept under) and the seconds it took to make them."""
+
+    image: Image.Image
+    key: str
+    seconds: float
 
 
 @dataclass
@@ -252,6 +265,13 @@ class Pipeline:
             return read_tile(source, bands=options.bands, max_size=options.max_read_size)
         raise BadInput(f"Cannot segment a {type(source).__name__}: give a raster path, an array or a RasterTile.")
 
+    def prepare(self, tile: RasterTile) -> ModelInput:
+        """The tile's `ModelInput`. Batch runs make it on their read-ahead thread (`tiling.read_ahead`), so
+        the resize is off the path that waits for the models."""
+        t0 = time.perf_counter()
+        image, key = to_model_image(tile.rgb, self.reasoner.frame), image_key(tile.rgb)
+        return ModelInput(image, key, time.perf_counter() - t0)
+
     def segment(self, source, query: str, options: SegmentOptions | dict | None = None) -> SegmentResult:
         opts = options if isinstance(options, SegmentOptions) else SegmentOptions.from_dict(options)
         query = check_query(query)
@@ -264,24 +284,34 @@ class Pipeline:
 
     def segment_tiles(
         self, tiles: list[RasterTile], queries: list[str], options: SegmentOptions | None = None,
-        cancelled=None, geometry_frame: str = "crs",
+        cancelled=None, geometry_frame: str = "crs", inputs: Sequence[ModelInput] | None = None,
     ) -> list[SegmentResult]:
         """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused).
 
         `geometry_frame="raster_pixels"` gives instance geometries in the source raster's pixel frame (tiled
-        runs); the default gives them in the CRS."""
+        runs); the default gives them in the CRS. `inputs`: the tiles' `prepare`d inputs, one per pair (made
+        ahead); without them each distinct tile object is prepared here, once for all its queries."""
         opts = options or SegmentOptions()
         queries = [check_query(q) for q in queries]
         segmenter = self.segmenter_for(opts.sam_size)
-        t0 = time.perf_counter()
-        images = [to_model_image(t.rgb, self.reasoner.frame) for t in tiles]
-        keys = [image_key(t.rgb) for t in tiles]
+        if inputs is None:
+            made: dict[int, ModelInput] = {}
+            for t in tiles:
+                if id(t) not in made:
+                    made[id(t)] = self.prepare(t)
+            inputs = [made[id(t)] for t in tiles]
+        elif len(inputs) != len(tiles):
+            raise ValueError(f"{len(inputs)} model inputs for {len(tiles)} tiles")
+        n = len(tiles)
+        keys = [i.key for i in inputs]
+        # each distinct input's seconds, shared by the pairs that use it
+        preprocess = sum({id(i): i.seconds for i in inputs}.values()) / max(1, n)
         t_pre = time.perf_counter()
-        outs = self.reasoner.generate_images(images, queries, max_reasoning_tokens=opts.max_reasoning_tokens,
+        outs = self.reasoner.generate_images([i.image for i in inputs], queries,
+                                             max_reasoning_tokens=opts.max_reasoning_tokens,
                                              answer_budget=opts.answer_budget,
                                              constrain_answer=opts.constrain_answer, keys=keys)
         t_gen = time.perf_counter()
-        n = len(tiles)
         results = []
         for tile, key, query, out in zip(tiles, keys, queries, outs):
             if cancelled is not None and cancelled():
@@ -289,7 +319,7 @@ class Pipeline:
 
                 raise Cancelled("The job was cancelled.")
             results.append(self._finish(segmenter, tile, key, query, out, opts, geometry_frame, {
-                "preprocess": (t_pre - t0) / n, "reasoner": (t_gen - t_pre) / n,
+                "preprocess": preprocess, "reasoner": (t_gen - t_pre) / n,
             }))
         return results
 

@@ -24,7 +24,8 @@ Seamless merge (no seams, no doubles)
 
 Memory and resumability
     Windows are read one batch at a time (`batch_size` tiles, each asked every query in one batched
-    `generate`; the next batch is read on a thread while this one is answered: `read_ahead`), under a
+    `generate`; the next batch is read, and resized to the model frame, on a thread while this one is
+    answered: `read_ahead`), under a
     bounded GDAL block cache, so memory follows the tile (two batches at most), not the raster. Each
     finished tile is written at once as a shard (`STATE/tiles/<tile>.json`) and listed in
     `STATE/state.json`; a rerun with the same `state_path` and the same raster, queries and options skips
@@ -255,36 +256,49 @@ def read_tiles(ds, specs: Sequence[TileSpec], bands: list[int] | None = None) ->
     return tiles, (time.perf_counter() - t0) / max(1, len(specs))
 
 
-def read_ahead(ds, batches: Sequence[Sequence[TileSpec]], bands: list[int] | None = None) -> Iterator[tuple]:
-    """Each batch's `read_tiles`, in order, the next batch read on a thread while the caller works on this one:
-    GDAL decodes (warps, fetches over the network) the next windows while the model answers. One thread reads,
-    under the caller's GDAL settings; the caller must not use `ds` until this generator is closed (closing it
-    waits for a read under way)."""
+def has_data(tile: RasterTile) -> bool:
+    """Whether a tile has any valid pixel (a tile all no-data is not asked)."""
+    return tile.valid is None or bool(tile.valid.any())
+
+
+def read_ahead(ds, batches: Sequence[Sequence[TileSpec]], bands: list[int] | None = None,
+               prepare: Callable[[RasterTile], object] | None = None) -> Iterator[tuple]:
+    """Each batch's `(tiles, read_s, inputs)`, in order, the next batch read on a thread while the caller works
+    on this one: GDAL decodes (warps, fetches over the network) the next windows, and `prepare` (the
+    pipeline's: the model-frame resize) makes each tile's model input, while the model answers this batch.
+    `inputs` holds `prepare(tile)` for the tiles with data, None for the others (and all None without
+    `prepare`). One thread reads, under the caller's GDAL settings; the caller must not use `ds` until this
+    generator is closed (closing it waits for a read under way)."""
     import rasterio
 
     env = rasterio.env.getenv() if rasterio.env.hasenv() else {}
 
     def read(specs):
         with rasterio.Env(**env):
-            return read_tiles(ds, specs, bands)
+            tiles, read_s = read_tiles(ds, specs, bands)
+        inputs = [prepare(t) if prepare is not None and has_data(t) else None for t in tiles]
+        return tiles, read_s, inputs
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="think2seg-read") as pool:
         ahead = pool.submit(read, batches[0]) if batches else None
         for k in range(len(batches)):
-            tiles = ahead.result()
+            done = ahead.result()
             ahead = pool.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
-            yield tiles
+            yield done
 
 
 def run_tiles(pipeline, grid: TileGrid, specs: Sequence[TileSpec], tiles: Sequence[RasterTile], read_s: float,
-              queries: Sequence[str], options, cancelled: Callable[[], bool] | None = None) -> list[dict]:
+              queries: Sequence[str], options, cancelled: Callable[[], bool] | None = None,
+              inputs: Sequence | None = None) -> list[dict]:
     """Ask each of `specs`' tiles (`read_tiles`; `read_s` seconds each) every query in one batched call, and
-    return one shard per tile (plain JSON-able data)."""
-    live = [k for k, t in enumerate(tiles) if t.valid is None or t.valid.any()]
+    return one shard per tile (plain JSON-able data). `inputs`: the tiles' model inputs made ahead
+    (`read_ahead`), one per tile; without them the pipeline makes them."""
+    live = [k for k, t in enumerate(tiles) if has_data(t)]
     pair_tiles = [tiles[k] for k in live for _ in queries]
     pair_queries = [q for _ in live for q in queries]
+    pair_inputs = [inputs[k] for k in live for _ in queries] if inputs is not None else None
     results = pipeline.segment_tiles(pair_tiles, pair_queries, options, cancelled=cancelled,
-                                     geometry_frame="raster_pixels") if pair_tiles else []
+                                     geometry_frame="raster_pixels", inputs=pair_inputs) if pair_tiles else []
     shards = []
     it = iter(results)
     for k, (spec, tile) in enumerate(zip(specs, tiles)):
@@ -656,12 +670,12 @@ def segment_raster_tiled(
                              else f"{name}: {total} tiles")
                 max_read, nodata = 0, 0
                 batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
-                with closing(read_ahead(ds, batches, opts.bands)) as reads:
-                    for specs, (tiles, read_s) in zip(batches, reads):
+                with closing(read_ahead(ds, batches, opts.bands, pipeline.prepare)) as reads:
+                    for specs, (tiles, read_s, inputs) in zip(batches, reads):
                         if cancelled is not None and cancelled():
                             raise Cancelled(f"The job was cancelled after {len(state.finished)} of {total} tiles; "
                                             "run it again with the same state to continue.")
-                        shards = run_tiles(pipeline, grid, specs, tiles, read_s, qs, opts, cancelled)
+                        shards = run_tiles(pipeline, grid, specs, tiles, read_s, qs, opts, cancelled, inputs)
                         state.save(shards)
                         max_read = max([max_read] + [s["read_pixels"] for s in shards])
                         nodata += sum(1 for s in shards if s["nodata"])

@@ -63,6 +63,7 @@ def test_bench_prints_its_tables(capsys):
     for row in ("## 1. One 256 x 256 tile", "| read (window, GeoTIFF)", "| preprocess", "| LVLM", "| parse",
                 "| SAM2", "| polygonise", "| write (GPKG)",
                 "## 2. Everything that is not a model", "| normalise", "| georeference", "| total, 8-bit raster",
+                "| of which on the path that waits for the models",
                 "## 3. Big rasters", "peak RSS"):
         assert row in out, row
     lines = out.splitlines()

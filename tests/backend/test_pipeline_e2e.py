@@ -67,6 +67,28 @@ def test_batched_tiles_one_generate_call(tiny_pipeline, naip, landsat):
     assert y == pytest.approx(2826915.0 - 300.041782729805 * 336 * 718 / 840, abs=1e-3)
 
 
+def test_a_tile_asked_several_queries_is_prepared_once(tiny_pipeline, naip, monkeypatch):
+    """segment_tiles resizes and hashes a tile once for all its queries, and inputs made ahead (`prepare`, as
+    batch's read-ahead thread makes them) give the same answers as inputs made inside."""
+    import think2seg.pipeline as pipeline_mod
+    from think2seg.georef import read_tile
+
+    tile = read_tile(naip)
+    calls = []
+    real = pipeline_mod.to_model_image
+    monkeypatch.setattr(pipeline_mod, "to_model_image", lambda rgb, frame: calls.append(rgb.shape) or real(rgb, frame))
+    queries = ["the ponds", "the fields"]
+    inside = tiny_pipeline.segment_tiles([tile, tile], queries)
+    assert len(calls) == 1
+    made = tiny_pipeline.prepare(tile)
+    ahead = tiny_pipeline.segment_tiles([tile, tile], queries, inputs=[made, made])
+    assert len(calls) == 2
+    assert [r.answer for r in ahead] == [r.answer for r in inside]
+    assert all(np.array_equal(a.merged_mask, b.merged_mask) for a, b in zip(ahead, inside))
+    assert [r.view_id for r in ahead] == [made.key] * 2
+    assert ahead[0].timings["preprocess"] == pytest.approx(made.seconds / 2)
+
+
 def test_nodata_is_never_part_of_the_mask(tiny_pipeline, landsat):
     from think2seg.georef import read_tile
 

@@ -108,8 +108,9 @@ def test_grid_at_a_target_gsd(tmp_path):
 
 def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch):
     """read_ahead: batch k+1 is read on the reader thread, under the caller's GDAL settings, before the caller
-    asks for it; the tiles are those read_window gives; a read error surfaces for its own batch; and closing
-    waits for a read under way (the caller may close the dataset right after)."""
+    asks for it; the tiles are those read_window gives, and `prepare` made their inputs on that thread (none
+    for a tile without data); a read error surfaces for its own batch; and closing waits for a read under way
+    (the caller may close the dataset right after)."""
     import threading
     import time
 
@@ -134,11 +135,22 @@ def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch
         grid = TileGrid.for_raster(ds, 256, 32)
         batches = [grid.tiles[k:k + 2] for k in range(0, 6, 2)]
         slow = batches[1][1].id
-        reads = tiling.read_ahead(ds, batches)
-        tiles, read_s = next(reads)
+        prepared = []
+
+        def prepare(tile):
+            prepared.append((tile.read["window"], threading.current_thread().name))
+            return ("input", tile.read["window"])
+
+        real_has_data = tiling.has_data  # batch 0's second tile stands for one without data
+        monkeypatch.setattr(tiling, "has_data", lambda t: t.read["window"] != list(batches[0][1].window)
+                            and real_has_data(t))
+        reads = tiling.read_ahead(ds, batches, prepare=prepare)
+        tiles, read_s, inputs = next(reads)
         assert started.wait(5)  # batch 1 is being read: nobody asked for it yet
         assert [t.read["window"] for t in tiles] == [list(s.window) for s in batches[0]] and read_s > 0
         assert np.array_equal(tiles[1].rgb, real(ds, batches[0][1]).rgb)
+        assert inputs == [("input", list(batches[0][0].window)), None]
+        assert {name for _, name in prepared} == {"think2seg-read_0"}
         reads.close()  # waits for the read under way
         assert finished.is_set()
         assert {(name, cache) for _, name, cache in seen} == {("think2seg-read_0", 77)}
