@@ -175,7 +175,8 @@ class Segmenter:
             self._embedded_key = key
             return
         with self._autocast():
-            p.set_image(np.ascontiguousarray(rgb, dtype=np.uint8))
+            # writable too: torch warns on a read-only array (np.asarray of a PIL image, as eval's are)
+            p.set_image(np.require(rgb, np.uint8, ["C", "W"]))
         self._embedded_key = key
         if key is not None:
             self._cache.put(key, _Embedding(p._features, list(p._orig_hw), tensor_bytes(p._features)))

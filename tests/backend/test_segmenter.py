@@ -91,3 +91,17 @@ def test_cache_bound_defaults_by_device_and_environment(monkeypatch):
     monkeypatch.setenv(CACHE_ENV, "lots")
     with pytest.raises(BadInput, match=CACHE_ENV):
         default_cache_bytes(torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_a_read_only_image_reaches_sam2_writable(counted):
+    """torch warns on a read-only array (eval's images are np.asarray of PIL images): SAM2 gets a writable
+    one with the same pixels, and the caller's array is left as it was."""
+    seg, _ = counted
+    got = []
+    real = seg.predictor.set_image
+    seg.predictor.set_image = lambda image: got.append((image.flags.writeable, image.copy())) or real(image)
+    a = _image(4, 32)
+    a.setflags(write=False)
+    seg.set_image(a, image_key(a))
+    assert got[0][0] and np.array_equal(got[0][1], a) and not a.flags.writeable
