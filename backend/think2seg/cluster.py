@@ -2,7 +2,8 @@
 
 Ray Data carries one row per (raster, tile window, query) still to do. `map_batches` sends rows to actors
 (`TileActor`) that each load the models once (one GPU each where the cluster has GPUs, a CPU slot
-otherwise), read the windows they were given, answer the pairs in one batched call and send back each
+otherwise), read the windows they were given (two calls at once per actor: one reads and resizes while the
+other is with the models), answer the pairs in one batched call and send back each
 pair's clipped pieces, prompts and reasoning (`tiling.tile_entry`). The driver is the one writer: it
 gathers a tile's entries, saves the tile's shard in the batch's state folder exactly as a local run does,
 and once a raster's tiles are all in, merges them (`tiling.merge_shards`) and writes the output
@@ -37,11 +38,34 @@ class RayModels:
     compile_sam: bool = False
 
 
+#: Calls that run at once on one actor (`actor_pool`): while one call's batch is with the models, the next
+#: call reads its windows and makes their model inputs, as a local batch's read-ahead thread does.
+CALLS_PER_ACTOR = 2
+
+
+def actor_pool(size: int):
+    """Ray Data's fixed pool of `size` actors, each running `CALLS_PER_ACTOR` calls at once in threads where
+    this Ray can (its `max_concurrent_calls_per_actor` and `enable_true_multi_threading`; older Rays run
+    one call at a time). `TileActor` lets one call at a time use the models."""
+    import inspect
+
+    import ray
+
+    params = inspect.signature(ray.data.ActorPoolStrategy).parameters
+    if {"max_concurrent_calls_per_actor", "enable_true_multi_threading"} <= set(params):
+        return ray.data.ActorPoolStrategy(size=size, max_concurrent_calls_per_actor=CALLS_PER_ACTOR,
+                                          enable_true_multi_threading=True)
+    return ray.data.ActorPoolStrategy(size=size)
+
+
 class TileActor:
-    """A Ray Data actor holding one loaded Pipeline; answers batches of (raster, tile, query) rows."""
+    """A Ray Data actor holding one loaded Pipeline; answers batches of (raster, tile, query) rows. Calls may
+    run at once (`actor_pool`): each reads its windows and makes their model inputs by itself, and takes
+    the models in turn."""
 
     def __init__(self, models: dict, options: dict, tiling: dict):
         import os
+        import threading
 
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from .pipeline import Pipeline, SegmentOptions
@@ -52,6 +76,7 @@ class TileActor:
         self.options = SegmentOptions.from_dict(options)
         self.tiling = tiling
         self._grids: dict[str, object] = {}
+        self._models = threading.Lock()  # one call at a time on the models (and the GPU)
 
     def _grid(self, ds, raster: str):
         from .tiling import TileGrid
@@ -92,11 +117,14 @@ class TileActor:
                 for row in rrows:
                     specs.setdefault(str(row["tile"]), TileSpec.from_dict(json.loads(row["spec"])))
                 tiles = {tid: read_window(ds, spec, self.options.bands) for tid, spec in specs.items()}
-                live = [r for r in rrows if has_data(tiles[str(r["tile"])])]
+                inputs = {tid: self.pipeline.prepare(t) for tid, t in tiles.items() if has_data(t)}
+                live = [r for r in rrows if str(r["tile"]) in inputs]
                 live.sort(key=lambda r: list(specs).index(str(r["tile"])))  # pairs of one tile side by side
-                results = self.pipeline.segment_tiles([tiles[str(r["tile"])] for r in live],
-                                                      [str(r["query"]) for r in live], self.options,
-                                                      geometry_frame="raster_pixels") if live else []
+                with self._models:
+                    results = self.pipeline.segment_tiles([tiles[str(r["tile"])] for r in live],
+                                                          [str(r["query"]) for r in live], self.options,
+                                                          geometry_frame="raster_pixels",
+                                                          inputs=[inputs[str(r["tile"])] for r in live]) if live else []
                 answered = {id(r): res for r, res in zip(live, results)}
                 for row in rrows:
                     tid = str(row["tile"])
@@ -186,7 +214,7 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
             resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // max(1, len(queries)), 64)))
             answers = ds.map_batches(
-                TileActor, batch_size=job.batch_size * len(queries), concurrency=n_actors, batch_format="numpy",
+                TileActor, batch_size=job.batch_size * len(queries), compute=actor_pool(n_actors), batch_format="numpy",
                 fn_constructor_kwargs={
                     "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
                     "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,

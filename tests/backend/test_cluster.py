@@ -68,3 +68,79 @@ def test_ray_is_imported_lazily():
     code = ("import sys, think2seg.batch, think2seg.tiling, think2seg.cli.batch, think2seg.cluster; "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_actor_pool_runs_two_calls_per_actor():
+    from think2seg.cluster import CALLS_PER_ACTOR, actor_pool
+
+    pool = actor_pool(3)  # this environment's Ray has the parameters
+    assert pool.min_size == pool.max_size == 3
+    assert pool.max_concurrent_calls_per_actor == CALLS_PER_ACTOR == 2 and pool.enable_true_multi_threading
+
+
+def test_an_actor_reads_the_next_call_while_one_is_with_the_models(tiny_pipeline, tmp_path, monkeypatch):
+    """Two calls at once on one TileActor (as actor_pool lets Ray run them): the second reads its window and
+    makes its model input while the first holds the models, the models serve one call at a time, and the
+    answers are those of the calls one after the other."""
+    import json
+    import threading
+
+    import numpy as np
+    import rasterio
+    import think2seg.tiling as tiling
+    from think2seg.cluster import TileActor
+    from think2seg.pipeline import Pipeline
+    from think2seg.tiling import TileGrid
+
+    monkeypatch.setattr(Pipeline, "from_pretrained", classmethod(lambda cls, *a, **k: tiny_pipeline))
+    path = make_geotiff(tmp_path / "r.tif", 400, 200, discs=[(100, 100, 60), (300, 100, 50)])
+    actor = TileActor({"model": "m", "sam": "s", "sam_size": None, "device": "cpu"},
+                      {"max_reasoning_tokens": 32}, {"tile_size": 256, "overlap": 32, "gsd": None})
+    with rasterio.open(path) as ds:
+        specs = TileGrid.for_raster(ds, 256, 32).tiles[:2]
+        first_key = tiny_pipeline.prepare(tiling.read_window(ds, specs[0])).key
+
+    def batch(spec):
+        return {"raster": np.array([str(path)]), "key": np.array(["k"]), "tile": np.array([spec.id]),
+                "spec": np.array([json.dumps(spec.to_dict())]), "query_index": np.array([0]),
+                "query": np.array(["the water bodies"])}
+
+    sequential = [actor(batch(s)) for s in specs]
+    second_read, inside, most = threading.Event(), [0], [0]
+    real_read, real_segment = tiling.read_window, tiny_pipeline.segment_tiles
+
+    def read_window(ds, spec, bands=None):
+        if spec.id == specs[1].id:
+            second_read.set()
+        return real_read(ds, spec, bands)
+
+    def segment_tiles(*a, **k):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        try:
+            if k["inputs"][0].key == first_key:  # the first call waits, holding the models, for the second's read
+                assert second_read.wait(60), "the second call did not read while the first held the models"
+            return real_segment(*a, **k)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(tiling, "read_window", read_window)
+    monkeypatch.setattr(tiny_pipeline, "segment_tiles", segment_tiles)
+    outs = [None, None]
+
+    def call(k):
+        outs[k] = actor(batch(specs[k]))
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    while inside[0] == 0 and first.is_alive():
+        first.join(0.01)
+    call(1)
+    first.join()
+    assert most[0] == 1 and second_read.is_set()
+    def answers(out):  # what was found, less when and how long
+        return [{k: v for k, v in json.loads(str(e)).items() if k not in ("created", "timings")} for e in out["entry"]]
+
+    assert [answers(o) for o in outs] == [answers(o) for o in sequential]
+    assert answers(outs[0])[0]["pieces"] and answers(outs[1])[0]["pieces"]
+    assert all(not e for o in outs for e in o["error"])
