@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -47,11 +48,14 @@ MAX_QUERY_CHARS = 2000
 class ModelInput:
     """What the models take of a tile, made once however many queries ask it: the image in the reasoner's
     frame (`to_model_image`), the tile's content key (`image_key`: the view SAM2's embedding and the
-    reasoner's prefix are kept under) and the seconds it took to make them."""
+    reasoner's prefix are kept under), the seconds it took to make them, and SAM2's input for the default
+    segmenter, under way on a thread while the reasoner answers (`Segmenter.input_ahead`; None: SAM2 makes
+    it when it needs it)."""
 
     image: Image.Image
     key: str
     seconds: float
+    sam_input: Future | None = None
 
 
 @dataclass
@@ -269,8 +273,10 @@ class Pipeline:
         """The tile's `ModelInput`. Batch runs make it on their read-ahead thread (`tiling.read_ahead`), so
         the resize is off the path that waits for the models."""
         t0 = time.perf_counter()
-        image, key = to_model_image(tile.rgb, self.reasoner.frame), image_key(tile.rgb)
-        return ModelInput(image, key, time.perf_counter() - t0)
+        key = image_key(tile.rgb)
+        sam_input = self.segmenter.input_ahead(tile.rgb, key)
+        image = to_model_image(tile.rgb, self.reasoner.frame)
+        return ModelInput(image, key, time.perf_counter() - t0, sam_input)
 
     def segment(self, source, query: str, options: SegmentOptions | dict | None = None) -> SegmentResult:
         opts = options if isinstance(options, SegmentOptions) else SegmentOptions.from_dict(options)
@@ -313,18 +319,18 @@ class Pipeline:
                                              constrain_answer=opts.constrain_answer, keys=keys)
         t_gen = time.perf_counter()
         results = []
-        for tile, key, query, out in zip(tiles, keys, queries, outs):
+        for tile, inp, query, out in zip(tiles, inputs, queries, outs):
             if cancelled is not None and cancelled():
                 from .errors import Cancelled
 
                 raise Cancelled("The job was cancelled.")
-            results.append(self._finish(segmenter, tile, key, query, out, opts, geometry_frame, {
+            results.append(self._finish(segmenter, tile, inp, query, out, opts, geometry_frame, {
                 "preprocess": preprocess, "reasoner": (t_gen - t_pre) / n,
             }))
         return results
 
-    def _finish(self, segmenter: Segmenter, tile: RasterTile, key: str, query: str, out, opts: SegmentOptions,
-                geometry_frame: str, timings: dict) -> SegmentResult:
+    def _finish(self, segmenter: Segmenter, tile: RasterTile, inp: ModelInput, query: str, out,
+                opts: SegmentOptions, geometry_frame: str, timings: dict) -> SegmentResult:
         t0 = time.perf_counter()
         frame = self.reasoner.frame
         parsed = parse_answer(out.text, frame, frame, mode=opts.parse_mode)
@@ -332,7 +338,7 @@ class Pipeline:
         pixel_instances = [inst.scaled(w / frame, h / frame) for inst in parsed.instances]
         t1 = time.perf_counter()
         if pixel_instances:
-            segmenter.set_image(tile.rgb, key)
+            segmenter.set_image(tile.rgb, inp.key, given=inp.sam_input if segmenter is self.segmenter else None)
             masks = segmenter.predict(pixel_instances, (h, w))
         else:
             masks = None
@@ -357,7 +363,7 @@ class Pipeline:
             query=query, status=status, message="", reasoning=parsed.reasoning, answer=out.text,
             instances=instances, tile=tile, models=self.provenance(opts), merged_mask=merged,
             timings={**timings, "parse": t1 - t0, "segmenter": t2 - t1, "polygonise": t3 - t2},
-            geometry_frame=geometry_frame, view_id=key,
+            geometry_frame=geometry_frame, view_id=inp.key,
         )
         result.message = describe(status, len(instances), result.area, area_unit(tile.crs), parsed.reason)
         if out.forced_answer:

@@ -13,8 +13,10 @@ CUDA and 256 MiB elsewhere unless $THINK2SEG_EMBEDDING_CACHE_MB says otherwise.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,12 +90,34 @@ def _cache_dense_pe(prompt_encoder) -> None:
     prompt_encoder.get_dense_pe = get_dense_pe
 
 
+@functools.cache
+def _input_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="think2seg-sam-input")
+
+
+class _GivenInput:
+    """Stands in for SAM2ImagePredictor's transforms during one `set_image`: returns the input made ahead."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.tensor
+
+
 class Segmenter:
     def __init__(self, predictor, model_id: str, size: str, device: torch.device, cache_bytes: int | None = None):
         self.predictor = predictor
         self.model_id = model_id
         self.size = size
         self.device = device
+        #: make SAM2's input (`input_ahead`) on a thread while the reasoner answers: on CUDA, where the CPU
+        #: is otherwise idle then; on the CPU it would take cores from the models (and tiles answered
+        #: "nothing found" never need it), so there `set_image` makes it when needed
+        self.input_ahead_enabled = device.type == "cuda"
+        #: SAM2's own transforms, held here: `set_image(given=)` swaps the predictor's for a moment, and a
+        #: batch's read-ahead thread makes the next inputs meanwhile
+        self._transforms = predictor._transforms
         #: embeddings kept for reuse by content key (the same bounded map as the reasoner's views)
         self._cache = ByteLRU(default_cache_bytes(device) if cache_bytes is None else int(cache_bytes), tensor_bytes)
         self._embedded_key: str | None = None
@@ -161,10 +185,22 @@ class Segmenter:
         with self._autocast():
             yield
 
+    def input_ahead(self, rgb: np.ndarray, key: str | None = None) -> Future | None:
+        """SAM2's input for an image, made on a thread (None where `input_ahead_enabled` is off, or when the
+        embedding of `key` is at hand): SAM2's own transforms (to float, resize to the model's 1024 x 1024,
+        normalise), on the CPU as `set_image` makes them, ~13 ms for a 1024 x 1024 tile on this project's
+        CPU. Give it to `set_image(..., given=)`."""
+        if not self.input_ahead_enabled or (key is not None and (key == self._embedded_key or key in self._cache)):
+            return None
+        transforms = self._transforms
+        image = np.require(rgb, np.uint8, ["C", "W"])
+        return _input_pool().submit(lambda: transforms(image))
+
     @torch.inference_mode()
-    def set_image(self, rgb: np.ndarray, key: str | None = None) -> None:
+    def set_image(self, rgb: np.ndarray, key: str | None = None, given: Future | None = None) -> None:
         """Embed the image once; every `predict` after it reuses it. With a `key` (`image_key(rgb)`), an image
-        already embedded (now or still in the cache) is not embedded again."""
+        already embedded (now or still in the cache) is not embedded again. `given`: its input made ahead
+        (`input_ahead`), which SAM2's `set_image` then takes in place of transforming the image itself."""
         p = self.predictor
         if key is not None and key == self._embedded_key and p._is_image_set:
             return
@@ -174,9 +210,17 @@ class Segmenter:
             p._features, p._orig_hw, p._is_image_set, p._is_batch = cached.features, list(cached.orig_hw), True, False
             self._embedded_key = key
             return
+        # writable too: torch warns on a read-only array (np.asarray of a PIL image, as eval's are)
+        image = np.require(rgb, np.uint8, ["C", "W"])
         with self._autocast():
-            # writable too: torch warns on a read-only array (np.asarray of a PIL image, as eval's are)
-            p.set_image(np.require(rgb, np.uint8, ["C", "W"]))
+            if given is None:
+                p.set_image(image)
+            else:
+                p._transforms = _GivenInput(given.result())
+                try:
+                    p.set_image(image)
+                finally:
+                    p._transforms = self._transforms
         self._embedded_key = key
         if key is not None:
             self._cache.put(key, _Embedding(p._features, list(p._orig_hw), tensor_bytes(p._features)))

@@ -89,6 +89,57 @@ def test_a_tile_asked_several_queries_is_prepared_once(tiny_pipeline, naip, monk
     assert ahead[0].timings["preprocess"] == pytest.approx(made.seconds / 2)
 
 
+def test_sam2_input_made_ahead_gives_the_same_masks(tiny_pipeline, naip, monkeypatch):
+    """On CUDA SAM2's input is made on a thread while the reasoner answers (Segmenter.input_ahead): forced on
+    here, SAM2's own transforms run once, on that thread, not again in set_image, and the masks and scores are
+    those of SAM2 transforming the image itself."""
+    import threading
+
+    import torch
+    from think2seg.georef import read_tile
+
+    seg = tiny_pipeline.segmenter
+    threads = []
+
+    class Recording:
+        def __init__(self, real):
+            self.real = real
+
+        def __call__(self, image):
+            threads.append(threading.current_thread().name)
+            return self.real(image)
+
+        def __getattr__(self, name):  # predict's coordinate and mask transforms
+            return getattr(self.real, name)
+
+    recording = Recording(seg._transforms)
+    monkeypatch.setattr(seg.predictor, "_transforms", recording)
+    monkeypatch.setattr(seg, "_transforms", recording)
+    tile = read_tile(naip)
+
+    def fresh_answer(ahead):
+        monkeypatch.setattr(seg, "input_ahead_enabled", ahead)
+        seg.clear_cache()
+        seg.predictor.reset_predictor()
+        seg._embedded_key = None
+        threads.clear()
+        return tiny_pipeline.segment(tile, "the ponds")
+
+    itself = fresh_answer(False)
+    assert threads == ["MainThread"]
+    ahead = fresh_answer(True)
+    assert threads == ["think2seg-sam-input_0"]
+    assert ahead.instances and np.array_equal(ahead.merged_mask, itself.merged_mask)
+    assert [i.score for i in ahead.instances] == [i.score for i in itself.instances]
+    assert tiny_pipeline.prepare(tile).sam_input is None  # its embedding is at hand: nothing to make
+    # a batch's read-ahead thread makes the next tile's input while set_image holds another's in SAM2's place
+    seg.predictor._transforms = object()
+    other = np.ascontiguousarray(tile.rgb[::-1])
+    made = seg.input_ahead(other).result()
+    seg.predictor._transforms = recording
+    assert torch.equal(made, recording.real(other))
+
+
 def test_nodata_is_never_part_of_the_mask(tiny_pipeline, landsat):
     from think2seg.georef import read_tile
 
@@ -140,15 +191,14 @@ def test_box_only_and_points_only_instances_reach_sam2_and_the_answer(tiny_pipel
     from think2seg.prompts import PromptInstance
     from think2seg.reasoner import ReasonerOutput
     from think2seg.result import layer_rows
-    from think2seg.segmenter import image_key
 
     tile = read_tile(naip)
     text = ('<think>x</think><answer>```json[{"bbox_2d": [210, 168, 630, 504]}, '
             '{"positive_points": [[420, 336], [315, 420]]}]```</answer>')
     from think2seg.pipeline import SegmentOptions
 
-    r = tiny_pipeline._finish(tiny_pipeline.segmenter, tile, image_key(tile.rgb), "q", ReasonerOutput(text, 10, False),
-                              SegmentOptions(), "crs", {})
+    r = tiny_pipeline._finish(tiny_pipeline.segmenter, tile, tiny_pipeline.prepare(tile), "q",
+                              ReasonerOutput(text, 10, False), SegmentOptions(), "crs", {})
     assert r.status == "ok" and len(r.instances) == 2
     box_only, points_only = r.instances
     assert box_only.points_crs == [] and box_only.box_crs is not None

@@ -23,7 +23,10 @@ class StandInSegmenter:
         self._rgb: np.ndarray | None = None
         self.embedded_key: str | None = None
 
-    def set_image(self, rgb: np.ndarray, key: str | None = None) -> None:
+    def input_ahead(self, rgb: np.ndarray, key: str | None = None):
+        return None  # nothing to make ahead
+
+    def set_image(self, rgb: np.ndarray, key: str | None = None, given=None) -> None:
         self._rgb = np.asarray(rgb)
         self.embedded_key = key
 
