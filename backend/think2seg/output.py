@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -137,8 +138,12 @@ class LayerWriter:
         options = None
         if name == "mask" and self.description and self.driver == "GPKG" and not append:
             options = {"DESCRIPTION": self.description[:4000]}
-        ogr_write(str(self.tmp[name]), wkb, cols, names, layer=name, driver=self.driver, crs=self.crs_wkt,
-                  geometry_type=GEOMETRY_TYPES[name], append=append, layer_options=options)
+        with warnings.catch_warnings():
+            # a raster without a CRS gives pixel coordinates on purpose (area_px): pyogrio's warning that
+            # 'crs' was not provided would only alarm the user
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+            ogr_write(str(self.tmp[name]), wkb, cols, names, layer=name, driver=self.driver, crs=self.crs_wkt,
+                      geometry_type=GEOMETRY_TYPES[name], append=append, layer_options=options)
 
     def _write_parquet(self, name, names, cols, wkb) -> None:
         import pyarrow as pa

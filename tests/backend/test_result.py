@@ -107,7 +107,11 @@ def test_one_writer_three_formats(tmp_path, suffix):
 
 
 def test_pixel_only_results_have_area_px(tmp_path):
-    out = write_results([one_tile_result(crs=None)], tmp_path / "px.gpkg")["mask"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no warning that the CRS is missing: pixel coordinates are meant
+        out = write_results([one_tile_result(crs=None)], tmp_path / "px.gpkg")["mask"]
     info = pyogrio.read_info(out, layer="mask")
     assert "area_px" in info["fields"] and "area_m2" not in info["fields"]
     _, _, _, fields = pyogrio.raw.read(out, layer="mask")
