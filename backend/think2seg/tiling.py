@@ -25,11 +25,10 @@ Seamless merge (no seams, no doubles)
 Memory and resumability
     Windows are read one batch at a time (`batch_size` tiles, each asked every query in one batched
     `generate`; the next batch is read, and resized to the model frame, on a thread while this one is
-    answered: `read_ahead`), under a
-    bounded GDAL block cache, so memory follows the tile (two batches at most), not the raster. Each
-    finished tile is written at once as a shard (`STATE/tiles/<tile>.json`) and listed in
-    `STATE/state.json`; a rerun with the same `state_path` and the same raster, queries and options skips
-    the finished tiles and ends with the same output.
+    answered: `read_ahead`), under a bounded GDAL block cache, so memory follows the tile (two batches at
+    most), not the raster. Each finished tile is written at once as a shard (`STATE/tiles/<tile>.json`)
+    and listed in `STATE/state.json`; a rerun with the same `state_path` and the same raster, queries and
+    options skips the finished tiles and ends with the same output.
 """
 
 from __future__ import annotations
