@@ -167,7 +167,7 @@ class SegmentResult:
 
 def raster_transform(tile: RasterTile) -> Affine:
     """Source raster pixel -> CRS (the tile's own transform without its window offset and resampling)."""
-    return tile.transform * ~tile.to_source_pixel
+    return tile.transform @ ~tile.to_source_pixel
 
 
 def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:

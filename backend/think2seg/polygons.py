@@ -62,7 +62,7 @@ def mask_to_multipolygon(
     for r, c, piece in _apart(r0, c0, m):
         piece = np.ascontiguousarray(piece)
         for geom, value in features.shapes(piece, mask=piece.view(bool), connectivity=8,
-                                           transform=transform * Affine.translation(c, r)):
+                                           transform=transform @ Affine.translation(c, r)):
             if value != 1:
                 continue
             poly = _polygon(geom["coordinates"], min_area)

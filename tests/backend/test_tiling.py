@@ -263,7 +263,7 @@ def test_tiled_run_merges_a_disc_across_four_tiles(full_run):
     assert f.tiles == ["r0c0", "r0c1", "r1c0", "r1c1"] and f.tile in f.tiles
     expected = math.pi * DISC[2] ** 2 * PIXEL**2
     assert f.area == pytest.approx(expected, rel=0.01)
-    cx, cy = res.grid.transform * (DISC[0], DISC[1])
+    cx, cy = res.grid.transform @ (DISC[0], DISC[1])
     assert f.geometry.centroid.distance(shapely.Point(cx, cy)) < 2 * PIXEL
     # each tile's prompt box (the middle of the tile) lies in its own core: kept once, never twice
     assert len(res.instances) == 4 and {i["tile"] for i in res.instances} == {"r0c0", "r0c1", "r1c0", "r1c1"}
