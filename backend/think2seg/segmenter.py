@@ -16,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -143,7 +144,12 @@ class Segmenter:
             # max-autotune mode, whose minutes of tuning would eat a service's start
             model.image_encoder.forward = torch.compile(model.image_encoder.forward, dynamic=False)
         model_id = f"sam2.1_hiera_{spec.name}"
-        return cls(SAM2ImagePredictor(model), model_id, spec.name, dev, cache_bytes)
+        with warnings.catch_warnings():
+            # sam2 scripts its input transforms with torch.jit.script, which torch now calls deprecated: a
+            # FutureWarning on every start that the user can do nothing about
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+            predictor = SAM2ImagePredictor(model)
+        return cls(predictor, model_id, spec.name, dev, cache_bytes)
 
     @property
     def embedded_key(self) -> str | None:

@@ -105,3 +105,15 @@ def test_a_read_only_image_reaches_sam2_writable(counted):
     a.setflags(write=False)
     seg.set_image(a, image_key(a))
     assert got[0][0] and np.array_equal(got[0][1], a) and not a.flags.writeable
+
+
+@pytest.mark.slow
+def test_loading_sam2_prints_no_torch_deprecation(tiny_models_dir):
+    """sam2 scripts its transforms with torch.jit.script, which torch calls deprecated: every CLI start
+    printed that FutureWarning; loading says nothing the user could act on."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        Segmenter.from_pretrained(str(tiny_models_dir / "sam2.1_hiera_t.pt"), device="cpu")
+    assert not [w for w in seen if "torch.jit.script" in str(w.message)]
