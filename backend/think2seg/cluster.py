@@ -88,7 +88,7 @@ class TileActor:
 
     def __call__(self, batch: dict) -> dict:
         from .georef import open_raster
-        from .tiling import has_data, nodata_entry, read_window, tile_entry
+        from .tiling import nodata_entry, read_tiles, tile_entry
 
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["raster"]))]
         out = {"key": [], "tile": [], "query_index": [], "entry": [], "read": [], "error": []}
@@ -116,8 +116,9 @@ class TileActor:
                 specs: dict[str, TileSpec] = {}
                 for row in rrows:
                     specs.setdefault(str(row["tile"]), TileSpec.from_dict(json.loads(row["spec"])))
-                tiles = {tid: read_window(ds, spec, self.options.bands) for tid, spec in specs.items()}
-                inputs = {tid: self.pipeline.prepare(t) for tid, t in tiles.items() if has_data(t)}
+                read, _, made = read_tiles(ds, list(specs.values()), self.options.bands, self.pipeline.prepare)
+                tiles = dict(zip(specs, read))
+                inputs = {tid: i for tid, i in zip(specs, made) if i is not None}  # the tiles with data
                 live = [r for r in rrows if str(r["tile"]) in inputs]
                 live.sort(key=lambda r: list(specs).index(str(r["tile"])))  # pairs of one tile side by side
                 with self._models:

@@ -248,35 +248,36 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def read_tiles(ds, specs: Sequence[TileSpec], bands: list[int] | None = None) -> tuple[list[RasterTile], float]:
-    """Read `specs`' windows: the tiles, and the seconds spent per tile."""
-    t0 = time.perf_counter()
-    tiles = [read_window(ds, spec, bands) for spec in specs]
-    return tiles, (time.perf_counter() - t0) / max(1, len(specs))
-
-
 def has_data(tile: RasterTile) -> bool:
     """Whether a tile has any valid pixel (a tile all no-data is not asked)."""
     return tile.valid is None or bool(tile.valid.any())
 
 
+def read_tiles(ds, specs: Sequence[TileSpec], bands: list[int] | None = None,
+               prepare: Callable[[RasterTile], object] | None = None) -> tuple[list[RasterTile], float, list]:
+    """Read `specs`' windows: the tiles, the seconds spent per tile, and the tiles' model inputs: `prepare(tile)`
+    (the pipeline's) for each tile with data, None for the others (all None without `prepare`). The local
+    loop calls it through `read_ahead`, a Ray actor directly."""
+    t0 = time.perf_counter()
+    tiles = [read_window(ds, spec, bands) for spec in specs]
+    read_s = (time.perf_counter() - t0) / max(1, len(specs))
+    return tiles, read_s, [prepare(t) if prepare is not None and has_data(t) else None for t in tiles]
+
+
 def read_ahead(ds, batches: Sequence[Sequence[TileSpec]], bands: list[int] | None = None,
                prepare: Callable[[RasterTile], object] | None = None) -> Iterator[tuple]:
-    """Each batch's `(tiles, read_s, inputs)`, in order, the next batch read on a thread while the caller works
-    on this one: GDAL decodes (warps, fetches over the network) the next windows, and `prepare` (the
-    pipeline's: the model-frame resize) makes each tile's model input, while the model answers this batch.
-    `inputs` holds `prepare(tile)` for the tiles with data, None for the others (and all None without
-    `prepare`). One thread reads, under the caller's GDAL settings; the caller must not use `ds` until this
-    generator is closed (closing it waits for a read under way)."""
+    """Each batch's `read_tiles` (tiles, read_s, inputs), in order, the next batch read on a thread while the
+    caller works on this one: GDAL decodes (warps, fetches over the network) the next windows, and `prepare`
+    makes their model inputs (the model-frame resize), while the model answers this batch. One thread reads,
+    under the caller's GDAL settings; the caller must not use `ds` until this generator is closed (closing it
+    waits for a read under way)."""
     import rasterio
 
     env = rasterio.env.getenv() if rasterio.env.hasenv() else {}
 
     def read(specs):
         with rasterio.Env(**env):
-            tiles, read_s = read_tiles(ds, specs, bands)
-        inputs = [prepare(t) if prepare is not None and has_data(t) else None for t in tiles]
-        return tiles, read_s, inputs
+            return read_tiles(ds, specs, bands, prepare)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="think2seg-read") as pool:
         ahead = pool.submit(read, batches[0]) if batches else None
