@@ -145,15 +145,36 @@ class TileActor:
         return out
 
 
+#: Ray's switch that, when off, makes it take 127.0.0.1 as this machine's address (read when ray is imported).
+_RAY_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a cluster address (`host:port`, `ray://host:port`) names this machine's loopback interface."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 def connect(address: str, num_cpus: int | None = None) -> None:
     """Join a cluster (`auto`, `ray://host:10001`, `host:6379`) or start one here (`local`); a Ray already
-    initialised in this process (a test's, a notebook's) is used as it is."""
+    initialised in this process (a test's, a notebook's) is used as it is.
+
+    `local` and a loopback address stay on loopback: Ray otherwise rewrites 127.0.0.1 to the machine's
+    outward address before connecting (`resolve_ip_for_localhost` in ray/_private/services.py) and advertises
+    that address for the nodes it starts, so a cluster meant to be private to this machine would listen on,
+    and talk through, another interface. Ray reads the switch that stops the rewrite when it is imported,
+    hence it is set before the import (it only disables *joining* `ray start --address` nodes from this
+    process, which a driver never does)."""
+    import os
+
+    if address == "local" or is_loopback(address):
+        os.environ.setdefault(_RAY_LOOPBACK_SWITCH, "0")
     import ray
 
     if ray.is_initialized():
         return
     if address == "local":
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
         ray.init(address=address, log_to_driver=False)
 
@@ -163,13 +184,13 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
     """Run `job` on Ray (see the module docstring). `loader` says how actors load the models, `models` are
     the ids that key the resume state (default: the loader's; the CLI passes those the pipeline reports).
     `cancelled()` is checked between result batches; the finished tiles stay in the state folder."""
-    import ray
-
     from .batch import model_ids
     from .errors import Cancelled
 
     t0 = time.perf_counter()
-    connect(address)
+    connect(address)  # before ray is imported here (see connect)
+    import ray
+
     ids = dict(models or model_ids(loader.model, loader.sam, loader.sam_size))
     plans, failures, target, state = prepare(job, ids)
     queries, opts = job.queries, job.options
