@@ -5,7 +5,7 @@ VENV := .venv
 BPY := $(VENV)/bin/python
 TINY := .cache/tiny-models
 
-.PHONY: backend test test-fast test-backend lint bench tiny-models gpu-wheels gpu-check clean
+.PHONY: backend test test-fast test-backend bench tiny-models gpu-wheels gpu-check clean
 
 ## The backend venv: torch + torchvision pinned as a pair (docs/environment.md), sam2 built
 ## without its CUDA extension (it must see the venv's torch, hence --no-build-isolation).
@@ -17,6 +17,7 @@ $(VENV)/.installed: backend/pyproject.toml
 	SAM2_BUILD_CUDA=0 $(BPY) -m pip install -q --no-build-isolation sam2==1.1.0
 	touch $@
 
+## The backend venv (.venv): torch, transformers, sam2 and this package, editable.
 backend: $(VENV)/.installed
 
 ## Tiny randomly initialised models of the real classes, saved in the real formats (tests and bench load them).
@@ -24,8 +25,10 @@ $(TINY)/.built: $(VENV)/.installed backend/think2seg/testing/tiny_models.py
 	$(BPY) -m think2seg.testing.tiny_models $(TINY)
 	touch $@
 
+## Builds the tiny real-class models the tests and the bench load (.cache/tiny-models).
 tiny-models: $(TINY)/.built
 
+## The backend suite alone (PYTEST_ARGS=... passes options to pytest).
 test-backend: tiny-models
 	$(BPY) -m pytest tests/backend -q $(PYTEST_ARGS)
 
@@ -36,21 +39,22 @@ test: test-backend test-plugin
 test-fast: tiny-models
 	$(BPY) -m pytest tests/backend -q -m "not slow"
 
-lint: backend
-	$(VENV)/bin/ruff check backend tests think2seg_qgis scripts
-
+## CPU benchmark tables with the tiny models (per stage, the non-model path, big rasters).
 bench: tiny-models
 	$(BPY) -m think2seg.bench --tiny $(TINY)
 
 ## The GPU check (README, Speed): `make gpu-wheels` here once, then `make gpu-check` on the GPU machine with
 ## .cache/gpu-wheels carried (GPU_CHECK_ARGS="--json out.json"; "--tiny" runs it on the CPU with tiny shapes).
+## Here, once: the wheels the GPU machine lacks, in .cache/gpu-wheels (carried to it).
 gpu-wheels:
 	bash scripts/gpu_wheels.sh
 
+## The GPU check on a GPU machine (README, Speed).
 gpu-check:
 	bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
 
 -include mk/*.mk
 
+## Removes the venvs and everything built (.venv, .venv-qgis, .cache, build, dist).
 clean:
 	rm -rf $(VENV) .venv-qgis .cache build dist
