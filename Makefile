@@ -30,7 +30,7 @@ test-backend: tiny-models
 	$(BPY) -m pytest tests/backend -q $(PYTEST_ARGS)
 
 ## Everything CI runs: the backend suite, then the plugin under a real QGIS against a real service.
-test: test-backend test-plugin
+test: test-backend check-publish test-plugin
 
 ## The inner loop: skips the slow model checks (CI runs them).
 test-fast: tiny-models
