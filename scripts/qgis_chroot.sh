@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The plugin suite on a chosen QGIS, in a Debian chroot built once per machine (make test-plugin QGIS=3.40|3.44).
 #   scripts/qgis_chroot.sh build 3.44          debootstrap + QGIS packages, once (reused while its .built exists)
+#   scripts/qgis_chroot.sh prefetch 3.44       the same in the background (a later build/test waits for it)
 #   scripts/qgis_chroot.sh test  3.44 [ARGS]   mounts the checkout, runs tests/plugin inside, unmounts (also on failure)
 #   scripts/qgis_chroot.sh shell 3.44 CMD...   any command inside, with the same mounts (qgis_process, screenshots)
 # Versions: 3.40 = Debian trixie (Python 3.13), 3.44 = Debian sid (Python 3.14).
@@ -10,8 +11,8 @@
 # same path inside, so THINK2SEG_BACKEND_PYTHON works unchanged, and the service listens on 127.0.0.1.
 set -euo pipefail
 
-action=${1:?usage: qgis_chroot.sh build|test|shell VERSION [ARGS]}
-version=${2:?usage: qgis_chroot.sh build|test|shell VERSION [ARGS]}
+action=${1:?usage: qgis_chroot.sh build|prefetch|test|shell VERSION [ARGS]}
+version=${2:?usage: qgis_chroot.sh build|prefetch|test|shell VERSION [ARGS]}
 shift 2
 
 case "$version" in
@@ -42,6 +43,9 @@ host_mirror() {
 }
 
 build() {
+  $SUDO mkdir -p "$base"
+  exec 8>"$root.build.lock"
+  flock 8  # one build at a time (a `prefetch` in the background, then the run that needs it, waits here)
   if [ -f "$root/.built" ]; then
     if [ "$(cat "$root/.packages" 2>/dev/null)" != "$packages" ]; then  # the list grew since it was built
       $SUDO mount -t proc proc "$root/proc"
@@ -53,11 +57,15 @@ build() {
       echo "$packages" | $SUDO tee "$root/.packages" >/dev/null
     fi
     echo "QGIS $version chroot at $root is built ($(cat "$root/.built"))."
+    flock -u 8
     return
   fi
   command -v debootstrap >/dev/null || { $SUDO apt-get update -q && $SUDO apt-get install -y -q debootstrap; }
   local mirror; mirror=$(host_mirror)
   local t0=$SECONDS tmp=$root.partial
+  if findmnt -rn -o TARGET | grep -q "^$tmp/"; then  # never delete through a mount left by a killed build
+    echo "Something is still mounted under $tmp: unmount it (umount -R) first." >&2; exit 1
+  fi
   $SUDO rm -rf "$tmp"; $SUDO mkdir -p "$base"
   echo "Building the QGIS $version chroot (Debian $suite) at $root; this downloads about 1 GB once."
   # shellcheck disable=SC2086
@@ -74,6 +82,14 @@ build() {
   echo "$packages" | $SUDO tee "$tmp/.packages" >/dev/null
   $SUDO mv "$tmp" "$root"
   echo "QGIS $version chroot ready: $(cat "$root/.built")."
+  flock -u 8
+}
+
+prefetch() {  # the build in the background (make test starts it before the backend suite); its log in $base
+  $SUDO mkdir -p "$base"
+  if [ -f "$root/.built" ] && [ "$(cat "$root/.packages" 2>/dev/null)" = "$packages" ]; then return; fi
+  nohup bash "$0" build "$version" >"$base/build-$version.log" 2>&1 </dev/null &
+  echo "Building the QGIS $version chroot in the background (pid $!, log $base/build-$version.log)."
 }
 
 # -- mounts ---------------------------------------------------------------------------------------------------
@@ -142,11 +158,12 @@ inside() {  # a clean environment inside the chroot, in the checkout
 
 case "$action" in
   build) build ;;
+  prefetch) prefetch ;;
   test)
     enter
     echo "tests/plugin on $(cat "$root/.built")"
     inside python3 -m pytest tests/plugin -q -p no:cacheprovider "$@"
     ;;
   shell) enter; inside "$@" ;;
-  *) echo "unknown action $action (build|test|shell)" >&2; exit 2 ;;
+  *) echo "unknown action $action (build|prefetch|test|shell)" >&2; exit 2 ;;
 esac
