@@ -111,4 +111,4 @@ screenshot-3.44: backend tiny-models $(PLUGIN_ZIP)
 	THINK2SEG_CHROOT_DIR=$(QGIS_CHROOT_DIR) bash scripts/qgis_chroot.sh shell 3.44 sh -c '\
 	  { command -v import && command -v curl; } >/dev/null || { apt-get -q -o Acquire::Check-Valid-Until=false update \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends imagemagick curl; }; \
-	  THINK2SEG_SCREENSHOT_DIR=$$PWD/docs/screenshots/qgis-3.44 bash scripts/qgis_screenshot.sh'
+	  QT_QPA_PLATFORM=xcb THINK2SEG_SCREENSHOT_DIR=$$PWD/docs/screenshots/qgis-3.44 bash scripts/qgis_screenshot.sh'
