@@ -32,8 +32,9 @@ tiny-models: $(TINY)/.built
 test-backend: tiny-models
 	$(BPY) -m pytest tests/backend -q $(PYTEST_ARGS)
 
-## Everything CI runs: the backend suite, then the plugin under a real QGIS against a real service.
-test: test-backend test-plugin
+## Everything CI runs: the backend suite, the publish check, then the plugin under a real QGIS against a real service:
+## the distribution's QGIS (3.22) and the 3.44 LTR (a Debian sid chroot, mk/qgis.mk).
+test: qgis-chroot-prefetch test-backend check-publish test-plugin test-plugin-3.44
 
 ## The inner loop: skips the slow model checks (CI runs them).
 test-fast: tiny-models

@@ -22,7 +22,7 @@ PLUGIN_TRACKER ?= $(PLUGIN_REPOSITORY)/issues
 PLUGIN_META := --meta author="$(PLUGIN_AUTHOR)" --meta email="$(PLUGIN_EMAIL)" --meta repository="$(PLUGIN_REPOSITORY)" \
 	--meta homepage="$(PLUGIN_HOMEPAGE)" --meta tracker="$(PLUGIN_TRACKER)"
 
-.PHONY: qgis-system venv-qgis test-plugin package install-plugin run run-tiny screenshot i18n check-qt6
+.PHONY: qgis-system venv-qgis test-plugin test-plugin-3.40 test-plugin-3.44 qgis-chroot qgis-chroot-prefetch screenshot-3.44 package install-plugin run run-tiny screenshot i18n check-qt6
 
 ## QGIS 3.22+ from the distribution (Debian 12: 3.22), bound to /usr/bin/python3; skipped when present.
 qgis-system:
@@ -42,8 +42,29 @@ $(QVENV)/.installed: | qgis-system
 venv-qgis: $(QVENV)/.installed
 
 ## The plugin suite under the real QGIS, offscreen; the e2e tests start the real service on the tiny models.
+## QGIS=system (default): the distribution's QGIS (Debian 12: 3.22). QGIS=3.40 or QGIS=3.44: the same suite in a
+## Debian chroot (trixie, sid) that scripts/qgis_chroot.sh builds once per machine under $(QGIS_CHROOT_DIR),
+## against the backend from this checkout's .venv; `make test` runs system and 3.44.
+QGIS ?= system
+QGIS_CHROOT_DIR ?= /var/cache/think2seg
+ifeq ($(QGIS),system)
 test-plugin: qgis-system $(QVENV)/.installed backend tiny-models
-	QT_QPA_PLATFORM=offscreen $(QPY) -m pytest tests/plugin -q
+	QT_QPA_PLATFORM=offscreen $(QPY) -m pytest tests/plugin -q $(PYTEST_ARGS)
+else
+test-plugin: test-plugin-$(QGIS)
+endif
+
+test-plugin-3.40 test-plugin-3.44: test-plugin-%: backend tiny-models
+	THINK2SEG_CHROOT_DIR=$(QGIS_CHROOT_DIR) bash scripts/qgis_chroot.sh test $* $(PYTEST_ARGS)
+
+## The chroot alone (built once; `make qgis-chroot QGIS=3.40`), e.g. to run qgis_process or QGIS in it.
+qgis-chroot:
+	THINK2SEG_CHROOT_DIR=$(QGIS_CHROOT_DIR) bash scripts/qgis_chroot.sh build $(QGIS)
+
+## `make test` starts the 3.44 chroot's build in the background first (mostly downloads: it overlaps the backend
+## suite); test-plugin-3.44 waits for it.
+qgis-chroot-prefetch:
+	THINK2SEG_CHROOT_DIR=$(QGIS_CHROOT_DIR) bash scripts/qgis_chroot.sh prefetch 3.44
 
 ## The backend's wheel, carried in the zip: "Set up backend" installs it into a managed venv (deps from PyPI).
 $(BACKEND_WHEEL_DIR)/.built: $(shell find backend/think2seg -name '*.py' 2>/dev/null) backend/pyproject.toml | backend
@@ -83,3 +104,11 @@ run-tiny: qgis-system backend tiny-models install-plugin
 ## The real QGIS under Xvfb, a query through the panel: docs/screenshots/panel.png and result.png.
 screenshot: qgis-system backend tiny-models $(PLUGIN_ZIP)
 	scripts/qgis_screenshot.sh
+
+## The same screenshots on QGIS 3.44 under Xvfb in its chroot (imagemagick and curl added to it the first time):
+## docs/screenshots/qgis-3.44/.
+screenshot-3.44: backend tiny-models $(PLUGIN_ZIP)
+	THINK2SEG_CHROOT_DIR=$(QGIS_CHROOT_DIR) bash scripts/qgis_chroot.sh shell 3.44 sh -c '\
+	  { command -v import && command -v curl; } >/dev/null || { apt-get -q -o Acquire::Check-Valid-Until=false update \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends imagemagick curl; }; \
+	  QT_QPA_PLATFORM=xcb THINK2SEG_SCREENSHOT_DIR=$$PWD/docs/screenshots/qgis-3.44 bash scripts/qgis_screenshot.sh'

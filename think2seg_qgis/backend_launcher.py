@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
+import subprocess  # nosec B404  # the backend is a separate process by design; its command is built here, never a shell
 import sys
 import threading
 import time
@@ -185,7 +185,7 @@ class BackendLauncher(QObject):
         self._log_handle.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # nosec B603  # a list of arguments (no shell): the chosen Python and think2seg serve
                 command,
                 stdout=self._log_handle,
                 stderr=subprocess.STDOUT,

@@ -125,7 +125,7 @@ def error_from_answer(status: int, reason: str, body: bytes, url: str, has_token
             code, message = str(err.get("code", "")), str(err.get("message", ""))
         elif isinstance(data, dict) and "detail" in data:
             message = str(data["detail"])
-    except Exception:  # noqa: BLE001 - a body we cannot read still gives an HTTP status
+    except Exception:  # noqa: BLE001  # nosec B110  # a body we cannot read still gives an HTTP status
         pass
     if status == 401 and not has_token:
         # Without a token the backend's own sentence is less useful than saying where the token comes from.

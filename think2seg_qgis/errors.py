@@ -11,7 +11,7 @@ from .i18n import tr
 # -- the plugin's own codes ----------------------------------------------------------------------------------
 UNREACHABLE = "unreachable"
 TIMEOUT = "timeout"
-NO_TOKEN = "no_token"
+NO_TOKEN = "no_token"  # nosec B105  # an error code the service sends, not a password
 CRASHED = "backend_crashed"
 NOT_STARTED = "backend_not_started"
 NOT_CONFIGURED = "backend_not_configured"

@@ -18,7 +18,7 @@ from .i18n import tr
 
 PREFIX = "think2seg"
 ENV_URL = "THINK2SEG_BACKEND_URL"
-ENV_TOKEN_FILE = "THINK2SEG_TOKEN_FILE"
+ENV_TOKEN_FILE = "THINK2SEG_TOKEN_FILE"  # nosec B105  # the name of an environment variable, not a password
 
 SAM_SIZES = ("tiny", "small", "base_plus", "large")
 # No size in the request: the backend uses the SAM2 it was started with (a local checkpoint may be the only one it
@@ -204,7 +204,7 @@ def save_backend_settings(backend: BackendSettings) -> None:
     if backend.token.strip():
         try:
             backend.authcfg = store_token(backend.token.strip(), backend.authcfg)
-            backend.token = ""
+            backend.token = ""  # nosec B105  # clears the plain-text copy once the token is in QGIS's auth store
         except RuntimeError:
             pass  # kept in memory for this session only; the panel says so
     s.remove(f"{PREFIX}/backend/token")

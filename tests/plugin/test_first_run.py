@@ -1,13 +1,21 @@
 """A ZIP install with nothing configured is led to a working backend through the panel ("Set up backend").
 
-The set-up runs its real steps (venv, pip, the project's own wheel, the check) on this machine. To stay cheap
-and offline it reuses the backend venv's site-packages (SetupPlan.reuse_site_packages): pip finds torch,
-transformers and sam2 already installed and downloads nothing, while the think2seg package itself is installed
-from the wheel into the new venv. Then the panel starts that environment's backend on the tiny models.
+The set-up runs its real steps (venv, pip, the project's own wheel, the check) on this machine, with the Python
+the plugin finds (QGIS's). To stay cheap and offline it takes the heavy packages from one of two places, and the
+test's output says which:
+- the backend venv's site-packages (SetupPlan.reuse_site_packages), only when that venv's Python has the same
+  version as the one the set-up uses: compiled packages (pydantic_core, torch) load only in their own version;
+- else a folder of wheels built for that Python ($THINK2SEG_SETUP_WHEELHOUSE), which pip installs from with no
+  index (PIP_NO_INDEX, PIP_FIND_LINKS);
+- else the test is skipped with the reason: installing torch & co. for another Python needs the registry (PyTorch's
+  CPU index and PyPI), and tests reach only 127.0.0.1.
+The think2seg package itself is always installed from the wheel into the new venv. Then the panel starts that
+environment's backend on the tiny models.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,10 +25,35 @@ from qgis.core import QgsSettings
 from think2seg.testing.live_service import free_port
 
 from think2seg_qgis.backend_launcher import STATE_READY
+from think2seg_qgis.backend_setup import base_python
 from think2seg_qgis.errors import NOT_CONFIGURED
 
 TINY = ROOT / ".cache" / "tiny-models"
 BACKEND_PYTHON = ROOT / ".venv" / "bin" / "python"
+WHEELHOUSE = "THINK2SEG_SETUP_WHEELHOUSE"
+VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
+
+
+def python_version(python: str) -> str:
+    return subprocess.run([python, "-c", VERSION], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def package_source(monkeypatch) -> tuple[str, str]:
+    """Where the set-up takes torch & co. from: ("reuse", site-packages) or ("wheels", folder); skips otherwise."""
+    setup_version, backend_version = python_version(base_python()), python_version(str(BACKEND_PYTHON))
+    if setup_version == backend_version:
+        return "reuse", backend_site_packages()
+    wheels = os.environ.get(WHEELHOUSE, "").strip()
+    if wheels and list(Path(wheels).glob(f"torch-*-cp{setup_version.replace('.', '')}-*.whl")):
+        monkeypatch.setenv("PIP_NO_INDEX", "1")
+        monkeypatch.setenv("PIP_FIND_LINKS", wheels)
+        return "wheels", wheels
+    pytest.skip(
+        f"the set-up makes its venv with Python {setup_version} ({base_python()}), the backend venv has "
+        f"{backend_version}: its packages cannot be reused, and no wheels for {setup_version} are given "
+        f"(${WHEELHOUSE}, a folder with torch, torchvision, sam2 and think2seg's dependencies built for it); "
+        "installing them needs the registry, which tests do not reach"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +81,8 @@ def test_a_fresh_profile_gets_a_ready_backend_through_the_panel(iface, project, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # logs and token under a throw-away home
     monkeypatch.delenv("THINK2SEG_BACKEND_PYTHON", raising=False)
     QgsSettings().remove("think2seg")  # a fresh profile: nothing configured
+    source, where = package_source(monkeypatch)
+    print(f"set-up packages: {source} from {where}")
     plugin = classFactory(iface)
     plugin.initGui()
     try:
@@ -70,7 +105,7 @@ def test_a_fresh_profile_gets_a_ready_backend_through_the_panel(iface, project, 
 
         dialog = panel.open_setup()
         dialog.wheel = str(backend_wheel)
-        dialog.reuse_site_packages = backend_site_packages()
+        dialog.reuse_site_packages = where if source == "reuse" else ""
         venv = tmp_path / "backend-venv"
         dialog.folder_widget.setFilePath(str(venv))
         dialog.go_button.click()

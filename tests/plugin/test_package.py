@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -105,3 +107,58 @@ def test_user_visible_strings_go_through_tr():
                     if _untranslated_words(argument):
                         bare.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(argument)[:80]}")
     assert not bare, "wrap these in tr(...):\n" + "\n".join(bare)
+
+
+PUBLISH_TOOLS = ROOT / "build" / "publish-venv" / "bin"
+
+
+def _bad_zip(tmp_path: Path) -> Path:
+    """A publishable zip, then what plugins.qgis.org's scan flags added to it."""
+    result = build(tmp_path, *make_defaults())
+    assert result.returncode == 0, result.stderr
+    good, bad = tmp_path / "plugin.zip", tmp_path / "bad.zip"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        runner = zipfile.ZipInfo("think2seg_qgis/runner.py")
+        runner.external_attr = 0o100755 << 16
+        target.writestr(runner, "import subprocess\n\n\ndef go(text):\n    subprocess.call(text, shell=True)\n"
+                        "    return eval(text)\n")  # fmt: skip
+        target.writestr("think2seg_qgis/.env", "x=1\n")
+        target.writestr("think2seg_qgis/keys.py", 'AWS = "AKIAIOSFODNN7EXAMPLE"\n')
+        target.writestr("think2seg_qgis/__pycache__/x.cpython-311.pyc", b"")
+    return bad
+
+
+def test_the_publish_check_refuses_what_the_site_flags(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import check_publish
+
+    problems = "\n".join(check_publish.file_problems(_bad_zip(tmp_path)))
+    assert "runner.py: a Python file with the executable bit" in problems
+    assert "runner.py:6: calls eval()" in problems
+    assert "think2seg_qgis/.env: a hidden file" in problems
+    assert "compiled Python" in problems
+    assert check_publish.file_problems(tmp_path / "plugin.zip") == []
+
+
+def test_the_publish_scanners_refuse_a_high_finding_and_a_secret(tmp_path):
+    if not (PUBLISH_TOOLS / "bandit").is_file():
+        pytest.skip(f"the publish venv is not built ({PUBLISH_TOOLS}): `make check-publish` builds it")
+    probe = subprocess.run([str(PUBLISH_TOOLS / "bandit"), "--version"], capture_output=True, timeout=60)
+    if probe.returncode != 0:  # e.g. in a QGIS chroot: the venv was made with the host's Python
+        pytest.skip(f"the publish venv ({PUBLISH_TOOLS}) does not run on this Python; `make check-publish` on the host")
+    bad = _bad_zip(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_publish.py"), str(bad), "--tools", str(PUBLISH_TOOLS)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Bandit B602 HIGH" in result.stderr
+    assert "keys.py:1: detect-secrets: AWS Access Key" in result.stderr
+    ok = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_publish.py"), str(tmp_path / "plugin.zip"), "--tools",
+         str(PUBLISH_TOOLS)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "publishable" in ok.stdout

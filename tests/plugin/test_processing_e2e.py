@@ -1,20 +1,23 @@
-"""think2seg:segment from processing.run, in a batch over two rasters, in a model, with cancel."""
+"""think2seg:segment from processing.run, in a batch over two rasters, in a modeler-made model, with cancel, and
+through qgis_process (the plugin from its zip, in a fresh profile: the algorithm and the model)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import processing
 import pytest
-from plugin_testing import LANDSAT, NAIP, choose_layer, load_raster, open_panel, run_panel
+from plugin_testing import LANDSAT, NAIP, ROOT, choose_layer, load_raster, open_panel, run_panel
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingModelAlgorithm,
-    QgsProcessingModelChildAlgorithm,
-    QgsProcessingModelChildParameterSource,
-    QgsProcessingModelOutput,
-    QgsProcessingModelParameter,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
     QgsProject,
     QgsRectangle,
     QgsVectorLayer,
@@ -25,6 +28,8 @@ from think2seg_qgis import classFactory
 from think2seg_qgis.settings import load_run_settings, save_run_settings
 
 QUERY = "the wetlands that hold water all year"
+MODEL = Path(__file__).parent / "data" / "think2seg_segment.model3"
+URL = "https://example.net/think2seg"
 
 
 @pytest.fixture()
@@ -114,32 +119,106 @@ def test_batch_over_two_rasters(provider, tmp_path):
     assert set(outputs) == {NAIP.name, LANDSAT.name}
 
 
+def load_model() -> QgsProcessingModelAlgorithm:
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(MODEL)), MODEL
+    return model
+
+
+def masks_parameter(model: QgsProcessingModelAlgorithm) -> str:
+    """The model's one destination parameter: "segment:masks" on QGIS 3.22, "masks" on later versions."""
+    names = [d.name() for d in model.destinationParameterDefinitions()]
+    assert len(names) == 1 and names[0] in ("masks", "segment:masks"), names
+    return names[0]
+
+
 def test_in_a_model(provider, tmp_path):
-    model = QgsProcessingModelAlgorithm("segment twice", "think2seg tests")
-    model.addModelParameter(
-        QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster")
-    )
-    model.addModelParameter(
-        QgsProcessingParameterString("query", "Query"), QgsProcessingModelParameter("query")
-    )
-    child = QgsProcessingModelChildAlgorithm("think2seg:segment")
-    child.setChildId("segment")
-    child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
-    child.addParameterSources("QUERY", [QgsProcessingModelChildParameterSource.fromModelParameter("query")])
-    child.addParameterSources("SAM_MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])  # tiny: the size the test service has
-    child.addParameterSources(
-        "MAX_REASONING_TOKENS", [QgsProcessingModelChildParameterSource.fromStaticValue(512)]
-    )
-    output = QgsProcessingModelOutput("masks", "Masks")
-    output.setChildOutputName("OUTPUT")
-    child.setModelOutputs({"masks": output})
-    model.addChildAlgorithm(child)
-    assert model.validate()[0] if hasattr(model, "validate") else True
-    result = processing.run(
-        model, {"raster": str(NAIP), "query": QUERY, "segment:masks": str(tmp_path / "m.gpkg")}
-    )
-    layer = QgsVectorLayer(result["segment:masks"], "m", "ogr")
+    """A model saved from the graphical modeler (tests/plugin/data, scripts/make_test_model.py) runs the algorithm."""
+    model = load_model()
+    assert model.childAlgorithm("segment").algorithmId() == "think2seg:segment"
+    ok, errors = model.validate()
+    assert ok, errors
+    name = masks_parameter(model)
+    result = processing.run(model, {"raster": str(NAIP), "query": QUERY, name: str(tmp_path / "m.gpkg")})
+    layer = QgsVectorLayer(result[name], "m", "ogr")
     assert layer.isValid() and layer.featureCount() > 0
+    assert layer.crs().authid() == "EPSG:26914"
+    assert next(layer.getFeatures())["query"] == QUERY
+
+
+# -- qgis_process: the plugin from its zip, in a fresh profile ---------------------------------------------
+def qgis_process() -> str:
+    # Debian 12's /usr/bin/qgis_process wrapper passes QGIS_OPTS from /etc/default/qgis (--noversioncheck), which
+    # QGIS 3.22's qgis_process rejects ("Command --noversioncheck not known!"); the binary it wraps does not.
+    for name in ("qgis_process.bin", "qgis_process"):
+        found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else "")
+        if found:
+            return found
+    pytest.fail("qgis_process is not installed (Debian: package qgis)")
+
+
+@pytest.fixture()
+def fresh_profile(use_service, tmp_path):
+    """An environment whose QGIS profile is new and holds the plugin unzipped from `plugin_package.py`'s zip."""
+    home = tmp_path / "home"
+    env = dict(
+        os.environ, HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"),
+        XDG_RUNTIME_DIR=str(home / "run"), QT_QPA_PLATFORM="offscreen",
+    )  # fmt: skip
+    for folder in ("data", "config", "run"):
+        (home / folder).mkdir(parents=True)
+    (home / "run").chmod(0o700)
+    zip_path = tmp_path / "think2seg_qgis.zip"
+    meta = [f"--meta={k}={v}" for k, v in (("author", "t"), ("email", "t@example.net"), ("repository", URL),
+                                           ("homepage", URL), ("tracker", URL))]  # fmt: skip
+    built = subprocess.run([sys.executable, str(ROOT / "scripts" / "plugin_package.py"), str(zip_path), *meta],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    plugins = home / "data" / "QGIS" / "QGIS3" / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(plugins)
+    run = subprocess.run([qgis_process(), "plugins", "enable", "think2seg_qgis"], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    return env
+
+
+def run_qgis_process(env, *args) -> dict:
+    done = subprocess.run([qgis_process(), "--json", "run", *args], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+@pytest.mark.slow
+def test_qgis_process_runs_the_algorithm_from_the_zip_in_a_fresh_profile(fresh_profile, tmp_path):
+    out = tmp_path / "masks.gpkg"
+    report = run_qgis_process(
+        fresh_profile, "think2seg:segment", "--", f"INPUT={NAIP}", f"QUERY={QUERY}", "SAM_MODEL=0",
+        "MAX_REASONING_TOKENS=256", f"OUTPUT={out}",
+    )  # fmt: skip
+    assert report["results"]["REASONING"]
+    layer = QgsVectorLayer(str(out), "masks", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0
+    assert layer.crs().authid() == "EPSG:26914"
+    # What a user gets for an input that is no raster: a sentence, not a traceback.
+    bad = subprocess.run(
+        [qgis_process(), "run", "think2seg:segment", "--", f"INPUT={ROOT / 'README.md'}", f"QUERY={QUERY}",
+         f"OUTPUT={tmp_path / 'bad.gpkg'}"], env=fresh_profile, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "INPUT" in bad.stdout + bad.stderr and "Traceback" not in bad.stdout + bad.stderr
+
+
+@pytest.mark.slow
+def test_qgis_process_runs_the_modelers_model(provider, fresh_profile, tmp_path):
+    name = masks_parameter(load_model())
+    out = tmp_path / "model_masks.gpkg"
+    run_qgis_process(fresh_profile, str(MODEL), "--", f"raster={NAIP}", f"query={QUERY}", f"{name}={out}")
+    layer = QgsVectorLayer(str(out), "masks", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0
+    assert layer.crs().authid() == "EPSG:26914"
 
 
 def test_cancel_through_the_feedback(provider):

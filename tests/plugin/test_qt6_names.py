@@ -50,37 +50,47 @@ def _chain(node: ast.Attribute) -> tuple[str, ...] | None:
     return tuple(reversed(parts))
 
 
-def collect_chains() -> list[Chain]:
+def chains_in(source: str, rel: str) -> list[Chain]:
+    """The attribute chains rooted at a name imported from ``qgis.*`` in one file's source."""
     chains: list[Chain] = []
-    for path in sorted(PLUGIN.rglob("*.py")):
-        source = path.read_text(encoding="utf-8")
-        lines = source.splitlines()
-        tree = ast.parse(source)
-        imported = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qgis"):
-                for alias in node.names:
-                    imported[alias.asname or alias.name] = node.module
-        inner = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
-                inner.add(id(node.value))
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Attribute) or id(node) in inner:
-                continue
-            parts = _chain(node)
-            if not parts or parts[0] not in imported or QT5_ONLY in lines[node.lineno - 1]:
-                continue
-            rel = path.relative_to(ROOT).as_posix()
-            chains.append(Chain(imported[parts[0]], parts, f"{rel}:{node.lineno}"))
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    imported = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qgis"):
+            for alias in node.names:
+                imported[alias.asname or alias.name] = node.module
+    inner = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+            inner.add(id(node.value))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or id(node) in inner:
+            continue
+        parts = _chain(node)
+        if not parts or parts[0] not in imported or QT5_ONLY in lines[node.lineno - 1]:
+            continue
+        chains.append(Chain(imported[parts[0]], parts, f"{rel}:{node.lineno}"))
     return chains
+
+
+def plugin_sources() -> list[tuple[str, str]]:
+    return [
+        (p.read_text(encoding="utf-8"), p.relative_to(ROOT).as_posix()) for p in sorted(PLUGIN.rglob("*.py"))
+    ]
+
+
+def collect_chains() -> list[Chain]:
+    return [chain for source, rel in plugin_sources() for chain in chains_in(source, rel)]
 
 
 def _is_enum_member(value: object) -> bool:
     if isinstance(value, enum.Enum):
         return True
     # sip (PyQt5 and QGIS 3 bindings): enum members are int subclasses whose type's metatype is sip's enumtype.
-    return isinstance(value, int) and type(value) not in (int, bool) and "enumtype" in type(type(value)).__name__
+    return (
+        isinstance(value, int) and type(value) not in (int, bool) and "enumtype" in type(type(value)).__name__
+    )
 
 
 def _resolve(chain: Chain) -> list[object]:
@@ -103,9 +113,10 @@ def test_the_collector_sees_the_plugins_enums():
     assert len(CHAINS) > 50
 
 
-def test_every_qt_and_qgis_name_resolves_and_enum_members_are_scoped():
+def check_chains(chains: list[Chain]) -> tuple[list[str], list[str]]:
+    """(names that do not resolve under this QGIS, enum members reached without their enum type)."""
     broken, unscoped = [], []
-    for chain in CHAINS:
+    for chain in chains:
         try:
             objects = _resolve(chain)
         except AttributeError:
@@ -113,13 +124,82 @@ def test_every_qt_and_qgis_name_resolves_and_enum_members_are_scoped():
             continue
         for position in range(1, len(objects)):
             value, parent = objects[position], objects[position - 1]
-            if _is_enum_member(value) and parent is not type(value) and not (
-                isinstance(parent, type) and issubclass(parent, enum.Enum)
+            if (
+                _is_enum_member(value)
+                and parent is not type(value)
+                and not (isinstance(parent, type) and issubclass(parent, enum.Enum))
             ):
-                unscoped.append(f"{chain.where}: {chain.text} (use {type(value).__name__}.{chain.parts[position]})")
+                unscoped.append(
+                    f"{chain.where}: {chain.text} (use {type(value).__name__}.{chain.parts[position]})"
+                )
                 break
+    return broken, unscoped
+
+
+def test_every_qt_and_qgis_name_resolves_and_enum_members_are_scoped():
+    broken, unscoped = check_chains(CHAINS)
     assert not broken, "names that do not resolve under this QGIS:\n" + "\n".join(broken)
     assert not unscoped, "unscoped enum members (PyQt6 rejects them):\n" + "\n".join(unscoped)
+
+
+def test_the_checks_catch_what_qgis_4_rejects():
+    """The checks above and below fail on the Qt5-only spellings (else they would pass on anything)."""
+    sample = (
+        "from qgis.PyQt.QtCore import Qt, QVariant\n"
+        "from qgis.PyQt.QtWidgets import QMessageBox\n"
+        "from qgis.core import Qgis\n"
+        "a = Qt.AlignLeft\n"
+        "b = QMessageBox.Yes\n"
+        "c = Qgis.Critical\n"
+        "d = QVariant.String\n"
+        "dialog.exec_()\n"
+    )
+    _, unscoped = check_chains(chains_in(sample, "sample.py"))
+    assert {u.split(" ")[1] for u in unscoped} >= {"Qt.AlignLeft", "QMessageBox.Yes", "Qgis.Critical"}
+    assert [w for w, _ in qt5_spellings(sample, "sample.py", "exec_")] == ["sample.py:8"]
+    assert [w for w, _ in qt5_spellings(sample, "sample.py", "QVariant")] == ["sample.py:1", "sample.py:7"]
+
+
+def qt5_spellings(source: str, rel: str, name: str) -> list[tuple[str, str]]:
+    """Where ``name`` is used (a name, an attribute or an import) on a line not marked ``# qt5-only``."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        hit = (
+            (isinstance(node, ast.Name) and node.id == name)
+            or (isinstance(node, ast.Attribute) and node.attr == name)
+            or (isinstance(node, ast.alias) and name in (node.name, node.asname))
+        )
+        if hit and QT5_ONLY not in lines[node.lineno - 1]:
+            found.append((f"{rel}:{node.lineno}", lines[node.lineno - 1].strip()))
+    return sorted(set(found))
+
+
+def test_no_exec_underscore():
+    """``exec_()``/``print_()`` are gone in PyQt6 (QGIS 4): ``exec()`` works on PyQt5 5.15 too."""
+    found = [
+        w
+        for source, rel in plugin_sources()
+        for name in ("exec_", "print_")
+        for w in qt5_spellings(source, rel, name)
+    ]
+    assert not found, "PyQt5-only method names (use exec()/print()):\n" + "\n".join(
+        f"{w}: {s}" for w, s in found
+    )
+
+
+def test_qvariant_only_inside_the_version_gate():
+    """QVariant (no QVariant.Type under Qt6) only on compat.py's ``# qt5-only`` lines, the branch QGIS < 3.38 runs."""
+    found = [w for source, rel in plugin_sources() for w in qt5_spellings(source, rel, "QVariant")]
+    assert not found, "QVariant outside compat.py's version gate:\n" + "\n".join(
+        f"{w}: {s}" for w, s in found
+    )
+    marked = [
+        rel for source, rel in plugin_sources() if QT5_ONLY in source and not rel.endswith("/compat.py")
+    ]
+    assert not marked, f"'{QT5_ONLY}' belongs to compat.py's version gate only, found in {marked}"
+    compat = (PLUGIN / "compat.py").read_text()
+    assert "_USE_QMETATYPE = Qgis.QGIS_VERSION_INT >= 33800" in compat
 
 
 def test_no_qvariant_field_types_outside_the_compat_helper():
