@@ -115,7 +115,9 @@ def _recording_tqdm():
     class RecordingTqdm(tqdm):
         def update(self, n=1):
             shown = super().update(n)
-            if getattr(self, "unit", "") == "B":
+            # huggingface_hub 2.x's snapshot_download keeps two byte bars of the same files: the bytes written
+            # ("Reconstructing ...") and those received ("Downloading bytes"); counting both doubled the MB.
+            if getattr(self, "unit", "") == "B" and not str(getattr(self, "desc", "")).startswith("Downloading bytes"):
                 DOWNLOAD.record(id(self), self.n, self.total or 0)
             return shown
 

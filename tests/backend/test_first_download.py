@@ -185,3 +185,39 @@ def test_a_connection_that_keeps_dropping_ends_in_a_sentence(hub, tmp_path):
     assert run.returncode == 1
     assert "broke off while fetching the reasoner weights" in run.stderr, run.stderr[-3000:]
     assert _partials(tmp_path / "hf") == []
+
+
+def test_serve_from_an_empty_cache_shows_mb_and_percent_in_health_then_loads(hub, tmp_path):
+    import httpx
+    from think2seg.testing.live_service import live_service
+
+    key = (REASONER, "model.safetensors")
+    hub.hold[key] = 25 << 20  # the weights wait at 25 MiB of 39.5 while the test reads /v1/health
+    args = ["--model", REASONER, "--sam", "tiny", "--device", "cpu"]
+    env = {k: v for k, v in _env(hub, tmp_path / "hf").items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "0"}
+    env["PYTHONPATH"] = str(ROOT / "backend")
+    with live_service(args, tmp_path / "svc", wait_for="listening on", timeout=120, env=env) as svc:
+        headers = {"Authorization": f"Bearer {svc.token}"}
+        seen = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = httpx.get(svc.url + "/v1/health", headers=headers).json()
+            if body.get("download") and (body["download"]["done_mb"] or 0) > 0:
+                seen = body
+                break
+            time.sleep(0.2)
+        hub.release()
+        assert seen is not None, svc.log_tail()
+        d = seen["download"]
+        assert seen["status"] == "loading" and d["what"] == f"reasoner {REASONER}"
+        assert 0 < d["done_mb"] < d["total_mb"] and 0 < d["fraction"] < 1, d
+        assert d["total_mb"] == round(hub.repo_size(REASONER) / 1e6, 1)  # each byte counted once
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            body = httpx.get(svc.url + "/v1/health", headers=headers).json()
+            if body["status"] != "loading":
+                break
+            time.sleep(0.5)
+        assert body["status"] == "ok", (body, svc.log_tail())
+        assert "download" not in body
+    print(f"\nhealth while downloading: {d}")
