@@ -128,7 +128,7 @@ def _offline_sentence(what: str, repo: str, files: str, where: str) -> str:
     return (
         f"The {what} weights '{repo}' are not on this machine and the Hugging Face hub cannot be reached. "
         f"On a machine with internet, fetch {files} from https://huggingface.co/{repo} "
-        f"(for example `huggingface-cli download {repo} --local-dir DIR`), copy DIR here and pass {where} DIR."
+        f"(for example `hf download {repo} --local-dir DIR`), copy DIR here and pass {where} DIR."
     )
 
 
@@ -240,6 +240,9 @@ def prepare_cache(repo_id: str, patterns: list[str] | None, free: int | None = N
     blobs, locks = cache / folder / "blobs", cache / ".locks" / folder
     report: dict = {"need": 0, "free": None, "resumed": {}, "removed": []}
     info = None
+    partials = sorted(blobs.glob("*.incomplete")) if blobs.is_dir() else []
+    if (cache / folder / "refs" / "main").exists() and not partials:
+        return report  # fetched before and nothing interrupted: no extra request (the download checks for updates)
     if not constants.HF_HUB_OFFLINE:
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HFValidationError
@@ -261,9 +264,7 @@ def prepare_cache(repo_id: str, patterns: list[str] | None, free: int | None = N
         sentence = room_sentence(need, report["free"], cache, repo_id)
         if sentence:
             raise WeightsUnavailable(sentence)
-    if not blobs.is_dir():
-        return report
-    for partial in sorted(blobs.glob("*.incomplete")):
+    for partial in partials:
         etag = partial.name.split(".", 1)[0]
         lock = _lock_is_free(locks / f"{etag}.lock")
         if lock is None:
@@ -367,8 +368,7 @@ def download_failure_sentence(e: BaseException, what: str, repo: str, offline: s
     if _chain_has(e, ("RemoteProtocolError", "ReadError", "ReadTimeout", "TimeoutException")) or (
             "Consistency check failed" in str(e)):
         return (f"The connection to {endpoint} broke off while fetching the {what} weights '{repo}' (after "
-                "retries): start again when the network is steady; the files already fetched are kept and the "
-                "interrupted one continues where it stopped.")
+                "retries): start again when the network is steady; the files already fetched are kept.")
     return offline + f" ({type(e).__name__}: {e})"
 
 

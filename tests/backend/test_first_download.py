@@ -196,12 +196,12 @@ def test_serve_from_an_empty_cache_shows_mb_and_percent_in_health_then_loads(hub
     args = ["--model", REASONER, "--sam", "tiny", "--device", "cpu"]
     env = {k: v for k, v in _env(hub, tmp_path / "hf").items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "0"}
     env["PYTHONPATH"] = str(ROOT / "backend")
-    with live_service(args, tmp_path / "svc", wait_for="listening on", timeout=120, env=env) as svc:
+    with live_service(args, tmp_path / "svc", wait_for="listening on", timeout=300, env=env) as svc:
         headers = {"Authorization": f"Bearer {svc.token}"}
         seen = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            body = httpx.get(svc.url + "/v1/health", headers=headers).json()
+            body = httpx.get(svc.url + "/v1/health", headers=headers, timeout=30).json()
             if body.get("download") and (body["download"]["done_mb"] or 0) > 0:
                 seen = body
                 break
@@ -212,9 +212,9 @@ def test_serve_from_an_empty_cache_shows_mb_and_percent_in_health_then_loads(hub
         assert seen["status"] == "loading" and d["what"] == f"reasoner {REASONER}"
         assert 0 < d["done_mb"] < d["total_mb"] and 0 < d["fraction"] < 1, d
         assert d["total_mb"] == round(hub.repo_size(REASONER) / 1e6, 1)  # each byte counted once
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            body = httpx.get(svc.url + "/v1/health", headers=headers).json()
+            body = httpx.get(svc.url + "/v1/health", headers=headers, timeout=30).json()
             if body["status"] != "loading":
                 break
             time.sleep(0.5)
