@@ -75,11 +75,12 @@ class DownloadProgress:
 
     what: str = ""
     bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(bar) -> (bytes done, bytes total)
+    expected: int = 0  # bytes the hub said are to come (bars add their totals only as each file starts)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def start(self, what: str) -> None:
+    def start(self, what: str, expected: int = 0) -> None:
         with self.lock:
-            self.what, self.bars = what, {}
+            self.what, self.bars, self.expected = what, {}, int(expected or 0)
 
     def finish(self) -> None:
         with self.lock:
@@ -96,7 +97,7 @@ class DownloadProgress:
             if not self.what:
                 return None
             done = sum(d for d, _ in self.bars.values())
-            total = sum(t for _, t in self.bars.values())
+            total = max(sum(t for _, t in self.bars.values()), self.expected)
         return {
             "what": self.what,
             "done_mb": round(done / 1e6, 1),
@@ -149,12 +150,12 @@ def resolve_reasoner(model: str) -> str:
     from huggingface_hub.errors import HFValidationError
 
     try:
-        prepare_cache(model, REASONER_PATTERNS)
+        report = prepare_cache(model, REASONER_PATTERNS)
     except HFValidationError as e:
         raise WeightsUnavailable(
             f"'{model}' is neither a local folder nor a valid hub id ({e}).", code="bad_model"
         ) from e
-    DOWNLOAD.start(f"reasoner {model}")
+    DOWNLOAD.start(f"reasoner {model}", report["need"])
     try:
         return snapshot_download(model, allow_patterns=REASONER_PATTERNS, tqdm_class=_recording_tqdm())
     except HFValidationError as e:
@@ -275,6 +276,7 @@ def prepare_cache(repo_id: str, patterns: list[str] | None, free: int | None = N
                 kept = _resume(repo_id, info.sha, sib, partial, blob)
                 if kept is not None:
                     report["resumed"][sib.rfilename] = kept
+                    report["need"] = max(0, report["need"] - (sib.lfs.size if sib.lfs else sib.size or 0))
                     continue
             if partial.exists():
                 partial.unlink()
@@ -398,8 +400,8 @@ def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, 
     spec = sam_size(sam)
     from huggingface_hub import hf_hub_download
 
-    prepare_cache(spec.hub_id, [spec.filename])
-    DOWNLOAD.start(f"SAM2.1 {spec.name}")
+    report = prepare_cache(spec.hub_id, [spec.filename])
+    DOWNLOAD.start(f"SAM2.1 {spec.name}", report["need"])
     try:
         return spec, hf_hub_download(spec.hub_id, spec.filename, tqdm_class=_recording_tqdm())
     except Exception as e:

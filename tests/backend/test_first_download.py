@@ -224,8 +224,7 @@ def test_serve_from_an_empty_cache_shows_mb_and_percent_in_health_then_loads(hub
         while time.monotonic() < deadline:
             body = httpx.get(svc.url + "/v1/health", headers=headers, timeout=30).json()
             d = body.get("download")
-            # each file's bytes join the total when its download starts (8 at a time): wait for all 10
-            if d and (d["done_mb"] or 0) > 0 and d["total_mb"] == round(hub.repo_size(REASONER) / 1e6, 1):
+            if d and (d["done_mb"] or 0) > 0:
                 seen = body
                 break
             time.sleep(0.2)
@@ -234,7 +233,8 @@ def test_serve_from_an_empty_cache_shows_mb_and_percent_in_health_then_loads(hub
         d = seen["download"]
         assert seen["status"] == "loading" and d["what"] == f"reasoner {REASONER}"
         assert 0 < d["done_mb"] < d["total_mb"] and 0 < d["fraction"] < 1, d
-        assert d["total_mb"] == round(hub.repo_size(REASONER) / 1e6, 1)  # each byte counted once
+        # the whole repo from the first byte on (the hub's figure), each byte counted once
+        assert d["total_mb"] == round(hub.repo_size(REASONER) / 1e6, 1)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             body = httpx.get(svc.url + "/v1/health", headers=headers, timeout=30).json()
