@@ -102,3 +102,40 @@ def test_start_ends_in_a_working_backend_in_a_hostile_qgis(qgis_app, hostile, tm
         assert wait_until(lambda: launcher.state == STATE_READY, timeout=240), launcher.log_tail()
     finally:
         launcher.stop()
+
+
+@pytest.mark.slow
+def test_the_whole_set_up_then_start_in_a_hostile_qgis(qgis_app, hostile, tmp_path, monkeypatch):
+    """Set up backend's real steps (venv, pip, the project's wheel, the check; torch and the rest reused from the
+    backend venv as in test_first_run, so nothing is downloaded), then Start, all with QGIS's worst environment."""
+    import subprocess
+
+    from test_first_run import backend_site_packages
+
+    for name in ("HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL"):  # kept on purpose: here they would be wrong
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "qgis-home"))
+    wheel_dir = tmp_path / "wheel"
+    clean = child_environment(proxy={})
+    subprocess.run([BACKEND_PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheel_dir), str(ROOT / "backend")], check=True, timeout=300, env=clean)
+    wheel = next(wheel_dir.glob("think2seg-*.whl"))
+    reuse = subprocess.run([BACKEND_PYTHON, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True, env=clean).stdout.strip()
+    assert backend_site_packages  # the same reuse as the first-run test
+    venv = tmp_path / "venv"
+    setup = BackendSetup(SetupPlan(venv_dir=str(venv), wheel=str(wheel), reuse_site_packages=reuse),
+                         str(tmp_path / "setup.log"))
+    out = []
+    setup.output.connect(out.append)
+    setup.start()
+    assert wait_until(lambda: setup.ok is not None, timeout=600), "".join(out)[-3000:]
+    assert setup.ok, "".join(out)[-3000:]
+    launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
+    launcher.start(BackendSettings(python=str(venv), port=free_port(), token_file=str(tmp_path / "token"),
+                                   model=str(TINY / "reasoner"), sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
+                                   device="cpu"))
+    try:
+        assert wait_until(lambda: launcher.state == STATE_READY, timeout=300), launcher.log_tail()
+    finally:
+        launcher.stop()
