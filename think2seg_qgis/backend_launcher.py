@@ -17,6 +17,7 @@ from pathlib import Path
 
 from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal
 
+from .child_env import child_environment
 from .client import BackendClient, BackendHealth
 from .errors import (
     INTERNAL,
@@ -183,7 +184,7 @@ class BackendLauncher(QObject):
             f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} QGIS starts: {shlex.join(command)}\n"
         )
         self._log_handle.flush()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = child_environment(extra={"PYTHONUNBUFFERED": "1"})  # not QGIS's PYTHONHOME, PROJ_LIB...
         try:
             self.process = subprocess.Popen(  # nosec B603  # a list of arguments (no shell): the chosen Python and think2seg serve
                 command,

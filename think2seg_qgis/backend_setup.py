@@ -24,6 +24,7 @@ from pathlib import Path
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, pyqtSignal
 
+from .child_env import child_environment
 from .errors import SETUP_FAILED, Think2SegError
 from .i18n import tr
 from .resource_files import PLUGIN_DIR
@@ -164,10 +165,8 @@ class BackendSetup(QObject):
         self.progress.emit(self.index, len(self.steps), step.title)
         self._log(f"\n$ {' '.join(step.command)}\n")
         process = QProcess(self)
-        environment = QProcessEnvironment.systemEnvironment()
-        environment.insert("PYTHONUNBUFFERED", "1")
-        environment.insert("PIP_NO_INPUT", "1")
-        for key, value in step.env.items():
+        environment = QProcessEnvironment()  # not QGIS's PYTHONHOME, PYTHONPATH, PROJ_LIB...: child_env
+        for key, value in child_environment(extra={"PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", **step.env}).items():
             environment.insert(key, value)
         process.setProcessEnvironment(environment)
         process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)

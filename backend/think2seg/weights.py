@@ -75,11 +75,12 @@ class DownloadProgress:
 
     what: str = ""
     bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(bar) -> (bytes done, bytes total)
+    expected: int = 0  # bytes the hub said are to come (bars add their totals only as each file starts)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def start(self, what: str) -> None:
+    def start(self, what: str, expected: int = 0) -> None:
         with self.lock:
-            self.what, self.bars = what, {}
+            self.what, self.bars, self.expected = what, {}, int(expected or 0)
 
     def finish(self) -> None:
         with self.lock:
@@ -96,7 +97,7 @@ class DownloadProgress:
             if not self.what:
                 return None
             done = sum(d for d, _ in self.bars.values())
-            total = sum(t for _, t in self.bars.values())
+            total = max(sum(t for _, t in self.bars.values()), self.expected)
         return {
             "what": self.what,
             "done_mb": round(done / 1e6, 1),
@@ -115,7 +116,9 @@ def _recording_tqdm():
     class RecordingTqdm(tqdm):
         def update(self, n=1):
             shown = super().update(n)
-            if getattr(self, "unit", "") == "B":
+            # huggingface_hub 2.x's snapshot_download keeps two byte bars of the same files: the bytes written
+            # ("Reconstructing ...") and those received ("Downloading bytes"); counting both doubled the MB.
+            if getattr(self, "unit", "") == "B" and not str(getattr(self, "desc", "")).startswith("Downloading bytes"):
                 DOWNLOAD.record(id(self), self.n, self.total or 0)
             return shown
 
@@ -126,8 +129,11 @@ def _offline_sentence(what: str, repo: str, files: str, where: str) -> str:
     return (
         f"The {what} weights '{repo}' are not on this machine and the Hugging Face hub cannot be reached. "
         f"On a machine with internet, fetch {files} from https://huggingface.co/{repo} "
-        f"(for example `huggingface-cli download {repo} --local-dir DIR`), copy DIR here and pass {where} DIR."
+        f"(for example `hf download {repo} --local-dir DIR`), copy DIR here and pass {where} DIR."
     )
+
+
+REASONER_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 
 
 def resolve_reasoner(model: str) -> str:
@@ -143,24 +149,229 @@ def resolve_reasoner(model: str) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
-    DOWNLOAD.start(f"reasoner {model}")
     try:
-        return snapshot_download(
-            model,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"],
-            tqdm_class=_recording_tqdm(),
-        )
+        report = prepare_cache(model, REASONER_PATTERNS)
     except HFValidationError as e:
         raise WeightsUnavailable(
             f"'{model}' is neither a local folder nor a valid hub id ({e}).", code="bad_model"
         ) from e
-    except Exception as e:  # offline, unknown repo, gated repo: all end in the same actionable sentence
+    DOWNLOAD.start(f"reasoner {model}", report["need"])
+    try:
+        return snapshot_download(model, allow_patterns=REASONER_PATTERNS, tqdm_class=_recording_tqdm())
+    except HFValidationError as e:
         raise WeightsUnavailable(
-            _offline_sentence("reasoner", model, "config.json, the *.safetensors files, the tokenizer and processor files", "--model")
-            + f" ({type(e).__name__})"
+            f"'{model}' is neither a local folder nor a valid hub id ({e}).", code="bad_model"
         ) from e
+    except Exception as e:
+        raise WeightsUnavailable(download_failure_sentence(
+            e, "reasoner", model,
+            _offline_sentence("reasoner", model, "config.json, the *.safetensors files, the tokenizer and processor "
+                                                 "files", "--model"))) from e
     finally:
         DOWNLOAD.finish()
+
+
+# --- the first-run download: room, partial files left by a killed download, what each failure means --------------
+
+def _hub_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def free_bytes_at(path: str | os.PathLike) -> int:
+    """Free bytes on the file system that holds `path` (or would: its nearest existing parent)."""
+    import shutil
+
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def room_sentence(need: int, free: int, cache_dir: str | os.PathLike, repo: str) -> str | None:
+    """None when `need` bytes fit in `free`; else what to do, with both figures (a pure function)."""
+    if need <= free:
+        return None
+    return (f"Not enough disk space for '{repo}': it needs {need / 1e9:.2f} GB more and {cache_dir} has "
+            f"{free / 1e9:.2f} GB free. Free some space there, or put the Hugging Face cache on a disk with room: "
+            "set the environment variable HF_HOME to a folder there (for example HF_HOME=D:\\hf-cache or "
+            "HF_HOME=/data/hf-cache) before starting Think2Seg.")
+
+
+def _matches(name: str, patterns: list[str] | None) -> bool:
+    from fnmatch import fnmatch
+
+    return patterns is None or any(fnmatch(name, p) for p in patterns)
+
+
+def _lock_is_free(lock_path: Path):
+    """The hub's own per-blob lock, taken now (a context manager), or None when a live download holds it."""
+    from filelock import FileLock, Timeout
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
+def prepare_cache(repo_id: str, patterns: list[str] | None, free: int | None = None) -> dict:
+    """Before a hub download: refuse when the files still to fetch do not fit on the cache's disk (a sentence with
+    both figures, before any byte of a file is fetched), then deal with the partial files a killed download left
+    (``<blob>.<random>.incomplete``: huggingface_hub 2.x writes one per process and nothing resumes or removes
+    it). A partial whose lock (the hub's ``.locks/.../<etag>.lock``) a live download holds is left alone; any
+    other one is resumed by a ``Range`` request where the hub serves the file over plain HTTP, else removed.
+    Offline (HF_HUB_OFFLINE) nothing is sent and stale partials are only removed.
+
+    Returns what it did: ``{"need", "free", "resumed": {file: bytes kept}, "removed": [paths]}``."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    cache = _hub_cache_dir()
+    folder = repo_folder_name(repo_id=repo_id, repo_type="model")
+    blobs, locks = cache / folder / "blobs", cache / ".locks" / folder
+    report: dict = {"need": 0, "free": None, "resumed": {}, "removed": []}
+    info = None
+    partials = sorted(blobs.glob("*.incomplete")) if blobs.is_dir() else []
+    if (cache / folder / "refs" / "main").exists() and not partials:
+        return report  # fetched before and nothing interrupted: no extra request (the download checks for updates)
+    if not constants.HF_HUB_OFFLINE:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            info = HfApi().model_info(repo_id, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        except HFValidationError:
+            raise
+        except Exception:  # unreachable, missing, gated, broken: the download itself says so (or uses the cache)
+            info = None
+    by_etag = {}
+    if info is not None:
+        for sib in info.siblings or []:
+            if _matches(sib.rfilename, patterns):
+                by_etag[sib.lfs.sha256 if sib.lfs else sib.blob_id] = sib
+        need = sum((s.lfs.size if s.lfs else s.size or 0) for e, s in by_etag.items() if not (blobs / e).exists())
+        report["need"] = need
+        report["free"] = free if free is not None else free_bytes_at(cache)
+        sentence = room_sentence(need, report["free"], cache, repo_id)
+        if sentence:
+            raise WeightsUnavailable(sentence)
+    for partial in partials:
+        etag = partial.name.split(".", 1)[0]
+        lock = _lock_is_free(locks / f"{etag}.lock")
+        if lock is None:
+            continue  # a live download writes it
+        try:
+            blob, sib = blobs / etag, by_etag.get(etag)
+            if sib is not None and not blob.exists() and partial.exists():
+                kept = _resume(repo_id, info.sha, sib, partial, blob)
+                if kept is not None:
+                    report["resumed"][sib.rfilename] = kept
+                    report["need"] = max(0, report["need"] - (sib.lfs.size if sib.lfs else sib.size or 0))
+                    continue
+            if partial.exists():
+                partial.unlink()
+                report["removed"].append(str(partial))
+        finally:
+            lock.release()
+    return report
+
+
+def _resume(repo_id: str, commit: str, sib, partial: Path, blob: Path) -> int | None:
+    """Fetch the rest of `partial` with a Range request and move it into place as `blob`; the bytes it already
+    held, or None when that did not work (the partial is then removed by the caller)."""
+    import logging
+
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    size = sib.lfs.size if sib.lfs else sib.size
+    kept = partial.stat().st_size
+    if size is None or kept > size:
+        return None
+    DOWNLOAD.start(f"the rest of {sib.rfilename} ({repo_id})")
+    try:
+        with open(partial, "ab") as f:
+            http_get(hf_hub_url(repo_id, sib.rfilename, revision=commit), f, resume_size=kept,
+                     headers=build_hf_headers(), expected_size=size, tqdm_class=_recording_tqdm())
+        if partial.stat().st_size != size:
+            return None
+        os.replace(partial, blob)
+        return kept
+    except Exception as e:  # the full download follows
+        logging.getLogger(__name__).warning("could not resume %s (%s): fetching it whole", sib.rfilename, e)
+        return None
+    finally:
+        DOWNLOAD.finish()
+
+
+def _http_status(e: BaseException) -> int | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        response = getattr(e, "response", None)
+        if response is not None and getattr(response, "status_code", None):
+            return response.status_code
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _chain_has(e: BaseException, names: tuple[str, ...]) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if any(c.__name__ in names for c in type(e).__mro__):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def download_failure_sentence(e: BaseException, what: str, repo: str, offline: str) -> str:
+    """What went wrong with a hub download, and what to do, in one sentence per cause."""
+    import errno
+
+    from huggingface_hub import constants
+
+    endpoint = _endpoint()
+    page = f"{endpoint}/{repo}"
+    if isinstance(e, WeightsUnavailable):
+        return e.message
+    if _chain_has(e, ("GatedRepoError",)):
+        return (f"The {what} weights '{repo}' are gated: accept the licence on {page} while logged in, then give "
+                "this machine your token (`hf auth login`, or the environment variable HF_TOKEN) and start again.")
+    if _chain_has(e, ("RepositoryNotFoundError",)):
+        return (f"There is no model '{repo}' on {endpoint}: check the name (the published reasoners are "
+                f"{' and '.join(KNOWN_REASONERS)}); if it is private, log in first (`hf auth login` or HF_TOKEN).")
+    if _chain_has(e, ("RemoteEntryNotFoundError", "EntryNotFoundError")) and not _chain_has(
+            e, ("LocalEntryNotFoundError",)):
+        return f"'{repo}' on {endpoint} has no file the {what} needs ({e}): check the name or the revision."
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return (f"The disk filled up while fetching '{repo}' into {_hub_cache_dir()}: free some space there, or "
+                "set HF_HOME to a folder on a disk with room, and start again.")
+    status = _http_status(e)
+    if status is not None and status >= 500:
+        return (f"The hub at {endpoint} answered {status} (a fault on its side) while fetching the {what} weights "
+                f"'{repo}': try again in a while; the files already fetched are kept.")
+    if status == 401 or status == 403:
+        return (f"The hub at {endpoint} refused access to '{repo}' ({status}): log in with a token that may read "
+                "it (`hf auth login` or HF_TOKEN) and start again.")
+    if constants.HF_HUB_OFFLINE or _chain_has(e, ("ConnectError", "OfflineModeIsEnabled", "ConnectTimeout")):
+        return offline
+    if _chain_has(e, ("RemoteProtocolError", "ReadError", "ReadTimeout", "TimeoutException")) or (
+            "Consistency check failed" in str(e)):
+        return (f"The connection to {endpoint} broke off while fetching the {what} weights '{repo}' (after "
+                "retries): start again when the network is steady; the files already fetched are kept.")
+    return offline + f" ({type(e).__name__}: {e})"
 
 
 def local_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, str] | None:
@@ -189,14 +400,14 @@ def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, 
     spec = sam_size(sam)
     from huggingface_hub import hf_hub_download
 
-    DOWNLOAD.start(f"SAM2.1 {spec.name}")
+    report = prepare_cache(spec.hub_id, [spec.filename])
+    DOWNLOAD.start(f"SAM2.1 {spec.name}", report["need"])
     try:
         return spec, hf_hub_download(spec.hub_id, spec.filename, tqdm_class=_recording_tqdm())
     except Exception as e:
-        raise WeightsUnavailable(
-            _offline_sentence("SAM2.1", spec.hub_id, spec.filename, "--sam").replace("--sam DIR", f"--sam DIR/{spec.filename}")
-            + f" ({type(e).__name__})"
-        ) from e
+        offline = _offline_sentence("SAM2.1", spec.hub_id, spec.filename, "--sam").replace(
+            "--sam DIR", f"--sam DIR/{spec.filename}")
+        raise WeightsUnavailable(download_failure_sentence(e, "SAM2.1", spec.hub_id, offline)) from e
     finally:
         DOWNLOAD.finish()
 

@@ -90,7 +90,7 @@ def test_offline_without_weights_says_what_to_fetch(tmp_path, naip):
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     p = cli("segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--device", "cpu", env=env)
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert "RicardoString/Think2Seg-RS-3B" in p.stderr and "huggingface-cli download" in p.stderr
+    assert "RicardoString/Think2Seg-RS-3B" in p.stderr and "hf download" in p.stderr
 
 
 def test_sam_checkpoint_size_read_from_file_name():

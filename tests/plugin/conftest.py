@@ -29,6 +29,8 @@ os.environ["XDG_DATA_HOME"] = _CONFIG
 os.environ.setdefault("XDG_RUNTIME_DIR", _CONFIG)
 for _name in ("THINK2SEG_BACKEND_URL", "THINK2SEG_TOKEN_FILE"):
     os.environ.pop(_name, None)
+# Backends the plugin starts get no PYTHONPATH (think2seg_qgis.child_env): this one gives them this checkout's code.
+os.environ.setdefault("THINK2SEG_CHILD_PYTHONPATH", os.environ.get("PYTHONPATH") or str(ROOT / "backend"))
 sys.path.insert(0, str(ROOT))
 if "/usr/share/qgis/python/plugins" not in sys.path:
     sys.path.append("/usr/share/qgis/python/plugins")

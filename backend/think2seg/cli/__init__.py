@@ -41,10 +41,24 @@ def pipeline_loader(args):
 
     def load():
         print(f"loading {args.model} and SAM2.1 ({args.sam}), {args.decoding} decoding ...", file=sys.stderr)
+        check_gpu_fit(args)
         return Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device, decoding=args.decoding,
                                         compile_sam=args.compile)
 
     return load
+
+
+def check_gpu_fit(args) -> None:
+    """On CUDA, the reasoner, SAM2.1 and the embedding cache against the free memory: a sentence before loading."""
+    from ..gpu_fit import check_before_loading
+    from ..segmenter import DEFAULT_CACHE_BYTES
+    from ..weights import local_sam_checkpoint, sam_size
+
+    local = local_sam_checkpoint(args.sam, args.sam_size)
+    size, ckpt = (local[0].name, local[1]) if local else (sam_size(args.sam).name, None)
+    mb = getattr(args, "embedding_cache_mb", None)
+    cache = max(0, mb) << 20 if mb is not None else DEFAULT_CACHE_BYTES["cuda"]
+    check_before_loading(args.model, size, ckpt, args.device, cache)
 
 
 def check_models(args) -> None:

@@ -231,6 +231,10 @@ class Service:
         }
         if holder.error:
             body["error"] = holder.error.to_dict()
+        if device.startswith("cuda"):
+            from ..gpu_fit import gpu_memory
+
+            body["gpu"] = gpu_memory()  # {"name", "free_mb", "used_mb", "total_mb"}: the panel shows them
         download = DOWNLOAD.to_dict()
         if download is not None and holder.pipeline is None:
             body["download"] = download  # first-use weights on their way: the plugin shows MB and %
