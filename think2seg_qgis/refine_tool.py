@@ -37,8 +37,8 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.gui import QgsMapTool, QgsRubberBand
-from qgis.PyQt.QtCore import QPoint, Qt, pyqtSignal
+from qgis.gui import QgsGui, QgsMapTool, QgsRubberBand
+from qgis.PyQt.QtCore import QPoint, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QKeySequence
 from qgis.PyQt.QtWidgets import (
     QAction,
@@ -60,7 +60,11 @@ from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geo
 LOG_TAG = "Think2Seg"
 #: A press and release further apart than this (screen pixels) is a drag (a box), not a click.
 DRAG_PIXELS = 5
-SHORTCUT = "Ctrl+Alt+R"
+#: The default shortcut of Refine. Not Ctrl+Alt+R: QGIS's Processing > Results Viewer has that one. Registered with
+#: QGIS's shortcuts manager (Settings > Keyboard Shortcuts), so a user can change it; when the default is taken by
+#: another action there, the next candidate is used.
+SHORTCUT = "Ctrl+Alt+E"
+SHORTCUT_CANDIDATES = (SHORTCUT, "Ctrl+Shift+Alt+E")
 MODEL, USER = "model", "user"
 
 
@@ -479,6 +483,16 @@ class RefineMapTool(QgsMapTool):
         super().deactivate()
 
 
+def free_shortcut() -> str:
+    """The first of SHORTCUT_CANDIDATES that no other action registered with QGIS uses (QGIS's own, other plugins')."""
+    manager = QgsGui.shortcutsManager()
+    for candidate in SHORTCUT_CANDIDATES:
+        owner = manager.objectForSequence(QKeySequence(candidate))
+        if owner is None or owner.objectName() == "think2segRefine":
+            return candidate
+    return SHORTCUT
+
+
 class RefineControls(QWidget):
     """The panel's refine row: the tool button (with its shortcut), the instance picker, Undo, Reset, Done.
 
@@ -492,9 +506,15 @@ class RefineControls(QWidget):
         self.action = QAction(tr("Refine"), self)
         self.action.setObjectName("think2segRefine")
         self.action.setCheckable(True)
-        self.action.setShortcut(QKeySequence(SHORTCUT))
-        self.action.setToolTip(tr("Refine an instance of the selected result with clicks ({shortcut}): left click "
-                                  "adds, right click removes, a drag redraws the box").format(shortcut=SHORTCUT))
+        self.action.setShortcut(QKeySequence(free_shortcut()))
+        QgsGui.shortcutsManager().registerAction(self.action, self.action.shortcut().toString())
+        self._previous_tool = None  # the map tool before Refine, given back on Done
+        self.action.setToolTip(
+            tr("Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click "
+               "removes, a drag redraws the box").format(
+                shortcut=self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            )
+        )
         self.action.toggled.connect(self._toggled)
         button = QToolButton()
         button.setDefaultAction(self.action)
@@ -528,11 +548,35 @@ class RefineControls(QWidget):
         for w in (self.instance_combo, self.undo_button, self.reset_button, self.done_button):
             w.setEnabled(on)
 
+    def unregister(self) -> None:
+        """Out of QGIS's shortcuts manager (the plugin unloads)."""
+        try:
+            QgsGui.shortcutsManager().unregisterAction(self.action)
+        except RuntimeError:  # already deleted
+            pass
+
+    def _restore_previous_tool(self, canvas) -> None:
+        previous, self._previous_tool = self._previous_tool, None
+        if previous is None:
+            return
+        try:
+            canvas.setMapTool(previous)  # the pan (or whatever the user had): the map must not feel frozen
+        except RuntimeError:  # that tool was deleted meanwhile
+            pass
+
+    def _uncheck(self) -> None:
+        self.action.setChecked(False)
+
     def _toggled(self, checked: bool) -> None:
         canvas = self.iface.mapCanvas()
         if not checked:
-            if self.tool is not None and canvas.mapTool() is self.tool:
+            current = canvas.mapTool()
+            if self.tool is not None and current is self.tool:
                 canvas.unsetMapTool(self.tool)
+                current = canvas.mapTool()
+            if current is None:  # Done, Escape or the button: not when the user picked another tool themselves
+                self._restore_previous_tool(canvas)
+            self._previous_tool = None
             self.tool = None
             self._enable(False)
             self.status.setText("")
@@ -545,9 +589,14 @@ class RefineControls(QWidget):
         self.tool = RefineMapTool(canvas, group, self.client_factory)
         self.tool.refined.connect(self._refined)
         self.tool.failed.connect(self.say)
-        self.tool.deactivated.connect(lambda: self.action.setChecked(False))
+        # After the canvas has finished switching: then it tells whether the user chose another tool (keep it) or
+        # the tool left by itself (Escape: give the previous tool back).
+        self.tool.deactivated.connect(lambda: QTimer.singleShot(0, self._uncheck))
         self._list_instances(group.instances()[0] if group.instances() else None)
         self._instance_changed()
+        current = canvas.mapTool()
+        if current is not None and not isinstance(current, RefineMapTool):
+            self._previous_tool = current
         canvas.setMapTool(self.tool)
         self._enable(True)
         self.status.setText(tr("Left click: add; right click: remove; drag: redraw the box."))

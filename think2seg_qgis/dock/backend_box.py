@@ -7,6 +7,7 @@ import os
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
 from qgis.PyQt.QtCore import QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QComboBox,
     QFormLayout,
@@ -23,16 +24,18 @@ from qgis.PyQt.QtWidgets import (
 
 from ..backend_launcher import (
     STATE_CRASHED,
+    STATE_ERROR,
     STATE_FAILED,
     STATE_READY,
     STATE_STARTING,
+    STATE_UNAUTHORIZED,
     BackendLauncher,
     HealthProbe,
     download_sentence,
     resolve_interpreter,
 )
 from ..client import BackendHealth
-from ..errors import MODELS_LOADING, UNREACHABLE, Think2SegError
+from ..errors import MODELS_LOADING, NO_TOKEN, UNAUTHORIZED, UNREACHABLE, Think2SegError
 from ..i18n import tr
 from ..settings import (
     MODE_LOCAL,
@@ -181,6 +184,8 @@ class BackendBox(QgsCollapsibleGroupBox):
         layout.insertWidget(layout.indexOf(self.settings_box), self.env_label)
 
         self.local_radio.toggled.connect(self._mode_changed)
+        # Expanding a QgsCollapsibleGroupBox shows its children again (QGIS 3.40): hide the other mode's fields anew.
+        self.settings_box.collapsedStateChanged.connect(self._show_mode_fields)
         for widget in (self.model_edit, self.url_edit, self.token_edit):
             widget.editingFinished.connect(self.save)
         for file_widget in (self.python_widget, self.sam_widget, self.token_file_widget):
@@ -241,13 +246,22 @@ class BackendBox(QgsCollapsibleGroupBox):
             self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
 
     def _mode_changed(self, *_args) -> None:
-        local = self.local_radio.isChecked()
-        self.local_widget.setVisible(local)
-        self.remote_widget.setVisible(not local)
-        self.start_button.setVisible(local)
-        self.stop_button.setVisible(local)
+        self._show_mode_fields()
         self.save()
         self._update_env_note()
+
+    def _show_mode_fields(self, *_args) -> None:
+        local = self.local_radio.isChecked()
+        expanded = not self.settings_box.isCollapsed()
+        self.local_widget.setVisible(local and expanded)
+        self.remote_widget.setVisible(not local and expanded)
+        self.start_button.setVisible(local)
+        self.stop_button.setVisible(local)
+
+    def _editing_settings(self) -> bool:
+        """The user is typing or picking in the settings (focus inside them): never collapse under their hands."""
+        focus = QApplication.focusWidget()
+        return focus is not None and (focus is self.settings_box or self.settings_box.isAncestorOf(focus))
 
     def _update_env_note(self) -> None:
         settings = self.settings()
@@ -290,6 +304,7 @@ class BackendBox(QgsCollapsibleGroupBox):
             self.check()  # the answer is about the address before the user changed it: ask again
             return
         if isinstance(result, BackendHealth):
+            was_healthy = self.health is not None and self.health.loaded and not self.health.error
             self.health = result
             if self.launcher.state == STATE_FAILED and not result.loaded:
                 return  # the launcher's failure sentence stays until the user acts
@@ -304,26 +319,43 @@ class BackendBox(QgsCollapsibleGroupBox):
                 sentence = download_sentence(result.download) if result.download else result.sentence()
             self._show(kind, f"{sentence} — {url}", self.launcher.log_tail() if kind == "bad" else "")
             self._update_env_note()
-            if result.loaded:
-                self.settings_box.setCollapsed(True)
+            if result.loaded and not result.error and not was_healthy and not self._editing_settings():
+                self.settings_box.setCollapsed(True)  # just became healthy: the settings did their job
         elif isinstance(result, Think2SegError):
             self.health = None
             self._update_env_note()
-            if self.launcher.state == STATE_STARTING:
-                return  # the launcher reports the start-up itself
+            if self.launcher.state in (STATE_STARTING, STATE_UNAUTHORIZED, STATE_ERROR):
+                return  # the launcher reports the start-up (and what stops it) itself
             tail = self.launcher.log_tail() if self.launcher.state == STATE_CRASHED else ""
             kind = "busy" if result.code == MODELS_LOADING else "bad"
             sentence = result.message
-            if result.code == UNREACHABLE and not self.is_configured():
-                # First run: nothing answers because nothing is set up; say what to do, not what failed.
-                kind = "unknown"
-                sentence = tr("No backend is set up yet: press “Set up backend…” to install one or to connect to one.")
+            if result.code == UNREACHABLE:
+                kind, sentence = self.unreachable_state()
+            elif result.code in (UNAUTHORIZED, NO_TOKEN):
+                sentence = f"{result.message} — {url}"
             self._show(kind, sentence, tail)
+
+    def unreachable_state(self) -> tuple[str, str]:
+        """(kind, sentence) when nothing answers: advice that matches the buttons the panel shows now."""
+        settings = self.settings()
+        url = settings.effective_url()
+        if not self.is_configured(settings):
+            # First run: nothing answers because nothing is set up; say what to do, not what failed.
+            return "unknown", tr("No backend is set up yet: press “Set up backend…” to install one or to connect to one.")
+        if settings.mode == MODE_REMOTE or settings.url_from_environment():
+            return "bad", tr(
+                "The Think2Seg backend is not reachable at {url}: check that it runs there and the URL under "
+                "Backend > Settings."
+            ).format(url=url)
+        if self.launcher.state == STATE_CRASHED:
+            return "bad", tr("The local backend is not running (it exited; see its log): press Start to try again.")
+        # Configured but not started: a normal state, not a failure.
+        return "unknown", tr("The local backend is not started: press Start.")
 
     def _on_launcher_state(self, state: str, sentence: str) -> None:
         if state == STATE_READY:
             self.check()
-        elif state in (STATE_CRASHED, STATE_FAILED):
+        elif state in (STATE_CRASHED, STATE_FAILED, STATE_UNAUTHORIZED, STATE_ERROR):
             self._show("bad", sentence.split("\n", 1)[0], self.launcher.log_tail())
         elif state == STATE_STARTING:
             self._show("busy", sentence, "")

@@ -15,9 +15,10 @@ from qgis.core import (
     QgsRasterLayer,
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtCore import QCoreApplication, QEvent, QObject, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QFont
 from qgis.PyQt.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QFormLayout,
@@ -35,7 +36,7 @@ from qgis.PyQt.QtWidgets import (
 
 from .. import areas
 from ..backend_launcher import STATE_CRASHED, STATE_FAILED, STATE_STOPPED, BackendLauncher
-from ..errors import CANCELLED, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
+from ..errors import CANCELLED, CONNECTION_CODES, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
 from ..export import RasterSource
 from ..i18n import tr, tr_noop
 from ..layers import (
@@ -80,6 +81,26 @@ DESTINATIONS = (
 MIN_WIDTH = 340
 
 
+class WheelGuard(QObject):
+    """The wheel scrolls the dock, never the value of a spin box or combo box the pointer passes over: those take the
+    wheel only once they have the focus (clicked or tabbed into), as in QGIS's own dialogs."""
+
+    def __init__(self, scroll: QScrollArea):
+        super().__init__(scroll)
+        self.scroll = scroll
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            QCoreApplication.sendEvent(self.scroll.verticalScrollBar(), event)
+            return True
+        return False
+
+    def guard(self, root: QWidget) -> None:
+        for widget in root.findChildren(QAbstractSpinBox) + root.findChildren(QComboBox):
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # not WheelFocus: a wheel must not grab the focus
+            widget.installEventFilter(self)
+
+
 class Think2SegPanel(QgsDockWidget):
     """``finished(outcome, result_layers_or_None)`` fires after every run (tests and scripts wait on it)."""
 
@@ -93,6 +114,7 @@ class Think2SegPanel(QgsDockWidget):
         self.task: SegmentationTask | None = None
         self.last_result: ResultLayers | None = None
         self.run_settings = load_run_settings()
+        self._backend_problems: list = []  # (sentence, message bar item) about the backend, cleared on recovery
         self._build()
         self._load_run_settings()
         if hasattr(self.iface, "currentLayerChanged"):
@@ -221,6 +243,8 @@ class Think2SegPanel(QgsDockWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
+        self.wheel_guard = WheelGuard(scroll)
+        self.wheel_guard.guard(body)
         self.setMinimumWidth(MIN_WIDTH)
         self._fit_narrow()
 
@@ -276,7 +300,10 @@ class Think2SegPanel(QgsDockWidget):
         self.query_combo.setEditText(text)
 
     # -- messages -------------------------------------------------------------------------------------------
-    def _say(self, sentence: str, level=Qgis.MessageLevel.Info, log_tail: str = "", duration: int = 8) -> None:
+    def _say(
+        self, sentence: str, level=Qgis.MessageLevel.Info, log_tail: str = "", duration: int = 8,
+        backend_problem: bool = False,
+    ) -> None:
         if level == Qgis.MessageLevel.Critical:
             duration = 0  # a failure stays in the message bar until the user closes it
         self.status_label.setText(sentence)
@@ -286,13 +313,33 @@ class Think2SegPanel(QgsDockWidget):
         bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
         if bar is not None:
             bar.pushMessage("Think2Seg", sentence, level=level, duration=duration)
+            if backend_problem and bar.currentItem() is not None:
+                self._backend_problems.append((sentence, bar.currentItem()))
+        elif backend_problem:
+            self._backend_problems.append((sentence, None))
         QgsMessageLog.logMessage(sentence, LOG_TAG, level=level)
+
+    def _clear_backend_problems(self) -> None:
+        """The backend answers again: the sentences about it not answering (or refusing the token) are stale."""
+        problems, self._backend_problems = self._backend_problems, []
+        bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
+        for sentence, item in problems:
+            if self.status_label.text() == sentence:
+                self.status_label.setText("")
+            if bar is not None and item is not None:
+                try:
+                    if item in bar.items():
+                        bar.popWidget(item)
+                except RuntimeError:  # closed by the user (deleted)
+                    pass
 
     def _on_backend_status(self, kind: str, sentence: str, log_tail: str) -> None:
         if log_tail:
             self.log_view.setPlainText(log_tail)
+        if kind == "ok":
+            self._clear_backend_problems()
         if kind == "bad" and self.launcher.state in (STATE_CRASHED, STATE_FAILED):
-            self._say(sentence, Qgis.MessageLevel.Critical, log_tail)
+            self._say(sentence, Qgis.MessageLevel.Critical, log_tail, backend_problem=True)
 
     def show_backend_log(self) -> None:
         tail = self.launcher.log_tail(60)
@@ -421,9 +468,13 @@ class Think2SegPanel(QgsDockWidget):
                     CRASHED,
                     tr("The local backend stopped unexpectedly; see its log ({log}).").format(log=self.launcher.log_file),
                 )
-            self._say(error.message, Qgis.MessageLevel.Critical, tail)
+            elif error.code == UNREACHABLE:  # advice that matches the buttons the panel shows (no Start in URL mode)
+                error = Think2SegError(UNREACHABLE, self.backend_box.unreachable_state()[1])
+            self._say(error.message, Qgis.MessageLevel.Critical, tail,
+                      backend_problem=error.code in CONNECTION_CODES or error.code == CRASHED)
             self.backend_box.check()
             return None
+        self._clear_backend_problems()  # it answered: whatever was said about it not answering is over
         answer = outcome.answer or {}
         self.progress.setValue(100)
         self.reasoning_view.setPlainText(str(answer.get("reasoning") or ""))
@@ -496,6 +547,7 @@ class Think2SegPanel(QgsDockWidget):
             self.task.cancel()
             self.task = None
         self.backend_box.timer.stop()
+        self.refine.unregister()
         if hasattr(self.iface, "currentLayerChanged"):
             try:
                 self.iface.currentLayerChanged.disconnect(self._follow_active_layer)

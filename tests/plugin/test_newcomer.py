@@ -1,0 +1,313 @@
+"""What a newcomer met on QGIS 3.40 (issue 23), each driven as a user would: focus, keys, clicks, the wheel.
+
+The backend here is a loopback HTTP server that answers ``/v1/health`` as the service does (healthy, a 401 for a
+token it does not hold, or nothing at all), so each test controls what the panel sees and when.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import pytest
+from plugin_testing import NAIP, choose_layer, load_raster, open_panel, run_panel, wait_until
+from qgis.core import QgsSettings
+from qgis.gui import QgsMapToolPan
+from qgis.PyQt.QtCore import QPoint, QPointF, Qt
+from qgis.PyQt.QtGui import QWheelEvent
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QApplication
+
+HEALTHY = {
+    "status": "ok",
+    "device": "cpu",
+    "device_detail": "CPU",
+    "models": {"reasoner": "tiny-reasoner", "segmenter": "sam2.1_hiera_t", "loaded": True},
+    "queue": {"running": 0, "waiting": 0},
+}
+REFUSED = {"error": {"code": "unauthorized", "message": "Missing or wrong bearer token."}}
+
+
+class HealthServer:
+    """Answers every GET with ``self.answer`` (status, JSON body); counts the health checks it got."""
+
+    def __init__(self, status: int = 200, body: dict | None = None):
+        self.answer = (status, body if body is not None else HEALTHY)
+        self.checks = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.checks += 1
+                self._answer()
+
+            def do_POST(self):  # noqa: N802 - a run: read the upload, answer as health does
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer()
+
+            def _answer(self):
+                status, body = server.answer
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def health_server():
+    server = HealthServer()
+    yield server
+    server.close()
+
+
+def remote_panel_settings(url: str, token_file) -> None:
+    s = QgsSettings()
+    s.setValue("think2seg/backend/mode", "remote")
+    s.setValue("think2seg/backend/url", url)
+    s.setValue("think2seg/backend/token_file", str(token_file))
+
+
+def checked(box, before: int, server: HealthServer) -> None:
+    """Press Check and wait until the answer is on screen."""
+    box.check()
+    assert wait_until(lambda: server.checks > before and not box.probe._busy, timeout=10)
+    for _ in range(3):
+        QApplication.processEvents()
+
+
+# -- 1: the settings stay put -------------------------------------------------------------------------------
+def test_health_checks_never_collapse_the_settings_under_the_users_hands(iface, health_server, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("secret")
+    remote_panel_settings(health_server.url, token)
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert wait_until(lambda: box.kind == "ok", timeout=10), box.status_label.text()
+        # The user opens the settings and starts typing a token: checks every 15 s must leave the box open.
+        box.settings_box.setCollapsed(False)
+        iface.mainWindow().activateWindow()
+        box.token_edit.setFocus()
+        QTest.keyClicks(box.token_edit, "new-tok")
+        for _ in range(3):
+            checked(box, health_server.checks, health_server)
+            assert not box.settings_box.isCollapsed(), "a health check collapsed the settings while typing"
+        assert box.token_edit.text() == "new-tok"
+        # Focus elsewhere, still healthy: no state change, so the box stays as the user left it.
+        panel.query_combo.setFocus()
+        checked(box, health_server.checks, health_server)
+        assert not box.settings_box.isCollapsed()
+        # Unhealthy, then healthy again: that change (and only that) folds the settings away.
+        health_server.answer = (503, {"error": {"code": "models_loading", "message": "loading"}})
+        checked(box, health_server.checks, health_server)
+        assert box.kind == "busy"
+        health_server.answer = (200, HEALTHY)
+        checked(box, health_server.checks, health_server)
+        assert box.kind == "ok" and box.settings_box.isCollapsed()
+
+
+# -- 8: URL mode hides the local fields, also after re-expanding -------------------------------------------
+def test_url_mode_keeps_the_local_fields_hidden_after_re_expanding(iface, health_server, tmp_path):
+    remote_panel_settings(health_server.url, tmp_path / "token")
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert wait_until(lambda: box.kind == "ok", timeout=10)  # that first answer folds the settings once
+        box.settings_box.setCollapsed(False)
+        QApplication.processEvents()
+        assert box.remote_widget.isVisible() and not box.local_widget.isVisible()
+        box.settings_box.setCollapsed(True)
+        QApplication.processEvents()
+        box.settings_box.setCollapsed(False)
+        QApplication.processEvents()
+        assert box.remote_widget.isVisible()
+        assert not box.local_widget.isVisible(), "environment, model, device, port shown in URL mode"
+        assert not box.start_button.isVisible()
+        # And back in local mode after a collapse and expand: the local fields, not the URL.
+        box.local_radio.click()
+        box.settings_box.setCollapsed(True)
+        box.settings_box.setCollapsed(False)
+        QApplication.processEvents()
+        assert box.local_widget.isVisible() and not box.remote_widget.isVisible()
+
+
+# -- 7: advice matches the buttons -----------------------------------------------------------------------
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_not_reachable_advice_matches_what_the_panel_offers(iface, tmp_path, monkeypatch):
+    # URL mode: there is no Start button, so no "press Start".
+    remote_panel_settings(f"http://127.0.0.1:{closed_port()}", tmp_path / "token")
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert wait_until(lambda: "not reachable" in box.status_label.text(), timeout=10), box.status_label.text()
+        assert not box.start_button.isVisible()
+        assert "Start" not in box.status_label.toolTip(), box.status_label.toolTip()
+        assert box.kind == "bad"
+    # Local mode with an environment set up but nothing started: a normal state (grey), and Start is there.
+    QgsSettings().remove("think2seg")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/bin/sh\n")
+    s = QgsSettings()
+    s.setValue("think2seg/backend/python", str(venv))
+    s.setValue("think2seg/backend/port", closed_port())
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert wait_until(lambda: "not started" in box.status_label.toolTip(), timeout=10), box.status_label.text()
+        assert box.kind == "unknown", "a backend that is not started yet is not an error"
+        assert "Start" in box.status_label.toolTip()
+        assert box.start_button.isVisible() and box.start_button.isEnabled()
+    # Nothing set up: Start is disabled, so the advice is the set-up.
+    QgsSettings().remove("think2seg")
+    monkeypatch.delenv("THINK2SEG_BACKEND_PYTHON", raising=False)
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert wait_until(lambda: "Set up backend" in box.status_label.toolTip(), timeout=10)
+        assert "press Start" not in box.status_label.toolTip()
+        assert not box.start_button.isEnabled()
+
+
+# -- 4: a shortcut QGIS does not use, registered so users can rebind it -----------------------------------
+def test_refine_has_a_free_shortcut_registered_with_qgis(iface, project):
+    from qgis.gui import QgsGui
+    from qgis.PyQt.QtGui import QKeySequence
+    from qgis.PyQt.QtWidgets import QAction
+
+    manager = QgsGui.shortcutsManager()
+    with open_panel(iface) as panel:
+        action = panel.refine.action
+        assert action in manager.listActions()
+        assert action.shortcut() != QKeySequence("Ctrl+Alt+R"), "QGIS's Processing Results Viewer has Ctrl+Alt+R"
+        assert action.shortcut() == QKeySequence("Ctrl+Alt+E")
+        assert manager.defaultKeySequence(action) == "Ctrl+Alt+E"
+        assert "Ctrl+Alt+E" in action.toolTip()
+        manager.setKeySequence(action, "Ctrl+Alt+Y")  # Settings > Keyboard Shortcuts
+    assert not [a for a in manager.listActions() if a.objectName() == "think2segRefine"], "unload leaves no dead action"
+    # The user's choice survives a restart of the panel.
+    try:
+        with open_panel(iface) as panel:
+            assert panel.refine.action.shortcut() == QKeySequence("Ctrl+Alt+Y")
+    finally:
+        for key in ("shortcuts/think2segRefine", "shortcuts/Refine"):  # by name from 3.30 on, by text before
+            QgsSettings().remove(key)  # back to the default, for this test and the next ones
+    # Another action (QGIS's or a plugin's) already holds the default: the next free candidate.
+    other = QAction("someone else's", iface.mainWindow())
+    other.setObjectName("someoneElse")
+    manager.registerAction(other, "Ctrl+Alt+E")
+    try:
+        with open_panel(iface) as panel:
+            assert panel.refine.action.shortcut() == QKeySequence("Ctrl+Shift+Alt+E"), panel.refine.action.shortcut().toString()
+    finally:
+        manager.unregisterAction(other)
+
+
+# -- 5: Done gives the previous map tool back -------------------------------------------------------------
+def test_done_and_escape_restore_the_previous_map_tool(iface, project):
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.layers import add_to_project, build_result_layers
+
+    answer = canned_answer()
+    answer["view_id"] = "0123456789abcdef"
+    result = build_result_layers(answer, context())
+    add_to_project(result, project)
+    canvas = iface.mapCanvas()
+    pan = QgsMapToolPan(canvas)
+    canvas.setMapTool(pan)
+    with open_panel(iface) as panel:
+        panel.last_result = result
+        iface.setActiveLayer(result.masks)
+        refine = panel.refine
+        button = refine.findChild(__import__("qgis.PyQt.QtWidgets", fromlist=["QToolButton"]).QToolButton)
+        QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+        assert refine.tool is not None and canvas.mapTool() is refine.tool
+        QTest.mouseClick(refine.done_button, Qt.MouseButton.LeftButton)
+        assert canvas.mapTool() is pan, "after Done the map must pan again"
+        # Escape on the map leaves the tool too, and gives the pan back.
+        QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+        assert canvas.mapTool() is refine.tool
+        QTest.keyClick(canvas, Qt.Key.Key_Escape)
+        assert wait_until(lambda: canvas.mapTool() is pan, timeout=2), canvas.mapTool()
+        assert not refine.action.isChecked()
+        # The user picks another tool while refining: that one stays.
+        QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+        other = QgsMapToolPan(canvas)
+        canvas.setMapTool(other)
+        assert wait_until(lambda: not refine.action.isChecked(), timeout=2)
+        assert canvas.mapTool() is other
+
+
+# -- 12: the wheel scrolls the dock, not the value under the pointer ----------------------------------------
+def wheel(widget, steps: int = 1) -> None:
+    pos = QPointF(widget.rect().center())
+    event = QWheelEvent(
+        pos, QPointF(widget.mapToGlobal(widget.rect().center())), QPoint(0, 0), QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_does_not_change_fields_it_passes_over(iface, project):
+    with open_panel(iface) as panel:
+        panel.options_box.setCollapsed(False)
+        panel.backend_box.settings_box.setCollapsed(False)
+        iface.mainWindow().activateWindow()
+        panel.query_combo.setFocus()
+        QApplication.processEvents()
+        spin = panel.max_size_spin
+        spin.setValue(2048)
+        for widget in (spin, spin.lineEdit()):
+            wheel(widget, -3)
+        assert spin.value() == 2048, "Image size at most changed under a passing wheel"
+        assert not spin.hasFocus(), "the wheel must not take the focus"
+        sam = panel.sam_combo.currentIndex()
+        wheel(panel.sam_combo, -1)
+        assert panel.sam_combo.currentIndex() == sam
+        port = panel.backend_box.port_spin.value()
+        wheel(panel.backend_box.port_spin, 2)
+        assert panel.backend_box.port_spin.value() == port
+        # Clicked into (focused), the wheel changes it as in any Qt form.
+        spin.setFocus()
+        QApplication.processEvents()
+        assert spin.hasFocus()
+        wheel(spin, 1)
+        assert spin.value() == 2048 + 256
+
+
+# -- 13: stale messages go once the backend answers -------------------------------------------------------
+def test_backend_problems_are_cleared_when_it_answers_again(iface, project, health_server, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("not-the-servers")
+    health_server.answer = (401, REFUSED)
+    remote_panel_settings(health_server.url, token)
+    with open_panel(iface) as panel:
+        choose_layer(panel, project, load_raster(NAIP), "the wetlands")
+        outcome, result = run_panel(panel, timeout=60)
+        assert result is None and outcome.error.code == "unauthorized"
+        assert "refused the token" in panel.status_label.text()
+        bar = iface.messageBar()
+        assert any("refused the token" in item.text() for item in bar.items() if hasattr(item, "text"))
+        health_server.answer = (200, HEALTHY)  # the user fixed the token file on the server's side
+        checked(panel.backend_box, health_server.checks, health_server)
+        assert panel.backend_box.kind == "ok"
+        assert "refused the token" not in panel.status_label.text()
+        assert not any("refused the token" in item.text() for item in bar.items() if hasattr(item, "text"))
