@@ -311,3 +311,54 @@ def test_backend_problems_are_cleared_when_it_answers_again(iface, project, heal
         assert panel.backend_box.kind == "ok"
         assert "refused the token" not in panel.status_label.text()
         assert not any("refused the token" in item.text() for item in bar.items() if hasattr(item, "text"))
+
+
+# -- 6: a refused token is not "Starting…" forever ------------------------------------------------------
+REFUSING_BACKEND = r"""
+import http.server, json, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"error": {"code": "unauthorized", "message": "Missing or wrong bearer token."}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_a_token_mismatch_is_named_not_starting_forever(iface, tmp_path):
+    """The launcher's process answers, but refuses the token the panel reads: say so, and how to get out."""
+    import sys
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    script = tmp_path / "refusing_backend.py"
+    script.write_text(REFUSING_BACKEND)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    python.chmod(0o755)
+    (tmp_path / "token").write_text("the-panels-token")
+    s = QgsSettings()
+    s.setValue("think2seg/backend/python", str(venv))
+    s.setValue("think2seg/backend/port", closed_port())
+    s.setValue("think2seg/backend/token_file", str(tmp_path / "token"))
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        QTest.mouseClick(box.start_button, Qt.MouseButton.LeftButton)
+        launcher = panel.launcher
+        try:
+            assert wait_until(lambda: launcher.state == "unauthorized", timeout=20), (launcher.state, launcher.log_tail())
+            assert wait_until(lambda: "refuses the token" in box.status_label.toolTip(), timeout=5)
+            assert "Starting" not in box.status_label.text()
+            assert box.kind == "bad"
+            # The way out is on screen: Stop is enabled and the sentence names it.
+            assert "Stop" in box.status_label.toolTip() and box.stop_button.isEnabled()
+            QTest.mouseClick(box.stop_button, Qt.MouseButton.LeftButton)
+            assert not launcher.is_running() and box.start_button.isEnabled()
+        finally:
+            launcher.stop()
