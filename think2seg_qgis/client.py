@@ -195,10 +195,32 @@ class BackendClient:
         except urllib.error.URLError as error:
             if isinstance(error.reason, (socket.timeout, TimeoutError)):
                 raise Think2SegError(TIMEOUT, backend_sentence(TIMEOUT, "", self.url)) from None
+            if body and isinstance(error.reason, ConnectionError):
+                raise self._broken_upload() from None
             raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
-        except (ConnectionError, OSError):
+        except ConnectionError:
+            if body:
+                raise self._broken_upload() from None
+            raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
+        except OSError:
             raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
         return status, self._json(payload)
+
+    def _broken_upload(self) -> Think2SegError:
+        """The connection broke while the body went up (a broken pipe, a reset). A backend that refuses the token
+        answers 401 before it reads the body, so the upload breaks: ask /v1/health with the same token to tell a
+        refused token (or a loading backend) from a backend that is really gone."""
+        try:
+            self.health(timeout=self.timeout)
+        except Think2SegError as error:
+            return error  # unauthorized, no token, unreachable: what the backend says to this token
+        return Think2SegError(
+            UNREACHABLE,
+            tr(
+                "The backend at {url} broke off the upload of the image although it answers; try again, or a "
+                "smaller area (see the backend's log)."
+            ).format(url=self.url),
+        )
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}

@@ -362,3 +362,92 @@ def test_a_token_mismatch_is_named_not_starting_forever(iface, tmp_path):
             assert not launcher.is_running() and box.start_button.isEnabled()
         finally:
             launcher.stop()
+
+
+# -- 2: one token story, and a refused token during an upload named as such --------------------------------
+class RefusingUploadServer:
+    """Answers 401 at once, before reading an upload (as the service does for a wrong token), and closes: the
+    client's upload then breaks (broken pipe, reset). Records the Authorization headers it saw."""
+
+    def __init__(self, token: str = "the-servers-token"):
+        self.headers: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                seen = self.headers.get("Authorization") or ""
+                outer.headers.append(seen)
+                ok = seen == f"Bearer {token}" and self.command == "GET"
+                payload = json.dumps(HEALTHY if ok else REFUSED).encode()
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(payload)
+                self.close_connection = True
+
+            do_GET = do_POST = _answer  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_refused_token_during_an_upload_is_not_not_reachable(qgis_app, tmp_path):
+    from think2seg_qgis.client import BackendClient
+
+    server = RefusingUploadServer()
+    image = tmp_path / "big.tif"
+    image.write_bytes(b"II*\x00" + bytes(20 * 1024 * 1024))  # 20 MB: the upload breaks every time
+    try:
+        for _ in range(3):
+            with pytest.raises(Exception) as info:
+                BackendClient(server.url, "a-wrong-token").segment(str(image), "the wetlands")
+            assert getattr(info.value, "code", None) == "unauthorized", info.value
+            assert "refused the token" in str(info.value)
+    finally:
+        server.close()
+
+
+def test_a_typed_token_goes_to_the_token_file_that_processing_reads_too(iface, tmp_path):
+    """Typing a token: no master-password dialog (the auth DB is opt-in), saved to the token file (0600), and the
+    toolbox sends the very token the panel sends."""
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+
+
+    server = RefusingUploadServer(token="typed-in-the-panel")
+    token_file = tmp_path / "config" / "token"
+    remote_panel_settings(server.url, token_file)
+    configs_before = set(QgsApplication.authManager().configIds())
+    try:
+        with open_panel(iface) as panel:
+            box = panel.backend_box
+            box.settings_box.setCollapsed(False)
+            assert not box.authdb_check.isChecked(), "the token file is the default"
+            assert "master password" in box.authdb_check.text()
+            iface.mainWindow().activateWindow()
+            box.token_edit.setFocus()
+            QTest.keyClicks(box.token_edit, "typed-in-the-panel")
+            QTest.keyClick(box.token_edit, Qt.Key.Key_Return)
+            assert token_file.read_text().strip() == "typed-in-the-panel"
+            assert token_file.stat().st_mode & 0o777 == 0o600
+            assert set(QgsApplication.authManager().configIds()) == configs_before, "the auth DB was touched"
+            assert box.token_edit.text() == "" and "token file" in box.token_edit.placeholderText()
+            assert wait_until(lambda: box.kind == "ok", timeout=10), box.status_label.text()
+            server.headers.clear()
+            with pytest.raises(QgsProcessingException):  # the tiny server refuses uploads: only the header counts
+                processing.run("think2seg:segment", {
+                    "INPUT": load_raster(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:",
+                })
+            assert "Bearer typed-in-the-panel" in server.headers, server.headers
+    finally:
+        server.close()

@@ -9,6 +9,7 @@ from qgis.PyQt.QtCore import QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QApplication,
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -40,6 +41,8 @@ from ..i18n import tr
 from ..settings import (
     MODE_LOCAL,
     MODE_REMOTE,
+    TOKEN_IN_AUTHDB,
+    TOKEN_IN_FILE,
     BackendSettings,
     load_backend_settings,
     save_backend_settings,
@@ -166,8 +169,18 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.token_edit = QLineEdit()
         self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
+        self.authdb_check = QCheckBox(tr("Keep it in QGIS's password store (QGIS asks for its master password)"))
+        self.authdb_check.setObjectName("think2segTokenInAuthDb")
+        self.authdb_check.setToolTip(
+            tr(
+                "Off (default): a typed token is saved in the token file below, readable by you only; the panel and "
+                "the Processing toolbox both read it. On: QGIS's authentication database keeps it encrypted with "
+                "its master password, which QGIS asks you to set (first time) or to type (once a session)."
+            )
+        )
         remote_form.addRow(tr("URL"), self.url_edit)
         remote_form.addRow(tr("Token"), self.token_edit)
+        remote_form.addRow(self.authdb_check)
         settings_layout.addWidget(self.remote_widget)
 
         self.token_file_widget = QgsFileWidget()
@@ -190,6 +203,7 @@ class BackendBox(QgsCollapsibleGroupBox):
             widget.editingFinished.connect(self.save)
         for file_widget in (self.python_widget, self.sam_widget, self.token_file_widget):
             file_widget.fileChanged.connect(self.save)
+        self.authdb_check.toggled.connect(self.save)
         self.device_combo.currentTextChanged.connect(self.save)
         self.port_spin.valueChanged.connect(self.save)
 
@@ -204,6 +218,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.port_spin.setValue(int(settings.port))
         self.url_edit.setText(settings.url)
         self.token_edit.setText(settings.token)
+        self.authdb_check.setChecked(settings.token_storage == TOKEN_IN_AUTHDB)
         self._show_token_storage(settings)
         self.token_file_widget.setFilePath(settings.token_file)
         self._loading = False
@@ -222,15 +237,19 @@ class BackendBox(QgsCollapsibleGroupBox):
         current.port = self.port_spin.value()
         current.url = self.url_edit.text().strip()
         current.token = self.token_edit.text().strip()
+        current.token_storage = TOKEN_IN_AUTHDB if self.authdb_check.isChecked() else TOKEN_IN_FILE
         current.token_file = self.token_file_widget.filePath().strip() or current.token_file
         return current
 
     def save(self, *_args) -> None:
         if not getattr(self, "_loading", False):
             settings = self.settings()
+            typed = bool(settings.token)
             save_backend_settings(settings)
-            if settings.authcfg and not settings.token:
-                self.token_edit.clear()  # now in QGIS's authentication database, not in this field
+            if typed and not settings.token:
+                self.token_edit.clear()  # now in the token file (or the auth DB), not in this field
+            if typed:
+                self.check()  # a new token: ask again, so that "no token" or "refused" does not linger
             self._show_token_storage(settings)
             self._update_env_note()
             if getattr(self, "_checked_url", None) not in (None, settings.effective_url()):
@@ -238,7 +257,13 @@ class BackendBox(QgsCollapsibleGroupBox):
                 self.check()
 
     def _show_token_storage(self, settings: BackendSettings) -> None:
-        if settings.authcfg:
+        if settings.token_storage == TOKEN_IN_FILE:
+            self.token_edit.setPlaceholderText(
+                tr("saved in the token file; type to replace")
+                if settings.mode == MODE_REMOTE and os.path.exists(settings.effective_token_file())
+                else tr("or leave empty to read the token file")
+            )
+        elif settings.authcfg:
             self.token_edit.setPlaceholderText(
                 tr("stored in QGIS's authentication database ({id}); type to replace").format(id=settings.authcfg)
             )

@@ -59,6 +59,7 @@ from ..settings import (
     DEFAULT_REASONING_TOKENS,
     SAM_SIZE_BACKEND,
     SAM_SIZES,
+    backend_token,
     load_backend_settings,
     load_run_settings,
 )
@@ -262,7 +263,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 max_reasoning_tokens=self.parameterAsInt(parameters, self.MAX_REASONING_TOKENS, context),
             ),
             url=url or backend.effective_url(),
-            token=backend.read_token(),
+            token=backend_token(backend),  # the panel's credential, by the panel's function
             connect_timeout=backend.connect_timeout,
             request_timeout=backend.request_timeout,
             max_size=max_size,
