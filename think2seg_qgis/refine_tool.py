@@ -498,6 +498,9 @@ class RefineControls(QWidget):
 
     ``group_for()`` gives the result group to edit (the active layer's, else the panel's last result)."""
 
+    #: after each applied refine (and reset): the group whose masks changed
+    edited = pyqtSignal(object)
+
     def __init__(self, iface, group_for: Callable[[], ResultGroup | None], client_factory: Callable[[], BackendClient],
                  say: Callable[[str], None], parent: QWidget | None = None):
         super().__init__(parent)
@@ -619,6 +622,8 @@ class RefineControls(QWidget):
         # A new instance's first answer adds it to the masks layer (a Reset removes it again): list it now,
         # selected, as the instance under edit.
         self._list_instances(instance)
+        if self.tool is not None:
+            self.edited.emit(self.tool.group)
 
     def _instance_changed(self, *_args) -> None:
         if self.tool is None:

@@ -84,7 +84,9 @@ def remote_panel_settings(url: str, token_file) -> None:
 
 def checked(box, before: int, server: HealthServer) -> None:
     """Press Check and wait until the answer is on screen."""
-    box.check()
+    assert wait_until(lambda: not box.probe._busy, timeout=10)  # a check already on its way answers first
+    before = server.checks
+    box.check()  # what the 15 s timer calls
     assert wait_until(lambda: server.checks > before and not box.probe._busy, timeout=10)
     for _ in range(3):
         QApplication.processEvents()
@@ -451,3 +453,66 @@ def test_a_typed_token_goes_to_the_token_file_that_processing_reads_too(iface, t
             assert "Bearer typed-in-the-panel" in server.headers, server.headers
     finally:
         server.close()
+
+
+# -- 17: the summary follows a refine ---------------------------------------------------------------------
+class RefineServer(HealthServer):
+    """Healthy, and answers a refine with a 200 m x 200 m square (4 ha) at the answer's first instance."""
+
+    def __init__(self, x0: float, y0: float):
+        super().__init__()
+        square = [[x0, y0], [x0 + 200, y0], [x0 + 200, y0 + 200], [x0, y0 + 200], [x0, y0]]
+        self.refine_answer = {"geometry": {"type": "Polygon", "coordinates": [square]}, "score": 0.93}
+        server = self
+        handler = self.httpd.RequestHandlerClass
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            server.answer = (200, server.refine_answer)
+            self._answer()
+            server.answer = (200, HEALTHY)
+
+        handler.do_POST = do_POST
+
+
+def test_the_summary_is_updated_after_a_refine(iface, project, tmp_path):
+    from test_layers import X0, Y0, canned_answer, context
+
+    from think2seg_qgis.layers import add_to_project, build_result_layers
+
+    server = RefineServer(X0, Y0)
+    (tmp_path / "token").write_text("t")
+    remote_panel_settings(server.url, tmp_path / "token")
+    answer = canned_answer()
+    answer["view_id"] = "0123456789abcdef"
+    result = build_result_layers(answer, context())
+    add_to_project(result, project)
+    canvas = iface.mapCanvas()
+    canvas.setDestinationCrs(result.masks.crs())
+    try:
+        with open_panel(iface) as panel:
+            canvas.setExtent(result.masks.extent().buffered(50))
+            canvas.refresh()
+            panel.last_result = result
+            iface.setActiveLayer(result.masks)
+            panel.status_label.setText("2 instances found, 0.96 ha in all.")
+            panel.refine.action.trigger()
+            tool = panel.refine.tool
+            assert tool is not None
+            point = canvas.getCoordinateTransform().transform(X0 + 50, Y0 + 40)
+            QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                             QPoint(int(point.x()), int(point.y())))
+            assert wait_until(lambda: "after your edits" in panel.status_label.text(), timeout=20), (
+                panel.status_label.text(), panel.refine.status.text())
+            # 4 ha (the refined instance 0) + 1,600 m² (instance 1), with the separators people read
+            assert "2 instances, 4.16 ha in all" in panel.status_label.text(), panel.status_label.text()
+            panel.refine.action.setChecked(False)
+    finally:
+        server.close()
+
+
+def test_areas_read_with_thousands_separators():
+    from think2seg_qgis.layers import area_text
+
+    assert area_text(14_964_700.0) == "1,496.47 ha"
+    assert area_text(950.4) == "950 m²"

@@ -319,14 +319,16 @@ class BackendBox(QgsCollapsibleGroupBox):
     def check(self) -> None:
         settings = self.settings()
         self._checked_url = settings.effective_url()
-        self.probe.probe(
+        asked = self.probe.probe(
             settings.effective_url(), settings.read_token(), timeout=min(3.0, settings.connect_timeout)
         )
+        # A check already on its way was asked with the settings before this change: ask again after it.
+        self._check_again = not asked
 
     def _on_health(self, result: object) -> None:
         url = self.settings().effective_url()
-        if url != getattr(self, "_checked_url", url):
-            self.check()  # the answer is about the address before the user changed it: ask again
+        if url != getattr(self, "_checked_url", url) or getattr(self, "_check_again", False):
+            self.check()  # the answer is about the address (or token) before the user changed it: ask again
             return
         if isinstance(result, BackendHealth):
             was_healthy = self.health is not None and self.health.loaded and not self.health.error

@@ -49,6 +49,7 @@ from ..layers import (
     empty_sentence,
     geopackage_path_for,
     sam_size_note,
+    summary_sentence,
 )
 from ..refine_tool import RefineControls, ResultGroup
 from ..segmentation import SegmentationOptions
@@ -60,6 +61,7 @@ from ..settings import (
     DESTINATION_MEMORY,
     SAM_SIZE_BACKEND,
     SAM_SIZES,
+    backend_token,
     load_run_settings,
     remember_query,
     save_run_settings,
@@ -207,6 +209,7 @@ class Think2SegPanel(QgsDockWidget):
         layout.addLayout(buttons)
         self.refine = RefineControls(self.iface, self._refine_group, lambda: self.backend_box.settings().client(),
                                      lambda sentence: self._say(sentence, Qgis.MessageLevel.Warning), body)
+        self.refine.edited.connect(self._refined)
         layout.addWidget(self.refine)
 
         self.progress = QProgressBar()
@@ -391,7 +394,7 @@ class Think2SegPanel(QgsDockWidget):
             self._say(error.message, Qgis.MessageLevel.Warning)
             return None
         backend = self.backend_box.settings()
-        token = backend.read_token()
+        token = backend_token(backend)  # the same credential Processing sends
         remember_query(self.run_settings, query)
         save_run_settings(self.run_settings)
         self._fill_history()
@@ -523,6 +526,12 @@ class Think2SegPanel(QgsDockWidget):
             Qgis.MessageLevel.Success,
         )
         return result
+
+    def _refined(self, group: ResultGroup) -> None:
+        """A refine changed a result: its count and area, as the masks layer now holds them."""
+        self.status_label.setText(
+            tr("“{layer}”: {summary}").format(layer=group.masks.name(), summary=summary_sentence(group.masks, True))
+        )
 
     def _refine_group(self) -> ResultGroup | None:
         """The result to refine: the active layer's group, else the last result."""
