@@ -612,13 +612,13 @@ class RefineControls(QWidget):
         combo.blockSignals(True)
         combo.clear()
         for k in instances:
-            combo.addItem(tr("Instance {instance}").format(instance=k), k)
+            combo.addItem(tr("Instance {instance}").format(instance=k + 1), k)  # counted from 1, as people do
         combo.addItem(tr("New instance"), None)
         combo.setCurrentIndex(instances.index(current) if current in instances else len(instances))
         combo.blockSignals(False)
 
     def _refined(self, instance: int) -> None:
-        self.status.setText(tr("Instance {instance} updated.").format(instance=instance))
+        self.status.setText(tr("Instance {instance} updated.").format(instance=instance + 1))
         # A new instance's first answer adds it to the masks layer (a Reset removes it again): list it now,
         # selected, as the instance under edit.
         self._list_instances(instance)

@@ -516,3 +516,58 @@ def test_areas_read_with_thousands_separators():
 
     assert area_text(14_964_700.0) == "1,496.47 ha"
     assert area_text(950.4) == "950 m²"
+
+
+# -- 20: the Backend log tab without download bars and sam2's chatter ----------------------------------------
+def test_the_backend_log_tab_drops_progress_bars_and_chatter(iface, tmp_path):
+    log = tmp_path / "backend.log"
+    log.write_text(
+        "--- 2026-01-01 10:00:00 QGIS starts: python -m think2seg serve\n"
+        "model.safetensors:  45%|████▌     | 9.0M/20.0M [00:01<00:02, 4.5MB/s]\r"
+        "model.safetensors: 100%|██████████| 20.0M/20.0M [00:02<00:00, 9.1MB/s]\n"
+        "Loaded checkpoint sucessfully\n"
+        "think2seg: listening on http://127.0.0.1:8765\n"
+    )
+    with open_panel(iface) as panel:
+        panel.launcher.log_file = str(log)
+        QTest.mouseClick(panel.backend_box.log_button, Qt.MouseButton.LeftButton)
+        text = panel.log_view.toPlainText()
+        assert panel.tabs.currentWidget() is panel.log_view
+        assert "listening on http://127.0.0.1:8765" in text and "QGIS starts" in text
+        assert "%|" not in text and "sucessfully" not in text, text
+
+
+# -- 19: numbers as people read them ----------------------------------------------------------------------
+def test_tile_codes_instance_numbers_and_the_size_tooltip_read_as_people_count(iface, project):
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.dock.panel import readable_reasoning
+    from think2seg_qgis.layers import add_to_project, build_result_layers
+
+    assert readable_reasoning("[r0c0] Water in the north.\n\n[r1c2] A pond.") == (
+        "Tile row 1, column 1: Water in the north.\n\nTile row 2, column 3: A pond."
+    )
+    answer = canned_answer()
+    answer["view_id"] = "0123456789abcdef"
+    result = build_result_layers(answer, context())
+    add_to_project(result, project)
+    with open_panel(iface) as panel:
+        assert "resampled" not in panel.max_size_spin.toolTip()
+        assert "tiles" in panel.max_size_spin.toolTip()
+        panel.last_result = result
+        iface.setActiveLayer(result.masks)
+        panel.refine.action.trigger()
+        combo = panel.refine.instance_combo
+        assert [combo.itemText(i) for i in range(combo.count())] == ["Instance 1", "Instance 2", "New instance"]
+        assert combo.currentData() == 0  # the data stays the layers' instance id
+        panel.refine.action.setChecked(False)
+
+
+# -- 9: no internal upload names in the status ----------------------------------------------------------
+def test_job_messages_name_no_temporary_files():
+    from think2seg_qgis.segmentation import job_sentence
+
+    assert job_sentence("tmp__6rwvhb.upload: 4 tiles") == "Reading the area in 4 tiles…"
+    assert job_sentence("tmp__6rwvhb.upload: tile 3 of 20") == "Tile 3 of 20 done…"
+    assert "upload" not in job_sentence("tmp__x.upload: 2 of 4 tiles already done")
+    assert job_sentence("waiting for the GPU").startswith("Waiting for the backend")

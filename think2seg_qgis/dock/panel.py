@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 
 from qgis.core import (
@@ -57,6 +58,7 @@ from ..settings import (
     AREA_CANVAS,
     AREA_LAYER,
     AREA_SELECTION,
+    DEFAULT_TILED_MAX_SIZE,
     DESTINATION_GEOPACKAGE,
     DESTINATION_MEMORY,
     SAM_SIZE_BACKEND,
@@ -81,6 +83,32 @@ DESTINATIONS = (
 
 
 MIN_WIDTH = 340
+
+
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|")  # tqdm: " 45%|████▌     | 9/20 [00:01<00:02, 4.5it/s]"
+_CHATTER = ("Loaded checkpoint sucessfully", "Loaded checkpoint successfully")
+
+
+def readable_log(text: str) -> str:
+    """The backend's log as the Backend log tab shows it: no download bars (tqdm redraws one line many times) and
+    none of sam2's own chatter; every line the backend itself wrote stays."""
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.rsplit("\r", 1)[-1]  # a bar redrawn in place: its last state only
+        if _PROGRESS_BAR.search(line) or any(chatter in line for chatter in _CHATTER):
+            continue
+        lines.append(line)
+    return "\n".join(lines).strip("\n")
+
+
+_TILE_CODE = re.compile(r"^\[r(\d+)c(\d+)\]\s*", re.MULTILINE)
+
+
+def readable_reasoning(text: str) -> str:
+    """A tiled answer's reasoning names its tiles "[r0c1] …": as people count them, "Tile row 1, column 2: …"."""
+    return _TILE_CODE.sub(
+        lambda m: tr("Tile row {row}, column {col}: ").format(row=int(m.group(1)) + 1, col=int(m.group(2)) + 1), text
+    )
 
 
 class WheelGuard(QObject):
@@ -181,7 +209,8 @@ class Think2SegPanel(QgsDockWidget):
         self.max_size_spin.setSingleStep(256)
         self.max_size_spin.setSuffix(tr(" px"))
         self.max_size_spin.setToolTip(
-            tr("The long side of the image sent to the backend; larger areas are resampled")
+            tr("The long side of one image the model reads; a larger area is sent at full resolution (up to "
+               "{tiled:,} px) and read in tiles of this size").format(tiled=DEFAULT_TILED_MAX_SIZE)
         )
         self.constrain_check = QCheckBox(tr("Strict answer format"))
         self.constrain_check.setToolTip(tr(
@@ -311,7 +340,7 @@ class Think2SegPanel(QgsDockWidget):
             duration = 0  # a failure stays in the message bar until the user closes it
         self.status_label.setText(sentence)
         if log_tail:
-            self.log_view.setPlainText(log_tail)
+            self.log_view.setPlainText(readable_log(log_tail))
             self.tabs.setCurrentWidget(self.log_view)
         bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
         if bar is not None:
@@ -338,14 +367,14 @@ class Think2SegPanel(QgsDockWidget):
 
     def _on_backend_status(self, kind: str, sentence: str, log_tail: str) -> None:
         if log_tail:
-            self.log_view.setPlainText(log_tail)
+            self.log_view.setPlainText(readable_log(log_tail))
         if kind == "ok":
             self._clear_backend_problems()
         if kind == "bad" and self.launcher.state in (STATE_CRASHED, STATE_FAILED):
             self._say(sentence, Qgis.MessageLevel.Critical, log_tail, backend_problem=True)
 
     def show_backend_log(self) -> None:
-        tail = self.launcher.log_tail(60)
+        tail = readable_log(self.launcher.log_tail(120))
         self.log_view.setPlainText(
             tail or tr("No backend log yet ({path}): the panel writes one when it starts a backend.").format(
                 path=self.launcher.log_file
@@ -480,7 +509,7 @@ class Think2SegPanel(QgsDockWidget):
         self._clear_backend_problems()  # it answered: whatever was said about it not answering is over
         answer = outcome.answer or {}
         self.progress.setValue(100)
-        self.reasoning_view.setPlainText(str(answer.get("reasoning") or ""))
+        self.reasoning_view.setPlainText(readable_reasoning(str(answer.get("reasoning") or "")))
         self.answer_view.setPlainText(_raw_answer_text(answer))
         self.tabs.setCurrentWidget(self.reasoning_view)
         if answer_is_empty(answer):
