@@ -82,11 +82,20 @@ class BackendHealth:
             )
         if not self.loaded:
             return tr("Backend starting on {device}: loading the models…").format(device=device)
+        model = self.model_name()
+        extra = tr(", model {model}").format(model=model) if model else ""
+        if (self.device or "").lower() == "cpu":  # say what it means before the first run takes minutes
+            extra += tr(" (on a CPU an answer takes minutes)")
         if self.running or self.waiting:
-            return tr("Backend ready on {device}: {running} running, {waiting} waiting").format(
-                device=device, running=self.running, waiting=self.waiting
+            return tr("Backend ready on {device}{extra}: {running} running, {waiting} waiting").format(
+                device=device, extra=extra, running=self.running, waiting=self.waiting
             )
-        return tr("Backend ready on {device}").format(device=device)
+        return tr("Backend ready on {device}{extra}").format(device=device, extra=extra)
+
+    def model_name(self) -> str:
+        """The reasoner as a user tells it apart: "Think2Seg-RS-3B", or the folder name of a local (test) model."""
+        name = self.reasoner.strip().rstrip("/\\")
+        return name.replace("\\", "/").rsplit("/", 1)[-1] if name else ""
 
 
 def encode_multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[bytes, str]:

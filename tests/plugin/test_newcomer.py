@@ -571,3 +571,43 @@ def test_job_messages_name_no_temporary_files():
     assert job_sentence("tmp__6rwvhb.upload: tile 3 of 20") == "Tile 3 of 20 done…"
     assert "upload" not in job_sentence("tmp__x.upload: 2 of 4 tiles already done")
     assert job_sentence("waiting for the GPU").startswith("Waiting for the backend")
+
+
+# -- 21: the first-run panel offers the one thing to do ----------------------------------------------------
+def test_the_first_run_panel_offers_set_up_and_nothing_that_cannot_work(iface, project, monkeypatch):
+    monkeypatch.delenv("THINK2SEG_BACKEND_PYTHON", raising=False)
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert box.setup_button.isVisible()
+        assert box.settings_box.isCollapsed(), "the whole form buries “Set up backend…”"
+        assert not panel.run_button.isEnabled() and "Set up" in panel.run_button.toolTip()
+        assert not box.check_button.isEnabled()
+        assert not panel.refine.action.isEnabled(), "nothing to refine yet"
+        assert not panel.progress.isVisible(), "an idle 0 % bar"
+        assert wait_until(lambda: "existing environment under Settings" in box.status_label.toolTip(), timeout=10)
+
+
+def test_with_a_result_refine_is_offered(iface, project):
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.layers import add_to_project, build_result_layers
+
+    answer = canned_answer()
+    answer["view_id"] = "0123456789abcdef"
+    result = build_result_layers(answer, context())
+    add_to_project(result, project)
+    with open_panel(iface) as panel:
+        assert not panel.refine.action.isEnabled()
+        iface.setActiveLayer(result.masks)
+        assert panel.refine.action.isEnabled()
+
+
+# -- 22: the status names the model, and what a CPU means ------------------------------------------------------
+def test_the_ready_status_names_the_model_and_what_a_cpu_means(iface, health_server, tmp_path):
+    remote_panel_settings(health_server.url, tmp_path / "token")
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        assert wait_until(lambda: box.kind == "ok", timeout=10)
+        sentence = box.status_label.toolTip()
+        assert "tiny-reasoner" in sentence and "minutes" in sentence, sentence
+        assert panel.run_button.isEnabled() and box.check_button.isEnabled()

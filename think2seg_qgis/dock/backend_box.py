@@ -57,6 +57,8 @@ class BackendBox(QgsCollapsibleGroupBox):
     status_changed = pyqtSignal(str, str, str)
     log_requested = pyqtSignal()
     setup_requested = pyqtSignal()
+    #: whether there is a backend to send a run to (configured, or one answering); the panel enables Run with it
+    configured_changed = pyqtSignal(bool)
 
     def __init__(self, launcher: BackendLauncher, parent: QWidget | None = None):
         super().__init__("Backend", parent)
@@ -223,9 +225,9 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.token_file_widget.setFilePath(settings.token_file)
         self._loading = False
         self._mode_changed()
-        # Open the settings only when there is nothing to connect to or start yet.
-        configured = settings.mode == MODE_REMOTE or bool(settings.python) or settings.url_from_environment()
-        self.settings_box.setCollapsed(configured or bool(os.environ.get("THINK2SEG_BACKEND_PYTHON")))
+        # Folded at first: on a first run "Set up backend…" is the one thing to do (the whole form would bury it);
+        # the status sentence names Settings for an existing environment.
+        self.settings_box.setCollapsed(True)
 
     def settings(self) -> BackendSettings:
         current = load_backend_settings()
@@ -306,6 +308,8 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.stop_button.setEnabled(running)
         # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
         self.setup_button.setVisible(not answering and not running and not self.is_configured(settings))
+        self.check_button.setEnabled(self.is_configured(settings) or answering)
+        self.configured_changed.emit(self.is_configured(settings) or answering)
 
     def is_configured(self, settings: BackendSettings | None = None) -> bool:
         settings = settings or self.settings()
@@ -368,7 +372,10 @@ class BackendBox(QgsCollapsibleGroupBox):
         url = settings.effective_url()
         if not self.is_configured(settings):
             # First run: nothing answers because nothing is set up; say what to do, not what failed.
-            return "unknown", tr("No backend is set up yet: press “Set up backend…” to install one or to connect to one.")
+            return "unknown", tr(
+                "No backend is set up yet: press “Set up backend…” to install one or to connect to one (or choose an "
+                "existing environment under Settings)."
+            )
         if settings.mode == MODE_REMOTE or settings.url_from_environment():
             return "bad", tr(
                 "The Think2Seg backend is not reachable at {url}: check that it runs there and the URL under "

@@ -150,6 +150,7 @@ class Think2SegPanel(QgsDockWidget):
         if hasattr(self.iface, "currentLayerChanged"):
             self.iface.currentLayerChanged.connect(self._follow_active_layer)
         self.use_active_layer()
+        self._update_buttons()
 
     # -- widgets --------------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -160,6 +161,7 @@ class Think2SegPanel(QgsDockWidget):
         self.backend_box.status_changed.connect(self._on_backend_status)
         self.backend_box.log_requested.connect(self.show_backend_log)
         self.backend_box.setup_requested.connect(self.open_setup)
+        self.backend_box.configured_changed.connect(self._update_buttons)
         layout.addWidget(self.backend_box)
 
         form = QFormLayout()
@@ -245,6 +247,7 @@ class Think2SegPanel(QgsDockWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
+        self.progress.setVisible(False)  # shown by a run: an idle 0 % bar says nothing
         layout.addWidget(self.progress)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
@@ -279,6 +282,19 @@ class Think2SegPanel(QgsDockWidget):
         self.wheel_guard.guard(body)
         self.setMinimumWidth(MIN_WIDTH)
         self._fit_narrow()
+
+    def _update_buttons(self, *_args) -> None:
+        """Run needs a backend to send to (a configured or answering one) and no run going on; Refine a result."""
+        if not hasattr(self, "refine"):
+            return  # still building
+        ready = self.backend_box.is_configured() or (
+            self.backend_box.health is not None and self.backend_box.health.loaded
+        )
+        self.run_button.setEnabled(self.task is None and ready)
+        self.run_button.setToolTip(
+            "" if ready else tr("Set up a backend first (Backend > “Set up backend…”)")
+        )
+        self.refine.action.setEnabled(self._refine_group() is not None)
 
     def _fit_narrow(self) -> None:
         """Narrow-safe: combo boxes size to a few characters, not to their longest item (a long layer name or query would
@@ -327,6 +343,7 @@ class Think2SegPanel(QgsDockWidget):
     def _follow_active_layer(self, layer) -> None:
         if isinstance(layer, QgsRasterLayer) and (self.task is None):
             self.layer_combo.setLayer(layer)
+        self._update_buttons()  # a result layer made active: Refine has something to refine
 
     def set_query(self, text: str) -> None:
         self.query_combo.setEditText(text)
@@ -452,6 +469,7 @@ class Think2SegPanel(QgsDockWidget):
         self.reasoning_view.clear()
         self.answer_view.clear()
         self.progress.setValue(0)
+        self.progress.setVisible(True)
         self.status_label.setText(tr("Running “{query}” on “{layer}”…").format(query=query, layer=source.name))
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -481,6 +499,8 @@ class Think2SegPanel(QgsDockWidget):
         try:
             result = self._show_outcome(outcome)
         finally:
+            self.progress.setVisible(outcome.error is None)  # 100 % after an answer; no 0 % bar after a failure
+            self._update_buttons()
             self.finished.emit(outcome, result)
 
     def _show_outcome(self, outcome: TaskOutcome) -> ResultLayers | None:
@@ -586,6 +606,11 @@ class Think2SegPanel(QgsDockWidget):
             self.task = None
         self.backend_box.timer.stop()
         self.refine.unregister()
+        try:  # a health answer still on its way must not reach a panel being deleted
+            self.backend_box.configured_changed.disconnect(self._update_buttons)
+            self.backend_box.status_changed.disconnect(self._on_backend_status)
+        except (TypeError, RuntimeError):
+            pass
         if hasattr(self.iface, "currentLayerChanged"):
             try:
                 self.iface.currentLayerChanged.disconnect(self._follow_active_layer)

@@ -70,6 +70,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_launcher.py"/>
+        <source>A backend answers at {url} but refuses the token in {path}: another backend may hold the port. Press Stop, then change the Port or the Token file under Backend &gt; Settings.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_launcher.py"/>
         <source>Starting the local backend ({seconds:.0f} s)…</source>
         <translation type="unfinished"></translation>
     </message>
@@ -170,6 +175,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
+        <source>The backend at {url} broke off the upload of the image although it answers; try again, or a smaller area (see the backend's log).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
         <source>The backend at {url} answered something that is not JSON (is it Think2Seg?).</source>
         <translation type="unfinished"></translation>
     </message>
@@ -190,12 +200,42 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
-        <source>Backend ready on {device}: {running} running, {waiting} waiting</source>
+        <source>, model {model}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
-        <source>Backend ready on {device}</source>
+        <source> (on a CPU an answer takes minutes)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
+        <source>Backend ready on {device}{extra}: {running} running, {waiting} waiting</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
+        <source>Backend ready on {device}{extra}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Log</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Show the backend's log in the panel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Set up backend…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Install the backend into an environment of its own (or connect to a running one)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -270,6 +310,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Keep it in QGIS's password store (QGIS asks for its master password)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Off (default): a typed token is saved in the token file below, readable by you only; the panel and the Processing toolbox both read it. On: QGIS's authentication database keeps it encrypted with its master password, which QGIS asks you to set (first time) or to type (once a session).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>URL</source>
         <translation type="unfinished"></translation>
     </message>
@@ -281,6 +331,11 @@
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>Token file</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>saved in the token file; type to replace</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -300,7 +355,22 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>No backend is set up yet: press “Set up backend…” to install one or to connect to one.</source>
+        <source>No backend is set up yet: press “Set up backend…” to install one or to connect to one (or choose an existing environment under Settings).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The Think2Seg backend is not reachable at {url}: check that it runs there and the URL under Backend &gt; Settings.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The local backend is not running (it exited; see its log): press Start to try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The local backend is not started: press Start.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -344,23 +414,8 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Log</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Show the backend's log in the panel</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Set up backend…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Install the backend into an environment of its own (or connect to a running one)</source>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Tile row {row}, column {col}: </source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -420,7 +475,7 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
-        <source>The long side of the image sent to the backend; larger areas are resampled</source>
+        <source>The long side of one image the model reads; a larger area is sent at full resolution (up to {tiled:,} px) and read in tiles of this size</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -490,6 +545,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Set up a backend first (Backend &gt; “Set up backend…”)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>No backend log yet ({path}): the panel writes one when it starts a backend.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -536,6 +596,11 @@
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>{message} for “{query}” in “{layer}”{where}. {note}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>“{layer}”: {summary}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -813,6 +878,31 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{area:,.2f} ha</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{area:,.0f} m²</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>1 instance, {area} in all</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{n:,} instances, {area} in all</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source> (after your edits)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
         <source>Could not write the results to {path}: {message}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1082,17 +1172,52 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>The job failed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Tile {n} of {total} done…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reading the area in {total} tiles…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>{n} of {total} tiles already done…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Waiting for the backend (another run goes first)…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reading the image and reasoning…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Running…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Waiting for the backend…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The segmentation was cancelled; nothing was added to the project.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>Uploading the image</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>The job failed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
