@@ -611,3 +611,61 @@ def test_the_ready_status_names_the_model_and_what_a_cpu_means(iface, health_ser
         sentence = box.status_label.toolTip()
         assert "tiny-reasoner" in sentence and "minutes" in sentence, sentence
         assert panel.run_button.isEnabled() and box.check_button.isEnabled()
+
+
+# -- 23: the dock comes back after a restart; the area picker without our prompt boxes ------------------------
+def test_the_panel_reopens_after_a_restart_when_it_was_open(iface):
+    from think2seg_qgis import classFactory
+
+    plugin = classFactory(iface)
+    plugin.initGui()
+    plugin.show_panel()
+    plugin.unload()  # QGIS quits with the panel open
+    again = classFactory(iface)
+    again.initGui()
+    try:
+        assert wait_until(lambda: again.panel is not None and again.panel.isVisible(), timeout=2)
+        assert again.action.isChecked()
+        again.panel.close()  # the user closes it: next time it stays closed
+    finally:
+        again.unload()
+    third = classFactory(iface)
+    third.initGui()
+    try:
+        wait_until(lambda: False, timeout=0.3)
+        assert third.panel is None
+    finally:
+        third.unload()
+
+
+def test_the_area_picker_does_not_offer_prompt_boxes(iface, project):
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.layers import add_to_project, build_result_layers
+
+    with open_panel(iface) as panel:
+        result = build_result_layers(canned_answer(), context())
+        add_to_project(result, project)
+        combo = panel.selection_combo
+        names = [combo.itemText(i) for i in range(combo.count())]
+        assert result.boxes.name() not in names, names
+        assert result.masks.name() in names  # searching inside an earlier answer stays possible
+
+
+# -- 15: no DeprecationWarning for the layer abstract ---------------------------------------------------
+def test_the_abstract_is_set_without_deprecation_warnings(qgis_app):
+    import warnings
+
+    from qgis.core import Qgis
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.layers import build_result_layers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        result = build_result_layers(canned_answer(), context())
+    abstract = (
+        result.masks.serverProperties().abstract() if Qgis.QGIS_VERSION_INT >= 33800 else result.masks.abstract()
+    )
+    assert "Dark, smooth patches" in abstract
+    assert "Dark, smooth patches" in result.masks.metadata().abstract()

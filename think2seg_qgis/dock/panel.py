@@ -41,6 +41,7 @@ from ..errors import CANCELLED, CONNECTION_CODES, CRASHED, INTERNAL_CODES, UNREA
 from ..export import RasterSource
 from ..i18n import tr, tr_noop
 from ..layers import (
+    ROLE_PROPERTY,
     ResultContext,
     ResultLayers,
     add_to_project,
@@ -185,6 +186,8 @@ class Think2SegPanel(QgsDockWidget):
             self.area_combo.addItem(tr(label), key)
         self.selection_combo = QgsMapLayerComboBox()
         self.selection_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
+        self._hide_prompt_boxes()
+        QgsProject.instance().layersAdded.connect(self._hide_prompt_boxes)
         self.area_combo.currentIndexChanged.connect(self._area_changed)
         area_row.addWidget(self.area_combo)
         area_row.addWidget(self.selection_combo, 1)
@@ -331,6 +334,18 @@ class Think2SegPanel(QgsDockWidget):
 
     def _sam_size_changed(self, *_args) -> None:
         self.backend_box.sam_size = self.sam_combo.currentData() or ""
+
+    def _hide_prompt_boxes(self, *_args) -> None:
+        """Our prompt boxes are polygons, but no area to search in: keep them out of the area picker. (A result's
+        masks stay: searching inside an earlier answer is a use.)"""
+        try:
+            boxes = [
+                layer for layer in QgsProject.instance().mapLayers().values()
+                if layer.customProperty(ROLE_PROPERTY) == "boxes"
+            ]
+            self.selection_combo.setExceptedLayerList(boxes)
+        except RuntimeError:  # the panel is being deleted
+            pass
 
     def _area_changed(self, *_args) -> None:
         self.selection_combo.setVisible(self.area_combo.currentData() == AREA_SELECTION)
@@ -606,6 +621,10 @@ class Think2SegPanel(QgsDockWidget):
             self.task = None
         self.backend_box.timer.stop()
         self.refine.unregister()
+        try:
+            QgsProject.instance().layersAdded.disconnect(self._hide_prompt_boxes)
+        except (TypeError, RuntimeError):
+            pass
         try:  # a health answer still on its way must not reach a panel being deleted
             self.backend_box.configured_changed.disconnect(self._update_buttons)
             self.backend_box.status_changed.disconnect(self._on_backend_status)
