@@ -669,3 +669,28 @@ def test_the_abstract_is_set_without_deprecation_warnings(qgis_app):
     )
     assert "Dark, smooth patches" in abstract
     assert "Dark, smooth patches" in result.masks.metadata().abstract()
+
+
+# -- 11: a broken environment says why, and offers the installer again ----------------------------------------
+def test_an_environment_without_the_backend_says_so_and_offers_set_up(iface, tmp_path):
+    import shutil
+
+    system_python = shutil.which("python3")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {system_python} -I "$@"\n')  # -I: a Python where think2seg is not installed
+    python.chmod(0o755)
+    s = QgsSettings()
+    s.setValue("think2seg/backend/python", str(venv))
+    s.setValue("think2seg/backend/port", closed_port())
+    s.setValue("think2seg/backend/token_file", str(tmp_path / "token"))
+    with open_panel(iface) as panel:
+        box = panel.backend_box
+        panel.launcher.log_file = str(tmp_path / "backend.log")
+        QTest.mouseClick(box.start_button, Qt.MouseButton.LeftButton)
+        assert wait_until(lambda: panel.launcher.state == "crashed", timeout=20), panel.launcher.log_tail()
+        sentence = box.status_label.toolTip()
+        assert "No module named" in sentence and not sentence.rstrip().endswith(":"), sentence
+        assert box.setup_button.isVisible(), "the way back to the installer"
+        assert box.start_button.isEnabled()

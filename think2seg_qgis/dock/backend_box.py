@@ -307,7 +307,11 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.start_button.setEnabled(not running and not answering and self.is_configured(settings))
         self.stop_button.setEnabled(running)
         # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
-        self.setup_button.setVisible(not answering and not running and not self.is_configured(settings))
+        # Also after a crash: a broken environment needs the installer again.
+        self.setup_button.setVisible(
+            not answering and not running
+            and (not self.is_configured(settings) or self.launcher.state == STATE_CRASHED)
+        )
         self.check_button.setEnabled(self.is_configured(settings) or answering)
         self.configured_changed.emit(self.is_configured(settings) or answering)
 
@@ -389,13 +393,28 @@ class BackendBox(QgsCollapsibleGroupBox):
     def _on_launcher_state(self, state: str, sentence: str) -> None:
         if state == STATE_READY:
             self.check()
-        elif state in (STATE_CRASHED, STATE_FAILED, STATE_UNAUTHORIZED, STATE_ERROR):
+        elif state == STATE_CRASHED:
+            self._show("bad", self._crash_sentence(sentence), self.launcher.log_tail())
+        elif state in (STATE_FAILED, STATE_UNAUTHORIZED, STATE_ERROR):
             self._show("bad", sentence.split("\n", 1)[0], self.launcher.log_tail())
         elif state == STATE_STARTING:
             self._show("busy", sentence, "")
         else:
             self._show("unknown", sentence, "")
         self._update_env_note()
+
+    def _crash_sentence(self, sentence: str) -> str:
+        """The launcher's "exited (code 1); see its log (…):" with the log's last line after the colon, and the way
+        back to the installer when the environment has no backend in it."""
+        first, _, tail = sentence.partition("\n")
+        lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("---")]
+        last = lines[-1] if lines else ""
+        if "No module named" in last and "think2seg" in last:
+            return tr(
+                "The environment {python} has no Think2Seg backend in it ({error}): press “Set up backend…” to "
+                "install one, or choose another environment under Settings."
+            ).format(python=self.settings().python or "?", error=last)
+        return f"{first} {last}".strip() if last else first.rstrip(":") + "."
 
     def _show(self, kind: str, sentence: str, log_tail: str) -> None:
         self.kind = kind

@@ -375,6 +375,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The environment {python} has no Think2Seg backend in it ({error}): press “Set up backend…” to install one, or choose another environment under Settings.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>A backend already answers at {url}; no need to start one.</source>
         <translation type="unfinished"></translation>
     </message>
