@@ -694,3 +694,46 @@ def test_an_environment_without_the_backend_says_so_and_offers_set_up(iface, tmp
         assert "No module named" in sentence and not sentence.rstrip().endswith(":"), sentence
         assert box.setup_button.isVisible(), "the way back to the installer"
         assert box.start_button.isEnabled()
+
+
+# -- 10: the set-up dialog: one at a time, Cancel, an existing environment, the GPU found ------------------
+def test_the_set_up_dialog_cancels_finds_the_gpu_and_takes_an_existing_environment(iface, tmp_path, monkeypatch):
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0000)'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("THINK2SEG_BACKEND_PYTHON", raising=False)
+    with open_panel(iface) as panel:
+        QTest.mouseClick(panel.backend_box.setup_button, Qt.MouseButton.LeftButton)
+        dialog = panel.setup_dialog
+        QTest.mouseClick(panel.backend_box.setup_button, Qt.MouseButton.LeftButton)
+        assert panel.setup_dialog is dialog, "each click opened another dialog"
+        assert dialog.torch_combo.currentData() == "cuda" and "H200" in dialog.gpu_label.text()
+        assert "GB" in dialog.size_label.text()
+        # Install, then Cancel: pip (here the venv step) is stopped, and the dialog says so.
+        wheel = tmp_path / "think2seg-0.1.0-py3-none-any.whl"
+        wheel.write_bytes(b"not really a wheel")
+        dialog.wheel = str(wheel)
+        dialog.folder_widget.setFilePath(str(tmp_path / "env"))
+        dialog.setup_log = str(tmp_path / "setup.log")
+        QTest.mouseClick(dialog.go_button, Qt.MouseButton.LeftButton)
+        assert dialog.running() and dialog.close_button.text() == "Cancel"
+        QTest.mouseClick(dialog.close_button, Qt.MouseButton.LeftButton)
+        assert wait_until(lambda: not dialog.running(), timeout=30)
+        assert "cancelled" in dialog.status_label.text()
+        assert dialog.close_button.text() == "Close" and dialog.isVisible()
+        # An existing environment: the folder is taken as the backend's.
+        venv = tmp_path / "existing"
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")
+        (venv / "bin" / "python").chmod(0o755)
+        dialog.existing_radio.click()
+        dialog.existing_widget_path.setFilePath(str(venv))
+        QTest.mouseClick(dialog.go_button, Qt.MouseButton.LeftButton)
+        assert panel.backend_box.settings().python == str(venv)
+        panel.launcher.stop()
+        dialog.close()

@@ -419,6 +419,14 @@ class Think2SegPanel(QgsDockWidget):
         """The guided first run: install a backend into a managed venv, or connect to a running one."""
         from .setup_dialog import SetupDialog
 
+        current = getattr(self, "setup_dialog", None)
+        try:
+            if current is not None and current.isVisible():  # one set-up at a time: bring it to the front
+                current.raise_()
+                current.activateWindow()
+                return current
+        except RuntimeError:  # deleted
+            pass
         dialog = SetupDialog(self.backend_box, self)
         dialog.show()
         self.setup_dialog = dialog

@@ -635,12 +635,87 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>No NVIDIA GPU found (nvidia-smi): CPU it is.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Found {gpu}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the backend first starts.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Compute</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Use an existing backend environment</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>A venv folder, or a project folder that has a .venv</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>the content of the backend's token file</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Install</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Close</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Use it</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>No Python environment in {folder}: choose the venv folder (it holds bin/python or Scripts/python.exe), or a project folder that has a .venv.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Starting the backend of {folder}… (the panel shows how it goes)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Step {n} of {count}: {title}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>The set-up was cancelled; press Install to start it again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>pip could not reach the Python package index (no network, or a proxy or firewall in between): connect this computer to the internet, or set the proxy under QGIS's Settings &gt; Options &gt; Network, and press Install again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -691,31 +766,6 @@
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>NVIDIA GPU (CUDA)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Folder</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Compute</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>the content of the backend's token file</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Install</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Close</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -955,7 +1005,7 @@ Reasoning:
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its reasoning.
 
-The area (the whole layer by default) is exported and sent to a Think2Seg backend: the one set in the Think2Seg panel, or the “Backend URL” advanced parameter, or $THINK2SEG_BACKEND_URL (the token comes from the panel's settings or $THINK2SEG_TOKEN_FILE). Areas larger than the image size bound are read at full resolution and tiled by the backend.
+The area (the whole layer by default) is exported and sent to the Think2Seg backend set in the Think2Seg panel (or to the one the “Backend URL” advanced parameter names), with the token the panel uses. Areas larger than the image size bound are read at full resolution and tiled by the backend.
 
 Outputs are in the raster's CRS; every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and attributes as the panel.</source>
         <translation type="unfinished"></translation>
