@@ -53,7 +53,7 @@ from qgis.PyQt.QtWidgets import (
 
 from .client import BackendClient
 from .compat import FIELD_BOOL, FIELD_INT, FIELD_STRING, make_field
-from .errors import Think2SegError
+from .errors import VIEW_NOT_FOUND, Think2SegError
 from .i18n import tr
 from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geojson, area_m2
 
@@ -321,6 +321,12 @@ class RefineMapTool(QgsMapTool):
                 self._submit()  # this answer is for prompts the user has already changed
             return
         if error is not None:
+            if error.code == VIEW_NOT_FOUND:  # not the backend's sentence: it names the view by its hex id
+                self.failed.emit(tr(
+                    "The backend no longer holds the image of this result (it restarted, or newer answers took its "
+                    "place), so it cannot be refined: run the query again, then refine the new result."
+                ))
+                return
             self.failed.emit(error.message)
             return
         if self.edit is None or self.edit.instance != instance:

@@ -737,3 +737,46 @@ def test_the_set_up_dialog_cancels_finds_the_gpu_and_takes_an_existing_environme
         assert panel.backend_box.settings().python == str(venv)
         panel.launcher.stop()
         dialog.close()
+
+
+# -- 16: a result from before a backend restart: a sentence, not a hex view id ----------------------------
+def test_refining_a_result_the_backend_forgot_says_what_to_do(iface, project, tmp_path):
+    from test_layers import X0, Y0, canned_answer, context
+
+    from think2seg_qgis.layers import add_to_project, build_result_layers
+
+    server = RefineServer(X0, Y0)
+    view_id = "0123456789abcdef0123456789abcdef"
+    server.refine_answer = None
+    handler = server.httpd.RequestHandlerClass
+
+    def do_POST(self):  # noqa: N802 - as the service answers for a view it does not hold
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        server.answer = (404, {"error": {"code": "view_not_found", "message": f"No view {view_id} here."}})
+        self._answer()
+        server.answer = (200, HEALTHY)
+
+    handler.do_POST = do_POST
+    (tmp_path / "token").write_text("t")
+    remote_panel_settings(server.url, tmp_path / "token")
+    answer = canned_answer()
+    answer["view_id"] = view_id
+    result = build_result_layers(answer, context())
+    add_to_project(result, project)
+    canvas = iface.mapCanvas()
+    canvas.setDestinationCrs(result.masks.crs())
+    try:
+        with open_panel(iface) as panel:
+            canvas.setExtent(result.masks.extent().buffered(50))
+            canvas.refresh()
+            iface.setActiveLayer(result.masks)
+            panel.refine.action.trigger()
+            point = canvas.getCoordinateTransform().transform(X0 + 50, Y0 + 40)
+            QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                             QPoint(int(point.x()), int(point.y())))
+            assert wait_until(lambda: "run the query again" in panel.status_label.text(), timeout=20), (
+                panel.status_label.text())
+            assert view_id not in panel.status_label.text()
+            panel.refine.action.setChecked(False)
+    finally:
+        server.close()

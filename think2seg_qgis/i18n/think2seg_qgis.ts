@@ -770,6 +770,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/errors.py"/>
+        <source>“Device” (Backend settings)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/errors.py"/>
         <source> at {url}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -841,11 +846,6 @@
     <message>
         <location filename="../../think2seg_qgis/errors.py"/>
         <source>“SAM2 checkpoint” (Backend settings)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/errors.py"/>
-        <source>“Device” (Backend settings)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1158,6 +1158,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
         <source>This answer has no instance {instance}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>The backend no longer holds the image of this result (it restarted, or newer answers took its place), so it cannot be refined: run the query again, then refine the new result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
