@@ -48,6 +48,9 @@ MODE_LOCAL = "local"
 MODE_REMOTE = "remote"
 DESTINATION_MEMORY = "memory"
 DESTINATION_GEOPACKAGE = "geopackage"
+#: The default: a GeoPackage in the project's folder, so results (reasoning and all) survive quitting QGIS; while
+#: the project is not saved yet there is no such folder, and the results are temporary layers (the panel says so).
+DESTINATION_PROJECT = "project"
 
 AREA_CANVAS = "canvas"
 AREA_LAYER = "layer"
@@ -129,7 +132,7 @@ class RunSettings:
 
     sam_size: str = DEFAULT_SAM_SIZE
     max_reasoning_tokens: int = DEFAULT_REASONING_TOKENS
-    destination: str = DESTINATION_MEMORY
+    destination: str = DESTINATION_PROJECT
     area: str = AREA_CANVAS
     export_max_size: int = DEFAULT_EXPORT_MAX_SIZE
     tiled_max_size: int = DEFAULT_TILED_MAX_SIZE

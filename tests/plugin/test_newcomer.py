@@ -780,3 +780,25 @@ def test_refining_a_result_the_backend_forgot_says_what_to_do(iface, project, tm
             panel.refine.action.setChecked(False)
     finally:
         server.close()
+
+
+# -- 18: results survive a restart by default -----------------------------------------------------------------
+def test_results_go_to_a_geopackage_in_the_project_folder_by_default(iface, project, use_service, tmp_path):
+    from test_panel_e2e import _prepare
+
+    with open_panel(iface) as panel:
+        assert panel.destination_combo.currentData() == "project"
+        _prepare(panel, iface, project)
+        panel.sam_combo.setCurrentText("tiny")
+        # Not saved yet: temporary layers, and the panel says how to keep the next ones.
+        outcome, result = run_panel(panel, timeout=300)
+        assert result is not None, panel.status_label.text()
+        assert result.masks.providerType() == "memory"
+        assert "save the project" in panel.status_label.text()
+        # Saved: the next result goes to a GeoPackage beside the project file, reasoning and all.
+        assert project.write(str(tmp_path / "survey.qgz"))
+        outcome, result = run_panel(panel, timeout=300)
+        assert result is not None, panel.status_label.text()
+        gpkg = tmp_path / "think2seg_results.gpkg"
+        assert result.masks.providerType() == "ogr" and str(gpkg) in result.masks.source()
+        assert gpkg.is_file()

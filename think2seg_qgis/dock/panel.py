@@ -62,6 +62,7 @@ from ..settings import (
     DEFAULT_TILED_MAX_SIZE,
     DESTINATION_GEOPACKAGE,
     DESTINATION_MEMORY,
+    DESTINATION_PROJECT,
     SAM_SIZE_BACKEND,
     SAM_SIZES,
     backend_token,
@@ -78,6 +79,7 @@ AREAS = (
     (AREA_SELECTION, tr_noop("Selected features of")),
 )
 DESTINATIONS = (
+    (DESTINATION_PROJECT, tr_noop("GeoPackage in the project folder")),
     (DESTINATION_MEMORY, tr_noop("Temporary layers")),
     (DESTINATION_GEOPACKAGE, tr_noop("GeoPackage next to the raster")),
 )
@@ -566,13 +568,25 @@ class Think2SegPanel(QgsDockWidget):
             clip_geometry=request.clip_geometry,
         )
         geopackage = None
-        if self.run_settings.destination == DESTINATION_GEOPACKAGE:
+        destination = self.run_settings.destination
+        temporary_note = ""
+        if destination == DESTINATION_PROJECT:
+            home = QgsProject.instance().homePath() if QgsProject.instance().fileName() else ""
+            if home and os.access(home, os.W_OK):
+                destination, geopackage = DESTINATION_GEOPACKAGE, os.path.join(home, "think2seg_results.gpkg")
+            else:
+                destination = DESTINATION_MEMORY
+                temporary_note = tr(
+                    "These are temporary layers (QGIS drops them on quit): save the project, and the next results go "
+                    "to a GeoPackage in its folder."
+                )
+        elif destination == DESTINATION_GEOPACKAGE:
             home = QgsProject.instance().homePath() or tempfile.gettempdir()
             geopackage = geopackage_path_for(
                 request.source.file_path, home if os.access(home, os.W_OK) else tempfile.gettempdir()
             )
         try:
-            result = build_result_layers(answer, context, self.run_settings.destination, geopackage)
+            result = build_result_layers(answer, context, destination, geopackage)
         except Think2SegError as error:
             self._say(error.message, Qgis.MessageLevel.Critical)
             return None
@@ -587,7 +601,7 @@ class Think2SegPanel(QgsDockWidget):
         self.last_result = result
         self._zoom_to(result)
         where = tr(" (saved in {path})").format(path=geopackage) if geopackage else ""
-        note = sam_size_note(answer, request.options.sam_size)
+        note = " ".join(part for part in (sam_size_note(answer, request.options.sam_size), temporary_note) if part)
         self._say(
             tr("{message} for “{query}” in “{layer}”{where}. {note}")
             .format(

@@ -590,6 +590,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>These are temporary layers (QGIS drops them on quit): save the project, and the next results go to a GeoPackage in its folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>Nothing matches “{query}” inside the selected polygons.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -621,6 +626,11 @@
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>Selected features of</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>GeoPackage in the project folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
