@@ -448,7 +448,7 @@ def test_a_typed_token_goes_to_the_token_file_that_processing_reads_too(iface, t
             server.headers.clear()
             with pytest.raises(QgsProcessingException):  # the tiny server refuses uploads: only the header counts
                 processing.run("think2seg:segment", {
-                    "INPUT": load_raster(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:",
+                    "INPUT": str(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:",
                 })
             assert "Bearer typed-in-the-panel" in server.headers, server.headers
     finally:
