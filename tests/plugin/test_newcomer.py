@@ -802,3 +802,12 @@ def test_results_go_to_a_geopackage_in_the_project_folder_by_default(iface, proj
         gpkg = tmp_path / "think2seg_results.gpkg"
         assert result.masks.providerType() == "ogr" and str(gpkg) in result.masks.source()
         assert gpkg.is_file()
+
+
+# -- 14: the toolbox help speaks of the panel, not of environment variables --------------------------------
+def test_the_toolbox_help_names_no_environment_variables(qgis_app):
+    from think2seg_qgis.processing.segment_algorithm import SegmentAlgorithm
+
+    text = SegmentAlgorithm().shortHelpString()
+    assert "$THINK2SEG" not in text and "`" not in text, text
+    assert "panel" in text
