@@ -22,8 +22,12 @@ from .client import BackendClient, BackendHealth
 from .errors import (
     INTERNAL,
     MODELS_LOADING,
+    NO_TOKEN,
     NOT_CONFIGURED,
     NOT_STARTED,
+    TIMEOUT,
+    UNAUTHORIZED,
+    UNREACHABLE,
     Think2SegError,
 )
 from .i18n import tr
@@ -36,6 +40,8 @@ STATE_STARTING = "starting"
 STATE_READY = "ready"
 STATE_CRASHED = "crashed"
 STATE_FAILED = "failed"  # the process runs but its models cannot load: it will never answer a query
+STATE_UNAUTHORIZED = "unauthorized"  # something answers on the port but refuses the token the panel holds
+STATE_ERROR = "error"  # something answers on the port, but not as a Think2Seg backend would (see the sentence)
 
 
 def download_sentence(download: dict) -> str:
@@ -267,6 +273,18 @@ class BackendLauncher(QObject):
                 self._set_state(STATE_STARTING, loading)
         elif isinstance(result, Think2SegError) and result.code == MODELS_LOADING:
             self._set_state(STATE_STARTING, loading)
+        elif isinstance(result, Think2SegError) and result.code in (UNAUTHORIZED, NO_TOKEN):
+            # An answer, but not to us: waiting will not change it (another backend on the port, or another
+            # token file). Say so instead of "Starting…" forever.
+            self._set_state(
+                STATE_UNAUTHORIZED,
+                tr(
+                    "A backend answers at {url} but refuses the token in {path}: another backend may hold the port. "
+                    "Press Stop, then change the Port or the Token file under Backend > Settings."
+                ).format(url=self.settings.effective_url(), path=self.settings.effective_token_file()),
+            )
+        elif isinstance(result, Think2SegError) and result.code not in (UNREACHABLE, TIMEOUT):
+            self._set_state(STATE_ERROR, result.message)
         elif self.state != STATE_READY:
             self._set_state(STATE_STARTING, tr("Starting the local backend ({seconds:.0f} s)…").format(seconds=elapsed))
         else:

@@ -82,11 +82,20 @@ class BackendHealth:
             )
         if not self.loaded:
             return tr("Backend starting on {device}: loading the models…").format(device=device)
+        model = self.model_name()
+        extra = tr(", model {model}").format(model=model) if model else ""
+        if (self.device or "").lower() == "cpu":  # say what it means before the first run takes minutes
+            extra += tr(" (on a CPU an answer takes minutes)")
         if self.running or self.waiting:
-            return tr("Backend ready on {device}: {running} running, {waiting} waiting").format(
-                device=device, running=self.running, waiting=self.waiting
+            return tr("Backend ready on {device}{extra}: {running} running, {waiting} waiting").format(
+                device=device, extra=extra, running=self.running, waiting=self.waiting
             )
-        return tr("Backend ready on {device}").format(device=device)
+        return tr("Backend ready on {device}{extra}").format(device=device, extra=extra)
+
+    def model_name(self) -> str:
+        """The reasoner as a user tells it apart: "Think2Seg-RS-3B", or the folder name of a local (test) model."""
+        name = self.reasoner.strip().rstrip("/\\")
+        return name.replace("\\", "/").rsplit("/", 1)[-1] if name else ""
 
 
 def encode_multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[bytes, str]:
@@ -195,10 +204,32 @@ class BackendClient:
         except urllib.error.URLError as error:
             if isinstance(error.reason, (socket.timeout, TimeoutError)):
                 raise Think2SegError(TIMEOUT, backend_sentence(TIMEOUT, "", self.url)) from None
+            if body and isinstance(error.reason, ConnectionError):
+                raise self._broken_upload() from None
             raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
-        except (ConnectionError, OSError):
+        except ConnectionError:
+            if body:
+                raise self._broken_upload() from None
+            raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
+        except OSError:
             raise Think2SegError(UNREACHABLE, backend_sentence(UNREACHABLE, "", self.url)) from None
         return status, self._json(payload)
+
+    def _broken_upload(self) -> Think2SegError:
+        """The connection broke while the body went up (a broken pipe, a reset). A backend that refuses the token
+        answers 401 before it reads the body, so the upload breaks: ask /v1/health with the same token to tell a
+        refused token (or a loading backend) from a backend that is really gone."""
+        try:
+            self.health(timeout=self.timeout)
+        except Think2SegError as error:
+            return error  # unauthorized, no token, unreachable: what the backend says to this token
+        return Think2SegError(
+            UNREACHABLE,
+            tr(
+                "The backend at {url} broke off the upload of the image although it answers; try again, or a "
+                "smaller area (see the backend's log)."
+            ).format(url=self.url),
+        )
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}

@@ -42,6 +42,7 @@ BAD_OPTIONS = "bad_options"
 QUEUE_FULL = "queue_full"
 WRONG_HOST = "wrong_host"
 JOB_NOT_FINISHED = "job_not_finished"
+VIEW_NOT_FOUND = "view_not_found"  # refine: the backend no longer holds the answer's view (restarted, or evicted)
 
 # The backend's HTTP error codes the plugin names (tests/plugin/test_backend_errors.py checks them against the
 # backend's own table, think2seg.errors.ERROR_CODES).

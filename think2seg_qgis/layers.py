@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from osgeo import ogr
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsDistanceArea,
@@ -343,7 +344,11 @@ def _set_abstract(layer: QgsVectorLayer, text: str) -> None:
     metadata = layer.metadata()
     metadata.setAbstract(text)
     layer.setMetadata(metadata)
-    if hasattr(layer, "setAbstract"):  # the layer properties' abstract (server tab) in 3.22
+    # The layer properties' abstract (server tab): QgsMapLayer.setAbstract() until 3.38, which deprecates it for
+    # serverProperties() (a DeprecationWarning on 3.40 if called there).
+    if Qgis.QGIS_VERSION_INT >= 33800 and hasattr(layer, "serverProperties"):
+        layer.serverProperties().setAbstract(text)
+    elif hasattr(layer, "setAbstract"):
         layer.setAbstract(text)
 
 
@@ -415,6 +420,30 @@ def build_result_layers(
     message = str(answer.get("message") or tr("{n} instance(s) found").format(n=len(masks)))
     mark_result_layers(layers, answer)
     return ResultLayers(layers["masks"], layers["points"], layers["boxes"], group, message)
+
+
+def area_text(area_m2_total: float) -> str:
+    """Hectares from 1 ha up, m² below, with thousands separators ("1,496.47 ha")."""
+    if area_m2_total >= 1e4:
+        return tr("{area:,.2f} ha").format(area=area_m2_total / 1e4)
+    return tr("{area:,.0f} m²").format(area=area_m2_total)
+
+
+def summary_sentence(masks: QgsVectorLayer, edited: bool = False) -> str:
+    """The result's count and area as its masks layer holds them now (after refine edits too)."""
+    index = masks.fields().indexOf(AREA_FIELD)
+    n, total = 0, 0.0
+    for feature in masks.getFeatures():
+        n += 1
+        value = feature.attribute(index) if index >= 0 else None
+        try:
+            total += float(value or 0.0)
+        except (TypeError, ValueError):
+            pass
+    sentence = (tr("1 instance, {area} in all") if n == 1 else tr("{n:,} instances, {area} in all")).format(
+        n=n, area=area_text(total)
+    )
+    return sentence + (tr(" (after your edits)") if edited else "") + "."
 
 
 #: Layer custom properties that let the refine tool find an answer's layers and its backend view.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import Qt
+from qgis.core import QgsApplication, QgsSettings
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
@@ -13,6 +13,11 @@ from .processing.provider import PROVIDER_ID, Think2SegProvider
 from .resource_files import icon_path
 
 MENU = "&Think2Seg"
+PANEL_OPEN_KEY = "think2seg/panel/open"
+
+
+def _value_true(value) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes")
 
 
 class Think2SegPlugin:
@@ -49,6 +54,13 @@ class Think2SegPlugin:
         self.action.toggled.connect(self._toggle_panel)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)  # Raster menu: metadata's category=Raster
+        if _value_true(QgsSettings().value(PANEL_OPEN_KEY, False)):
+            # Open when QGIS last closed: back once QGIS has finished starting (its window and docks restored).
+            QTimer.singleShot(0, self._reopen_panel)
+
+    def _reopen_panel(self) -> None:
+        if self.action is not None and self.panel is None:
+            self.show_panel()
 
     def _ensure_panel(self):
         if self.panel is None:
@@ -87,6 +99,8 @@ class Think2SegPlugin:
             self.action.blockSignals(False)
 
     def unload(self) -> None:
+        # QGIS unloads its plugins when it quits: remember whether the panel was open, to open it next time.
+        QgsSettings().setValue(PANEL_OPEN_KEY, bool(self.panel is not None and self.panel.isVisible()))
         if self.panel is not None:
             self.panel.shutdown()
             self.iface.removeDockWidget(self.panel)

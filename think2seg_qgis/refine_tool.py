@@ -37,8 +37,8 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.gui import QgsMapTool, QgsRubberBand
-from qgis.PyQt.QtCore import QPoint, Qt, pyqtSignal
+from qgis.gui import QgsGui, QgsMapTool, QgsRubberBand
+from qgis.PyQt.QtCore import QPoint, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QKeySequence
 from qgis.PyQt.QtWidgets import (
     QAction,
@@ -53,14 +53,18 @@ from qgis.PyQt.QtWidgets import (
 
 from .client import BackendClient
 from .compat import FIELD_BOOL, FIELD_INT, FIELD_STRING, make_field
-from .errors import Think2SegError
+from .errors import VIEW_NOT_FOUND, Think2SegError
 from .i18n import tr
 from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geojson, area_m2
 
 LOG_TAG = "Think2Seg"
 #: A press and release further apart than this (screen pixels) is a drag (a box), not a click.
 DRAG_PIXELS = 5
-SHORTCUT = "Ctrl+Alt+R"
+#: The default shortcut of Refine. Not Ctrl+Alt+R: QGIS's Processing > Results Viewer has that one. Registered with
+#: QGIS's shortcuts manager (Settings > Keyboard Shortcuts), so a user can change it; when the default is taken by
+#: another action there, the next candidate is used.
+SHORTCUT = "Ctrl+Alt+E"
+SHORTCUT_CANDIDATES = (SHORTCUT, "Ctrl+Shift+Alt+E")
 MODEL, USER = "model", "user"
 
 
@@ -317,6 +321,12 @@ class RefineMapTool(QgsMapTool):
                 self._submit()  # this answer is for prompts the user has already changed
             return
         if error is not None:
+            if error.code == VIEW_NOT_FOUND:  # not the backend's sentence: it names the view by its hex id
+                self.failed.emit(tr(
+                    "The backend no longer holds the image of this result (it restarted, or newer answers took its "
+                    "place), so it cannot be refined: run the query again, then refine the new result."
+                ))
+                return
             self.failed.emit(error.message)
             return
         if self.edit is None or self.edit.instance != instance:
@@ -479,10 +489,23 @@ class RefineMapTool(QgsMapTool):
         super().deactivate()
 
 
+def free_shortcut() -> str:
+    """The first of SHORTCUT_CANDIDATES that no other action registered with QGIS uses (QGIS's own, other plugins')."""
+    manager = QgsGui.shortcutsManager()
+    for candidate in SHORTCUT_CANDIDATES:
+        owner = manager.objectForSequence(QKeySequence(candidate))
+        if owner is None or owner.objectName() == "think2segRefine":
+            return candidate
+    return SHORTCUT
+
+
 class RefineControls(QWidget):
     """The panel's refine row: the tool button (with its shortcut), the instance picker, Undo, Reset, Done.
 
     ``group_for()`` gives the result group to edit (the active layer's, else the panel's last result)."""
+
+    #: after each applied refine (and reset): the group whose masks changed
+    edited = pyqtSignal(object)
 
     def __init__(self, iface, group_for: Callable[[], ResultGroup | None], client_factory: Callable[[], BackendClient],
                  say: Callable[[str], None], parent: QWidget | None = None):
@@ -492,9 +515,15 @@ class RefineControls(QWidget):
         self.action = QAction(tr("Refine"), self)
         self.action.setObjectName("think2segRefine")
         self.action.setCheckable(True)
-        self.action.setShortcut(QKeySequence(SHORTCUT))
-        self.action.setToolTip(tr("Refine an instance of the selected result with clicks ({shortcut}): left click "
-                                  "adds, right click removes, a drag redraws the box").format(shortcut=SHORTCUT))
+        self.action.setShortcut(QKeySequence(free_shortcut()))
+        QgsGui.shortcutsManager().registerAction(self.action, self.action.shortcut().toString())
+        self._previous_tool = None  # the map tool before Refine, given back on Done
+        self.action.setToolTip(
+            tr("Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click "
+               "removes, a drag redraws the box").format(
+                shortcut=self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            )
+        )
         self.action.toggled.connect(self._toggled)
         button = QToolButton()
         button.setDefaultAction(self.action)
@@ -528,11 +557,35 @@ class RefineControls(QWidget):
         for w in (self.instance_combo, self.undo_button, self.reset_button, self.done_button):
             w.setEnabled(on)
 
+    def unregister(self) -> None:
+        """Out of QGIS's shortcuts manager (the plugin unloads)."""
+        try:
+            QgsGui.shortcutsManager().unregisterAction(self.action)
+        except RuntimeError:  # already deleted
+            pass
+
+    def _restore_previous_tool(self, canvas) -> None:
+        previous, self._previous_tool = self._previous_tool, None
+        if previous is None:
+            return
+        try:
+            canvas.setMapTool(previous)  # the pan (or whatever the user had): the map must not feel frozen
+        except RuntimeError:  # that tool was deleted meanwhile
+            pass
+
+    def _uncheck(self) -> None:
+        self.action.setChecked(False)
+
     def _toggled(self, checked: bool) -> None:
         canvas = self.iface.mapCanvas()
         if not checked:
-            if self.tool is not None and canvas.mapTool() is self.tool:
+            current = canvas.mapTool()
+            if self.tool is not None and current is self.tool:
                 canvas.unsetMapTool(self.tool)
+                current = canvas.mapTool()
+            if current is None:  # Done, Escape or the button: not when the user picked another tool themselves
+                self._restore_previous_tool(canvas)
+            self._previous_tool = None
             self.tool = None
             self._enable(False)
             self.status.setText("")
@@ -545,9 +598,14 @@ class RefineControls(QWidget):
         self.tool = RefineMapTool(canvas, group, self.client_factory)
         self.tool.refined.connect(self._refined)
         self.tool.failed.connect(self.say)
-        self.tool.deactivated.connect(lambda: self.action.setChecked(False))
+        # After the canvas has finished switching: then it tells whether the user chose another tool (keep it) or
+        # the tool left by itself (Escape: give the previous tool back).
+        self.tool.deactivated.connect(lambda: QTimer.singleShot(0, self._uncheck))
         self._list_instances(group.instances()[0] if group.instances() else None)
         self._instance_changed()
+        current = canvas.mapTool()
+        if current is not None and not isinstance(current, RefineMapTool):
+            self._previous_tool = current
         canvas.setMapTool(self.tool)
         self._enable(True)
         self.status.setText(tr("Left click: add; right click: remove; drag: redraw the box."))
@@ -560,16 +618,18 @@ class RefineControls(QWidget):
         combo.blockSignals(True)
         combo.clear()
         for k in instances:
-            combo.addItem(tr("Instance {instance}").format(instance=k), k)
+            combo.addItem(tr("Instance {instance}").format(instance=k + 1), k)  # counted from 1, as people do
         combo.addItem(tr("New instance"), None)
         combo.setCurrentIndex(instances.index(current) if current in instances else len(instances))
         combo.blockSignals(False)
 
     def _refined(self, instance: int) -> None:
-        self.status.setText(tr("Instance {instance} updated.").format(instance=instance))
+        self.status.setText(tr("Instance {instance} updated.").format(instance=instance + 1))
         # A new instance's first answer adds it to the masks layer (a Reset removes it again): list it now,
         # selected, as the instance under edit.
         self._list_instances(instance)
+        if self.tool is not None:
+            self.edited.emit(self.tool.group)
 
     def _instance_changed(self, *_args) -> None:
         if self.tool is None:

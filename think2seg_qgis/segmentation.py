@@ -6,6 +6,7 @@ callables: ``progress`` (fraction 0-1, sentence) and ``is_cancelled``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,32 @@ class SegmentationOptions:
         return options
 
 
+_TILE = re.compile(r"^.+: tile (\d+) of (\d+)$")
+_TILES = re.compile(r"^.+: (\d+) tiles$")
+_RESUMED = re.compile(r"^.+: (\d+) of (\d+) tiles already done$")
+
+
+def job_sentence(message: str) -> str:
+    """A job status message as the panel shows it: no internal upload names (``tmp__6rwvhb.upload: 4 tiles``)."""
+    message = message.strip()
+    match = _TILE.match(message)
+    if match:
+        return tr("Tile {n} of {total} done…").format(n=int(match.group(1)), total=int(match.group(2)))
+    match = _TILES.match(message)
+    if match:
+        return tr("Reading the area in {total} tiles…").format(total=int(match.group(1)))
+    match = _RESUMED.match(message)
+    if match:
+        return tr("{n} of {total} tiles already done…").format(n=int(match.group(1)), total=int(match.group(2)))
+    known = {
+        "waiting for the GPU": tr("Waiting for the backend (another run goes first)…"),
+        "reading and reasoning": tr("Reading the image and reasoning…"),
+        "running": tr("Running…"),
+        "queued": tr("Waiting for the backend…"),
+    }
+    return known.get(message, message)
+
+
 def cancelled_error() -> Think2SegError:
     return Think2SegError(CANCELLED, tr("The segmentation was cancelled; nothing was added to the project."))
 
@@ -75,7 +102,7 @@ def run_segmentation(
             status = client.job_status(job_id)
             state = status.get("status")
             fraction = float(status.get("progress") or 0.0)
-            progress(fraction, str(status.get("message") or state or ""))
+            progress(fraction, job_sentence(str(status.get("message") or state or "")))
             if state == JOB_DONE:
                 return client.job_result(job_id)
             if state == JOB_CANCELLED:

@@ -35,10 +35,22 @@ DEFAULT_TILE_SIZE = 1024
 DEFAULT_TILE_OVERLAP = 128
 HISTORY_LENGTH = 20
 
+#: Where a token typed in the panel is kept. The token file is the default (no master password involved): the
+#: panel, the toolbox and the local backend all read that one file. The authentication database is offered in the
+#: panel with a sentence, because QGIS then asks for (or to set) its master password.
+TOKEN_IN_FILE = "file"
+TOKEN_IN_AUTHDB = "authdb"
+# A typed token that could not be kept (a token file from $THINK2SEG_TOKEN_FILE is not ours to overwrite): held for
+# this QGIS session, where the panel and Processing both find it (load_backend_settings).
+_SESSION = {"token": ""}
+
 MODE_LOCAL = "local"
 MODE_REMOTE = "remote"
 DESTINATION_MEMORY = "memory"
 DESTINATION_GEOPACKAGE = "geopackage"
+#: The default: a GeoPackage in the project's folder, so results (reasoning and all) survive quitting QGIS; while
+#: the project is not saved yet there is no such folder, and the results are temporary layers (the panel says so).
+DESTINATION_PROJECT = "project"
 
 AREA_CANVAS = "canvas"
 AREA_LAYER = "layer"
@@ -61,6 +73,7 @@ class BackendSettings:
     url: str = ""  # remote mode: the service's base URL
     token: str = ""  # remote mode: a token just typed in the panel; kept only in memory (see authcfg)
     authcfg: str = ""  # remote mode: the QGIS authentication config that holds the token (encrypted)
+    token_storage: str = TOKEN_IN_FILE  # where a typed token goes: the token file, or the auth DB (authcfg)
     token_file: str = field(default_factory=default_token_file)
     python: str = ""  # local mode: an interpreter or a venv folder that has the `think2seg` package
     model: str = ""  # empty: the backend's default (the published weights)
@@ -98,7 +111,7 @@ class BackendSettings:
         if self.mode == MODE_REMOTE and not os.environ.get(ENV_TOKEN_FILE):
             if self.token.strip():
                 return self.token.strip()
-            if self.authcfg:
+            if self.authcfg and self.token_storage == TOKEN_IN_AUTHDB:  # the user chose it (and its master password)
                 return load_token(self.authcfg)
         path = self.effective_token_file()
         try:
@@ -119,7 +132,7 @@ class RunSettings:
 
     sam_size: str = DEFAULT_SAM_SIZE
     max_reasoning_tokens: int = DEFAULT_REASONING_TOKENS
-    destination: str = DESTINATION_MEMORY
+    destination: str = DESTINATION_PROJECT
     area: str = AREA_CANVAS
     export_max_size: int = DEFAULT_EXPORT_MAX_SIZE
     tiled_max_size: int = DEFAULT_TILED_MAX_SIZE
@@ -178,14 +191,35 @@ def _value(settings: QgsSettings, key: str, default, kind):
         return default
 
 
+def backend_token(settings: BackendSettings | None = None) -> str:
+    """The one credential: what the panel sends is what Processing sends (both call this)."""
+    return (settings or load_backend_settings()).read_token()
+
+
+def write_token_file(path: str, token: str) -> None:
+    """``token`` in ``path``, readable by this user only (0600, in a 0700 folder), as the backend writes it."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+
+
 def load_backend_settings() -> BackendSettings:
     s = QgsSettings()
     d = BackendSettings()
+    authcfg = _value(s, "backend/authcfg", d.authcfg, str)
+    # Before the token file was the default, a typed token went to the auth DB: keep reading it from there.
+    storage = _value(s, "backend/token_storage", TOKEN_IN_AUTHDB if authcfg else TOKEN_IN_FILE, str)
     return BackendSettings(
         mode=_value(s, "backend/mode", d.mode, str),
         url=_value(s, "backend/url", d.url, str),
-        token=_value(s, "backend/token", d.token, str),  # only a plain-text token from before authcfg
-        authcfg=_value(s, "backend/authcfg", d.authcfg, str),
+        # a token held for this session only, else a plain-text token from before authcfg
+        token=_SESSION["token"] or _value(s, "backend/token", d.token, str),
+        authcfg=authcfg,
+        token_storage=storage if storage in (TOKEN_IN_FILE, TOKEN_IN_AUTHDB) else TOKEN_IN_FILE,
         token_file=_value(s, "backend/token_file", d.token_file, str) or d.token_file,
         python=_value(s, "backend/python", d.python, str),
         model=_value(s, "backend/model", d.model, str),
@@ -199,19 +233,29 @@ def load_backend_settings() -> BackendSettings:
 
 
 def save_backend_settings(backend: BackendSettings) -> None:
-    """Saves the settings; a typed token goes to QGIS's authentication database, never to QGIS3.ini."""
+    """Saves the settings; a typed token goes to the token file (or, when the user chose it, QGIS's authentication
+    database), never to QGIS3.ini."""
     s = QgsSettings()
-    if backend.token.strip():
-        try:
-            backend.authcfg = store_token(backend.token.strip(), backend.authcfg)
+    token = backend.token.strip()
+    if token and backend.token_storage == TOKEN_IN_AUTHDB:
+        try:  # the user asked for it: QGIS may now ask for its master password
+            backend.authcfg = store_token(token, backend.authcfg)
             backend.token = ""  # nosec B105  # clears the plain-text copy once the token is in QGIS's auth store
         except RuntimeError:
             pass  # kept in memory for this session only; the panel says so
+    elif token and not os.environ.get(ENV_TOKEN_FILE, "").strip():
+        try:
+            write_token_file(backend.effective_token_file(), token)
+            backend.token = ""  # nosec B105  # clears the plain-text copy once the token is in its file
+        except OSError:
+            pass  # kept in memory for this session only
+    _SESSION["token"] = backend.token.strip()
     s.remove(f"{PREFIX}/backend/token")
     for key, value in (
         ("mode", backend.mode),
         ("url", backend.url),
         ("authcfg", backend.authcfg),
+        ("token_storage", backend.token_storage),
         ("token_file", backend.token_file),
         ("python", backend.python),
         ("model", backend.model),

@@ -6,6 +6,7 @@ from think2seg_qgis.settings import (
     HISTORY_LENGTH,
     MODE_LOCAL,
     MODE_REMOTE,
+    TOKEN_IN_AUTHDB,
     BackendSettings,
     RunSettings,
     load_backend_settings,
@@ -22,7 +23,9 @@ def test_backend_settings_round_trip(qgis_app):
     manager = QgsApplication.authManager()
     if not manager.masterPasswordIsSet():
         assert manager.setMasterPassword("think2seg-tests", True)
-    settings = BackendSettings(mode=MODE_REMOTE, url="http://gpu:9000/", token="abc", port=9001, device="cpu")
+    settings = BackendSettings(
+        mode=MODE_REMOTE, url="http://gpu:9000/", token="abc", port=9001, device="cpu", token_storage=TOKEN_IN_AUTHDB
+    )
     save_backend_settings(settings)
     loaded = load_backend_settings()
     assert loaded.mode == MODE_REMOTE and loaded.url == "http://gpu:9000/" and loaded.port == 9001

@@ -7,7 +7,9 @@ import os
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
 from qgis.PyQt.QtCore import QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
+    QApplication,
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -23,20 +25,24 @@ from qgis.PyQt.QtWidgets import (
 
 from ..backend_launcher import (
     STATE_CRASHED,
+    STATE_ERROR,
     STATE_FAILED,
     STATE_READY,
     STATE_STARTING,
+    STATE_UNAUTHORIZED,
     BackendLauncher,
     HealthProbe,
     download_sentence,
     resolve_interpreter,
 )
 from ..client import BackendHealth
-from ..errors import MODELS_LOADING, UNREACHABLE, Think2SegError
+from ..errors import MODELS_LOADING, NO_TOKEN, UNAUTHORIZED, UNREACHABLE, Think2SegError
 from ..i18n import tr
 from ..settings import (
     MODE_LOCAL,
     MODE_REMOTE,
+    TOKEN_IN_AUTHDB,
+    TOKEN_IN_FILE,
     BackendSettings,
     load_backend_settings,
     save_backend_settings,
@@ -51,6 +57,8 @@ class BackendBox(QgsCollapsibleGroupBox):
     status_changed = pyqtSignal(str, str, str)
     log_requested = pyqtSignal()
     setup_requested = pyqtSignal()
+    #: whether there is a backend to send a run to (configured, or one answering); the panel enables Run with it
+    configured_changed = pyqtSignal(bool)
 
     def __init__(self, launcher: BackendLauncher, parent: QWidget | None = None):
         super().__init__("Backend", parent)
@@ -163,8 +171,18 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.token_edit = QLineEdit()
         self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
+        self.authdb_check = QCheckBox(tr("Keep it in QGIS's password store (QGIS asks for its master password)"))
+        self.authdb_check.setObjectName("think2segTokenInAuthDb")
+        self.authdb_check.setToolTip(
+            tr(
+                "Off (default): a typed token is saved in the token file below, readable by you only; the panel and "
+                "the Processing toolbox both read it. On: QGIS's authentication database keeps it encrypted with "
+                "its master password, which QGIS asks you to set (first time) or to type (once a session)."
+            )
+        )
         remote_form.addRow(tr("URL"), self.url_edit)
         remote_form.addRow(tr("Token"), self.token_edit)
+        remote_form.addRow(self.authdb_check)
         settings_layout.addWidget(self.remote_widget)
 
         self.token_file_widget = QgsFileWidget()
@@ -181,10 +199,13 @@ class BackendBox(QgsCollapsibleGroupBox):
         layout.insertWidget(layout.indexOf(self.settings_box), self.env_label)
 
         self.local_radio.toggled.connect(self._mode_changed)
+        # Expanding a QgsCollapsibleGroupBox shows its children again (QGIS 3.40): hide the other mode's fields anew.
+        self.settings_box.collapsedStateChanged.connect(self._show_mode_fields)
         for widget in (self.model_edit, self.url_edit, self.token_edit):
             widget.editingFinished.connect(self.save)
         for file_widget in (self.python_widget, self.sam_widget, self.token_file_widget):
             file_widget.fileChanged.connect(self.save)
+        self.authdb_check.toggled.connect(self.save)
         self.device_combo.currentTextChanged.connect(self.save)
         self.port_spin.valueChanged.connect(self.save)
 
@@ -199,13 +220,14 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.port_spin.setValue(int(settings.port))
         self.url_edit.setText(settings.url)
         self.token_edit.setText(settings.token)
+        self.authdb_check.setChecked(settings.token_storage == TOKEN_IN_AUTHDB)
         self._show_token_storage(settings)
         self.token_file_widget.setFilePath(settings.token_file)
         self._loading = False
         self._mode_changed()
-        # Open the settings only when there is nothing to connect to or start yet.
-        configured = settings.mode == MODE_REMOTE or bool(settings.python) or settings.url_from_environment()
-        self.settings_box.setCollapsed(configured or bool(os.environ.get("THINK2SEG_BACKEND_PYTHON")))
+        # Folded at first: on a first run "Set up backend…" is the one thing to do (the whole form would bury it);
+        # the status sentence names Settings for an existing environment.
+        self.settings_box.setCollapsed(True)
 
     def settings(self) -> BackendSettings:
         current = load_backend_settings()
@@ -217,15 +239,19 @@ class BackendBox(QgsCollapsibleGroupBox):
         current.port = self.port_spin.value()
         current.url = self.url_edit.text().strip()
         current.token = self.token_edit.text().strip()
+        current.token_storage = TOKEN_IN_AUTHDB if self.authdb_check.isChecked() else TOKEN_IN_FILE
         current.token_file = self.token_file_widget.filePath().strip() or current.token_file
         return current
 
     def save(self, *_args) -> None:
         if not getattr(self, "_loading", False):
             settings = self.settings()
+            typed = bool(settings.token)
             save_backend_settings(settings)
-            if settings.authcfg and not settings.token:
-                self.token_edit.clear()  # now in QGIS's authentication database, not in this field
+            if typed and not settings.token:
+                self.token_edit.clear()  # now in the token file (or the auth DB), not in this field
+            if typed:
+                self.check()  # a new token: ask again, so that "no token" or "refused" does not linger
             self._show_token_storage(settings)
             self._update_env_note()
             if getattr(self, "_checked_url", None) not in (None, settings.effective_url()):
@@ -233,7 +259,13 @@ class BackendBox(QgsCollapsibleGroupBox):
                 self.check()
 
     def _show_token_storage(self, settings: BackendSettings) -> None:
-        if settings.authcfg:
+        if settings.token_storage == TOKEN_IN_FILE:
+            self.token_edit.setPlaceholderText(
+                tr("saved in the token file; type to replace")
+                if settings.mode == MODE_REMOTE and os.path.exists(settings.effective_token_file())
+                else tr("or leave empty to read the token file")
+            )
+        elif settings.authcfg:
             self.token_edit.setPlaceholderText(
                 tr("stored in QGIS's authentication database ({id}); type to replace").format(id=settings.authcfg)
             )
@@ -241,13 +273,22 @@ class BackendBox(QgsCollapsibleGroupBox):
             self.token_edit.setPlaceholderText(tr("or leave empty to read the token file"))
 
     def _mode_changed(self, *_args) -> None:
-        local = self.local_radio.isChecked()
-        self.local_widget.setVisible(local)
-        self.remote_widget.setVisible(not local)
-        self.start_button.setVisible(local)
-        self.stop_button.setVisible(local)
+        self._show_mode_fields()
         self.save()
         self._update_env_note()
+
+    def _show_mode_fields(self, *_args) -> None:
+        local = self.local_radio.isChecked()
+        expanded = not self.settings_box.isCollapsed()
+        self.local_widget.setVisible(local and expanded)
+        self.remote_widget.setVisible(not local and expanded)
+        self.start_button.setVisible(local)
+        self.stop_button.setVisible(local)
+
+    def _editing_settings(self) -> bool:
+        """The user is typing or picking in the settings (focus inside them): never collapse under their hands."""
+        focus = QApplication.focusWidget()
+        return focus is not None and (focus is self.settings_box or self.settings_box.isAncestorOf(focus))
 
     def _update_env_note(self) -> None:
         settings = self.settings()
@@ -266,7 +307,13 @@ class BackendBox(QgsCollapsibleGroupBox):
         self.start_button.setEnabled(not running and not answering and self.is_configured(settings))
         self.stop_button.setEnabled(running)
         # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
-        self.setup_button.setVisible(not answering and not running and not self.is_configured(settings))
+        # Also after a crash: a broken environment needs the installer again.
+        self.setup_button.setVisible(
+            not answering and not running
+            and (not self.is_configured(settings) or self.launcher.state == STATE_CRASHED)
+        )
+        self.check_button.setEnabled(self.is_configured(settings) or answering)
+        self.configured_changed.emit(self.is_configured(settings) or answering)
 
     def is_configured(self, settings: BackendSettings | None = None) -> bool:
         settings = settings or self.settings()
@@ -280,16 +327,19 @@ class BackendBox(QgsCollapsibleGroupBox):
     def check(self) -> None:
         settings = self.settings()
         self._checked_url = settings.effective_url()
-        self.probe.probe(
+        asked = self.probe.probe(
             settings.effective_url(), settings.read_token(), timeout=min(3.0, settings.connect_timeout)
         )
+        # A check already on its way was asked with the settings before this change: ask again after it.
+        self._check_again = not asked
 
     def _on_health(self, result: object) -> None:
         url = self.settings().effective_url()
-        if url != getattr(self, "_checked_url", url):
-            self.check()  # the answer is about the address before the user changed it: ask again
+        if url != getattr(self, "_checked_url", url) or getattr(self, "_check_again", False):
+            self.check()  # the answer is about the address (or token) before the user changed it: ask again
             return
         if isinstance(result, BackendHealth):
+            was_healthy = self.health is not None and self.health.loaded and not self.health.error
             self.health = result
             if self.launcher.state == STATE_FAILED and not result.loaded:
                 return  # the launcher's failure sentence stays until the user acts
@@ -304,32 +354,67 @@ class BackendBox(QgsCollapsibleGroupBox):
                 sentence = download_sentence(result.download) if result.download else result.sentence()
             self._show(kind, f"{sentence} — {url}", self.launcher.log_tail() if kind == "bad" else "")
             self._update_env_note()
-            if result.loaded:
-                self.settings_box.setCollapsed(True)
+            if result.loaded and not result.error and not was_healthy and not self._editing_settings():
+                self.settings_box.setCollapsed(True)  # just became healthy: the settings did their job
         elif isinstance(result, Think2SegError):
             self.health = None
             self._update_env_note()
-            if self.launcher.state == STATE_STARTING:
-                return  # the launcher reports the start-up itself
+            if self.launcher.state in (STATE_STARTING, STATE_UNAUTHORIZED, STATE_ERROR):
+                return  # the launcher reports the start-up (and what stops it) itself
             tail = self.launcher.log_tail() if self.launcher.state == STATE_CRASHED else ""
             kind = "busy" if result.code == MODELS_LOADING else "bad"
             sentence = result.message
-            if result.code == UNREACHABLE and not self.is_configured():
-                # First run: nothing answers because nothing is set up; say what to do, not what failed.
-                kind = "unknown"
-                sentence = tr("No backend is set up yet: press “Set up backend…” to install one or to connect to one.")
+            if result.code == UNREACHABLE:
+                kind, sentence = self.unreachable_state()
+            elif result.code in (UNAUTHORIZED, NO_TOKEN):
+                sentence = f"{result.message} — {url}"
             self._show(kind, sentence, tail)
+
+    def unreachable_state(self) -> tuple[str, str]:
+        """(kind, sentence) when nothing answers: advice that matches the buttons the panel shows now."""
+        settings = self.settings()
+        url = settings.effective_url()
+        if not self.is_configured(settings):
+            # First run: nothing answers because nothing is set up; say what to do, not what failed.
+            return "unknown", tr(
+                "No backend is set up yet: press “Set up backend…” to install one or to connect to one (or choose an "
+                "existing environment under Settings)."
+            )
+        if settings.mode == MODE_REMOTE or settings.url_from_environment():
+            return "bad", tr(
+                "The Think2Seg backend is not reachable at {url}: check that it runs there and the URL under "
+                "Backend > Settings."
+            ).format(url=url)
+        if self.launcher.state == STATE_CRASHED:
+            return "bad", tr("The local backend is not running (it exited; see its log): press Start to try again.")
+        # Configured but not started: a normal state, not a failure.
+        return "unknown", tr("The local backend is not started: press Start.")
 
     def _on_launcher_state(self, state: str, sentence: str) -> None:
         if state == STATE_READY:
             self.check()
-        elif state in (STATE_CRASHED, STATE_FAILED):
+        elif state == STATE_CRASHED:
+            self._show("bad", self._crash_sentence(sentence), self.launcher.log_tail())
+        elif state in (STATE_FAILED, STATE_UNAUTHORIZED, STATE_ERROR):
             self._show("bad", sentence.split("\n", 1)[0], self.launcher.log_tail())
         elif state == STATE_STARTING:
             self._show("busy", sentence, "")
         else:
             self._show("unknown", sentence, "")
         self._update_env_note()
+
+    def _crash_sentence(self, sentence: str) -> str:
+        """The launcher's "exited (code 1); see its log (…):" with the log's last line after the colon, and the way
+        back to the installer when the environment has no backend in it."""
+        first, _, tail = sentence.partition("\n")
+        lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("---")]
+        last = lines[-1] if lines else ""
+        if "No module named" in last and "think2seg" in last:
+            return tr(
+                "The environment {python} has no Think2Seg backend in it ({error}): press “Set up backend…” to "
+                "install one, or choose another environment under Settings."
+            ).format(python=self.settings().python or "?", error=last)
+        return f"{first} {last}".strip() if last else first.rstrip(":") + "."
 
     def _show(self, kind: str, sentence: str, log_tail: str) -> None:
         self.kind = kind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 
 from qgis.core import (
@@ -15,9 +16,10 @@ from qgis.core import (
     QgsRasterLayer,
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtCore import QCoreApplication, QEvent, QObject, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QFont
 from qgis.PyQt.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QFormLayout,
@@ -35,10 +37,11 @@ from qgis.PyQt.QtWidgets import (
 
 from .. import areas
 from ..backend_launcher import STATE_CRASHED, STATE_FAILED, STATE_STOPPED, BackendLauncher
-from ..errors import CANCELLED, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
+from ..errors import CANCELLED, CONNECTION_CODES, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
 from ..export import RasterSource
 from ..i18n import tr, tr_noop
 from ..layers import (
+    ROLE_PROPERTY,
     ResultContext,
     ResultLayers,
     add_to_project,
@@ -48,6 +51,7 @@ from ..layers import (
     empty_sentence,
     geopackage_path_for,
     sam_size_note,
+    summary_sentence,
 )
 from ..refine_tool import RefineControls, ResultGroup
 from ..segmentation import SegmentationOptions
@@ -55,10 +59,13 @@ from ..settings import (
     AREA_CANVAS,
     AREA_LAYER,
     AREA_SELECTION,
+    DEFAULT_TILED_MAX_SIZE,
     DESTINATION_GEOPACKAGE,
     DESTINATION_MEMORY,
+    DESTINATION_PROJECT,
     SAM_SIZE_BACKEND,
     SAM_SIZES,
+    backend_token,
     load_run_settings,
     remember_query,
     save_run_settings,
@@ -72,12 +79,59 @@ AREAS = (
     (AREA_SELECTION, tr_noop("Selected features of")),
 )
 DESTINATIONS = (
+    (DESTINATION_PROJECT, tr_noop("GeoPackage in the project folder")),
     (DESTINATION_MEMORY, tr_noop("Temporary layers")),
     (DESTINATION_GEOPACKAGE, tr_noop("GeoPackage next to the raster")),
 )
 
 
 MIN_WIDTH = 340
+
+
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|")  # tqdm: " 45%|████▌     | 9/20 [00:01<00:02, 4.5it/s]"
+_CHATTER = ("Loaded checkpoint sucessfully", "Loaded checkpoint successfully")
+
+
+def readable_log(text: str) -> str:
+    """The backend's log as the Backend log tab shows it: no download bars (tqdm redraws one line many times) and
+    none of sam2's own chatter; every line the backend itself wrote stays."""
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.rsplit("\r", 1)[-1]  # a bar redrawn in place: its last state only
+        if _PROGRESS_BAR.search(line) or any(chatter in line for chatter in _CHATTER):
+            continue
+        lines.append(line)
+    return "\n".join(lines).strip("\n")
+
+
+_TILE_CODE = re.compile(r"^\[r(\d+)c(\d+)\]\s*", re.MULTILINE)
+
+
+def readable_reasoning(text: str) -> str:
+    """A tiled answer's reasoning names its tiles "[r0c1] …": as people count them, "Tile row 1, column 2: …"."""
+    return _TILE_CODE.sub(
+        lambda m: tr("Tile row {row}, column {col}: ").format(row=int(m.group(1)) + 1, col=int(m.group(2)) + 1), text
+    )
+
+
+class WheelGuard(QObject):
+    """The wheel scrolls the dock, never the value of a spin box or combo box the pointer passes over: those take the
+    wheel only once they have the focus (clicked or tabbed into), as in QGIS's own dialogs."""
+
+    def __init__(self, scroll: QScrollArea):
+        super().__init__(scroll)
+        self.scroll = scroll
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            QCoreApplication.sendEvent(self.scroll.verticalScrollBar(), event)
+            return True
+        return False
+
+    def guard(self, root: QWidget) -> None:
+        for widget in root.findChildren(QAbstractSpinBox) + root.findChildren(QComboBox):
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # not WheelFocus: a wheel must not grab the focus
+            widget.installEventFilter(self)
 
 
 class Think2SegPanel(QgsDockWidget):
@@ -93,11 +147,13 @@ class Think2SegPanel(QgsDockWidget):
         self.task: SegmentationTask | None = None
         self.last_result: ResultLayers | None = None
         self.run_settings = load_run_settings()
+        self._backend_problems: list = []  # (sentence, message bar item) about the backend, cleared on recovery
         self._build()
         self._load_run_settings()
         if hasattr(self.iface, "currentLayerChanged"):
             self.iface.currentLayerChanged.connect(self._follow_active_layer)
         self.use_active_layer()
+        self._update_buttons()
 
     # -- widgets --------------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -108,6 +164,7 @@ class Think2SegPanel(QgsDockWidget):
         self.backend_box.status_changed.connect(self._on_backend_status)
         self.backend_box.log_requested.connect(self.show_backend_log)
         self.backend_box.setup_requested.connect(self.open_setup)
+        self.backend_box.configured_changed.connect(self._update_buttons)
         layout.addWidget(self.backend_box)
 
         form = QFormLayout()
@@ -131,6 +188,8 @@ class Think2SegPanel(QgsDockWidget):
             self.area_combo.addItem(tr(label), key)
         self.selection_combo = QgsMapLayerComboBox()
         self.selection_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
+        self._hide_prompt_boxes()
+        QgsProject.instance().layersAdded.connect(self._hide_prompt_boxes)
         self.area_combo.currentIndexChanged.connect(self._area_changed)
         area_row.addWidget(self.area_combo)
         area_row.addWidget(self.selection_combo, 1)
@@ -157,7 +216,8 @@ class Think2SegPanel(QgsDockWidget):
         self.max_size_spin.setSingleStep(256)
         self.max_size_spin.setSuffix(tr(" px"))
         self.max_size_spin.setToolTip(
-            tr("The long side of the image sent to the backend; larger areas are resampled")
+            tr("The long side of one image the model reads; a larger area is sent at full resolution (up to "
+               "{tiled:,} px) and read in tiles of this size").format(tiled=DEFAULT_TILED_MAX_SIZE)
         )
         self.constrain_check = QCheckBox(tr("Strict answer format"))
         self.constrain_check.setToolTip(tr(
@@ -185,12 +245,14 @@ class Think2SegPanel(QgsDockWidget):
         layout.addLayout(buttons)
         self.refine = RefineControls(self.iface, self._refine_group, lambda: self.backend_box.settings().client(),
                                      lambda sentence: self._say(sentence, Qgis.MessageLevel.Warning), body)
+        self.refine.edited.connect(self._refined)
         layout.addWidget(self.refine)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
+        self.progress.setVisible(False)  # shown by a run: an idle 0 % bar says nothing
         layout.addWidget(self.progress)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
@@ -221,8 +283,23 @@ class Think2SegPanel(QgsDockWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
+        self.wheel_guard = WheelGuard(scroll)
+        self.wheel_guard.guard(body)
         self.setMinimumWidth(MIN_WIDTH)
         self._fit_narrow()
+
+    def _update_buttons(self, *_args) -> None:
+        """Run needs a backend to send to (a configured or answering one) and no run going on; Refine a result."""
+        if not hasattr(self, "refine"):
+            return  # still building
+        ready = self.backend_box.is_configured() or (
+            self.backend_box.health is not None and self.backend_box.health.loaded
+        )
+        self.run_button.setEnabled(self.task is None and ready)
+        self.run_button.setToolTip(
+            "" if ready else tr("Set up a backend first (Backend > “Set up backend…”)")
+        )
+        self.refine.action.setEnabled(self._refine_group() is not None)
 
     def _fit_narrow(self) -> None:
         """Narrow-safe: combo boxes size to a few characters, not to their longest item (a long layer name or query would
@@ -260,6 +337,18 @@ class Think2SegPanel(QgsDockWidget):
     def _sam_size_changed(self, *_args) -> None:
         self.backend_box.sam_size = self.sam_combo.currentData() or ""
 
+    def _hide_prompt_boxes(self, *_args) -> None:
+        """Our prompt boxes are polygons, but no area to search in: keep them out of the area picker. (A result's
+        masks stay: searching inside an earlier answer is a use.)"""
+        try:
+            boxes = [
+                layer for layer in QgsProject.instance().mapLayers().values()
+                if layer.customProperty(ROLE_PROPERTY) == "boxes"
+            ]
+            self.selection_combo.setExceptedLayerList(boxes)
+        except RuntimeError:  # the panel is being deleted
+            pass
+
     def _area_changed(self, *_args) -> None:
         self.selection_combo.setVisible(self.area_combo.currentData() == AREA_SELECTION)
 
@@ -271,31 +360,55 @@ class Think2SegPanel(QgsDockWidget):
     def _follow_active_layer(self, layer) -> None:
         if isinstance(layer, QgsRasterLayer) and (self.task is None):
             self.layer_combo.setLayer(layer)
+        self._update_buttons()  # a result layer made active: Refine has something to refine
 
     def set_query(self, text: str) -> None:
         self.query_combo.setEditText(text)
 
     # -- messages -------------------------------------------------------------------------------------------
-    def _say(self, sentence: str, level=Qgis.MessageLevel.Info, log_tail: str = "", duration: int = 8) -> None:
+    def _say(
+        self, sentence: str, level=Qgis.MessageLevel.Info, log_tail: str = "", duration: int = 8,
+        backend_problem: bool = False,
+    ) -> None:
         if level == Qgis.MessageLevel.Critical:
             duration = 0  # a failure stays in the message bar until the user closes it
         self.status_label.setText(sentence)
         if log_tail:
-            self.log_view.setPlainText(log_tail)
+            self.log_view.setPlainText(readable_log(log_tail))
             self.tabs.setCurrentWidget(self.log_view)
         bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
         if bar is not None:
             bar.pushMessage("Think2Seg", sentence, level=level, duration=duration)
+            if backend_problem and bar.currentItem() is not None:
+                self._backend_problems.append((sentence, bar.currentItem()))
+        elif backend_problem:
+            self._backend_problems.append((sentence, None))
         QgsMessageLog.logMessage(sentence, LOG_TAG, level=level)
+
+    def _clear_backend_problems(self) -> None:
+        """The backend answers again: the sentences about it not answering (or refusing the token) are stale."""
+        problems, self._backend_problems = self._backend_problems, []
+        bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
+        for sentence, item in problems:
+            if self.status_label.text() == sentence:
+                self.status_label.setText("")
+            if bar is not None and item is not None:
+                try:
+                    if item in bar.items():
+                        bar.popWidget(item)
+                except RuntimeError:  # closed by the user (deleted)
+                    pass
 
     def _on_backend_status(self, kind: str, sentence: str, log_tail: str) -> None:
         if log_tail:
-            self.log_view.setPlainText(log_tail)
+            self.log_view.setPlainText(readable_log(log_tail))
+        if kind == "ok":
+            self._clear_backend_problems()
         if kind == "bad" and self.launcher.state in (STATE_CRASHED, STATE_FAILED):
-            self._say(sentence, Qgis.MessageLevel.Critical, log_tail)
+            self._say(sentence, Qgis.MessageLevel.Critical, log_tail, backend_problem=True)
 
     def show_backend_log(self) -> None:
-        tail = self.launcher.log_tail(60)
+        tail = readable_log(self.launcher.log_tail(120))
         self.log_view.setPlainText(
             tail or tr("No backend log yet ({path}): the panel writes one when it starts a backend.").format(
                 path=self.launcher.log_file
@@ -308,6 +421,14 @@ class Think2SegPanel(QgsDockWidget):
         """The guided first run: install a backend into a managed venv, or connect to a running one."""
         from .setup_dialog import SetupDialog
 
+        current = getattr(self, "setup_dialog", None)
+        try:
+            if current is not None and current.isVisible():  # one set-up at a time: bring it to the front
+                current.raise_()
+                current.activateWindow()
+                return current
+        except RuntimeError:  # deleted
+            pass
         dialog = SetupDialog(self.backend_box, self)
         dialog.show()
         self.setup_dialog = dialog
@@ -344,7 +465,7 @@ class Think2SegPanel(QgsDockWidget):
             self._say(error.message, Qgis.MessageLevel.Warning)
             return None
         backend = self.backend_box.settings()
-        token = backend.read_token()
+        token = backend_token(backend)  # the same credential Processing sends
         remember_query(self.run_settings, query)
         save_run_settings(self.run_settings)
         self._fill_history()
@@ -373,6 +494,7 @@ class Think2SegPanel(QgsDockWidget):
         self.reasoning_view.clear()
         self.answer_view.clear()
         self.progress.setValue(0)
+        self.progress.setVisible(True)
         self.status_label.setText(tr("Running “{query}” on “{layer}”…").format(query=query, layer=source.name))
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -402,6 +524,8 @@ class Think2SegPanel(QgsDockWidget):
         try:
             result = self._show_outcome(outcome)
         finally:
+            self.progress.setVisible(outcome.error is None)  # 100 % after an answer; no 0 % bar after a failure
+            self._update_buttons()
             self.finished.emit(outcome, result)
 
     def _show_outcome(self, outcome: TaskOutcome) -> ResultLayers | None:
@@ -421,12 +545,16 @@ class Think2SegPanel(QgsDockWidget):
                     CRASHED,
                     tr("The local backend stopped unexpectedly; see its log ({log}).").format(log=self.launcher.log_file),
                 )
-            self._say(error.message, Qgis.MessageLevel.Critical, tail)
+            elif error.code == UNREACHABLE:  # advice that matches the buttons the panel shows (no Start in URL mode)
+                error = Think2SegError(UNREACHABLE, self.backend_box.unreachable_state()[1])
+            self._say(error.message, Qgis.MessageLevel.Critical, tail,
+                      backend_problem=error.code in CONNECTION_CODES or error.code == CRASHED)
             self.backend_box.check()
             return None
+        self._clear_backend_problems()  # it answered: whatever was said about it not answering is over
         answer = outcome.answer or {}
         self.progress.setValue(100)
-        self.reasoning_view.setPlainText(str(answer.get("reasoning") or ""))
+        self.reasoning_view.setPlainText(readable_reasoning(str(answer.get("reasoning") or "")))
         self.answer_view.setPlainText(_raw_answer_text(answer))
         self.tabs.setCurrentWidget(self.reasoning_view)
         if answer_is_empty(answer):
@@ -440,13 +568,25 @@ class Think2SegPanel(QgsDockWidget):
             clip_geometry=request.clip_geometry,
         )
         geopackage = None
-        if self.run_settings.destination == DESTINATION_GEOPACKAGE:
+        destination = self.run_settings.destination
+        temporary_note = ""
+        if destination == DESTINATION_PROJECT:
+            home = QgsProject.instance().homePath() if QgsProject.instance().fileName() else ""
+            if home and os.access(home, os.W_OK):
+                destination, geopackage = DESTINATION_GEOPACKAGE, os.path.join(home, "think2seg_results.gpkg")
+            else:
+                destination = DESTINATION_MEMORY
+                temporary_note = tr(
+                    "These are temporary layers (QGIS drops them on quit): save the project, and the next results go "
+                    "to a GeoPackage in its folder."
+                )
+        elif destination == DESTINATION_GEOPACKAGE:
             home = QgsProject.instance().homePath() or tempfile.gettempdir()
             geopackage = geopackage_path_for(
                 request.source.file_path, home if os.access(home, os.W_OK) else tempfile.gettempdir()
             )
         try:
-            result = build_result_layers(answer, context, self.run_settings.destination, geopackage)
+            result = build_result_layers(answer, context, destination, geopackage)
         except Think2SegError as error:
             self._say(error.message, Qgis.MessageLevel.Critical)
             return None
@@ -461,7 +601,7 @@ class Think2SegPanel(QgsDockWidget):
         self.last_result = result
         self._zoom_to(result)
         where = tr(" (saved in {path})").format(path=geopackage) if geopackage else ""
-        note = sam_size_note(answer, request.options.sam_size)
+        note = " ".join(part for part in (sam_size_note(answer, request.options.sam_size), temporary_note) if part)
         self._say(
             tr("{message} for “{query}” in “{layer}”{where}. {note}")
             .format(
@@ -472,6 +612,12 @@ class Think2SegPanel(QgsDockWidget):
             Qgis.MessageLevel.Success,
         )
         return result
+
+    def _refined(self, group: ResultGroup) -> None:
+        """A refine changed a result: its count and area, as the masks layer now holds them."""
+        self.status_label.setText(
+            tr("“{layer}”: {summary}").format(layer=group.masks.name(), summary=summary_sentence(group.masks, True))
+        )
 
     def _refine_group(self) -> ResultGroup | None:
         """The result to refine: the active layer's group, else the last result."""
@@ -496,6 +642,16 @@ class Think2SegPanel(QgsDockWidget):
             self.task.cancel()
             self.task = None
         self.backend_box.timer.stop()
+        self.refine.unregister()
+        try:
+            QgsProject.instance().layersAdded.disconnect(self._hide_prompt_boxes)
+        except (TypeError, RuntimeError):
+            pass
+        try:  # a health answer still on its way must not reach a panel being deleted
+            self.backend_box.configured_changed.disconnect(self._update_buttons)
+            self.backend_box.status_changed.disconnect(self._on_backend_status)
+        except (TypeError, RuntimeError):
+            pass
         if hasattr(self.iface, "currentLayerChanged"):
             try:
                 self.iface.currentLayerChanged.disconnect(self._follow_active_layer)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtWidgets import (
     QComboBox,
@@ -18,6 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..backend_launcher import resolve_interpreter
 from ..backend_setup import (
     TORCH_CPU,
     TORCH_CUDA,
@@ -29,6 +33,26 @@ from ..backend_setup import (
 from ..errors import Think2SegError
 from ..i18n import tr
 from ..settings import default_log_file
+
+# pip's words when it cannot reach the package index: no network, DNS, a proxy, TLS interception.
+_OFFLINE_MARKS = (
+    "Temporary failure in name resolution", "Name or service not known", "NewConnectionError", "ProxyError",
+    "SSLError", "CERTIFICATE_VERIFY_FAILED", "Could not fetch URL", "Network is unreachable",
+    "No matching distribution found",
+)
+
+
+def nvidia_gpu() -> str:
+    """The first NVIDIA GPU ``nvidia-smi -L`` lists ("GPU 0: NVIDIA H200 (UUID: …)"), or "" when there is none."""
+    program = shutil.which("nvidia-smi")
+    if not program:
+        return ""
+    try:
+        listed = subprocess.run([program, "-L"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    first = next((line for line in listed.stdout.splitlines() if line.startswith("GPU")), "")
+    return first.split(":", 1)[1].split("(UUID", 1)[0].strip() if ":" in first else ""
 
 
 class SetupDialog(QDialog):
@@ -70,9 +94,34 @@ class SetupDialog(QDialog):
         self.torch_combo = QComboBox()
         self.torch_combo.addItem(tr("CPU only (works everywhere, slow)"), TORCH_CPU)
         self.torch_combo.addItem(tr("NVIDIA GPU (CUDA)"), TORCH_CUDA)
+        gpu = nvidia_gpu()
+        if gpu:  # found one: the GPU build is what this machine wants
+            self.torch_combo.setCurrentIndex(self.torch_combo.findData(TORCH_CUDA))
+        self.gpu_label = QLabel(
+            tr("Found {gpu}.").format(gpu=gpu) if gpu else tr("No NVIDIA GPU found (nvidia-smi): CPU it is.")
+        )
+        self.size_label = QLabel(
+            tr("Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the "
+               "backend first starts.")
+        )
+        for label in (self.gpu_label, self.size_label):
+            label.setWordWrap(True)
         install_form.addRow(tr("Folder"), self.folder_widget)
         install_form.addRow(tr("Compute"), self.torch_combo)
+        install_form.addRow(self.gpu_label)
+        install_form.addRow(self.size_label)
         layout.addWidget(self.install_widget)
+
+        # README promises it: a backend environment made before (by hand, or by an earlier set-up).
+        self.existing_radio = QRadioButton(tr("Use an existing backend environment"))
+        self.existing_widget = QWidget()
+        existing_form = QFormLayout(self.existing_widget)
+        self.existing_widget_path = QgsFileWidget()
+        self.existing_widget_path.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.existing_widget_path.setToolTip(tr("A venv folder, or a project folder that has a .venv"))
+        existing_form.addRow(tr("Folder"), self.existing_widget_path)
+        layout.addWidget(self.existing_radio)
+        layout.addWidget(self.existing_widget)
 
         layout.addWidget(self.connect_radio)
         self.connect_widget = QWidget()
@@ -91,7 +140,8 @@ class SetupDialog(QDialog):
         self.go_button.setObjectName("think2segSetupGo")
         self.go_button.clicked.connect(self.go)
         self.close_button = QPushButton(tr("Close"))
-        self.close_button.clicked.connect(self.close)
+        self.close_button.setObjectName("think2segSetupClose")
+        self.close_button.clicked.connect(self._close_or_cancel)
         buttons.addStretch(1)
         buttons.addWidget(self.go_button)
         buttons.addWidget(self.close_button)
@@ -109,20 +159,56 @@ class SetupDialog(QDialog):
         layout.addWidget(self.status_label)
         layout.addWidget(self.log_view, 1)
 
-        self.install_radio.toggled.connect(self._mode_changed)
+        for radio in (self.install_radio, self.existing_radio, self.connect_radio):
+            radio.toggled.connect(self._mode_changed)
         self._mode_changed()
 
     def _mode_changed(self, *_args) -> None:
         install = self.install_radio.isChecked()
+        existing = self.existing_radio.isChecked()
         self.install_widget.setEnabled(install)
-        self.connect_widget.setEnabled(not install)
-        self.go_button.setText(tr("Install") if install else tr("Connect"))
+        self.existing_widget.setEnabled(existing)
+        self.connect_widget.setEnabled(self.connect_radio.isChecked())
+        self.go_button.setText(tr("Install") if install else tr("Use it") if existing else tr("Connect"))
 
     def go(self) -> None:
         if self.install_radio.isChecked():
             self.install()
+        elif self.existing_radio.isChecked():
+            self.use_existing()
         else:
             self.connect_remote()
+
+    def running(self) -> bool:
+        return self.setup is not None and self.setup.ok is None
+
+    def _close_or_cancel(self) -> None:
+        if self.running():
+            self.cancel()
+        else:
+            self.close()
+
+    def cancel(self) -> None:
+        """Stop the install: pip is killed, the half-made environment stays (a new install replaces it)."""
+        if self.running():
+            self._cancelled = True
+            self.setup.cancel()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self.cancel()  # closing the window must not leave pip running unseen
+        super().closeEvent(event)
+
+    def use_existing(self) -> None:
+        folder = self.existing_widget_path.filePath().strip()
+        if not resolve_interpreter(folder):
+            self.status_label.setText(
+                tr("No Python environment in {folder}: choose the venv folder (it holds bin/python or "
+                   "Scripts/python.exe), or a project folder that has a .venv.").format(folder=folder or "…")
+            )
+            return
+        self.box.use_local_environment(folder)
+        self.status_label.setText(tr("Starting the backend of {folder}… (the panel shows how it goes)").format(
+            folder=folder))
 
     # -- install ----------------------------------------------------------------------------------------------
     def install(self) -> BackendSetup | None:
@@ -143,7 +229,9 @@ class SetupDialog(QDialog):
             self.status_label.setText(error.message)
             return None
         self.setup = setup
+        self._cancelled = False
         self.go_button.setEnabled(False)
+        self.close_button.setText(tr("Cancel"))
         return setup
 
     def _on_progress(self, index: int, count: int, title: str) -> None:
@@ -156,7 +244,18 @@ class SetupDialog(QDialog):
 
     def _on_finished(self, ok: bool, sentence: str) -> None:
         self.go_button.setEnabled(True)
+        self.close_button.setText(tr("Close"))
+        if getattr(self, "_cancelled", False):
+            self.status_label.setText(tr("The set-up was cancelled; press Install to start it again."))
+            return
         if not ok:
+            log = self.log_view.toPlainText()
+            if any(mark in log for mark in _OFFLINE_MARKS):
+                sentence += " " + tr(
+                    "pip could not reach the Python package index (no network, or a proxy or firewall in between): "
+                    "connect this computer to the internet, or set the proxy under QGIS's Settings > Options > "
+                    "Network, and press Install again."
+                )
             self.status_label.setText(sentence)
             return
         self.progress.setValue(100)

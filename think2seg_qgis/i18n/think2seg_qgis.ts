@@ -70,6 +70,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_launcher.py"/>
+        <source>A backend answers at {url} but refuses the token in {path}: another backend may hold the port. Press Stop, then change the Port or the Token file under Backend &gt; Settings.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_launcher.py"/>
         <source>Starting the local backend ({seconds:.0f} s)…</source>
         <translation type="unfinished"></translation>
     </message>
@@ -170,6 +175,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
+        <source>The backend at {url} broke off the upload of the image although it answers; try again, or a smaller area (see the backend's log).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
         <source>The backend at {url} answered something that is not JSON (is it Think2Seg?).</source>
         <translation type="unfinished"></translation>
     </message>
@@ -190,12 +200,42 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
-        <source>Backend ready on {device}: {running} running, {waiting} waiting</source>
+        <source>, model {model}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
-        <source>Backend ready on {device}</source>
+        <source> (on a CPU an answer takes minutes)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
+        <source>Backend ready on {device}{extra}: {running} running, {waiting} waiting</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
+        <source>Backend ready on {device}{extra}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Log</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Show the backend's log in the panel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Set up backend…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Install the backend into an environment of its own (or connect to a running one)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -270,6 +310,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Keep it in QGIS's password store (QGIS asks for its master password)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>Off (default): a typed token is saved in the token file below, readable by you only; the panel and the Processing toolbox both read it. On: QGIS's authentication database keeps it encrypted with its master password, which QGIS asks you to set (first time) or to type (once a session).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>URL</source>
         <translation type="unfinished"></translation>
     </message>
@@ -281,6 +331,11 @@
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
         <source>Token file</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>saved in the token file; type to replace</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -300,7 +355,27 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>No backend is set up yet: press “Set up backend…” to install one or to connect to one.</source>
+        <source>No backend is set up yet: press “Set up backend…” to install one or to connect to one (or choose an existing environment under Settings).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The Think2Seg backend is not reachable at {url}: check that it runs there and the URL under Backend &gt; Settings.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The local backend is not running (it exited; see its log): press Start to try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The local backend is not started: press Start.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
+        <source>The environment {python} has no Think2Seg backend in it ({error}): press “Set up backend…” to install one, or choose another environment under Settings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -344,23 +419,8 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Log</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Show the backend's log in the panel</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Set up backend…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/backend_box.py"/>
-        <source>Install the backend into an environment of its own (or connect to a running one)</source>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Tile row {row}, column {col}: </source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -420,7 +480,7 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
-        <source>The long side of the image sent to the backend; larger areas are resampled</source>
+        <source>The long side of one image the model reads; a larger area is sent at full resolution (up to {tiled:,} px) and read in tiles of this size</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -490,6 +550,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>Set up a backend first (Backend &gt; “Set up backend…”)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>No backend log yet ({path}): the panel writes one when it starts a backend.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -525,6 +590,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>These are temporary layers (QGIS drops them on quit): save the project, and the next results go to a GeoPackage in its folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>Nothing matches “{query}” inside the selected polygons.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -536,6 +606,11 @@
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>{message} for “{query}” in “{layer}”{where}. {note}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>“{layer}”: {summary}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -555,6 +630,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
+        <source>GeoPackage in the project folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/panel.py"/>
         <source>Temporary layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -565,12 +645,87 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>No NVIDIA GPU found (nvidia-smi): CPU it is.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Found {gpu}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the backend first starts.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Compute</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Use an existing backend environment</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>A venv folder, or a project folder that has a .venv</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>the content of the backend's token file</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Install</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Close</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Use it</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>No Python environment in {folder}: choose the venv folder (it holds bin/python or Scripts/python.exe), or a project folder that has a .venv.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Starting the backend of {folder}… (the panel shows how it goes)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Step {n} of {count}: {title}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>The set-up was cancelled; press Install to start it again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>pip could not reach the Python package index (no network, or a proxy or firewall in between): connect this computer to the internet, or set the proxy under QGIS's Settings &gt; Options &gt; Network, and press Install again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -624,28 +779,8 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Folder</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Compute</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>the content of the backend's token file</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Install</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Close</source>
+        <location filename="../../think2seg_qgis/errors.py"/>
+        <source>“Device” (Backend settings)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -721,11 +856,6 @@
     <message>
         <location filename="../../think2seg_qgis/errors.py"/>
         <source>“SAM2 checkpoint” (Backend settings)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/errors.py"/>
-        <source>“Device” (Backend settings)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -813,6 +943,31 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{area:,.2f} ha</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{area:,.0f} m²</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>1 instance, {area} in all</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{n:,} instances, {area} in all</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source> (after your edits)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
         <source>Could not write the results to {path}: {message}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -860,7 +1015,7 @@ Reasoning:
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its reasoning.
 
-The area (the whole layer by default) is exported and sent to a Think2Seg backend: the one set in the Think2Seg panel, or the “Backend URL” advanced parameter, or $THINK2SEG_BACKEND_URL (the token comes from the panel's settings or $THINK2SEG_TOKEN_FILE). Areas larger than the image size bound are read at full resolution and tiled by the backend.
+The area (the whole layer by default) is exported and sent to the Think2Seg backend set in the Think2Seg panel (or to the one the “Backend URL” advanced parameter names), with the token the panel uses. Areas larger than the image size bound are read at full resolution and tiled by the backend.
 
 Outputs are in the raster's CRS; every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and attributes as the panel.</source>
         <translation type="unfinished"></translation>
@@ -1017,6 +1172,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
+        <source>The backend no longer holds the image of this result (it restarted, or newer answers took its place), so it cannot be refined: run the query again, then refine the new result.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/refine_tool.py"/>
         <source>Added by the user (refine).</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1082,17 +1242,52 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>The job failed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Tile {n} of {total} done…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reading the area in {total} tiles…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>{n} of {total} tiles already done…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Waiting for the backend (another run goes first)…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reading the image and reasoning…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Running…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Waiting for the backend…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The segmentation was cancelled; nothing was added to the project.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>Uploading the image</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>The job failed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

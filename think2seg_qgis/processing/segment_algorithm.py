@@ -59,6 +59,7 @@ from ..settings import (
     DEFAULT_REASONING_TOKENS,
     SAM_SIZE_BACKEND,
     SAM_SIZES,
+    backend_token,
     load_backend_settings,
     load_run_settings,
 )
@@ -157,9 +158,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         return tr(
             "Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all "
             "year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its "
-            "reasoning.\n\nThe area (the whole layer by default) is exported and sent to a Think2Seg backend: the "
-            "one set in the Think2Seg panel, or the “Backend URL” advanced parameter, or $THINK2SEG_BACKEND_URL "
-            "(the token comes from the panel's settings or $THINK2SEG_TOKEN_FILE). Areas larger than the image "
+            "reasoning.\n\nThe area (the whole layer by default) is exported and sent to the Think2Seg backend "
+            "set in the Think2Seg panel (or to the one the “Backend URL” advanced parameter names), with the "
+            "token the panel uses. Areas larger than the image "
             "size bound are read at full resolution and tiled by the backend.\n\nOutputs are in the raster's CRS; "
             "every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/"
             "latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and "
@@ -262,7 +263,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 max_reasoning_tokens=self.parameterAsInt(parameters, self.MAX_REASONING_TOKENS, context),
             ),
             url=url or backend.effective_url(),
-            token=backend.read_token(),
+            token=backend_token(backend),  # the panel's credential, by the panel's function
             connect_timeout=backend.connect_timeout,
             request_timeout=backend.request_timeout,
             max_size=max_size,
