@@ -100,6 +100,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Reusing the installed packages</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>Installing torch ({kind})</source>
         <translation type="unfinished"></translation>
     </message>
@@ -156,11 +161,6 @@
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>Creating the environment</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/backend_setup.py"/>
-        <source>Reusing the installed packages</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
