@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,11 @@ class Sample:
     category: str | None = None
     #: the QA file's `questions` as written (the reference's draw indexes this list, blanks included)
     raw_questions: object = None
+    #: the ground truth where it is not a label file (RRSIS-D's COCO polygons: `benchmarks`); bool (H, W)
+    mask_reader: Callable[[], np.ndarray] | None = None
+
+    def read_mask(self) -> np.ndarray:
+        return self.mask_reader() if self.mask_reader is not None else load_mask(self.label_path)
 
     def question(self, mode: str, seed: int) -> tuple[int, str]:
         """(index, text) of the question a protocol asks: "first", or "random" seeded per image.
@@ -219,7 +225,7 @@ def load_sample(sample: Sample, resize_label: bool = False) -> tuple[np.ndarray,
     which resizes image and label to its frame independently): then it is returned as it is.
     """
     rgb = load_rgb(sample.image_path)
-    mask = load_mask(sample.label_path)
+    mask = sample.read_mask()
     if mask.shape != rgb.shape[:2] and not resize_label:
         h, w = rgb.shape[:2]
         mh, mw = mask.shape

@@ -1,4 +1,4 @@
-"""Run the pipeline over an EarthReason split in batches, score each image, write masks, metrics and report.
+"""Run the pipeline over a benchmark split (EarthReason, RRSIS-D, RefSegRS, RISBench: `benchmarks`) in batches, score each image, write masks, metrics and report.
 
 REPORT_DIR holds:
 - `run.json`: what was evaluated (data, split, protocol, seed, models); a resumed run must match it;
@@ -24,14 +24,14 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadInput
+from ..prompts import parse_answer
+from .benchmarks import get_benchmark
 from .earthreason import (
     Sample,
     SampleProblem,
     load_sample,
-    reference_draw,
     resize_mask,
     resize_rgb,
-    scan_split,
 )
 from .metrics import Protocol, SampleScore, get_protocol, score_sample, summarize
 
@@ -50,6 +50,7 @@ class EvalSettings:
     max_reasoning_tokens: int = 2048  # the reference generates up to 2,048 new tokens
     restart: bool = False
     report_cases: int = 4
+    benchmark: str = "earthreason"  # benchmarks.BENCHMARKS
 
 
 def select_samples(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
@@ -71,7 +72,8 @@ def draw_questions(samples: list[Sample], settings: EvalSettings,
     """
     if proto.question == "reference":
         by_id = {s.image_id: s for s in samples}
-        draw = reference_draw(settings.data, settings.split, settings.seed, settings.limit)
+        draw = get_benchmark(settings.benchmark).draw(settings.data, settings.split, settings.seed, settings.limit,
+                                                      samples)
         return [(by_id[i], k, by_id[i].question_text(k)) for i, k in draw if i in by_id]
     return [(s, *s.question(proto.question, settings.seed)) for s in select_samples(samples, settings.limit,
                                                                                      settings.seed)]
@@ -100,9 +102,10 @@ def read_finished(path: Path) -> dict[str, dict]:
     return done
 
 
-def _run_header(settings: EvalSettings, proto: Protocol, models: dict) -> dict:
+def _run_header(settings: EvalSettings, proto: Protocol, models: dict, decoding: str) -> dict:
     return {
         "data": str(Path(settings.data).resolve()), "split": settings.split, "protocol": proto.name,
+        "benchmark": settings.benchmark, "decoding": decoding,
         "seed": settings.seed, "max_reasoning_tokens": settings.max_reasoning_tokens,
         "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
         "prompt_template": models.get("prompt_template"), "parse_mode": models.get("parse_mode"),
@@ -118,7 +121,9 @@ def _check_resume(out: Path, header: dict) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return
-    diff = [k for k in header if old.get(k) != header[k]]
+    # a run written before these keys existed: EarthReason, its decoding not recorded (not compared)
+    before = {"benchmark": "earthreason", "decoding": header.get("decoding")}
+    diff = [k for k in header if (old[k] if k in old else before.get(k)) != header[k]]
     if diff:
         what = ", ".join(f"{k} {old.get(k)!r} -> {header[k]!r}" for k in diff)
         raise BadInput(
@@ -135,12 +140,20 @@ def _prompts_in_label_pixels(result, sx: float, sy: float) -> list[dict]:
              "score": inst.score} for inst in result.instances]
 
 
+def status_label(result, parse_mode: str) -> str:
+    """The result's status as the reference counts it: an answer its parser accepts and its SAM2 call cannot
+    take is `sam2_failed`, not a parse failure (`prompts.ParsedAnswer.label`)."""
+    if result.status != "unparsed":
+        return result.status
+    return parse_answer(result.answer, mode=parse_mode).label
+
+
 def _record(sample: Sample, q_index: int, question: str, result, score: SampleScore, gt: np.ndarray,
             pred_label: np.ndarray, frame: tuple[int, int], seconds: float) -> dict:
     h, w = gt.shape
     return {
         "image_id": sample.image_id, "question": question, "question_index": q_index,
-        "category": sample.category, "status": result.status, "message": result.message,
+        "category": sample.category, "status": score.status, "message": result.message,
         "reasoning": result.reasoning, "answer": result.answer,
         "iou": score.iou, "intersection": score.intersection, "union": score.union,
         "empty_target": score.empty_target, "width": w, "height": h, "frame": list(frame),
@@ -176,10 +189,11 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
     proto = get_protocol(settings.protocol)
     if settings.batch_size < 1:
         raise BadInput("--batch-size must be at least 1.", code="bad_options")
-    samples, problems = scan_split(settings.data, settings.split)
+    bench = get_benchmark(settings.benchmark)
+    samples, problems = bench.scan(settings.data, settings.split)
     if not samples:
-        raise BadInput(f"No usable sample in {settings.data}/{settings.split} ({len(problems)} with problems; "
-                       f"first: {problems[0].message if problems else 'the images folder is empty'}).",
+        raise BadInput(f"No usable {bench.name} sample in {settings.data} (split {settings.split}; {len(problems)} "
+                       f"with problems; first: {problems[0].message if problems else 'the images folder is empty'}).",
                        code="dataset_empty")
     drawn = draw_questions(samples, settings, proto)
     selected = [s for s, _, _ in drawn]
@@ -194,8 +208,11 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
     # Scores use the pixel mask; polygons would cost ~0.5 s an image for nothing.
     opts = SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False,
                           parse_mode=proto.parse_mode, answer_budget=ANSWER_BUDGET if proto.forced_answer else 0)
+    from ..speed import decoding_name
+
     provenance = pipeline.provenance(opts)
-    header = _run_header(settings, proto, provenance)
+    decoding = decoding_name(getattr(pipeline.reasoner, "fast", None))
+    header = _run_header(settings, proto, provenance, decoding)
     _check_resume(out, header)
     (out / "pred").mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(header, indent=1), encoding="utf-8")
@@ -235,7 +252,7 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
             for (sample, q_index, question, gt, frame, _), result in zip(batch, results, strict=True):
                 h, w = gt.shape
                 gt_frame = resize_mask(gt, frame)
-                score = score_sample(result.merged_mask, gt_frame, result.status, proto)
+                score = score_sample(result.merged_mask, gt_frame, status_label(result, proto.parse_mode), proto)
                 pred_label = resize_mask(result.merged_mask, (w, h))
                 Image.fromarray(pred_label.astype(np.uint8) * 255).save(out / "pred" / f"{sample.image_id}.png")
                 rec = _record(sample, q_index, question, result, score, gt, pred_label, frame, per)
@@ -252,7 +269,8 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
     scores = [SampleScore(r["iou"], r["intersection"], r["union"], r["empty_target"], r["status"]) for r in records]
     metrics = summarize(scores, [r.get("category") for r in records], proto)
     metrics.update({
-        "split": settings.split, "data": header["data"], "seed": settings.seed, "limit": settings.limit,
+        "split": settings.split, "benchmark": settings.benchmark, "decoding": decoding,
+        "data": header["data"], "seed": settings.seed, "limit": settings.limit,
         "selected": len(selected), "skipped": len(problems), "models": provenance,
         "parse_mode": provenance["parse_mode"], "generation": provenance["generation"],
         "prompt_template": provenance["prompt_template"], "transformers": provenance["transformers"],
