@@ -251,3 +251,26 @@ def test_the_service_answers_a_runaway_answer_as_unreadable(tiny_pipeline, naip,
     body = r.json()
     assert body["status"] == "unparsed" and body["instances"] == [] and body["answer"] == RUNAWAY
     assert "could not be used" in body["message"] and "too large to be a number" in body["message"]
+
+
+@pytest.mark.slow
+def test_a_three_channel_label_scores_as_the_reference_scores_it(tiny_pipeline, tmp_path):
+    """The reference keeps an RGB label's 3 channels: SAM2's (H, W) mask fails to broadcast against it (IoU 0,
+    no mask) and the union counts every channel; ours under --protocol think2seg does the same."""
+    root = make_risbench(tmp_path / "ris")
+    m = _rect()
+    Image.fromarray(np.stack([m * 255] * 3, axis=2).astype(np.uint8)).save(root / "mask" / "a_1.png")
+    out = tmp_path / "o"
+    evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(out), benchmark="risbench",
+                                         batch_size=2), progress=False)
+    recs = {r["image_id"]: r for r in read_jsonl(out / "samples.jsonl")}
+    one_channel = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((840, 840), Image.NEAREST)) > 0
+    rgb = recs["a_1"]
+    assert (rgb["status"], rgb["iou"], rgb["intersection"]) == ("sam2_failed", 0.0, 0)
+    assert rgb["union"] == 3 * int(one_channel.sum())
+    plain = recs["b_2"]  # the one-channel label beside it is scored as usual
+    assert plain["status"] == "ok" and plain["iou"] > 0
+    # the segearth protocol (ours) reads any channel as target: scored
+    seg = evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(tmp_path / "s"),
+                                               benchmark="risbench", protocol="segearth"), progress=False)
+    assert seg["n"] == 2 and seg["sam2_failures"] == 0

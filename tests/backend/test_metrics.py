@@ -187,3 +187,13 @@ def test_a_label_of_another_size_is_kept_for_resizing(tmp_path):
         load_sample(s)
     rgb, mask = load_sample(s, resize_label=True)
     assert rgb.shape == (48, 64, 3) and mask.shape == (24, 32) and mask.all()
+
+
+def test_a_multichannel_label_scores_zero_with_every_channel_in_the_union():
+    from think2seg.evaluation.metrics import SampleScore, multichannel_label_score
+
+    assert multichannel_label_score(SampleScore(0.8, 8, 10, False, "ok"), 30) == SampleScore(0.0, 0, 30, False,
+                                                                                             "sam2_failed")
+    assert multichannel_label_score(SampleScore(0.0, 0, 10, False, "unparsed"), 30).status == "unparsed"
+    empty = SampleScore(1.0, 0, 0, True, "empty")
+    assert multichannel_label_score(empty, 0) == empty

@@ -188,6 +188,14 @@ def load_mask(path: Path) -> np.ndarray:
     return np.asarray(a) > 0
 
 
+def label_channel_pixels(path: Path, size: tuple[int, int]) -> tuple[int, int]:
+    """(channels, target pixels summed over the channels) of a label file resized NEAREST to `size`, as the
+    reference reads it (`np.array(label.resize(size, NEAREST)) > 0`, its channels kept)."""
+    with _large_images(), Image.open(path) as im:
+        a = np.asarray(im.resize(tuple(size), Image.NEAREST)) > 0
+    return (a.shape[2] if a.ndim == 3 else 1), int(a.sum())
+
+
 def reference_draw(root: str | Path, split: str, seed: int, limit: int | None = None) -> list[tuple[str, int]]:
     """(image id, question index) as the reference's evaluation draws them, in its order.
 

@@ -49,6 +49,8 @@ class Protocol:
     description: str
     parse_mode: str = "tolerant"  # prompts.PARSE_MODES
     precision: str = "all_images"  # PRECISION_DEFINITIONS
+    #: True: a label file of several channels scores as the reference scores it (`multichannel_label_score`)
+    reference_label_channels: bool = False
     forced_answer: bool = True  # a budget overrun gets its answer block forced open (ours; not the reference)
     resize_mismatched_labels: bool = False  # True: a label of another size is resized; False: skipped
 
@@ -67,6 +69,7 @@ PROTOCOLS = {
         "reference's parser, failed parse = empty mask, empty target: IoU 1 for [] else 0 and nothing added "
         "to cIoU",
         parse_mode="reference", forced_answer=False, resize_mismatched_labels=True, precision="reference",
+        reference_label_channels=True,
     ),
     "segearth": Protocol(
         "segearth", "first", 1024, False,
@@ -120,6 +123,17 @@ def score_sample(pred: np.ndarray | None, gt: np.ndarray, status: str, protocol:
     union = int(np.logical_or(pred, gt).sum())
     iou = inter / union if union > 0 else 1.0  # union 0 only happens on an empty target (segearth)
     return SampleScore(iou, inter, union, empty_target, status)
+
+
+def multichannel_label_score(score: SampleScore, channel_pixels: int) -> SampleScore:
+    """The reference's score of an image whose label it keeps with C > 1 channels (`np.array(label) > 0` of an
+    RGB file, (H, W, C)): SAM2's (H, W) mask does not broadcast against it, its IoU step raises inside the
+    `try` (IoU 0, no predicted mask), and the union gets `np.sum(gt_mask > 0)`, every channel counted. An image
+    without a target is unaffected (`np.all(mask == 0)`). An answer that reached SAM2 is then `sam2_failed`."""
+    if score.empty_target:
+        return score
+    status = "sam2_failed" if score.status == "ok" else score.status
+    return SampleScore(0.0, 0, int(channel_pixels), False, status)
 
 
 def got_mask(s: SampleScore) -> bool:

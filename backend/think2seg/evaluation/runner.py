@@ -29,11 +29,19 @@ from .benchmarks import get_benchmark
 from .earthreason import (
     Sample,
     SampleProblem,
+    label_channel_pixels,
     load_sample,
     resize_mask,
     resize_rgb,
 )
-from .metrics import Protocol, SampleScore, get_protocol, score_sample, summarize
+from .metrics import (
+    Protocol,
+    SampleScore,
+    get_protocol,
+    multichannel_label_score,
+    score_sample,
+    summarize,
+)
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -253,6 +261,10 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
                 h, w = gt.shape
                 gt_frame = resize_mask(gt, frame)
                 score = score_sample(result.merged_mask, gt_frame, status_label(result, proto.parse_mode), proto)
+                if proto.reference_label_channels and sample.mask_reader is None and not score.empty_target:
+                    channels, pixels = label_channel_pixels(sample.label_path, frame)
+                    if channels > 1:
+                        score = multichannel_label_score(score, pixels)
                 pred_label = resize_mask(result.merged_mask, (w, h))
                 Image.fromarray(pred_label.astype(np.uint8) * 255).save(out / "pred" / f"{sample.image_id}.png")
                 rec = _record(sample, q_index, question, result, score, gt, pred_label, frame, per)
