@@ -274,3 +274,18 @@ def test_a_three_channel_label_scores_as_the_reference_scores_it(tiny_pipeline, 
     seg = evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(tmp_path / "s"),
                                                benchmark="risbench", protocol="segearth"), progress=False)
     assert seg["n"] == 2 and seg["sam2_failures"] == 0
+
+
+@pytest.mark.slow
+def test_a_runaway_answer_in_a_batch_is_a_tile_without_features(tiny_pipeline, tmp_path):
+    from think2seg.batch import BatchJob, run_batch
+    from think2seg.testing.scenes import make_geotiff
+
+    r = make_geotiff(tmp_path / "r.tif", 256, 256, discs=[(128, 128, 60)])
+    job = BatchJob(rasters=[str(r)], queries=["the water bodies"], output=str(tmp_path / "o.gpkg"),
+                   options={"max_reasoning_tokens": 512}, tile_size=256, overlap=32, batch_size=1, progress=False)
+    with scripted(tiny_pipeline, RUNAWAY):
+        summary = run_batch(lambda: tiny_pipeline, job)
+    # the tile ran and its answer gave no prompt (the instance was rejected), the raster is done, not failed
+    assert (summary.done, summary.failed, summary.tiles_run, summary.features, summary.prompts) == (1, 0, 1, 0, 0), \
+        summary.format()
