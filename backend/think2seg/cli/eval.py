@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--cases", type=int, default=4, help="best and worst cases drawn in the report (default 4 each)")
     p.add_argument("--restart", action="store_true", help="discard an earlier run in the report folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="spread the evaluation over a Ray cluster (auto, ray://host:10001, host:6379, or local): "
+                        "one actor per GPU holds the models; the same figures as one process, resumable")
+    p.add_argument("--actors", type=int, default=None, help="with --ray: actors (default one per GPU, else 1)")
     add_model_options(p)
     # --protocol think2seg decodes with transformers' plain generate unless asked (the reference's numerics);
     # None: not given on the command line (nor in THINK2SEG_DECODING)
@@ -71,13 +75,19 @@ def run(args: argparse.Namespace) -> int:
     samples, problems = get_benchmark(args.benchmark).scan(args.data, args.split)
     print(f"{len(samples)} usable {args.benchmark} samples in {args.data} ({args.split})"
           + (f", {len(problems)} with problems (listed in the report)" if problems else ""), file=sys.stderr)
-    pipeline = load_pipeline(args)
+    pipeline = load_pipeline(args) if not args.ray else None
     settings = EvalSettings(
         data=args.data, split=args.split, out=args.output, protocol=args.protocol, seed=args.seed,
         limit=args.limit, batch_size=args.batch_size, max_reasoning_tokens=args.max_reasoning_tokens,
         restart=args.restart, report_cases=args.cases, benchmark=args.benchmark,
     )
-    m = evaluate(pipeline, settings, progress=not args.no_progress)
+    if args.ray:
+        from ..evaluation.distributed import EvalModels, evaluate_ray
+
+        models = EvalModels(args.model, str(args.sam), args.sam_size, args.device, args.decoding, args.compile)
+        m = evaluate_ray(args.ray, settings, models, actors=args.actors, progress=not args.no_progress)
+    else:
+        m = evaluate(pipeline, settings, progress=not args.no_progress)
 
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.2f}"

@@ -172,25 +172,77 @@ def _record(sample: Sample, q_index: int, question: str, result, score: SampleSc
     }
 
 
-def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None) -> dict:
+def run_samples(pipeline, chunk: list[tuple[Sample, int, str | None]], proto: Protocol, opts) -> list[tuple]:
+    """Evaluate one chunk of (sample, question index, question): one generate call for its readable samples.
+
+    Returns (image id, record, problem, predicted mask as PNG bytes) per sample, a record or a problem each:
+    what `evaluate` writes, here or from a Ray actor (`distributed`)."""
+    import io
+
+    from ..georef import tile_from_array
+
+    outcomes, batch = [], []
+    for sample, q_index, question in chunk:
+        try:
+            rgb, gt = load_sample(sample, resize_label=proto.resize_mismatched_labels)
+        except ValueError as e:
+            outcomes.append((sample.image_id, None, str(e), None))
+            continue
+        if question is None:
+            outcomes.append((sample.image_id, None, f"question {q_index} (the one drawn) is empty", None))
+            continue
+        frame = proto.frame_size(rgb.shape[1], rgb.shape[0])
+        batch.append((sample, q_index, question, gt, frame, tile_from_array(resize_rgb(rgb, frame))))
+    if not batch:
+        return outcomes
+    t0 = time.perf_counter()
+    results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
+    per = (time.perf_counter() - t0) / len(batch)
+    for (sample, q_index, question, gt, frame, _), result in zip(batch, results, strict=True):
+        h, w = gt.shape
+        gt_frame = resize_mask(gt, frame)
+        score = score_sample(result.merged_mask, gt_frame, status_label(result, proto.parse_mode), proto)
+        if proto.reference_label_channels and sample.mask_reader is None and not score.empty_target:
+            channels, pixels = label_channel_pixels(sample.label_path, frame)
+            if channels > 1:
+                score = multichannel_label_score(score, pixels)
+        pred_label = resize_mask(result.merged_mask, (w, h))
+        buf = io.BytesIO()
+        Image.fromarray(pred_label.astype(np.uint8) * 255).save(buf, format="PNG")
+        rec = _record(sample, q_index, question, result, score, gt, pred_label, frame, per)
+        outcomes.append((sample.image_id, rec, None, buf.getvalue()))
+    return outcomes
+
+
+def segment_options(settings: EvalSettings, proto: Protocol):
+    """The pipeline options of an evaluation: the pixel mask only (polygons would cost ~0.5 s an image for
+    nothing), the protocol's parser and forced-answer rule."""
+    from ..pipeline import SegmentOptions
+    from ..reasoner import ANSWER_BUDGET
+
+    return SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False,
+                          parse_mode=proto.parse_mode, answer_budget=ANSWER_BUDGET if proto.forced_answer else 0)
+
+
+def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None, executor=None,
+             provenance: dict | None = None, decoding: str | None = None) -> dict:
     """Evaluate `pipeline` on a split; returns the metrics written to REPORT_DIR/metrics.json.
 
     Every prompt is prefilled whole, as the reference did: no prefix reused across questions (Reasoner,
     `THINK2SEG_PREFIX_REUSE`), whose cut prefill may differ in bf16's last bits; an image here is asked once
     anyway. The run's provenance (`generation.prefix_reuse`) says so."""
+    if pipeline is None:  # the models are elsewhere (Ray actors: `distributed.evaluate_ray`)
+        return _evaluate(None, settings, progress, log, executor, provenance, decoding)
     reuse, pipeline.reasoner.prefix_reuse = pipeline.reasoner.prefix_reuse, False
     try:
-        return _evaluate(pipeline, settings, progress, log)
+        return _evaluate(pipeline, settings, progress, log, executor, provenance, decoding)
     finally:
         pipeline.reasoner.prefix_reuse = reuse
 
 
-def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
+def _evaluate(pipeline, settings: EvalSettings, progress: bool, log, executor, provenance, decoding) -> dict:
     from tqdm.auto import tqdm
 
-    from ..georef import tile_from_array
-    from ..pipeline import SegmentOptions
-    from ..reasoner import ANSWER_BUDGET
     from .report import write_report
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -213,13 +265,12 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
             (out / name).unlink(missing_ok=True)
         for name in ("pred", "figures"):
             shutil.rmtree(out / name, ignore_errors=True)
-    # Scores use the pixel mask; polygons would cost ~0.5 s an image for nothing.
-    opts = SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False,
-                          parse_mode=proto.parse_mode, answer_budget=ANSWER_BUDGET if proto.forced_answer else 0)
+    opts = segment_options(settings, proto)
     from ..speed import decoding_name
 
-    provenance = pipeline.provenance(opts)
-    decoding = decoding_name(getattr(pipeline.reasoner, "fast", None))
+    if pipeline is not None:
+        provenance = pipeline.provenance(opts)
+        decoding = decoding_name(getattr(pipeline.reasoner, "fast", None))
     header = _run_header(settings, proto, provenance, decoding)
     _check_resume(out, header)
     (out / "pred").mkdir(parents=True, exist_ok=True)
@@ -235,42 +286,20 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
     t_start = time.perf_counter()
     bar = tqdm(total=len(selected), initial=len(selected) - len(pending), desc=f"{settings.split} ({proto.name})",
                unit="img", disable=not progress, file=sys.stderr)
+    chunks = [[(sample, *question_of[sample.image_id]) for sample in pending[i:i + settings.batch_size]]
+              for i in range(0, len(pending), settings.batch_size)]
+    outcomes = (executor(chunks) if executor is not None
+                else (run_samples(pipeline, chunk, proto, opts) for chunk in chunks))
     with log_path.open("a", encoding="utf-8") as fh:
-        for i in range(0, len(pending), settings.batch_size):
-            batch = []
-            for sample in pending[i:i + settings.batch_size]:
-                try:
-                    rgb, gt = load_sample(sample, resize_label=proto.resize_mismatched_labels)
-                except ValueError as e:
-                    problems.append(SampleProblem(sample.image_id, str(e)))
-                    bar.update(1)
-                    continue
-                q_index, question = question_of[sample.image_id]
-                if question is None:
-                    problems.append(SampleProblem(sample.image_id, f"question {q_index} (the one drawn) is empty"))
-                    bar.update(1)
-                    continue
-                frame = proto.frame_size(rgb.shape[1], rgb.shape[0])
-                batch.append((sample, q_index, question, gt, frame, tile_from_array(resize_rgb(rgb, frame))))
-            if not batch:
-                continue
-            t0 = time.perf_counter()
-            results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
-            per = (time.perf_counter() - t0) / len(batch)
-            for (sample, q_index, question, gt, frame, _), result in zip(batch, results, strict=True):
-                h, w = gt.shape
-                gt_frame = resize_mask(gt, frame)
-                score = score_sample(result.merged_mask, gt_frame, status_label(result, proto.parse_mode), proto)
-                if proto.reference_label_channels and sample.mask_reader is None and not score.empty_target:
-                    channels, pixels = label_channel_pixels(sample.label_path, frame)
-                    if channels > 1:
-                        score = multichannel_label_score(score, pixels)
-                pred_label = resize_mask(result.merged_mask, (w, h))
-                Image.fromarray(pred_label.astype(np.uint8) * 255).save(out / "pred" / f"{sample.image_id}.png")
-                rec = _record(sample, q_index, question, result, score, gt, pred_label, frame, per)
-                fh.write(json.dumps(rec) + "\n")
-                fh.flush()
-                done[sample.image_id] = rec
+        for chunk_out in outcomes:
+            for image_id, rec, problem, pred_png in chunk_out:
+                if problem is not None:
+                    problems.append(SampleProblem(image_id, problem))
+                else:
+                    (out / "pred" / f"{image_id}.png").write_bytes(pred_png)
+                    fh.write(json.dumps(rec) + "\n")
+                    fh.flush()
+                    done[image_id] = rec
                 bar.update(1)
     bar.close()
 
