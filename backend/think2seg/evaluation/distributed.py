@@ -8,7 +8,7 @@ calls; the driver keeps two chunks in flight per actor and writes each record as
 the same records: with the same chunks, the figures equal a one-process run's (the order of `samples.jsonl`
 may differ; the metrics follow the draw's order).
 
-The reference spreads its evaluation over GPUs with torchrun (`test_think2seg-rs_ref.py:41-50`, `:289-296`:
+The reference spreads its evaluation over GPUs with torchrun (`test_think2seg-rs_ref.py:41-50`, `:288-291`, `:401`:
 each rank a contiguous share, gathered on rank 0); the split here is by chunk, which gives the same figures.
 """
 
