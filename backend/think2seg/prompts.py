@@ -12,13 +12,21 @@ Modes (docs/method.md, "ours vs reference", has one row per rule and the test th
   `json_repair.loads`; a list of objects, each with `bbox_2d` (a list of 4) and/or `positive_points`
   (exactly 2 points of 2 numbers); any `negative_points` key, or one invalid instance, rejects the whole
   answer; boxes overlapping above IoU 0.5 keep the largest (`remove_repeated_boxes_nms`, :836-881);
-  coordinates unchanged. `think2seg eval --protocol think2seg` uses it.
+  coordinates unchanged. `think2seg eval --protocol think2seg` uses it. Anything that makes the reference's
+  parser raise (its `except Exception` returns None) is a parse failure here; an answer it accepts that its
+  SAM2 call then cannot take (`np.array` of the prompt is not a numeric array of the right size: numbers as
+  strings, `null` in a box, an integer outside int64/uint64, `"negative_points": null`) is ``unparsed`` with
+  ``format_ok`` True (`sam2_failed`): the same score, but not a parse failure in the reference's count.
 - ``reference_train``: the training parser behind the reference's mask and format rewards (`parse_sam_json`,
   :720-775): ``reference`` plus a required ```` ```json ```` block and required `positive_points`.
 - ``tolerant`` (ours, for the app: segment, serve, batch, the plugin): the answer block even without
   `</answer>`, the json fence optional, broken JSON repaired, each instance keeps whatever of its box and
   points is usable (an unusable instance is dropped, not the whole answer), coordinates clipped to the frame
-  and box corners sorted, boxes under a pixel dropped, duplicates keep the largest box.
+  and box corners sorted, boxes under a pixel dropped, duplicates keep the largest box. Each dropped
+  instance's reason is in `rejected` (a number too large for a float is one of them).
+
+`parse_answer` never raises on any string: whatever a run-away answer holds (a 400-digit number that the
+token budget cut and json_repair closed, 10^5 nested brackets, lone surrogates) comes back as a result.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import json_repair
+import numpy as np
 
 ParseMode = Literal["tolerant", "reference", "reference_train"]
 PARSE_MODES: tuple[str, ...] = ("tolerant", "reference", "reference_train")
@@ -93,10 +102,23 @@ class ParsedAnswer:
     dropped: int = 0
     mode: str = DEFAULT_PARSE_MODE
     format_ok: bool = False
+    #: tolerant mode: why each dropped instance was dropped ("instance 2: ...")
+    rejected: list[str] = field(default_factory=list)
 
     @property
     def parsed(self) -> bool:
         return self.status != "unparsed"
+
+    @property
+    def sam2_failed(self) -> bool:
+        """The parser accepted the answer but SAM2 cannot take its prompts (reference modes): scored as a
+        failure, yet not a parse failure in the reference's count."""
+        return self.status == "unparsed" and self.format_ok
+
+    @property
+    def label(self) -> str:
+        """ok | empty | unparsed | sam2_failed: the status as the reference counts it."""
+        return "sam2_failed" if self.sam2_failed else self.status
 
 
 def extract_reasoning(text: str) -> str:
@@ -179,19 +201,21 @@ def _number(v) -> float | None:
     """A finite float from a JSON number or a numeric string; None otherwise (booleans included)."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return None
-    if not isinstance(v, (int, float)):
+    if not isinstance(v, (int, float, str)):
         return None
-    v = float(v)
+    try:
+        v = float(v)
+    except (ValueError, OverflowError):  # not a number; an integer too large for a float
+        return None
     return v if math.isfinite(v) else None
 
 
+def _too_large(values) -> bool:
+    return any(isinstance(v, int) and not isinstance(v, bool) and _number(v) is None for v in values)
+
+
 def _clip(v: float, hi: float) -> float:
-    return min(max(v, 0.0), hi)
+    return float(min(max(v, 0.0), hi))
 
 
 def _tolerant_box(raw, frame_w: float, frame_h: float) -> Box | None:
@@ -230,21 +254,33 @@ def _parse_tolerant(text: str, frame_w: float, frame_h: float, reasoning: str) -
         return _unparsed("the JSON is not a list", reasoning, mode)
     if not data:
         return ParsedAnswer("empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True)
-    instances = []
-    for obj in data:
+    instances, rejected = [], []
+    for n, obj in enumerate(data, 1):
         if not isinstance(obj, dict):
+            rejected.append(f"instance {n} is not a JSON object")
             continue
-        box = _tolerant_box(obj.get("bbox_2d"), frame_w, frame_h)
-        points = _tolerant_points(obj.get("positive_points"), frame_w, frame_h)
+        raw_box, raw_points = obj.get("bbox_2d"), obj.get("positive_points")
+        box = _tolerant_box(raw_box, frame_w, frame_h)
+        points = _tolerant_points(raw_points, frame_w, frame_h)
         if box is not None or points:
             instances.append(PromptInstance(box, points))
+            continue
+        flat = list(raw_box) if isinstance(raw_box, (list, tuple)) else []
+        flat += [v for p in raw_points if isinstance(p, (list, tuple)) for v in p] \
+            if isinstance(raw_points, (list, tuple)) else []
+        if _too_large(flat):
+            rejected.append(f"instance {n} has a coordinate too large to be a number")
+        else:
+            rejected.append(f"instance {n} has no valid box or point")
     dropped = len(data) - len(instances)
     if not instances:
-        return _unparsed(f"none of the {len(data)} instances has a valid box or point", reasoning, mode,
-                         dropped=dropped)
+        first = f" ({rejected[0]})" if rejected else ""
+        return _unparsed(f"none of the {len(data)} instances has a valid box or point{first}", reasoning, mode,
+                         dropped=dropped, rejected=rejected)
     unique = remove_duplicates(instances)
     dropped += len(instances) - len(unique)
-    return ParsedAnswer("ok", instances=unique, reasoning=reasoning, dropped=dropped, mode=mode, format_ok=True)
+    return ParsedAnswer("ok", instances=unique, reasoning=reasoning, dropped=dropped, mode=mode, format_ok=True,
+                        rejected=rejected)
 
 
 # -- reference --------------------------------------------------------------------------------------------
@@ -266,10 +302,19 @@ def _floatable(v) -> bool:
     return False
 
 
+def _floatable_int_ok(v) -> bool:
+    """`float(v)` also raises OverflowError on an int too large (the reference's bare except rejects it)."""
+    try:
+        float(v)
+    except (OverflowError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _reference_points_ok(points) -> bool:
     return (isinstance(points, list) and len(points) == POINTS_PER_INSTANCE
-            and all(isinstance(p, (list, tuple)) and len(p) == 2 and _floatable(p[0]) and _floatable(p[1])
-                    for p in points))
+            and all(isinstance(p, (list, tuple)) and len(p) == 2
+                    and all(_floatable(v) and _floatable_int_ok(v) for v in p) for p in points))
 
 
 def _reference_json_text(text: str, fence_required: bool) -> tuple[str | None, str]:
@@ -324,32 +369,67 @@ def _parse_reference(text: str, reasoning: str, training: bool) -> ParsedAnswer:
     boxes = [obj.get("bbox_2d") for obj in data]
     if len(data) > 1:
         # The reference computes every box's area here (even a lone box's); a non-number raises and its
-        # parser rejects the answer.
+        # parser rejects the answer. So does an IoU whose arithmetic overflows (a float beside a huge int).
         if any(not _is_number(v) for b in boxes if b is not None for v in b):
             return _unparsed("a bbox_2d holds something other than numbers", reasoning, mode)
-        gone = duplicate_indices(boxes)
+        try:
+            gone = duplicate_indices(boxes)
+        except (OverflowError, ZeroDivisionError, ValueError, TypeError):
+            return _unparsed("a bbox_2d holds a number too large to compare boxes", reasoning, mode)
     else:
         gone = set()
     kept = [obj for i, obj in enumerate(data) if i not in gone]
-    values = [v for obj in kept for v in (obj.get("bbox_2d") or [])]
-    values += [v for obj in kept for p in (obj.get("positive_points") or []) for v in p]
-    # Two things the reference's parser accepts but its SAM2 call then raises on, so the image scores as a
-    # failure while the format reward still gives 1: numbers written as strings (np.array makes strings of
-    # them) and `"negative_points": null` (len(None)).
-    if not all(_is_number(v) for v in values):
-        return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode, format_ok=True, dropped=len(gone),
-                            reason="no usable answer: coordinates written as strings, which SAM2 cannot take")
-    if any("negative_points" in obj for obj in kept):
-        return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode, format_ok=True, dropped=len(gone),
-                            reason="no usable answer: negative_points is null, which SAM2 cannot take")
-    instances = [
-        PromptInstance(
-            box=tuple(float(v) for v in obj["bbox_2d"]) if "bbox_2d" in obj else None,
-            points=tuple((float(x), float(y)) for x, y in obj.get("positive_points") or ()),
-        )
-        for obj in kept
-    ]
+    instances = []
+    for obj in kept:
+        # What the reference's parser accepts but its SAM2 call then raises on, so the image scores as a
+        # failure while the format reward still gives 1.
+        problem = _sam2_problem(obj)
+        if problem:
+            return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode, format_ok=True, dropped=len(gone),
+                                reason=f"no usable answer: {problem}, which SAM2 cannot take")
+        instances.append(_sam2_instance(obj))
     return ParsedAnswer("ok", instances=instances, reasoning=reasoning, dropped=len(gone), mode=mode, format_ok=True)
+
+
+def _sam2_array(value) -> tuple[np.ndarray | None, str]:
+    """`np.array(value)` as the reference's SAM2 call makes it, or (None, why) where torch cannot take it."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return None, "coordinates in lists of different lengths"
+    if arr.dtype.kind in "biuf":
+        return arr, ""
+    if arr.dtype.kind in "US":
+        return None, "coordinates written as strings"
+    return None, "a null or an integer outside int64/uint64 among the coordinates"
+
+
+def _sam2_problem(obj: dict) -> str:
+    if "negative_points" in obj:  # only null gets here: len(None) raises
+        return "negative_points is null"
+    if "bbox_2d" in obj:
+        arr, why = _sam2_array(obj["bbox_2d"])
+        if arr is None:
+            return f"the bbox_2d holds {why}"
+        if arr.size != 4:  # four one-element lists pass (SAM2 reshapes the box to (-1, 2, 2))
+            return "the bbox_2d is not 4 numbers"
+    if obj.get("positive_points"):
+        arr, why = _sam2_array(obj["positive_points"])
+        if arr is None:
+            return f"the positive_points hold {why}"
+        if arr.shape != (POINTS_PER_INSTANCE, 2):
+            return "the positive_points are not 2 points of 2 numbers"
+    return ""
+
+
+def _sam2_instance(obj: dict) -> PromptInstance:
+    box = None
+    if "bbox_2d" in obj:
+        box = tuple(float(v) for v in np.asarray(obj["bbox_2d"]).ravel())
+    points = ()
+    if obj.get("positive_points"):
+        points = tuple((float(x), float(y)) for x, y in np.asarray(obj["positive_points"]).tolist())
+    return PromptInstance(box=box, points=points)
 
 
 def check_parse_mode(mode: str) -> str:
@@ -368,14 +448,17 @@ def parse_answer(text: str, frame_w: float = 840, frame_h: float | None = None,
     """
     check_parse_mode(mode)
     frame_h = frame_w if frame_h is None else frame_h
-    text = text or ""
+    text = text if isinstance(text, str) else ""
     reasoning = extract_reasoning(text)
     if not text.strip():
         return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode,
                             reason="no parseable answer: the model wrote nothing")
-    if mode == "tolerant":
-        return _parse_tolerant(text, frame_w, frame_h, reasoning)
-    return _parse_reference(text, reasoning, training=mode == "reference_train")
+    try:
+        if mode == "tolerant":
+            return _parse_tolerant(text, frame_w, frame_h, reasoning)
+        return _parse_reference(text, reasoning, training=mode == "reference_train")
+    except (Exception, RecursionError) as e:  # noqa: BLE001 - the reference's parser: `except Exception` -> None
+        return _unparsed(f"the answer could not be read ({type(e).__name__})", reasoning, mode)
 
 
 def is_valid_json_answer(text: str) -> bool:

@@ -70,7 +70,9 @@ def test_summaries_by_hand():
     assert m["giou"] == pytest.approx((1 + 1 / 3) / 4)
     assert m["ciou"] == pytest.approx(24 / 56)
     assert (m["n"], m["parse_failures"], m["empty_target"], m["protocol"]) == (4, 1, 1, "think2seg")
-    assert m["precision_at"]["0.5"] == pytest.approx(0.25)
+    # the reference's Pr@X: IoU >= t over the images that got a mask (the unparsed one did not)
+    assert m["precision_at"]["0.5"] == pytest.approx(1 / 3) and m["precision_images"] == 3
+    assert m["precision_at"]["0.9"] == pytest.approx(1 / 3) and "IoU >= t" in m["precision_definition"]
     assert m["per_category"]["a"]["ciou"] == pytest.approx(24 / 40)
     assert m["per_category"]["b"]["giou"] == 0.0
     s = [score_sample(p, g, st, "segearth") for p, g, st, _ in cases]
@@ -78,6 +80,28 @@ def test_summaries_by_hand():
     # the false alarm on the empty image now adds 16 to the union
     assert m2["ciou"] == pytest.approx(24 / 72) and m2["giou"] == pytest.approx((1 + 1 / 3) / 4)
     assert "per_category" not in m2
+    # segearth keeps ours: IoU > t over all images
+    assert m2["precision_at"]["0.5"] == pytest.approx(0.25) and m2["precision_definition"] == "IoU > t over all images"
+
+
+def test_reference_precision_counts_images_that_got_a_mask():
+    gt, pred = masks()
+    empty = np.zeros_like(gt)
+    t = [score_sample(gt, gt, "ok", "think2seg"),  # IoU 1: counted, a hit
+         score_sample(None, gt, "empty", "think2seg"),  # [] on a target: SAM2 made no mask: not counted
+         score_sample(None, gt, "sam2_failed", "think2seg"),  # accepted, SAM2 raised: not counted
+         score_sample(None, empty, "empty", "think2seg"),  # [] on no target: a zero mask, IoU 1: a hit
+         score_sample(None, empty, "sam2_failed", "think2seg"),  # accepted on no target: a zero mask, IoU 0
+         score_sample(None, empty, "unparsed", "think2seg")]  # rejected: no mask
+    m = summarize(t, None, "think2seg")
+    assert m["precision_images"] == 3 and m["precision_at"]["0.5"] == pytest.approx(2 / 3)
+    assert (m["parse_failures"], m["sam2_failures"]) == (1, 2)
+    # a score of exactly t counts (>=): 1/3 at 1/3
+    third = score_sample(pred, gt, "ok", "think2seg")
+    from think2seg.evaluation.metrics import precision_at
+
+    assert precision_at([third], "reference", (third.iou,)) == {f"{third.iou:.1f}": 1.0}
+    assert summarize([], None, "think2seg")["precision_at"]["0.5"] == 0.0
 
 
 def test_no_union_gives_no_ciou():
@@ -163,3 +187,13 @@ def test_a_label_of_another_size_is_kept_for_resizing(tmp_path):
         load_sample(s)
     rgb, mask = load_sample(s, resize_label=True)
     assert rgb.shape == (48, 64, 3) and mask.shape == (24, 32) and mask.all()
+
+
+def test_a_multichannel_label_scores_zero_with_every_channel_in_the_union():
+    from think2seg.evaluation.metrics import SampleScore, multichannel_label_score
+
+    assert multichannel_label_score(SampleScore(0.8, 8, 10, False, "ok"), 30) == SampleScore(0.0, 0, 30, False,
+                                                                                             "sam2_failed")
+    assert multichannel_label_score(SampleScore(0.0, 0, 10, False, "unparsed"), 30).status == "unparsed"
+    empty = SampleScore(1.0, 0, 0, True, "empty")
+    assert multichannel_label_score(empty, 0) == empty

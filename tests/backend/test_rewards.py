@@ -134,3 +134,58 @@ def test_one_gpu_matches_the_references_64_completions_per_step():
     s.check()
     assert (s.per_device_batch_size or s.num_generations) * s.gradient_accumulation_steps == 64
     assert s.gradient_accumulation_steps == 4 and s.top_k == 50
+
+
+RUNAWAY = ('<think>a pond</think><answer>```json[{"bbox_2d": [310, 360, 567, ' + "9" * 400
+           + '], "positive_points": [[420, 336], [315, 420]]}]```</answer>')
+AS_STRINGS = ('<think>a pond</think><answer>```json[{"bbox_2d": ["210", "168", "630", "504"], '
+              '"positive_points": [["420", "336"], ["315", "420"]]}]```</answer>')
+
+
+def test_a_runaway_number_scores_zero_and_never_raises(segmenter, scene):
+    image, gt = scene
+    r = MaskReward(segmenter)
+    assert r([RUNAWAY, KNOWN_COMPLETION], image=[image] * 2, mask=[gt] * 2) == [0.0, 2.0]
+    # the reference's training parser takes a list of 4 as a box: format 1 (as sam_format_reward gives)
+    assert json_validity_reward([RUNAWAY]) == [1.0] and think_answer_shape_reward([RUNAWAY]) == [1.0]
+    assert "int64/uint64" in r.last_errors[0] and r.last_errors[1] == ""
+
+
+class FailingSegmenter(CountingSegmenter):
+    """The real segmenter whose predict raises on the call numbered `fail_at` (a CUDA error, say)."""
+
+    def __init__(self, seg, fail_at: int):
+        super().__init__(seg)
+        self.calls, self.fail_at = 0, fail_at
+
+    def predict(self, instances, shape):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.seg.predict(instances, shape)
+
+
+def test_a_sam2_raise_zeroes_that_completion_only_by_default(segmenter, scene):
+    image, gt = scene
+    r = MaskReward(FailingSegmenter(segmenter, fail_at=1))
+    assert r([KNOWN_COMPLETION, KNOWN_COMPLETION], image=[image] * 2, mask=[gt] * 2) == [0.0, 2.0]
+    assert "RuntimeError" in r.last_errors[0]
+
+
+def test_reference_group_zero_zeroes_the_whole_call_as_the_reference(segmenter, scene):
+    image, gt = scene
+    nothing = np.zeros((840, 840), dtype=bool)
+    # one SAM2 raise: every completion of the call 0, the no-target [] too (the reference's final_reward is
+    # computed inside its try)
+    r = MaskReward(FailingSegmenter(segmenter, fail_at=1), reference_group_zero=True)
+    got = r([KNOWN_COMPLETION, KNOWN_COMPLETION, EMPTY], image=[image] * 3, mask=[gt, gt, nothing],
+            image_id=["a", "a", "b"])
+    assert got == [0.0, 0.0, 0.0]
+    # an answer the parser accepts and SAM2 cannot take (numbers as strings) does the same
+    r = MaskReward(segmenter, reference_group_zero=True)
+    assert json_validity_reward([AS_STRINGS]) == [1.0]
+    assert r([AS_STRINGS, KNOWN_COMPLETION], image=[image] * 2, mask=[gt] * 2) == [0.0, 0.0]
+    # without a failure in the call the scores stand
+    assert r([KNOWN_COMPLETION, MALFORMED], image=[image] * 2, mask=[gt] * 2) == [2.0, 0.0]
+    # ours (the default): each completion on its own
+    assert MaskReward(segmenter)([AS_STRINGS, KNOWN_COMPLETION], image=[image] * 2, mask=[gt] * 2) == [0.0, 2.0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,11 @@ class Sample:
     category: str | None = None
     #: the QA file's `questions` as written (the reference's draw indexes this list, blanks included)
     raw_questions: object = None
+    #: the ground truth where it is not a label file (RRSIS-D's COCO polygons: `benchmarks`); bool (H, W)
+    mask_reader: Callable[[], np.ndarray] | None = None
+
+    def read_mask(self) -> np.ndarray:
+        return self.mask_reader() if self.mask_reader is not None else load_mask(self.label_path)
 
     def question(self, mode: str, seed: int) -> tuple[int, str]:
         """(index, text) of the question a protocol asks: "first", or "random" seeded per image.
@@ -182,6 +188,14 @@ def load_mask(path: Path) -> np.ndarray:
     return np.asarray(a) > 0
 
 
+def label_channel_pixels(path: Path, size: tuple[int, int]) -> tuple[int, int]:
+    """(channels, target pixels summed over the channels) of a label file resized NEAREST to `size`, as the
+    reference reads it (`np.array(label.resize(size, NEAREST)) > 0`, its channels kept)."""
+    with _large_images(), Image.open(path) as im:
+        a = np.asarray(im.resize(tuple(size), Image.NEAREST)) > 0
+    return (a.shape[2] if a.ndim == 3 else 1), int(a.sum())
+
+
 def reference_draw(root: str | Path, split: str, seed: int, limit: int | None = None) -> list[tuple[str, int]]:
     """(image id, question index) as the reference's evaluation draws them, in its order.
 
@@ -219,7 +233,7 @@ def load_sample(sample: Sample, resize_label: bool = False) -> tuple[np.ndarray,
     which resizes image and label to its frame independently): then it is returned as it is.
     """
     rgb = load_rgb(sample.image_path)
-    mask = load_mask(sample.label_path)
+    mask = sample.read_mask()
     if mask.shape != rgb.shape[:2] and not resize_label:
         h, w = rgb.shape[:2]
         mh, mw = mask.shape

@@ -29,6 +29,16 @@ from ..prompt_template import MODEL_FRAME
 
 PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
+#: What `precision_at` means under each protocol (metrics.json says which one a run used).
+PRECISION_DEFINITIONS = {
+    # test_think2seg-rs_ref.py:446-452, :487-492: a prediction counts where the reference has a mask (SAM2 made
+    # one, or the parser accepted the answer on an image without a target), and it hits at IoU >= t
+    "reference": "IoU >= t over the images that got a mask (SAM2 made one from the answer's prompts, or the "
+                 "parser accepted an answer on an image without a target), as test_think2seg-rs_ref.py counts "
+                 "Pr@X",
+    "all_images": "IoU > t over all images",
+}
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -38,6 +48,9 @@ class Protocol:
     square: bool  # True: resized to frame x frame; False: the long side resized to frame, aspect kept
     description: str
     parse_mode: str = "tolerant"  # prompts.PARSE_MODES
+    precision: str = "all_images"  # PRECISION_DEFINITIONS
+    #: True: a label file of several channels scores as the reference scores it (`multichannel_label_score`)
+    reference_label_channels: bool = False
     forced_answer: bool = True  # a budget overrun gets its answer block forced open (ours; not the reference)
     resize_mismatched_labels: bool = False  # True: a label of another size is resized; False: skipped
 
@@ -55,7 +68,8 @@ PROTOCOLS = {
         "Think2Seg-RS: the reference's seeded question draw, 840 x 840, greedy without a forced answer, the "
         "reference's parser, failed parse = empty mask, empty target: IoU 1 for [] else 0 and nothing added "
         "to cIoU",
-        parse_mode="reference", forced_answer=False, resize_mismatched_labels=True,
+        parse_mode="reference", forced_answer=False, resize_mismatched_labels=True, precision="reference",
+        reference_label_channels=True,
     ),
     "segearth": Protocol(
         "segearth", "first", 1024, False,
@@ -82,7 +96,9 @@ class SampleScore:
     intersection: int
     union: int
     empty_target: bool
-    status: str  # ok | empty | unparsed (the parser's verdict on the answer)
+    #: ok | empty | unparsed (the parser rejected the answer) | sam2_failed (the reference's parser accepted it,
+    #: its SAM2 call cannot take it: scored as unparsed, counted apart, as the reference counts them)
+    status: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +125,31 @@ def score_sample(pred: np.ndarray | None, gt: np.ndarray, status: str, protocol:
     return SampleScore(iou, inter, union, empty_target, status)
 
 
+def multichannel_label_score(score: SampleScore, channel_pixels: int) -> SampleScore:
+    """The reference's score of an image whose label it keeps with C > 1 channels (`np.array(label) > 0` of an
+    RGB file, (H, W, C)): SAM2's (H, W) mask does not broadcast against it, its IoU step raises inside the
+    `try` (IoU 0, no predicted mask), and the union gets `np.sum(gt_mask > 0)`, every channel counted. An image
+    without a target is unaffected (`np.all(mask == 0)`). An answer that reached SAM2 is then `sam2_failed`."""
+    if score.empty_target:
+        return score
+    status = "sam2_failed" if score.status == "ok" else score.status
+    return SampleScore(0.0, 0, int(channel_pixels), False, status)
+
+
+def got_mask(s: SampleScore) -> bool:
+    """Whether the reference has a predicted mask for this image (its Pr@X denominator): SAM2 ran on the
+    answer's prompts, or, on an image without a target, its parser accepted the answer (an all-zero mask)."""
+    return s.status == "ok" or (s.empty_target and s.status != "unparsed")
+
+
+def precision_at(scores: list[SampleScore], definition: str = "all_images",
+                 thresholds=PR_THRESHOLDS) -> dict[str, float | None]:
+    if definition == "reference":
+        pool = [s for s in scores if got_mask(s)]
+        return {f"{t:.1f}": (sum(s.iou >= t for s in pool) / len(pool) if pool else 0.0) for t in thresholds}
+    return {f"{t:.1f}": (sum(s.iou > t for s in scores) / len(scores) if scores else None) for t in thresholds}
+
+
 def _aggregate(scores: list[SampleScore]) -> dict:
     n = len(scores)
     inter = sum(s.intersection for s in scores)
@@ -126,16 +167,20 @@ def summarize(scores: list[SampleScore], categories: list[str | None] | None = N
               protocol: Protocol | str | None = None) -> dict:
     """The split's figures: gIoU, cIoU, counts, precision at IoU thresholds, and per category when known."""
     out = _aggregate(scores)
+    definition = "all_images"
     if protocol is not None:
         proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
         out["protocol"] = proto.name
         out["protocol_description"] = proto.description
+        definition = proto.precision
     out["parse_failures"] = sum(s.status == "unparsed" for s in scores)
+    out["sam2_failures"] = sum(s.status == "sam2_failed" for s in scores)
     out["empty_answers"] = sum(s.status == "empty" for s in scores)
     out["empty_target"] = sum(s.empty_target for s in scores)
     out["empty_target_correct"] = sum(s.empty_target and s.status == "empty" for s in scores)
-    out["precision_at"] = {f"{t:.1f}": (sum(s.iou > t for s in scores) / len(scores) if scores else None)
-                           for t in PR_THRESHOLDS}
+    out["precision_at"] = precision_at(scores, definition)
+    out["precision_definition"] = PRECISION_DEFINITIONS[definition]
+    out["precision_images"] = sum(got_mask(s) for s in scores) if definition == "reference" else len(scores)
     if categories is not None and any(c is not None for c in categories):
         groups: dict[str, list[SampleScore]] = defaultdict(list)
         for s, c in zip(scores, categories, strict=True):

@@ -67,7 +67,7 @@ def draw_case(rec: dict, sample: Sample, pred_path: Path, path: Path) -> Path:
     """image | ground truth | prediction + prompts, one PNG."""
     plt = _pyplot()
     rgb = load_rgb(sample.image_path)
-    gt = load_mask(sample.label_path)
+    gt = sample.read_mask()
     pred = load_mask(pred_path) if pred_path.exists() else np.zeros_like(gt)
     s, rgb, (gt, pred) = _display(rgb, gt, pred)
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.2))
@@ -135,6 +135,10 @@ def _case_html(rec: dict, img: str) -> str:
     )
 
 
+#: The precision thresholds the page shows (the reference's zero-shot runs report Pr@0.5; metrics.json has all).
+PR_REPORTED = ("0.5", "0.7", "0.9")
+
+
 def write_report(out: Path, records: list[dict], metrics: dict, samples: dict[str, Sample],
                  problems: list[SampleProblem], protocol: Protocol, k: int = 4) -> Path:
     """Draw the figures and write REPORT_DIR/report.html; returns the page's path."""
@@ -152,11 +156,19 @@ def write_report(out: Path, records: list[dict], metrics: dict, samples: dict[st
         "comparable.</p>",
         f"<p>Reasoner {e(str(metrics.get('models', {}).get('reasoner')))}, segmenter "
         f"{e(str(metrics.get('models', {}).get('segmenter')))}; data {e(str(metrics.get('data')))}.</p>",
-        "<table><tr><th>images</th><th>gIoU</th><th>cIoU</th><th>parse failures</th><th>empty answers</th>"
+        f"<p>Benchmark {e(str(metrics.get('benchmark', 'earthreason')))}, decoding "
+        f"<b>{e(str(metrics.get('decoding', '?')))}</b>.</p>",
+        "<table><tr><th>images</th><th>gIoU</th><th>cIoU</th>"
+        + "".join(f"<th>Pr@{t}</th>" for t in PR_REPORTED)
+        + "<th>parse failures</th><th>SAM2 failures</th><th>empty answers</th>"
         "<th>no-target images</th><th>skipped (bad data)</th></tr>",
         f"<tr><td>{metrics['n']}</td><td>{_pct(metrics['giou'])}</td><td>{_pct(metrics['ciou'])}</td>"
-        f"<td>{metrics['parse_failures']}</td><td>{metrics['empty_answers']}</td><td>{metrics['empty_target']}</td>"
+        + "".join(f"<td>{_pct(metrics.get('precision_at', {}).get(t))}</td>" for t in PR_REPORTED)
+        + f"<td>{metrics['parse_failures']}</td><td>{metrics.get('sam2_failures', 0)}</td>"
+        f"<td>{metrics['empty_answers']}</td><td>{metrics['empty_target']}</td>"
         f"<td>{metrics.get('skipped', 0)}</td></tr></table>",
+        f"<p class='small'>Pr@X: {e(str(metrics.get('precision_definition', '')))} "
+        f"({metrics.get('precision_images', metrics['n'])} images).</p>",
     ]
     if records:
         draw_histogram(records, fig_dir / "iou_histogram.png")

@@ -17,6 +17,13 @@ group-relative advantage drives the update. Each follows Ricardo-XZ/Think2Seg-RS
 - `think_answer_shape_reward`: 1 when the whole completion matches `<think>.*?</think>\s*<answer>.*?</answer>`
   (`thk_ans_format_reward`, :957-961, a full match: nothing before or after).
 
+No answer string stops a step: an answer the parser cannot read scores 0 (`parse_answer` never raises), and
+so does a completion whose SAM2 call raises. The reference computes its rewards inside one `try` per reward
+call, so one raise there leaves every completion of the call at 0; ours zeroes only that completion by default
+(docs/method.md row 8f), `MaskReward(reference_group_zero=True)` does as the reference: one completion that
+the parser accepts and SAM2 cannot take (`ParsedAnswer.sam2_failed`, e.g. numbers written as strings) or one
+raise in SAM2 zeroes the whole call, images without a target included.
+
 Everything is computed in the frame of the image the model saw (840 x 840 in training), the label resized
 NEAREST to it, as the reference does.
 """
@@ -104,8 +111,13 @@ class MaskReward:
 
     __name__ = "mask_reward"
 
-    def __init__(self, segmenter, frame: int = MODEL_FRAME, weight: float = MASK_WEIGHT, mask_cache: int = 64):
+    def __init__(self, segmenter, frame: int = MODEL_FRAME, weight: float = MASK_WEIGHT, mask_cache: int = 64,
+                 reference_group_zero: bool = False):
         self.segmenter = segmenter
+        #: True: one SAM2 failure in a call zeroes every completion of the call (the reference's `try`)
+        self.reference_group_zero = reference_group_zero
+        #: per completion of the last call: why SAM2 could not score it ("" where it could)
+        self.last_errors: list[str] = []
         self.frame = frame
         self.weight = weight
         self._masks: OrderedDict = OrderedDict()  # ground truths of recent images, by (source, size)
@@ -133,6 +145,7 @@ class MaskReward:
             raise ValueError("mask_reward needs a 'mask' or 'mask_path' column with the ground truth")
         ids = image_id if image_id is not None else [None] * n
         ious = [0.0] * n
+        self.last_errors = [""] * n
         groups: dict[str, list[int]] = {}
         for i in range(n):
             groups.setdefault(_image_key(image[i], ids[i]), []).append(i)
@@ -144,17 +157,30 @@ class MaskReward:
             todo = []
             for i in members:
                 parsed = parse_answer(completion_text(completions[i]), self.frame, self.frame, mode=REWARD_PARSE_MODE)
+                if parsed.sam2_failed:  # the reference's SAM2 call raises on it
+                    self.last_errors[i] = parsed.reason
                 if not gt.any():
                     ious[i] = 1.0 if parsed.status == "empty" else 0.0
                 elif parsed.status == "ok":
                     todo.append((i, [inst.scaled(w / self.frame, h / self.frame) for inst in parsed.instances]))
             if not todo:
                 continue
-            self.segmenter.set_image(rgb)  # once for every completion of this image
+            try:
+                self.segmenter.set_image(rgb)  # once for every completion of this image
+            except Exception as e:  # noqa: BLE001 - a reward is a number, never a stopped step
+                for i, _ in todo:
+                    self.last_errors[i] = f"SAM2 failed: {type(e).__name__}: {e}"
+                continue
             for i, instances in todo:
-                pred = self.segmenter.predict(instances, (h, w)).merged
+                try:
+                    pred = self.segmenter.predict(instances, (h, w)).merged
+                except Exception as e:  # noqa: BLE001
+                    self.last_errors[i] = f"SAM2 failed: {type(e).__name__}: {e}"
+                    continue
                 union = np.logical_or(pred, gt).sum()
                 ious[i] = float(np.logical_and(pred, gt).sum() / union) if union else 0.0
+        if self.reference_group_zero and any(self.last_errors):
+            return [0.0] * n
         return ious
 
     def __call__(self, completions, image=None, mask=None, mask_path=None, image_id=None, **kwargs) -> list[float]:
@@ -164,4 +190,5 @@ class MaskReward:
         log_metric = kwargs.get("log_metric")
         if callable(log_metric) and self.last_ious:
             log_metric("mask_iou", float(np.mean(self.last_ious)))
+            log_metric("mask_sam2_failures", float(sum(bool(e) for e in self.last_errors)))
         return [self.weight * v for v in self.last_ious]
