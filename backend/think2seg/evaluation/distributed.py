@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..cluster import connect
 from .runner import EvalSettings, evaluate
 
 #: chunks in flight on one actor: while one is answered, the next is already queued
@@ -66,19 +67,6 @@ class EvalActor:
         return run_samples(self.pipeline, [(self.by_id[i], k, q) for i, k, q in chunk], self.proto, self.opts)
 
 
-def connect(address: str, num_cpus: int | None = None) -> None:
-    """Join a cluster (`auto`, `ray://host:10001`, `host:6379`) or start one here (`local`); a Ray already
-    initialised in this process is used as it is."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address == "local":
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(address=address, log_to_driver=False)
-
-
 def _spread(pool: list, chunks: list[list[tuple]]) -> Iterator[list[tuple]]:
     """Each chunk's outcomes, as the actors finish them (at most CHUNKS_PER_ACTOR in flight per actor)."""
     import ray
@@ -106,11 +94,11 @@ def _spread(pool: list, chunks: list[list[tuple]]) -> Iterator[list[tuple]]:
 def evaluate_ray(address: str, settings: EvalSettings, models: EvalModels, actors: int | None = None,
                  progress: bool = True, log=None, cpus_per_actor: float = 1) -> dict:
     """`runner.evaluate` with the models in `actors` Ray actors (default: one per GPU of the cluster, else 1)."""
-    import ray
-
     from ..errors import BadInput
 
-    connect(address)
+    connect(address)  # before ray is imported here: it keeps loopback addresses on loopback
+    import ray
+
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = actors or max(1, gpus)
     if n < 1:
