@@ -34,9 +34,8 @@ import shapely
 
 from .errors import BadInput, Cancelled, Think2SegError
 from .output import LayerWriter
-from .result import LAYERS, layer_rows
+from .result import LAYERS, TiledResult, layer_rows
 from .tiling import (
-    TiledResult,
     TileGrid,
     raster_identity,
     segment_raster_tiled,
@@ -63,7 +62,7 @@ def collect_rasters(paths: Sequence[str]) -> list[str]:
 
 def read_queries(queries: Sequence[str] | None, queries_file: str | None = None) -> list[str]:
     """`--query` values, then the lines of `--queries FILE` (blank lines and # comments skipped)."""
-    from .pipeline import check_query
+    from .options import check_query
 
     qs = list(queries or [])
     if queries_file:
@@ -358,7 +357,7 @@ class BatchJob:
     progress: bool = True
 
     def __post_init__(self):
-        from .pipeline import SegmentOptions
+        from .options import SegmentOptions
 
         check_output(self.output)
         if not isinstance(self.options, SegmentOptions):

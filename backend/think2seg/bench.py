@@ -120,8 +120,8 @@ def bench_one_tile(pipeline, raster: Path, work: Path, tile: int = 1024, repeats
     from rasterio.windows import Window
 
     from .georef import read_tile
+    from .options import SegmentOptions
     from .output import write_results
-    from .pipeline import SegmentOptions
 
     opts = SegmentOptions(max_reasoning_tokens=256)
     runs = []
@@ -148,11 +148,10 @@ def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7
 
     from .georef import area_unit, read_tile, to_uint8
     from .output import LayerWriter, write_results
-    from .pipeline import InstanceResult, SegmentResult, describe
     from .polygons import mask_to_multipolygon
     from .prompts import PromptInstance
     from .reasoner import to_model_image
-    from .result import layer_rows
+    from .result import InstanceResult, SegmentResult, describe, layer_rows
 
     keys = ("read", "stretch", "resize", "polygonise", "georeference", "write", "write_share")
     times: dict[str, list[float]] = {k: [] for k in keys}

@@ -68,7 +68,8 @@ class TileActor:
         import threading
 
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        from .pipeline import Pipeline, SegmentOptions
+        from .options import SegmentOptions
+        from .pipeline import Pipeline
 
         self.pipeline = Pipeline.from_pretrained(models["model"], models["sam"], models["sam_size"], models["device"],
                                                  decoding=models.get("decoding", "auto"),

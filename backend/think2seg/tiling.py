@@ -43,8 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +52,13 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.affinity import affine_transform
-from shapely.geometry import MultiPolygon, Polygon, box, mapping
+from shapely.geometry import MultiPolygon, Polygon, box
 
 from .errors import BadInput, Cancelled
-from .georef import RasterTile, area_m2, area_unit, crs_epsg, open_raster, read_tile
-from .options import MAX_TILE, MIN_TILE
-from .result import as_multipolygon, found_sentence
+from .georef import RasterTile, area_m2, open_raster, read_tile
+from .options import MAX_TILE, MIN_TILE, SegmentOptions, check_query
+from .polygons import as_multipolygon
+from .result import TiledFeature, TiledResult, utc_now
 
 #: Precision of clipped / merged geometry, in raster pixels (a power of two: exact in binary).
 SNAP_PIXELS = 1.0 / 256.0
@@ -244,10 +244,6 @@ def nodata_entry(query_index: int, query: str) -> dict:
             "pieces": [], "instances": [], "timings": {}, "created": utc_now()}
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def has_data(tile: RasterTile) -> bool:
     """Whether a tile has any valid pixel (a tile all no-data is not asked)."""
     return tile.valid is None or bool(tile.valid.any())
@@ -371,106 +367,6 @@ def merge_pieces(pieces: Sequence[Piece], min_area_pixels: float = 0.0) -> list[
             continue
         out.append((geom, group))
     return out
-
-
-# -- the answer for one raster -------------------------------------------------------------------------------
-@dataclass
-class TiledFeature:
-    """One merged mask feature in the raster's CRS."""
-
-    query: str
-    query_index: int
-    instance: int  # running number per query in this raster (a connected region of the query's answer)
-    geometry: MultiPolygon
-    area: float
-    score: float  # area-weighted mean of its pieces' SAM2 scores
-    tile: str  # the tile holding most of it
-    tiles: list[str]
-    parts: list[str]  # "tile:instance" of every piece merged into it
-    reasoning: str  # that main tile's reasoning for this query
-    #: the same geometry in the raster's pixels, as merged (not in `to_dict`): a refine re-merges edits with it
-    geometry_pixels: MultiPolygon | None = None
-
-
-@dataclass
-class TiledResult:
-    """Everything one tiled run found on one raster. `to_dict()` is the /v1/segment answer (docs/api.md)
-    for a whole raster:
-
-    - `query` (the first query), `queries` (all), `status` ("ok" when any feature, else "empty", or
-      "unparsed" when no tile had a usable answer), `message`;
-    - `reasoning`: the tiles' reasoning, one "[tile] text" paragraph per tile and query (each tile's own is
-      in `tiles`); `answer`: "" (each tile's raw answer is in `tiles`);
-    - `instances`: per tile, the prompts whose box centre lies in that tile's core (no doubles from the
-      overlaps), /v1/segment's instance fields plus `tile` and `query`; pixels are the raster's;
-    - `mask`: a FeatureCollection of the merged features (CRS), properties `instance`, `area`, `score`,
-      `query`, `tile` (the tile holding most of the feature), `tiles` (every tile it spans), `parts`;
-    - `tiles`: one record per tile and query: `tile`, `window` [col, row, w, h], `query`, `status`,
-      `message`, `reasoning`, `answer`, `instances`;
-    - `crs`, `epsg`, `area_unit`, `read` ({"mode": "tiled", sizes, grid, tile counts, largest read}),
-      `timings` (seconds per stage, summed over tiles), `models`, `created`.
-    """
-
-    source: str
-    queries: list[str]
-    grid: TileGrid
-    features: list[TiledFeature]
-    tile_records: list[dict]
-    instances: list[dict]
-    models: dict
-    timings: dict[str, float]
-    stats: dict[str, int]
-    created: str = field(default_factory=utc_now)
-    #: the service's id for refining this result (POST /v1/views/{view_id}/refine); "" outside the service
-    view_id: str = ""
-
-    @property
-    def crs(self) -> CRS | None:
-        return self.grid.crs
-
-    @property
-    def status(self) -> str:
-        if self.features:
-            return "ok"
-        statuses = {r["status"] for r in self.tile_records if r["status"] != "nodata"}
-        return "unparsed" if statuses == {"unparsed"} else "empty"
-
-    @property
-    def area(self) -> float:
-        return float(sum(f.area for f in self.features))
-
-    @property
-    def message(self) -> str:
-        n, tiles = len(self.features), self.stats.get("tiles", 0)
-        where = f"in {tiles} tile{'s' if tiles != 1 else ''}"
-        if self.status == "empty":
-            return f"The model found nothing that matches the quer{'ies' if len(self.queries) > 1 else 'y'} {where}."
-        if self.status == "unparsed":
-            return f"No tile gave a usable answer {where}; no mask was made."
-        return found_sentence(n, "feature", self.area, area_unit(self.crs), f" {where}")
-
-    @property
-    def reasoning(self) -> str:
-        """The tiles' reasoning, one "[tile] text" paragraph per tile (and query, when there are several)."""
-        return "\n\n".join(f"[{r['tile']}{'' if len(self.queries) == 1 else ' ' + repr(r['query'])}] "
-                           f"{r['reasoning']}" for r in self.tile_records if r["reasoning"])
-
-    def to_dict(self) -> dict:
-        crs = self.crs
-        return {
-            "query": self.queries[0] if self.queries else "", "queries": list(self.queries),
-            "status": self.status, "message": self.message, "reasoning": self.reasoning, "answer": "",
-            "instances": self.instances,
-            "mask": {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "geometry": mapping(f.geometry), "properties": {
-                    "instance": f.instance, "area": f.area, "score": f.score, "query": f.query, "tile": f.tile,
-                    "tiles": f.tiles, "parts": f.parts}}
-                for f in self.features]},
-            "tiles": self.tile_records,
-            "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
-            "read": {"mode": "tiled", "source": self.source, **self.grid.to_dict(), **self.stats},
-            "timings": self.timings, "models": self.models, "created": self.created, "view_id": self.view_id,
-        }
 
 
 def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str], source: str, models: dict,
@@ -600,14 +496,10 @@ def state_key(path: str) -> str:
 
 
 def _options(options):
-    from .pipeline import SegmentOptions
-
     return options if isinstance(options, SegmentOptions) else SegmentOptions.from_dict(options)
 
 
 def _queries(queries) -> list[str]:
-    from .pipeline import check_query
-
     qs = [queries] if isinstance(queries, str) else list(queries)
     if not qs:
         raise BadInput("Give at least one query.", code="empty_query")

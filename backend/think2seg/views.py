@@ -265,7 +265,7 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     those where the instance is as the run left it."""
     import rasterio
 
-    from .result import as_multipolygon
+    from .polygons import as_multipolygon
     from .segmenter import image_key
     from .tiling import GDAL_CACHE_MB, Piece, clip_to_core, merge_pieces, read_window
 

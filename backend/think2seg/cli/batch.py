@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
 
 def build_job(args: argparse.Namespace):
     from ..batch import BatchJob, check_output, collect_rasters, read_queries
-    from ..pipeline import SegmentOptions
+    from ..options import SegmentOptions
     from .segment import parse_bands
 
     queries = read_queries(args.query, args.queries)

@@ -168,7 +168,7 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log) -> dict:
     from tqdm.auto import tqdm
 
     from ..georef import tile_from_array
-    from ..pipeline import SegmentOptions
+    from ..options import SegmentOptions
     from ..reasoner import ANSWER_BUDGET
     from .report import write_report
 
