@@ -34,15 +34,10 @@ import shapely
 
 from .errors import BadInput, Cancelled, Think2SegError
 from .output import LayerWriter
-from .result import LAYERS, TiledResult, layer_rows
-from .tiling import (
-    TileGrid,
-    raster_identity,
-    segment_raster_tiled,
-    state_key,
-    utc_now,
-    write_json,
-)
+from .result import LAYERS, TiledResult, layer_rows, utc_now
+from .tiling.grid import TileGrid
+from .tiling.run import segment_raster_tiled
+from .tiling.state import fingerprint, raster_identity, state_key, write_json
 
 OUTPUT_SUFFIXES = (".gpkg", ".parquet")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".jpg", ".jpeg")
@@ -262,14 +257,6 @@ def model_ids(model: str, sam: str, sam_size: str | None = None) -> dict:
     return {"reasoner": model, "segmenter": f"sam2.1_hiera_{spec.name}", "prompt_template": TEMPLATE_ID}
 
 
-def batch_fingerprint(queries, options, tile_size, overlap, gsd, crs, models: dict) -> dict:
-    return {"queries": list(queries), "tile_size": tile_size, "overlap": overlap, "gsd": gsd, "crs": crs,
-            "bands": options.bands, "max_reasoning_tokens": options.max_reasoning_tokens,
-            "min_area_pixels": options.min_area_pixels, "reasoner": models.get("reasoner"),
-            "segmenter": models.get("segmenter"), "sam_size": options.sam_size,
-            "constrain_answer": bool(options.constrain_answer)}
-
-
 # -- writing ------------------------------------------------------------------------------------------------------
 def _reprojector(src_wkt: str | None, target):
     if src_wkt is None or target is None:
@@ -368,7 +355,7 @@ class BatchJob:
 
 def prepare(job: BatchJob, models: dict) -> tuple[list[RasterPlan], list[dict], object, BatchState]:
     plans, failures, target = plan_rasters(job.rasters, job.tile_size, job.overlap, job.gsd, job.crs)
-    fp = batch_fingerprint(job.queries, job.options, job.tile_size, job.overlap, job.gsd, job.crs, models)
+    fp = fingerprint(job.queries, job.options, job, models, crs=job.crs)
     state = BatchState(job.state_dir, fp, job.resume)
     for f in failures:
         state.mark_failed(f["raster"], f)

@@ -87,7 +87,7 @@ def test_an_actor_reads_the_next_call_while_one_is_with_the_models(tiny_pipeline
 
     import numpy as np
     import rasterio
-    import think2seg.tiling as tiling
+    import think2seg.tiling.read as tiling
     from think2seg.cluster import TileActor
     from think2seg.pipeline import Pipeline
     from think2seg.tiling import TileGrid

@@ -114,7 +114,7 @@ def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch
     import threading
     import time
 
-    import think2seg.tiling as tiling
+    import think2seg.tiling.read as tiling
 
     path = make_geotiff(tmp_path / "g.tif", 600, 500, discs=[])
     seen, started, finished, fail = [], threading.Event(), threading.Event(), set()
