@@ -219,7 +219,7 @@ def coarse_gsd(size: int, tile: int, overlap: int, pixel_size: float, per_axis: 
 
 def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, max_tiles: int,
               stand_in_pipeline=None, log=print, coarse_per_axis: int = 2) -> list[list]:
-    from .tiling import segment_raster_tiled
+    from .tiling import Tiling, segment_raster_tiled
 
     pixel = 0.5
     rows = []
@@ -244,7 +244,7 @@ def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, m
             t0 = time.perf_counter()
             with PeakRSS() as mem:
                 res = segment_raster_tiled(pipe, path, ["the water bodies"], {"max_reasoning_tokens": 256},
-                                           tile_size=tile, overlap=overlap, gsd=gsd, batch_size=2, max_tiles=limit)
+                                           Tiling(tile, overlap, gsd, batch_size=2), max_tiles=limit)
             dt = time.perf_counter() - t0
             st = res.stats
             side = int(round(tile * res.grid.scale))

@@ -65,7 +65,7 @@ class TileActor:
     run at once (`actor_pool`): each reads its windows and makes their model inputs by itself, and takes
     the models in turn."""
 
-    def __init__(self, models: dict, options: dict, tiling: dict):
+    def __init__(self, models: dict, options: dict):
         import os
         import threading
 
@@ -77,17 +77,7 @@ class TileActor:
                                                  decoding=models.get("decoding", "auto"),
                                                  compile_sam=models.get("compile_sam", False))
         self.options = SegmentOptions.from_dict(options)
-        self.tiling = tiling
-        self._grids: dict[str, object] = {}
         self._models = threading.Lock()  # one call at a time on the models (and the GPU)
-
-    def _grid(self, ds, raster: str):
-        from .tiling.grid import TileGrid
-
-        if raster not in self._grids:
-            t = self.tiling
-            self._grids[raster] = TileGrid.for_raster(ds, t["tile_size"], t["overlap"], t["gsd"])
-        return self._grids[raster]
 
     def __call__(self, batch: dict) -> dict:
         from .georef import open_raster
@@ -116,14 +106,13 @@ class TileActor:
                     emit(row, error=failure(raster, e, "run"))
                 continue
             try:
-                grid = self._grid(ds, raster)
                 specs: dict[str, TileSpec] = {}
                 for row in rrows:
                     specs.setdefault(str(row["tile"]), TileSpec.from_dict(json.loads(row["spec"])))
                 order = list(specs)
                 tiles, read_s, inputs = read_tiles(ds, list(specs.values()), self.options.bands, self.pipeline.prepare)
                 pairs = [(order.index(str(r["tile"])), int(r["query_index"]), str(r["query"])) for r in rrows]
-                entries = answer_tiles(self.pipeline, grid, list(specs.values()), tiles, pairs, self.options,
+                entries = answer_tiles(self.pipeline, list(specs.values()), tiles, pairs, self.options,
                                        inputs=inputs, read_s=read_s, models_lock=self._models)
                 for row, (ti, _, _), entry in zip(rrows, pairs, entries):
                     emit(row, entry=entry, read=read_record(tiles[ti], inputs[ti] is None))
@@ -205,12 +194,11 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
             resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // max(1, len(queries)), 64)))
             answers = ds.map_batches(
-                TileActor, batch_size=job.batch_size * len(queries), compute=actor_pool(n_actors), batch_format="numpy",
+                TileActor, batch_size=job.tiling.batch_size * len(queries), compute=actor_pool(n_actors), batch_format="numpy",
                 fn_constructor_kwargs={
                     "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
                     "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,
                                 "min_area_pixels": opts.min_area_pixels, "constrain_answer": opts.constrain_answer},
-                    "tiling": {"tile_size": job.tile_size, "overlap": job.overlap, "gsd": job.gsd},
                 },
                 **resources,
             )

@@ -14,6 +14,7 @@ The public names are re-exported here (`from think2seg.tiling import segment_ras
 from .grid import (
     TileGrid,
     TileSpec,
+    Tiling,
     axis_cores,
     axis_offsets,
     check_grid_options,
@@ -36,7 +37,7 @@ from .run import (
 from .state import STATE_VERSION, TileState, fingerprint, raster_identity, state_key, write_json
 
 __all__ = [
-    "GDAL_CACHE_MB", "SNAP_PIXELS", "STATE_VERSION", "Piece", "ProgressFn", "TileGrid", "TileSpec", "TileState",
+    "GDAL_CACHE_MB", "SNAP_PIXELS", "STATE_VERSION", "Piece", "ProgressFn", "TileGrid", "TileSpec", "TileState", "Tiling",
     "answer_tiles", "axis_cores", "axis_offsets", "check_grid_options", "clip_to_core", "dissolve", "fingerprint",
     "has_data", "in_core", "make_grid", "merge_pieces", "merge_shards", "native_pixel_size", "nodata_entry",
     "raster_identity", "read_ahead", "read_record", "read_tiles", "read_window", "run_tiles",

@@ -109,6 +109,34 @@ def check_grid_options(tile_size: int, overlap: int, scale: float = 1.0) -> None
         raise BadInput("gsd must be a positive number.", code="bad_options")
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How rasters are cut into tiles and sent to the models: one value, made and checked once where the user
+    gave the settings (the CLI, a job's options) and passed whole to the batch, the run and the state.
+
+    `tile_size`, `overlap`: tile pixels as the model sees them; `gsd`: the ground sample distance to read at
+    (CRS units; None: native resolution); `batch_size`: tiles sent to the model together."""
+
+    tile_size: int = 1024
+    overlap: int = 128
+    gsd: float | None = None
+    batch_size: int = 4
+
+    def __post_init__(self):
+        check_grid_options(self.tile_size, self.overlap, 1.0 if self.gsd is None else self.gsd)
+        if self.batch_size < 1:
+            raise BadInput("batch_size must be at least 1.", code="bad_options")
+
+    @classmethod
+    def from_options(cls, options) -> Tiling:
+        """The tiling of a job's options (`JobOptions`, already checked field by field)."""
+        return cls(options.tile_size, options.overlap, options.gsd, options.batch_size)
+
+    def grid(self, ds) -> TileGrid:
+        """This tiling laid over an open raster."""
+        return TileGrid.for_raster(ds, self.tile_size, self.overlap, self.gsd)
+
+
 def native_pixel_size(transform: Affine) -> float:
     """Side of one raster pixel in CRS units (rotation and shear included: the root of the pixel's area)."""
     return math.sqrt(abs(transform.a * transform.e - transform.b * transform.d)) or 1.0

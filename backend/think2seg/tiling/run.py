@@ -26,7 +26,7 @@ from ..errors import BadInput, Cancelled
 from ..georef import RasterTile, open_raster
 from ..options import SegmentOptions, check_query
 from ..result import TiledResult, utc_now
-from .grid import TileGrid, TileSpec
+from .grid import TileGrid, TileSpec, Tiling
 from .merge import clip_to_core, in_core, merge_shards
 from .read import GDAL_CACHE_MB, has_data, read_ahead
 from .state import TileState, fingerprint, raster_identity
@@ -34,7 +34,7 @@ from .state import TileState, fingerprint, raster_identity
 ProgressFn = Callable[[int, int, str], None]
 
 
-def tile_entry(grid: TileGrid, spec: TileSpec, query_index: int, result) -> dict:
+def tile_entry(spec: TileSpec, query_index: int, result) -> dict:
     """One (tile, query) answer as kept in a shard: mask pieces clipped to the core (raster pixels, WKB),
     the prompts whose anchor (box centre, or the points' mean without a box) lies in the core, the reasoning.
     The result's geometry must be in the raster's pixel frame (`segment_tiles(..., geometry_frame="raster_pixels")`)."""
@@ -68,7 +68,7 @@ def read_record(tile: RasterTile, nodata: bool) -> dict:
     return {"read": tile.read, "read_pixels": int(tile.rgb.shape[0] * tile.rgb.shape[1]), "nodata": nodata}
 
 
-def answer_tiles(pipeline, grid: TileGrid, specs: Sequence[TileSpec], tiles: Sequence[RasterTile],
+def answer_tiles(pipeline, specs: Sequence[TileSpec], tiles: Sequence[RasterTile],
                  pairs: Sequence[tuple[int, int, str]], options, cancelled: Callable[[], bool] | None = None,
                  inputs: Sequence | None = None, read_s: float = 0.0,
                  models_lock: AbstractContextManager | None = None) -> list[dict]:
@@ -96,17 +96,17 @@ def answer_tiles(pipeline, grid: TileGrid, specs: Sequence[TileSpec], tiles: Seq
             entries.append(nodata_entry(qi, q))
             continue
         r.timings = {"read": read_s / asked[ti], **r.timings}
-        entries.append(tile_entry(grid, specs[ti], qi, r))
+        entries.append(tile_entry(specs[ti], qi, r))
     return entries
 
 
-def run_tiles(pipeline, grid: TileGrid, specs: Sequence[TileSpec], tiles: Sequence[RasterTile], read_s: float,
+def run_tiles(pipeline, specs: Sequence[TileSpec], tiles: Sequence[RasterTile], read_s: float,
               queries: Sequence[str], options, cancelled: Callable[[], bool] | None = None,
               inputs: Sequence | None = None) -> list[dict]:
     """Ask each of `specs`' tiles (`read_tiles`; `read_s` seconds each) every query in one batched call
     (`answer_tiles`), and return one shard per tile (plain JSON-able data)."""
     pairs = [(k, qi, q) for k in range(len(specs)) for qi, q in enumerate(queries)]
-    entries = answer_tiles(pipeline, grid, specs, tiles, pairs, options, cancelled, inputs, read_s)
+    entries = answer_tiles(pipeline, specs, tiles, pairs, options, cancelled, inputs, read_s)
     n = len(queries)
     return [{"tile": spec.to_dict(), **read_record(tile, not has_data(tile)), "entries": entries[k * n:(k + 1) * n]}
             for k, (spec, tile) in enumerate(zip(specs, tiles))]
@@ -128,20 +128,19 @@ def segment_raster_tiled(
     path: str | os.PathLike,
     queries: str | Sequence[str],
     options=None,
-    tile_size: int = 1024,
-    overlap: int = 128,
-    gsd: float | None = None,
-    batch_size: int = 4,
+    tiling: Tiling | None = None,
     state_path: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
     cancelled: Callable[[], bool] | None = None,
     max_tiles: int | None = None,
+    grid: TileGrid | None = None,
 ) -> TiledResult:
     """Answer every query on every tile of a raster of any size; see the module docstring for the grid,
     the merge and the state folder.
 
-    `options` is a `SegmentOptions` or its dict (`bands`, `max_reasoning_tokens`, `min_area_pixels`).
-    `batch_size` tiles are read and sent together (each with every query: `batch_size * len(queries)`
+    `options` is a `SegmentOptions` or its dict (`bands`, `max_reasoning_tokens`, `min_area_pixels`);
+    `tiling` the `Tiling` (default: `Tiling()`); `grid` the raster's `TileGrid` when the caller already laid
+    it out (a batch plans every raster first), so a raster's grid is built once per run. `batch_size` tiles are read and sent together (each with every query: `batch_size * len(queries)`
     sequences in one `generate`). With `state_path`, finished tiles are kept there and a rerun with the
     same raster, queries and options resumes; without it a temporary folder is used and removed. `progress`
     is called as `progress(done_tiles, total_tiles, message)`; `cancelled()` is checked before each batch
@@ -151,8 +150,8 @@ def segment_raster_tiled(
     """
     opts = _options(options)
     qs = _queries(queries)
-    if batch_size < 1:
-        raise BadInput("batch_size must be at least 1.", code="bad_options")
+    tiling = tiling if tiling is not None else Tiling()
+    batch_size = tiling.batch_size
     path = os.fspath(path)
     t_start = time.perf_counter()
     temp = None
@@ -165,7 +164,10 @@ def segment_raster_tiled(
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             ds = open_raster(path)
             try:
-                grid = TileGrid.for_raster(ds, tile_size, overlap, gsd)
+                if grid is None:
+                    grid = tiling.grid(ds)
+                elif (grid.width, grid.height) != (ds.width, ds.height):
+                    raise ValueError(f"the grid given is of a {grid.width} x {grid.height} raster, not of {path}")
                 models = pipeline.provenance(opts)
                 state = TileState(state_path, fingerprint(qs, opts, grid, models, raster=raster_identity(path)), grid)
                 done_ids = set(state.finished)
@@ -184,7 +186,7 @@ def segment_raster_tiled(
                         if cancelled is not None and cancelled():
                             raise Cancelled(f"The job was cancelled after {len(state.finished)} of {total} tiles; "
                                             "run it again with the same state to continue.")
-                        shards = run_tiles(pipeline, grid, specs, tiles, read_s, qs, opts, cancelled, inputs)
+                        shards = run_tiles(pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs)
                         state.save(shards)
                         max_read = max([max_read] + [s["read_pixels"] for s in shards])
                         nodata += sum(1 for s in shards if s["nodata"])
