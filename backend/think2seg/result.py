@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from rasterio.crs import CRS
 
     from .prompts import PromptInstance
-    from .tiling import TileGrid
+    from .tiling.grid import TileGrid
 
 LAYERS = ("mask", "prompt_points", "prompt_boxes")
 GEOMETRY_TYPES = {"mask": "MultiPolygon", "prompt_points": "Point", "prompt_boxes": "MultiPolygon"}

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def process_defaults() -> None:
     """The environment a backend process runs with, set before torch loads (the user's own settings win); the
-    CLI and the CPU benchmark (`python -m think2seg.bench`) both start with it, so the bench times what runs."""
+    CLI and the CPU benchmark (`python -m think2seg.testing.bench`) both start with it, so the bench times what runs."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # OpenMP threads that wait asleep: torch's default spinning makes every small op wait for a scheduler slice
