@@ -84,9 +84,6 @@ class JobOptions(SegmentOptions):
         """True when the client set a tiling field: then even a raster under one tile goes through the grid."""
         return bool({"tile_size", "overlap", "gsd"} & self.model_fields_set)
 
-    def segment_options(self) -> SegmentOptions:
-        return SegmentOptions.model_validate(self.model_dump(include=set(SegmentOptions.model_fields)))
-
 
 def parse_options(model: type[SegmentOptions], data: Any) -> Any:
     """`data` (a dict, or None for the defaults) -> `model`; any problem is BadOptions with one sentence."""

@@ -64,7 +64,7 @@ class Pipeline:
         device: str | None = None, decoding: str = "auto", compile_sam: bool = False,
     ) -> Pipeline:
         """The one place every entry point loads models. `decoding`: auto (the fast path on CUDA, plain on the
-        CPU), fast or plain (think2seg.speed); `compile_sam`: compile SAM2's image encoder (CUDA)."""
+        CPU), fast or plain (think2seg.decoding); `compile_sam`: compile SAM2's image encoder (CUDA)."""
         local_sam_checkpoint(sam, sam_size)  # a wrong `sam` is told in a moment, not after the reasoner loads
         pipeline = cls(Reasoner.from_pretrained(model, device=device, decoding=decoding),
                        Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam),

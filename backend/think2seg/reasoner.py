@@ -20,16 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .caches import ByteLRU, ViewPrefix, shared_prefix_length, tensor_bytes
+from .decoding import FastDecoding, resolve_decoding
 from .options import ANSWER_BUDGET  # re-exported: the forced answer budget is an option, defined there
 from .prompt_template import MODEL_FRAME, TEMPLATE_ID, build_conversation
-from .speed import (
-    ByteLRU,
-    FastDecoding,
-    ViewPrefix,
-    resolve_decoding,
-    shared_prefix_length,
-    tensor_bytes,
-)
 from .weights import DEFAULT_REASONER, resolve_reasoner
 
 #: The tokens that end a completion, by name: Qwen's `<|im_end|>` (151645) and `<|endoftext|>` (151643), the
@@ -211,7 +205,7 @@ class Reasoner:
         self.checkpoint_generation_config = getattr(model, "generation_config", None)
         if self.checkpoint_generation_config is not None:
             model.generation_config = neutral_generation_config(self.checkpoint_generation_config)
-        #: None = plain `generate` (dynamic cache); else the fast path (think2seg.speed)
+        #: None = plain `generate` (dynamic cache); else the fast path (think2seg.decoding)
         self.fast = fast
         #: the vision tower's output per view (content key -> per-image features), kept for questions asked
         #: again on the same view; owned here like the segmenter owns its embeddings
@@ -233,7 +227,7 @@ class Reasoner:
         attn_implementation: str | None = None,
         decoding: str | FastDecoding | None = "auto",
     ) -> Reasoner:
-        """`decoding`: auto (the fast path on CUDA, plain on the CPU), fast or plain (think2seg.speed)."""
+        """`decoding`: auto (the fast path on CUDA, plain on the CPU), fast or plain (think2seg.decoding)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         path = resolve_reasoner(model_id)

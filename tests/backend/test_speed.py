@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from think2seg.speed import ByteLRU, FastDecoding, resolve_decoding, tensor_bytes
+from think2seg.caches import ByteLRU, tensor_bytes
+from think2seg.decoding import FastDecoding, resolve_decoding
 from think2seg.testing.scripted import script_answers, scripted_answer_ids
 
 

@@ -26,7 +26,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="SAM2.1: tiny, small, base_plus, large (from the hub) or a checkpoint file (default small)")
     g.add_argument("--sam-size", default=None, help="the size of a --sam checkpoint whose name does not tell it")
     g.add_argument("--device", default=os.environ.get("THINK2SEG_DEVICE", "auto"), help="auto, cpu, cuda, cuda:1 ...")
-    from ..speed import DECODING_MODES
+    from ..decoding import DECODING_MODES
 
     g.add_argument("--decoding", choices=DECODING_MODES, default=os.environ.get("THINK2SEG_DECODING", "auto"),
                    help="auto: the fast path (static KV cache + compiled decode step) on CUDA, plain on the CPU; "
