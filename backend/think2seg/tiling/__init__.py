@@ -37,7 +37,8 @@ from .run import (
 from .state import STATE_VERSION, TileState, fingerprint, raster_identity, state_key, write_json
 
 __all__ = [
-    "GDAL_CACHE_MB", "SNAP_PIXELS", "STATE_VERSION", "Piece", "ProgressFn", "TileGrid", "TileSpec", "TileState", "Tiling",
+    "GDAL_CACHE_MB", "SNAP_PIXELS", "STATE_VERSION", "Piece", "ProgressFn", "TileGrid", "TileSpec", "TileState",
+    "Tiling",
     "answer_tiles", "axis_cores", "axis_offsets", "check_grid_options", "clip_to_core", "dissolve", "fingerprint",
     "has_data", "in_core", "make_grid", "merge_pieces", "merge_shards", "native_pixel_size", "nodata_entry",
     "raster_identity", "read_ahead", "read_record", "read_tiles", "read_window", "run_tiles",

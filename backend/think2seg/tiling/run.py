@@ -135,12 +135,13 @@ def segment_raster_tiled(
     max_tiles: int | None = None,
     grid: TileGrid | None = None,
 ) -> TiledResult:
-    """Answer every query on every tile of a raster of any size; see the module docstring for the grid,
-    the merge and the state folder.
+    """Answer every query on every tile of a raster of any size; think2seg.tiling.grid says how the grid is
+    laid out, .merge how the tiles' answers become seamless features, .state what the state folder holds.
 
     `options` is a `SegmentOptions` or its dict (`bands`, `max_reasoning_tokens`, `min_area_pixels`);
     `tiling` the `Tiling` (default: `Tiling()`); `grid` the raster's `TileGrid` when the caller already laid
-    it out (a batch plans every raster first), so a raster's grid is built once per run. `batch_size` tiles are read and sent together (each with every query: `batch_size * len(queries)`
+    it out (a batch plans every raster first), so a raster's grid is built once per run. The tiling's
+    `batch_size` tiles are read and sent together (each with every query: `batch_size * len(queries)`
     sequences in one `generate`). With `state_path`, finished tiles are kept there and a rerun with the
     same raster, queries and options resumes; without it a temporary folder is used and removed. `progress`
     is called as `progress(done_tiles, total_tiles, message)`; `cancelled()` is checked before each batch
