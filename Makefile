@@ -42,7 +42,7 @@ test-fast: tiny-models
 
 ## CPU benchmark tables with the tiny models (per stage, the non-model path, big rasters).
 bench: tiny-models
-	$(BPY) -m think2seg.bench --tiny $(TINY)
+	$(BPY) -m think2seg.testing.bench --tiny $(TINY)
 
 ## The GPU check (README, Speed): `make gpu-wheels` here once, then `make gpu-check` on the GPU machine with
 ## .cache/gpu-wheels carried (GPU_CHECK_ARGS="--json out.json"; "--tiny" runs it on the CPU with tiny shapes).

@@ -7,7 +7,7 @@ random weights cost the same compute. One 1024 x 1024 tile from a generated GeoT
 840 x 840 model frame, 150 generated tokens forced with min_new_tokens = max_new_tokens.
 
 It prints one table, the baseline (plain `generate`, dynamic cache) beside the fast path
-(think2seg.speed.FastDecoding: static cache + torch.compile of the decode step, prompts padded to 64):
+(think2seg.decoding.FastDecoding: static cache + torch.compile of the decode step, prompts padded to 64):
 - per-stage times: read, preprocess, prefill, decode, parse, SAM2 encoder, SAM2 decoder, polygonise, write;
 - (a) one interactive query end to end (target: <= 1.0 s fast vs ~3.5 s plain);
 - (b) batch throughput in tiles/s at batch 8, 16, 32 (target: >= 10 fast vs ~2.5 plain).
@@ -293,8 +293,8 @@ def fmt(v, unit="s"):
 # -- the benchmark ------------------------------------------------------------------------------------------------
 def run(args) -> dict:
     import torch
+    from think2seg.decoding import FastDecoding
     from think2seg.reasoner import pick_device, to_model_image
-    from think2seg.speed import FastDecoding
 
     t_start = time.perf_counter()
     over = lambda: time.perf_counter() - t_start > args.budget_s  # noqa: E731

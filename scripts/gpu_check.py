@@ -2,11 +2,11 @@
 
 Models: Qwen2.5-VL-3B and SAM2.1-small shapes (scripts/gpu_bench.py builds them), randomly initialised and
 saved in the real formats, then loaded by `think2seg serve` exactly as published weights are. Random weights
-write noise, so the service runs with `--scripted-answer-tokens N`: every answer is a well-formed answer of
-exactly N tokens (150 on the GPU), decoded token by token by the real model, so each query costs N decode steps
-and reaches SAM2. SAM2's random mask head is zeroed (empty masks): random weights draw noise that no real
-model draws and that would make polygonise, not the models, the cost measured (think2seg.bench measures the
-CPU part on its own).
+write noise, so the service runs with `--pipeline-hook think2seg.testing.scripted:script_answers=N`: every
+answer is a well-formed answer of exactly N tokens (150 on the GPU), decoded token by token by the real model,
+so each query costs N decode steps and reaches SAM2. SAM2's random mask head is zeroed (empty masks): random
+weights draw noise that no real model draws and that would make polygonise, not the models, the cost
+measured (think2seg.testing.bench measures the CPU part on its own).
 
 For each decoding path (plain, then fast; one service each, started in turn), through HTTP:
   (a) one interactive query end to end (POST /v1/segment, a new 1024 x 1024 tile each time);
@@ -96,7 +96,8 @@ class Service:
         token_file = work / f"token-{decoding}"
         cmd = [sys.executable, "-m", "think2seg", "serve", "--port", str(self.port), "--token-file", str(token_file),
                "--model", str(reasoner), "--sam", str(sam), "--device", device, "--decoding", decoding,
-               "--scripted-answer-tokens", str(tokens)] + (["--compile"] if compile_sam else [])
+               "--pipeline-hook", f"think2seg.testing.scripted:script_answers={tokens}"]
+        cmd += ["--compile"] if compile_sam else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BACKEND), os.environ.get("PYTHONPATH", "")]),
                "PYTHONUNBUFFERED": "1"}
         t0 = time.perf_counter()

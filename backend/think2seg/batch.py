@@ -34,16 +34,10 @@ import shapely
 
 from .errors import BadInput, Cancelled, Think2SegError
 from .output import LayerWriter
-from .result import LAYERS, layer_rows
-from .tiling import (
-    TiledResult,
-    TileGrid,
-    raster_identity,
-    segment_raster_tiled,
-    state_key,
-    utc_now,
-    write_json,
-)
+from .result import LAYERS, TiledResult, layer_rows, utc_now
+from .tiling.grid import TileGrid, Tiling
+from .tiling.run import segment_raster_tiled
+from .tiling.state import fingerprint, raster_identity, state_key, write_json
 
 OUTPUT_SUFFIXES = (".gpkg", ".parquet")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".jpg", ".jpeg")
@@ -63,7 +57,7 @@ def collect_rasters(paths: Sequence[str]) -> list[str]:
 
 def read_queries(queries: Sequence[str] | None, queries_file: str | None = None) -> list[str]:
     """`--query` values, then the lines of `--queries FILE` (blank lines and # comments skipped)."""
-    from .pipeline import check_query
+    from .options import check_query
 
     qs = list(queries or [])
     if queries_file:
@@ -105,9 +99,9 @@ def failure(path: str, error: BaseException, stage: str) -> dict:
     return {"raster": path, "stage": stage, "code": code, "message": message}
 
 
-def plan_rasters(paths: Sequence[str], tile_size: int, overlap: int, gsd: float | None,
-                 crs: str | None = None) -> tuple[list[RasterPlan], list[dict], object]:
-    """Open each raster's header and lay out its tiles; returns plans, failures and the output CRS."""
+def plan_rasters(paths: Sequence[str], tiling: Tiling, crs: str | None = None) -> tuple[list[RasterPlan], list[dict], object]:
+    """Open each raster's header and lay out its tiles (the one grid of each raster in this run); returns
+    plans, failures and the output CRS."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -125,7 +119,7 @@ def plan_rasters(paths: Sequence[str], tile_size: int, overlap: int, gsd: float 
             with rasterio.Env(GDAL_CACHEMAX=64):
                 ds = open_raster(path)
                 try:
-                    grid = TileGrid.for_raster(ds, tile_size, overlap, gsd)
+                    grid = tiling.grid(ds)
                 finally:
                     ds.close()
         except BadInput as e:
@@ -263,14 +257,6 @@ def model_ids(model: str, sam: str, sam_size: str | None = None) -> dict:
     return {"reasoner": model, "segmenter": f"sam2.1_hiera_{spec.name}", "prompt_template": TEMPLATE_ID}
 
 
-def batch_fingerprint(queries, options, tile_size, overlap, gsd, crs, models: dict) -> dict:
-    return {"queries": list(queries), "tile_size": tile_size, "overlap": overlap, "gsd": gsd, "crs": crs,
-            "bands": options.bands, "max_reasoning_tokens": options.max_reasoning_tokens,
-            "min_area_pixels": options.min_area_pixels, "reasoner": models.get("reasoner"),
-            "segmenter": models.get("segmenter"), "sam_size": options.sam_size,
-            "constrain_answer": bool(options.constrain_answer)}
-
-
 # -- writing ------------------------------------------------------------------------------------------------------
 def _reprojector(src_wkt: str | None, target):
     if src_wkt is None or target is None:
@@ -347,10 +333,7 @@ class BatchJob:
     queries: list[str]
     output: str
     options: object = None  # SegmentOptions or its dict
-    tile_size: int = 1024
-    overlap: int = 128
-    gsd: float | None = None
-    batch_size: int = 4
+    tiling: Tiling = field(default_factory=Tiling)
     crs: str | None = None
     resume: bool = False
     state_dir: str | None = None
@@ -358,7 +341,7 @@ class BatchJob:
     progress: bool = True
 
     def __post_init__(self):
-        from .pipeline import SegmentOptions
+        from .options import SegmentOptions
 
         check_output(self.output)
         if not isinstance(self.options, SegmentOptions):
@@ -368,8 +351,8 @@ class BatchJob:
 
 
 def prepare(job: BatchJob, models: dict) -> tuple[list[RasterPlan], list[dict], object, BatchState]:
-    plans, failures, target = plan_rasters(job.rasters, job.tile_size, job.overlap, job.gsd, job.crs)
-    fp = batch_fingerprint(job.queries, job.options, job.tile_size, job.overlap, job.gsd, job.crs, models)
+    plans, failures, target = plan_rasters(job.rasters, job.tiling, job.crs)
+    fp = fingerprint(job.queries, job.options, job.tiling, models, crs=job.crs)
     state = BatchState(job.state_dir, fp, job.resume)
     for f in failures:
         state.mark_failed(f["raster"], f)
@@ -430,9 +413,9 @@ def run_batch(load_pipeline: Callable[[], object], job: BatchJob, cancelled: Cal
                 progress.callback(p.key)(len(p.grid.tiles), len(p.grid.tiles), Path(p.path).name)
                 continue
             try:
-                result = segment_raster_tiled(pipeline, p.path, job.queries, job.options, job.tile_size, job.overlap,
-                                              job.gsd, job.batch_size, state.raster_dir(p),
-                                              progress=progress.callback(p.key), cancelled=cancelled)
+                result = segment_raster_tiled(pipeline, p.path, job.queries, job.options, job.tiling,
+                                              state.raster_dir(p), progress=progress.callback(p.key),
+                                              cancelled=cancelled, grid=p.grid)
             except Cancelled:
                 raise
             except Exception as e:  # one bad raster is reported and skipped (KeyboardInterrupt is not caught)

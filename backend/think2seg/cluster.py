@@ -4,9 +4,9 @@ Ray Data carries one row per (raster, tile window, query) still to do. `map_batc
 (`TileActor`) that each load the models once (one GPU each where the cluster has GPUs, a CPU slot
 otherwise), read the windows they were given (two calls at once per actor: one reads and resizes while the
 other is with the models), answer the pairs in one batched call and send back each
-pair's clipped pieces, prompts and reasoning (`tiling.tile_entry`). The driver is the one writer: it
+pair's clipped pieces, prompts and reasoning (`tiling.run.answer_tiles`, as a local run). The driver is the one writer: it
 gathers a tile's entries, saves the tile's shard in the batch's state folder exactly as a local run does,
-and once a raster's tiles are all in, merges them (`tiling.merge_shards`) and writes the output
+and once a raster's tiles are all in, merges them (`tiling.merge.merge_shards`) and writes the output
 (`batch.finish`). Local and Ray runs therefore share state, resume each other, and write the same features.
 
 Every node must read the rasters at the same path (a shared file system, or URLs GDAL reads such as
@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .batch import BatchJob, BatchSummary, RasterPlan, TileProgress, failure, finish, prepare
-from .tiling import TileSpec, TileState, merge_shards, run_fingerprint
+from .tiling.grid import TileSpec
+from .tiling.merge import merge_shards
+from .tiling.state import TileState, fingerprint, raster_identity
 
 
 @dataclass
@@ -63,32 +65,24 @@ class TileActor:
     run at once (`actor_pool`): each reads its windows and makes their model inputs by itself, and takes
     the models in turn."""
 
-    def __init__(self, models: dict, options: dict, tiling: dict):
+    def __init__(self, models: dict, options: dict):
         import os
         import threading
 
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        from .pipeline import Pipeline, SegmentOptions
+        from .options import SegmentOptions
+        from .pipeline import Pipeline
 
         self.pipeline = Pipeline.from_pretrained(models["model"], models["sam"], models["sam_size"], models["device"],
                                                  decoding=models.get("decoding", "auto"),
                                                  compile_sam=models.get("compile_sam", False))
         self.options = SegmentOptions.from_dict(options)
-        self.tiling = tiling
-        self._grids: dict[str, object] = {}
         self._models = threading.Lock()  # one call at a time on the models (and the GPU)
-
-    def _grid(self, ds, raster: str):
-        from .tiling import TileGrid
-
-        if raster not in self._grids:
-            t = self.tiling
-            self._grids[raster] = TileGrid.for_raster(ds, t["tile_size"], t["overlap"], t["gsd"])
-        return self._grids[raster]
 
     def __call__(self, batch: dict) -> dict:
         from .georef import open_raster
-        from .tiling import nodata_entry, read_tiles, tile_entry
+        from .tiling.read import read_tiles
+        from .tiling.run import answer_tiles, read_record
 
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["raster"]))]
         out = {"key": [], "tile": [], "query_index": [], "entry": [], "read": [], "error": []}
@@ -112,31 +106,16 @@ class TileActor:
                     emit(row, error=failure(raster, e, "run"))
                 continue
             try:
-                grid = self._grid(ds, raster)
                 specs: dict[str, TileSpec] = {}
                 for row in rrows:
                     specs.setdefault(str(row["tile"]), TileSpec.from_dict(json.loads(row["spec"])))
-                read, _, made = read_tiles(ds, list(specs.values()), self.options.bands, self.pipeline.prepare)
-                tiles = dict(zip(specs, read))
-                inputs = {tid: i for tid, i in zip(specs, made) if i is not None}  # the tiles with data
-                live = [r for r in rrows if str(r["tile"]) in inputs]
-                live.sort(key=lambda r: list(specs).index(str(r["tile"])))  # pairs of one tile side by side
-                with self._models:
-                    results = self.pipeline.segment_tiles([tiles[str(r["tile"])] for r in live],
-                                                          [str(r["query"]) for r in live], self.options,
-                                                          geometry_frame="raster_pixels",
-                                                          inputs=[inputs[str(r["tile"])] for r in live]) if live else []
-                answered = {id(r): res for r, res in zip(live, results)}
-                for row in rrows:
-                    tid = str(row["tile"])
-                    tile = tiles[tid]
-                    read = {"read": tile.read, "read_pixels": int(tile.rgb.shape[0] * tile.rgb.shape[1]),
-                            "nodata": id(row) not in answered}
-                    if id(row) in answered:
-                        entry = tile_entry(grid, specs[tid], int(row["query_index"]), answered[id(row)])
-                    else:
-                        entry = nodata_entry(int(row["query_index"]), str(row["query"]))
-                    emit(row, entry=entry, read=read)
+                order = list(specs)
+                tiles, read_s, inputs = read_tiles(ds, list(specs.values()), self.options.bands, self.pipeline.prepare)
+                pairs = [(order.index(str(r["tile"])), int(r["query_index"]), str(r["query"])) for r in rrows]
+                entries = answer_tiles(self.pipeline, list(specs.values()), tiles, pairs, self.options,
+                                       inputs=inputs, read_s=read_s, models_lock=self._models)
+                for row, (ti, _, _), entry in zip(rrows, pairs, entries):
+                    emit(row, entry=entry, read=read_record(tiles[ti], inputs[ti] is None))
             except Exception as e:  # a broken raster fails alone; the actor goes on with other rasters
                 for row in rrows:
                     emit(row, error=failure(raster, e, "run"))
@@ -174,7 +153,7 @@ def connect(address: str, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address == "local":
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
         ray.init(address=address, log_to_driver=False)
 
@@ -201,7 +180,7 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
         if state.is_done(p):
             continue
         try:
-            ts = TileState(state.raster_dir(p), run_fingerprint(p.path, queries, opts, p.grid, ids), p.grid)
+            ts = TileState(state.raster_dir(p), fingerprint(queries, opts, p.grid, ids, raster=raster_identity(p.path)), p.grid)
         except Exception as e:
             f = failure(p.path, e, "run")
             failures.append(f)
@@ -236,12 +215,11 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
             resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // max(1, len(queries)), 64)))
             answers = ds.map_batches(
-                TileActor, batch_size=job.batch_size * len(queries), compute=actor_pool(n_actors), batch_format="numpy",
+                TileActor, batch_size=job.tiling.batch_size * len(queries), compute=actor_pool(n_actors), batch_format="numpy",
                 fn_constructor_kwargs={
                     "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
                     "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,
                                 "min_area_pixels": opts.min_area_pixels, "constrain_answer": opts.constrain_answer},
-                    "tiling": {"tile_size": job.tile_size, "overlap": job.overlap, "gsd": job.gsd},
                 },
                 **resources,
             )

@@ -387,3 +387,8 @@ def crs_epsg(crs: CRS | None) -> int | None:
         return crs.to_epsg()
     except Exception:
         return None
+
+
+def raster_transform(tile: RasterTile) -> Affine:
+    """Source raster pixel -> CRS (the tile's own transform without its window offset and resampling)."""
+    return tile.transform @ ~tile.to_source_pixel

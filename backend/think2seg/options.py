@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import BadOptions
+from .errors import BadOptions, BadRequest
 from .prompts import DEFAULT_PARSE_MODE, ParseMode
 
 #: Longest side read in one go when the raster is larger (the rest is resampled); tiling is in `tiling`.
@@ -23,6 +23,8 @@ MIN_TILE = 64
 MAX_TILE = 8192
 #: Tokens allowed for the answer block after the reasoning budget forced the model to conclude.
 ANSWER_BUDGET = 256
+#: Longest query accepted (characters), at every entry point.
+MAX_QUERY_CHARS = 2000
 SamSize = Literal["tiny", "small", "base_plus", "large"]
 
 BandNumber = Annotated[int, Field(ge=1, le=65535)]
@@ -82,9 +84,6 @@ class JobOptions(SegmentOptions):
         """True when the client set a tiling field: then even a raster under one tile goes through the grid."""
         return bool({"tile_size", "overlap", "gsd"} & self.model_fields_set)
 
-    def segment_options(self) -> SegmentOptions:
-        return SegmentOptions.model_validate(self.model_dump(include=set(SegmentOptions.model_fields)))
-
 
 def parse_options(model: type[SegmentOptions], data: Any) -> Any:
     """`data` (a dict, or None for the defaults) -> `model`; any problem is BadOptions with one sentence."""
@@ -118,3 +117,13 @@ def describe_validation_error(e: ValidationError) -> str:
             shown = str(got)
         parts.append(f"`{field}`: {msg} (got {shown[:60]})")
     return "Bad options: " + "; ".join(parts) + ". See docs/api.md for the options and their bounds."
+
+
+def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    """The query, stripped; an empty or over-long one is a BadRequest with a sentence (every entry point)."""
+    q = (query or "").strip()
+    if not q:
+        raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
+    if len(q) > max_chars:
+        raise BadRequest(f"The query is {len(q)} characters long; keep it under {max_chars}.", code="query_too_long")
+    return q

@@ -25,7 +25,7 @@ import shapely
 from pyogrio import set_gdal_config_options
 
 from .errors import BadInput
-from .result import GEOMETRY_TYPES, LAYERS, Row, columns, layer_rows
+from .result import GEOMETRY_TYPES, LAYERS, Result, Row, columns
 
 SUFFIXES = (".gpkg", ".geojson", ".json", ".parquet")
 
@@ -198,7 +198,7 @@ class LayerWriter:
                 t.unlink()
 
 
-def write_results(results: Sequence, path: str | os.PathLike) -> dict[str, str]:
+def write_results(results: Sequence[Result], path: str | os.PathLike) -> dict[str, str]:
     """Write results (one-tile or tiled; all in one CRS) to OUT.gpkg, OUT.geojson or OUT.parquet.
 
     Returns the written file per layer."""
@@ -206,16 +206,12 @@ def write_results(results: Sequence, path: str | os.PathLike) -> dict[str, str]:
     crss = {r.crs.to_wkt() if r.crs else None for r in results}
     if len(crss) > 1:
         raise BadInput("These results are in different CRSs; write them to separate files.", code="mixed_crs")
-    from .tiling import TiledResult
-
-    tiled = any(isinstance(r, TiledResult) for r in results)
-    description = "\n\n".join(
-        f"Query: {', '.join(r.queries) if isinstance(r, TiledResult) else r.query}\nReasoning: {r.reasoning}"
-        for r in results[:20])
+    tiled = any(r.tiled for r in results)
+    description = "\n\n".join(f"Query: {', '.join(r.queries)}\nReasoning: {r.reasoning}" for r in results[:20])
     writer = LayerWriter(path, crss.pop() if crss else None, tiled=tiled, description=description)
     try:
         for r in results:
-            writer.write_rows(layer_rows(r))
+            writer.write_rows(r.layer_rows())
         return writer.close()
     except BaseException:
         writer.abort()

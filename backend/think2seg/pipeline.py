@@ -11,37 +11,23 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 import numpy as np
-from affine import Affine
 from PIL import Image
-from shapely.geometry import MultiPolygon, mapping
-from shapely.ops import unary_union
+from shapely.geometry import MultiPolygon
 
 from . import __version__
-from .errors import BadInput, BadRequest
-from .georef import (
-    RasterTile,
-    area_m2,
-    area_unit,
-    box_ring,
-    crs_epsg,
-    pixel_geometry_area,
-    read_tile,
-    tile_from_array,
-)
-from .options import SegmentOptions
+from .errors import BadInput
+from .georef import RasterTile, area_unit, pixel_geometry_area, raster_transform, read_tile, tile_from_array
+from .options import SegmentOptions, check_query
 from .polygons import mask_to_multipolygon
-from .prompts import PromptInstance, parse_answer
+from .prompts import parse_answer
 from .reasoner import Reasoner, to_model_image
-from .result import as_multipolygon, found_sentence
+from .result import InstanceResult, SegmentResult, describe
 from .segmenter import Segmenter, image_key
 from .weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE, local_sam_checkpoint, sibling_sam_checkpoint
 from .weights import sam_size as parse_sam_size
-
-MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -56,136 +42,6 @@ class ModelInput:
     key: str
     seconds: float
     sam_input: Future | None = None
-
-
-@dataclass
-class InstanceResult:
-    instance: int
-    box_pixel: list[float] | None  # in the source raster's pixel frame; None: the model gave only points
-    points_pixel: list[list[float]]  # empty: the model gave only a box
-    box_crs: list[list[float]] | None  # closed ring in the CRS (a rotated raster gives a rotated box)
-    points_crs: list[list[float]]
-    score: float
-    geometry: MultiPolygon  # this instance's own mask, in the CRS
-    area: float
-
-    @property
-    def anchor_pixel(self) -> tuple[float, float]:
-        """Where the instance is, in source pixels: its box centre, or without a box its points' mean."""
-        if self.box_pixel is not None:
-            x1, y1, x2, y2 = self.box_pixel
-            return ((x1 + x2) / 2, (y1 + y2) / 2)
-        xs = [p[0] for p in self.points_pixel]
-        ys = [p[1] for p in self.points_pixel]
-        return (sum(xs) / len(xs), sum(ys) / len(ys))
-
-    def to_dict(self) -> dict:
-        return {
-            "instance": self.instance, "box_pixel": self.box_pixel, "points_pixel": self.points_pixel,
-            "box_crs": self.box_crs, "points_crs": self.points_crs, "score": self.score, "area": self.area,
-        }
-
-    @classmethod
-    def from_prompt(cls, k: int, inst: PromptInstance, tile: RasterTile, geometry: MultiPolygon, score: float,
-                    area: float | None = None) -> InstanceResult:
-        """Instance `k` of a tile: its prompt (tile pixels) placed in the source raster's pixels and the CRS,
-        its mask's geometry and SAM2's score; `area` defaults to the geometry's (a CRS geometry)."""
-        # An instance may have only a box (no points) or only points (box None): SAM2 takes either.
-        pts = np.asarray(inst.points, dtype=float).reshape(-1, 2)
-        src = tile.to_source_pixel
-        has_box = inst.box is not None
-        return cls(
-            instance=k,
-            box_pixel=[float(v) for v in (*(src @ inst.box[:2]), *(src @ inst.box[2:]))] if has_box else None,
-            points_pixel=[[float(v) for v in src @ (float(x), float(y))] for x, y in pts],
-            box_crs=tile.pixel_to_crs(box_ring(inst.box)).tolist() if has_box else None,
-            points_crs=tile.pixel_to_crs(pts).tolist() if len(pts) else [],
-            score=score,
-            geometry=geometry,
-            area=area if area is not None else (area_m2(geometry, tile.crs, tile.pixel_area) if not geometry.is_empty
-                                                else 0.0),
-        )
-
-
-@dataclass
-class SegmentResult:
-    query: str
-    status: str  # ok | empty | unparsed
-    message: str
-    reasoning: str
-    answer: str
-    instances: list[InstanceResult]
-    tile: RasterTile
-    timings: dict[str, float]
-    models: dict  # provenance: model ids, prompt template, parse mode, generation settings, versions
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    merged_mask: np.ndarray | None = None  # bool, tile pixels (the OR of the instances)
-    #: "crs": instance geometries are in the CRS; "raster_pixels": in the source raster's pixel frame (tiled
-    #: runs clip and merge there and go to the CRS once, after the merge)
-    geometry_frame: str = "crs"
-    #: the content key of the tile the model saw (`image_key`): names the view a refine works on
-    view_id: str = ""
-
-    @property
-    def crs(self):
-        return self.tile.crs
-
-    @property
-    def mask_geometry(self) -> MultiPolygon:
-        geoms = [i.geometry for i in self.instances if not i.geometry.is_empty]
-        return as_multipolygon(unary_union(geoms)) if geoms else MultiPolygon()
-
-    @property
-    def area(self) -> float:
-        g = self.mask_geometry
-        if g.is_empty:
-            return 0.0
-        if self.geometry_frame == "raster_pixels":
-            return pixel_geometry_area(g, raster_transform(self.tile), self.crs)
-        return area_m2(g, self.crs, self.tile.pixel_area)
-
-    def to_dict(self) -> dict:
-        """The JSON answer of the HTTP API (docs/api.md)."""
-        crs = self.crs
-        return {
-            "query": self.query, "status": self.status, "message": self.message,
-            "reasoning": self.reasoning, "answer": self.answer,
-            "instances": [i.to_dict() for i in self.instances],
-            "mask": {
-                "type": "FeatureCollection",
-                "features": [
-                    {"type": "Feature", "geometry": mapping(i.geometry),
-                     "properties": {"instance": i.instance, "area": i.area, "score": i.score}}
-                    for i in self.instances if not i.geometry.is_empty
-                ],
-            },
-            "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
-            "read": self.tile.read, "timings": self.timings, "models": self.models, "created": self.created,
-            "view_id": self.view_id,
-        }
-
-
-def raster_transform(tile: RasterTile) -> Affine:
-    """Source raster pixel -> CRS (the tile's own transform without its window offset and resampling)."""
-    return tile.transform @ ~tile.to_source_pixel
-
-
-def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
-    """The query, stripped; an empty or over-long one is a BadRequest with a sentence (every entry point)."""
-    q = (query or "").strip()
-    if not q:
-        raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
-    if len(q) > max_chars:
-        raise BadRequest(f"The query is {len(q)} characters long; keep it under {max_chars}.", code="query_too_long")
-    return q
-
-
-def describe(status: str, n: int, area: float, unit: str, reason: str) -> str:
-    if status == "empty":
-        return "The model found nothing that matches the query."
-    if status == "unparsed":
-        return f"The model's answer could not be used ({reason}); no mask was made."
-    return found_sentence(n, "instance", area, unit)
 
 
 class Pipeline:
@@ -208,7 +64,7 @@ class Pipeline:
         device: str | None = None, decoding: str = "auto", compile_sam: bool = False,
     ) -> Pipeline:
         """The one place every entry point loads models. `decoding`: auto (the fast path on CUDA, plain on the
-        CPU), fast or plain (think2seg.speed); `compile_sam`: compile SAM2's image encoder (CUDA)."""
+        CPU), fast or plain (think2seg.decoding); `compile_sam`: compile SAM2's image encoder (CUDA)."""
         local_sam_checkpoint(sam, sam_size)  # a wrong `sam` is told in a moment, not after the reasoner loads
         pipeline = cls(Reasoner.from_pretrained(model, device=device, decoding=decoding),
                        Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam),

@@ -10,9 +10,9 @@ import shapely
 from affine import Affine
 from rasterio import features
 from shapely.geometry import MultiPolygon, Polygon
+from shapely.ops import unary_union
 
 from .options import DEFAULT_MIN_AREA_PIXELS
-from .result import as_multipolygon
 
 #: Simplification tolerance as a fraction of a pixel: invisible at native resolution, far fewer vertices.
 SIMPLIFY_PIXELS = 0.5
@@ -131,3 +131,25 @@ def _trim(r: int, c: int, sub: np.ndarray) -> tuple[int, int, np.ndarray]:
     """`sub` cut to the bounding box of its set pixels (it has some), with that box's top-left (row, col)."""
     rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
     return r + int(rows[0]), c + int(cols[0]), sub[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def as_multipolygon(geom) -> MultiPolygon:
+    """The polygonal part of any geometry as one MultiPolygon (empty when there is none)."""
+    if geom is None or geom.is_empty:
+        return MultiPolygon()
+    if isinstance(geom, MultiPolygon):
+        return geom
+    if isinstance(geom, Polygon):
+        return MultiPolygon([geom])
+    polys: list[Polygon] = []
+    for g in getattr(geom, "geoms", []):
+        if isinstance(g, Polygon) and not g.is_empty:
+            polys.append(g)
+        elif isinstance(g, MultiPolygon):
+            polys.extend(g.geoms)
+    if not polys:
+        return MultiPolygon()
+    multi = MultiPolygon(polys)
+    if len(polys) > 1 and not multi.is_valid:  # parts of a collection may overlap: dissolve them
+        return as_multipolygon(unary_union(polys))
+    return multi

@@ -13,23 +13,17 @@ import functools
 import inspect
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .caches import ByteLRU, ViewPrefix, shared_prefix_length, tensor_bytes
+from .decoding import FastDecoding, resolve_decoding
 from .options import ANSWER_BUDGET  # re-exported: the forced answer budget is an option, defined there
 from .prompt_template import MODEL_FRAME, TEMPLATE_ID, build_conversation
-from .speed import (
-    ByteLRU,
-    FastDecoding,
-    ScriptedTokens,
-    ViewPrefix,
-    resolve_decoding,
-    shared_prefix_length,
-    tensor_bytes,
-)
 from .weights import DEFAULT_REASONER, resolve_reasoner
 
 #: The tokens that end a completion, by name: Qwen's `<|im_end|>` (151645) and `<|endoftext|>` (151643), the
@@ -211,13 +205,14 @@ class Reasoner:
         self.checkpoint_generation_config = getattr(model, "generation_config", None)
         if self.checkpoint_generation_config is not None:
             model.generation_config = neutral_generation_config(self.checkpoint_generation_config)
-        #: None = plain `generate` (dynamic cache); else the fast path (think2seg.speed)
+        #: None = plain `generate` (dynamic cache); else the fast path (think2seg.decoding)
         self.fast = fast
         #: the vision tower's output per view (content key -> per-image features), kept for questions asked
         #: again on the same view; owned here like the segmenter owns its embeddings
         self.views = ByteLRU(view_cache_bytes, tensor_bytes)
-        #: benchmarks with random weights only: every answer is these token ids (speed.scripted_answer_ids)
-        self.scripted_ids: list[int] | None = None
+        #: a hook: called once per `generate`, it gives a logits processor applied after the reasoner's own
+        #: (None: none). Benchmarks with random weights script every answer with it (think2seg.testing.scripted).
+        self.logits_processor_factory: Callable[[], object] | None = None
         #: start questions on a known view from its cached prompt prefix (`_resume_from_prefix`)
         self.prefix_reuse = prefix_reuse_supported(model) and os.environ.get(PREFIX_REUSE_ENV, "1").strip() != "0"
         self._static_caches: OrderedDict[tuple, object] = OrderedDict()  # the fast route's, by (rows, length)
@@ -232,7 +227,7 @@ class Reasoner:
         attn_implementation: str | None = None,
         decoding: str | FastDecoding | None = "auto",
     ) -> Reasoner:
-        """`decoding`: auto (the fast path on CUDA, plain on the CPU), fast or plain (think2seg.speed)."""
+        """`decoding`: auto (the fast path on CUDA, plain on the CPU), fast or plain (think2seg.decoding)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         path = resolve_reasoner(model_id)
@@ -380,8 +375,8 @@ class Reasoner:
         processors = LogitsProcessorList()
         if logits_processor is not None:
             processors.extend(logits_processor if isinstance(logits_processor, list) else [logits_processor])
-        if self.scripted_ids is not None:
-            processors.append(ScriptedTokens(self.scripted_ids))
+        if self.logits_processor_factory is not None:
+            processors.append(self.logits_processor_factory())
         extra = {"logits_processor": processors} if processors else {}
         with self._with_view_keys(keys):
             out = self.model.generate(**model_inputs, generation_config=config, **extra)

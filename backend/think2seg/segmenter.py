@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .caches import ByteLRU, tensor_bytes
 from .errors import BadInput
 from .prompts import PromptInstance
 from .reasoner import pick_device
-from .speed import ByteLRU, tensor_bytes
 from .weights import DEFAULT_SAM_SIZE, resolve_sam_checkpoint
 
 #: Default bound of the embedding cache: SAM2's features for one 1024 x 1024 image are ~16 MiB in float32

@@ -265,9 +265,10 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     those where the instance is as the run left it."""
     import rasterio
 
-    from .result import as_multipolygon
+    from .polygons import as_multipolygon
     from .segmenter import image_key
-    from .tiling import GDAL_CACHE_MB, Piece, clip_to_core, merge_pieces, read_window
+    from .tiling.merge import Piece, clip_to_core, merge_pieces
+    from .tiling.read import GDAL_CACHE_MB, read_window
 
     t0 = time.perf_counter()
     _check_instance(view, req)

@@ -16,6 +16,7 @@ from think2seg.cli import main
 from think2seg.errors import BadInput, Cancelled
 from think2seg.testing.scenes import make_geotiff
 from think2seg.testing.stand_in import StandInSegmenter
+from think2seg.tiling import Tiling
 
 
 def read_layer(path, layer=None) -> list[dict]:
@@ -125,7 +126,7 @@ def test_exit_codes_and_inputs(tmp_path):
 # -- the library with the tiny reasoner and a stand-in SAM2 ----------------------------------------------------
 def _job(rasters, out, **kw) -> BatchJob:
     return BatchJob(rasters=[str(r) for r in rasters], queries=["the water bodies"], output=str(out),
-                    options={"max_reasoning_tokens": 128}, tile_size=256, overlap=32, batch_size=1, progress=False,
+                    options={"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=1), progress=False,
                     **kw)
 
 
@@ -153,6 +154,26 @@ def test_batch_resumes_without_redoing_tiles(stand_in_pipeline, tmp_path):
     assert len(second.tiles) == 1 and not set(first.tiles) & set(second.tiles), "no finished tile is redone"
     assert summary.done == 2 and summary.tiles == 6 and summary.tiles_resumed == 1 and summary.tiles_run == 5
     assert _features(out) == expected, "the resumed batch writes the same features"
+
+
+def test_a_local_batch_lays_out_each_rasters_grid_once(stand_in_pipeline, tmp_path, monkeypatch):
+    """The batch plans every raster's grid before the models run; the tiled run takes that grid instead of
+    laying it out again (one TileGrid per raster per run)."""
+    from think2seg.tiling import TileGrid
+
+    built: list[tuple[int, int]] = []
+    real = TileGrid.for_raster.__func__
+
+    def counting(cls, ds, *a, **k):
+        built.append((ds.width, ds.height))
+        return real(cls, ds, *a, **k)
+
+    monkeypatch.setattr(TileGrid, "for_raster", classmethod(counting))
+    r1 = make_geotiff(tmp_path / "r1.tif", 440, 440, discs=[(220, 220, 100)])
+    r2 = make_geotiff(tmp_path / "r2.tif", 440, 256, discs=[(300, 128, 70)])
+    summary = run_batch(lambda: stand_in_pipeline, _job([r1, r2], tmp_path / "o.gpkg"))
+    assert summary.done == 2 and summary.tiles == 6
+    assert sorted(built) == [(440, 256), (440, 440)], "each raster's grid is built once"
 
 
 def test_resume_refuses_another_batch_state(stand_in_pipeline, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from think2seg.bench import PeakRSS, coarse_gsd, main
+from think2seg.testing.bench import PeakRSS, coarse_gsd, main
 from think2seg.testing.scenes import make_geotiff, scene_block
 from think2seg.testing.stand_in import StandInSegmenter
 

@@ -11,6 +11,7 @@ from conftest import tiny_model_args
 from think2seg.batch import BatchJob, run_batch
 from think2seg.cli import main
 from think2seg.testing.scenes import make_geotiff
+from think2seg.tiling import Tiling
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}})
     yield
     ray.shutdown()
@@ -44,7 +45,7 @@ def test_ray_batch_writes_what_the_local_batch_writes(local_ray, tiny_pipeline, 
     queries = ["the water bodies", "the fields"]
     local_out = tmp_path / "local.gpkg"
     job = BatchJob(rasters=[str(a), str(bad), str(b)], queries=queries, output=str(local_out),
-                   options={"max_reasoning_tokens": 128}, tile_size=256, overlap=32, batch_size=2, progress=False)
+                   options={"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=2), progress=False)
     local = run_batch(lambda: tiny_pipeline, job)
     assert local.done == 2 and local.failed == 1
 
@@ -87,7 +88,7 @@ def test_an_actor_reads_the_next_call_while_one_is_with_the_models(tiny_pipeline
 
     import numpy as np
     import rasterio
-    import think2seg.tiling as tiling
+    import think2seg.tiling.read as tiling
     from think2seg.cluster import TileActor
     from think2seg.pipeline import Pipeline
     from think2seg.tiling import TileGrid
@@ -95,7 +96,7 @@ def test_an_actor_reads_the_next_call_while_one_is_with_the_models(tiny_pipeline
     monkeypatch.setattr(Pipeline, "from_pretrained", classmethod(lambda cls, *a, **k: tiny_pipeline))
     path = make_geotiff(tmp_path / "r.tif", 400, 200, discs=[(100, 100, 60), (300, 100, 50)])
     actor = TileActor({"model": "m", "sam": "s", "sam_size": None, "device": "cpu"},
-                      {"max_reasoning_tokens": 32}, {"tile_size": 256, "overlap": 32, "gsd": None})
+                      {"max_reasoning_tokens": 32})
     with rasterio.open(path) as ds:
         specs = TileGrid.for_raster(ds, 256, 32).tiles[:2]
         first_key = tiny_pipeline.prepare(tiling.read_window(ds, specs[0])).key

@@ -18,6 +18,7 @@ from conftest import tiny_model_args
 from test_cluster import rows
 from think2seg.batch import BatchJob, run_batch
 from think2seg.testing.scenes import make_geotiff
+from think2seg.tiling import Tiling
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def raster(tmp_path_factory) -> Path:
 def local_rows(raster, tiny_pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "local.gpkg"
     job = BatchJob(rasters=[str(raster)], queries=[QUERY], output=str(out), options={"max_reasoning_tokens": 64},
-                   tile_size=256, overlap=32, batch_size=1, progress=False)
+                   tiling=Tiling(256, 32, batch_size=1), progress=False)
     assert run_batch(lambda: tiny_pipeline, job).done == 1
     got = {layer: rows(out, layer) for layer in ("mask", "prompt_points", "prompt_boxes")}
     assert len({r[1] for r in got["prompt_boxes"]}) == TILES  # the raster is as many tiles as the test says

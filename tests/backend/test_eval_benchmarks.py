@@ -195,15 +195,18 @@ def test_cli_eval_decodes_plain_under_the_reference_protocol_and_records_it(tiny
 
 @contextmanager
 def scripted(pipeline, text: str):
-    """The tiny reasoner writes `text` (then <|im_end|>) whatever it is asked (`Reasoner.scripted_ids`)."""
+    """The tiny reasoner writes `text` (then <|im_end|>) whatever it is asked (the reasoner's logits-processor
+    hook, `Reasoner.logits_processor_factory`, with the benchmarks' `ScriptedTokens`)."""
+    from think2seg.testing.scripted import ScriptedTokens
+
     tok = pipeline.reasoner.processor.tokenizer
-    old = pipeline.reasoner.scripted_ids
-    pipeline.reasoner.scripted_ids = tok.encode(text, add_special_tokens=False) + [
-        tok.convert_tokens_to_ids("<|im_end|>")]
+    ids = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
+    old = pipeline.reasoner.logits_processor_factory
+    pipeline.reasoner.logits_processor_factory = lambda: ScriptedTokens(ids)
     try:
         yield
     finally:
-        pipeline.reasoner.scripted_ids = old
+        pipeline.reasoner.logits_processor_factory = old
 
 
 @pytest.mark.slow
@@ -280,10 +283,11 @@ def test_a_three_channel_label_scores_as_the_reference_scores_it(tiny_pipeline, 
 def test_a_runaway_answer_in_a_batch_is_a_tile_without_features(tiny_pipeline, tmp_path):
     from think2seg.batch import BatchJob, run_batch
     from think2seg.testing.scenes import make_geotiff
+    from think2seg.tiling import Tiling
 
     r = make_geotiff(tmp_path / "r.tif", 256, 256, discs=[(128, 128, 60)])
     job = BatchJob(rasters=[str(r)], queries=["the water bodies"], output=str(tmp_path / "o.gpkg"),
-                   options={"max_reasoning_tokens": 512}, tile_size=256, overlap=32, batch_size=1, progress=False)
+                   options={"max_reasoning_tokens": 512}, tiling=Tiling(256, 32, batch_size=1), progress=False)
     with scripted(tiny_pipeline, RUNAWAY):
         summary = run_batch(lambda: tiny_pipeline, job)
     # the tile ran and its answer gave no prompt (the instance was rejected), the raster is done, not failed

@@ -54,7 +54,7 @@ def test_sam2_received_the_scaled_prompts(tiny_pipeline, naip):
 
 def test_batched_tiles_one_generate_call(tiny_pipeline, naip, landsat):
     from think2seg.georef import read_tile
-    from think2seg.pipeline import SegmentOptions
+    from think2seg.options import SegmentOptions
 
     tiles = [read_tile(naip), read_tile(landsat)]
     results = tiny_pipeline.segment_tiles(tiles, ["the ponds", "the river valley and every town along it"],
@@ -195,7 +195,7 @@ def test_box_only_and_points_only_instances_reach_sam2_and_the_answer(tiny_pipel
     tile = read_tile(naip)
     text = ('<think>x</think><answer>```json[{"bbox_2d": [210, 168, 630, 504]}, '
             '{"positive_points": [[420, 336], [315, 420]]}]```</answer>')
-    from think2seg.pipeline import SegmentOptions
+    from think2seg.options import SegmentOptions
 
     r = tiny_pipeline._finish(tiny_pipeline.segmenter, tile, tiny_pipeline.prepare(tile), "q",
                               ReasonerOutput(text, 10, False), SegmentOptions(), "crs", {})

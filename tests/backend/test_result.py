@@ -14,15 +14,16 @@ from shapely.geometry import GeometryCollection, LineString, MultiPolygon, Polyg
 from think2seg.errors import BadInput
 from think2seg.georef import tile_from_array
 from think2seg.output import LayerWriter, write_results
-from think2seg.pipeline import InstanceResult, SegmentResult, describe
-from think2seg.polygons import mask_to_multipolygon
+from think2seg.polygons import as_multipolygon, mask_to_multipolygon
 from think2seg.prompts import PromptInstance
 from think2seg.result import (
     GEOMETRY_TYPES,
     LAYERS,
+    InstanceResult,
+    SegmentResult,
     area_text,
-    as_multipolygon,
     columns,
+    describe,
     found_sentence,
     layer_rows,
 )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from think2seg.errors import BadInput
-from think2seg.pipeline import Pipeline, SegmentOptions
+from think2seg.options import SegmentOptions
+from think2seg.pipeline import Pipeline
 from think2seg.testing.tiny_models import build_sam
 
 

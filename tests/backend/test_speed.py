@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from think2seg.speed import ByteLRU, FastDecoding, resolve_decoding, scripted_answer_ids, tensor_bytes
+from think2seg.caches import ByteLRU, tensor_bytes
+from think2seg.decoding import FastDecoding, resolve_decoding
+from think2seg.testing.scripted import script_answers, scripted_answer_ids
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +226,7 @@ def test_a_scripted_answer_has_exactly_n_tokens_and_parses(reasoner):
     from think2seg.testing.tiny_models import KNOWN_BOX
 
     r = reasoner.with_decoding("fast")
-    r.scripted_ids = scripted_answer_ids(r.processor.tokenizer, 90)
+    script_answers(r, 90)  # through the reasoner's logits-processor hook
     out = r.generate([np.zeros((64, 64, 3), np.uint8)] * 2, ["x", "the longer question"], max_reasoning_tokens=150)
     assert [o.new_tokens for o in out] == [90, 90] and not out[0].forced_answer
     parsed = parse_answer(out[1].text, 840, 840)

@@ -25,6 +25,7 @@ from think2seg.testing.stand_in import StandInSegmenter
 from think2seg.tiling import (
     Piece,
     TileGrid,
+    Tiling,
     axis_cores,
     axis_offsets,
     clip_to_core,
@@ -114,7 +115,7 @@ def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch
     import threading
     import time
 
-    import think2seg.tiling as tiling
+    import think2seg.tiling.read as tiling
 
     path = make_geotiff(tmp_path / "g.tif", 600, 500, discs=[])
     seen, started, finished, fail = [], threading.Event(), threading.Event(), set()
@@ -250,7 +251,7 @@ def disc_raster(tmp_path_factory):
 def full_run(pipeline, disc_raster):
     rec = Recorder(pipeline)
     res = segment_raster_tiled(rec, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128},
-                               tile_size=256, overlap=32, batch_size=2)
+                               tiling=Tiling(256, 32, batch_size=2))
     return res, rec.windows
 
 
@@ -289,14 +290,14 @@ def test_resume_after_cancel_redoes_no_tile(pipeline, disc_raster, full_run, tmp
     done = []
     with pytest.raises(Cancelled):
         segment_raster_tiled(first, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128},
-                             tile_size=256, overlap=32, batch_size=1, state_path=state,
+                             tiling=Tiling(256, 32, batch_size=1), state_path=state,
                              progress=lambda n, total, msg: done.append(n), cancelled=lambda: done[-1] >= 2)
     assert len(first.windows) == 2
     saved = json.loads((state / "state.json").read_text())
     assert len(saved["finished"]) == 2
     second = Recorder(pipeline)
     res = segment_raster_tiled(second, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128},
-                               tile_size=256, overlap=32, batch_size=1, state_path=state)
+                               tiling=Tiling(256, 32, batch_size=1), state_path=state)
     assert len(second.windows) == 2 and not set(first.windows) & set(second.windows), "no finished tile redone"
     assert res.stats["tiles_resumed"] == 2 and res.stats["tiles_run"] == 2
     full, _ = full_run
@@ -307,7 +308,7 @@ def test_resume_after_cancel_redoes_no_tile(pipeline, disc_raster, full_run, tmp
     assert res.features[0].tiles == full.features[0].tiles
     # a different query cannot resume this state
     with pytest.raises(BadInput) as e:
-        segment_raster_tiled(pipeline, disc_raster, ["roads"], tile_size=256, overlap=32, state_path=state)
+        segment_raster_tiled(pipeline, disc_raster, ["roads"], tiling=Tiling(256, 32), state_path=state)
     assert e.value.code == "state_mismatch"
 
 
@@ -322,15 +323,15 @@ def test_memory_is_bounded_by_the_tile(pipeline, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
-    res = segment_raster_tiled(pipeline, path, ["water"], {"max_reasoning_tokens": 128}, tile_size=256, overlap=32,
+    res = segment_raster_tiled(pipeline, path, ["water"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32),
                                max_tiles=2)
     # step 256 - 32 = 224: columns 1 + ceil((3000 - 256) / 224) = 14, rows 1 + ceil((2600 - 256) / 224) = 12
     assert res.stats["tiles"] == 14 * 12 and res.stats["tiles_run"] == 2
     assert shapes and max(int(np.prod(s[-2:])) for s in shapes) == 256 * 256
     assert res.stats["max_read_pixels"] == 256 * 256
     shapes.clear()
-    coarse = segment_raster_tiled(pipeline, path, ["water"], {"max_reasoning_tokens": 128}, tile_size=256,
-                                  overlap=32, gsd=4.0, max_tiles=1)
+    coarse = segment_raster_tiled(pipeline, path, ["water"], {"max_reasoning_tokens": 128},
+                                  tiling=Tiling(256, 32, 4.0), max_tiles=1)
     assert coarse.grid.scale == pytest.approx(8.0) and coarse.stats["max_read_pixels"] == 256 * 256
     assert max(int(np.prod(s[-2:])) for s in shapes) == 256 * 256, "a coarse gsd reads tile-sized arrays too"
 
@@ -341,7 +342,7 @@ def test_nodata_tiles_skip_the_model(pipeline, tmp_path):
     with rasterio.open(path, "r+") as ds:
         ds.write(np.zeros((3, 256, 256), np.uint8), window=rasterio.windows.Window(0, 0, 256, 256))
     rec = Recorder(pipeline)
-    res = segment_raster_tiled(rec, path, ["water"], {"max_reasoning_tokens": 128}, tile_size=256, overlap=0)
+    res = segment_raster_tiled(rec, path, ["water"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 0))
     assert res.stats["tiles"] == 2 and res.stats["tiles_nodata"] == 1 and len(rec.windows) == 1
     assert [r["status"] for r in res.tile_records] == ["nodata", "ok"]
     assert len(res.features) == 1
@@ -355,7 +356,7 @@ def test_real_tiny_models_on_a_tiled_raster(tmp_path, tiny_models_dir):
     p = Pipeline.from_pretrained(str(TINY / "reasoner"), str(TINY / "sam2.1_hiera_t.pt"), device="cpu")
     path = make_geotiff(tmp_path / "r.tif", 400, 300, discs=[(200, 150, 80)])
     res = segment_raster_tiled(p, path, ["the water bodies", "the fields"], {"max_reasoning_tokens": 128},
-                               tile_size=256, overlap=32, batch_size=2)
+                               tiling=Tiling(256, 32, batch_size=2))
     d = res.to_dict()
     assert res.stats["tiles"] == 4 and len(d["tiles"]) == 8  # 2 x 2 tiles, each asked both queries
     assert {r["status"] for r in d["tiles"]} <= {"ok", "empty"}

@@ -26,7 +26,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="SAM2.1: tiny, small, base_plus, large (from the hub) or a checkpoint file (default small)")
     g.add_argument("--sam-size", default=None, help="the size of a --sam checkpoint whose name does not tell it")
     g.add_argument("--device", default=os.environ.get("THINK2SEG_DEVICE", "auto"), help="auto, cpu, cuda, cuda:1 ...")
-    from ..speed import DECODING_MODES
+    from ..decoding import DECODING_MODES
 
     g.add_argument("--decoding", choices=DECODING_MODES, default=os.environ.get("THINK2SEG_DECODING", "auto"),
                    help="auto: the fast path (static KV cache + compiled decode step) on CUDA, plain on the CPU; "
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def process_defaults() -> None:
     """The environment a backend process runs with, set before torch loads (the user's own settings win); the
-    CLI and the CPU benchmark (`python -m think2seg.bench`) both start with it, so the bench times what runs."""
+    CLI and the CPU benchmark (`python -m think2seg.testing.bench`) both start with it, so the bench times what runs."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # OpenMP threads that wait asleep: torch's default spinning makes every small op wait for a scheduler slice

@@ -64,7 +64,8 @@ def add_parser(sub) -> None:
 
 def build_job(args: argparse.Namespace):
     from ..batch import BatchJob, check_output, collect_rasters, read_queries
-    from ..pipeline import SegmentOptions
+    from ..options import SegmentOptions
+    from ..tiling.grid import Tiling
     from .segment import parse_bands
 
     queries = read_queries(args.query, args.queries)
@@ -73,7 +74,7 @@ def build_job(args: argparse.Namespace):
                                      "min_area_pixels": args.min_area_pixels,
                                      "constrain_answer": args.constrain_answer})
     return BatchJob(rasters=collect_rasters(args.rasters), queries=queries, output=args.output, options=opts,
-                    tile_size=args.tile_size, overlap=args.overlap, gsd=args.gsd, batch_size=args.batch_size,
+                    tiling=Tiling(args.tile_size, args.overlap, args.gsd, args.batch_size),
                     crs=args.crs, resume=args.resume, state_dir=args.state, keep_state=args.keep_state,
                     progress=not args.no_progress)
 

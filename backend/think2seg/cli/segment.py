@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..georef import read_tile
+    from ..options import SegmentOptions, check_query
     from ..output import check_output, write_results
-    from ..pipeline import SegmentOptions, check_query
     from . import check_models, load_pipeline
 
     # Check everything the user typed before loading models (which takes a while).

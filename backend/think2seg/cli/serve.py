@@ -55,9 +55,10 @@ def add_parser(sub) -> None:
                    help="exit when this process is gone (the QGIS that started the service), so a crash of it "
                         "never leaves the service holding the GPU")
     add_model_options(p)
-    # Benchmarks with random weights only (scripts/gpu_check.py): every answer is a scripted, well-formed answer
-    # of exactly N tokens, so each query decodes N tokens and reaches SAM2. Hidden: no use with real weights.
-    p.add_argument("--scripted-answer-tokens", type=int, default=None, help=argparse.SUPPRESS)
+    # Benchmarks and tests only (scripts/gpu_check.py scripts every answer of random weights with
+    # think2seg.testing.scripted:script_answers=N): MODULE:FUNCTION[=ARG], called as FUNCTION(pipeline[, ARG])
+    # once the models are loaded. Hidden: no use with real weights.
+    p.add_argument("--pipeline-hook", default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
 
@@ -148,11 +149,13 @@ def run(args) -> int:
         pipeline = load()
         if args.embedding_cache_mb is not None:  # the default SAM2 size (the one a refine test needs bounded)
             pipeline.segmenter.cache_bytes = max(0, args.embedding_cache_mb) << 20
-        if args.scripted_answer_tokens:
-            from ..speed import scripted_answer_ids
+        if args.pipeline_hook:
+            import importlib
 
-            pipeline.reasoner.scripted_ids = scripted_answer_ids(pipeline.reasoner.processor.tokenizer,
-                                                                 args.scripted_answer_tokens)
+            target, _, arg = args.pipeline_hook.partition("=")
+            module, _, function = target.partition(":")
+            hook = getattr(importlib.import_module(module), function)
+            hook(pipeline, arg) if arg else hook(pipeline)
         return pipeline
 
     holder = PipelineHolder(load_scripted, {"reasoner": args.model, "segmenter": str(args.sam)})

@@ -57,9 +57,7 @@ class EvalActor:
         self.by_id = {s.image_id: s for s in samples}
 
     def provenance(self) -> tuple[dict, str]:
-        from ..speed import decoding_name
-
-        return self.pipeline.provenance(self.opts), decoding_name(getattr(self.pipeline.reasoner, "fast", None))
+        return self.pipeline.provenance(self.opts), self.pipeline.reasoner.decoding
 
     def run(self, chunk: list[tuple[str, int, str | None]]) -> list[tuple]:
         from .runner import run_samples

@@ -217,7 +217,7 @@ def run_samples(pipeline, chunk: list[tuple[Sample, int, str | None]], proto: Pr
 def segment_options(settings: EvalSettings, proto: Protocol):
     """The pipeline options of an evaluation: the pixel mask only (polygons would cost ~0.5 s an image for
     nothing), the protocol's parser and forced-answer rule."""
-    from ..pipeline import SegmentOptions
+    from ..options import SegmentOptions
     from ..reasoner import ANSWER_BUDGET
 
     return SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False,
@@ -266,11 +266,10 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log, executor, p
         for name in ("pred", "figures"):
             shutil.rmtree(out / name, ignore_errors=True)
     opts = segment_options(settings, proto)
-    from ..speed import decoding_name
 
     if pipeline is not None:
         provenance = pipeline.provenance(opts)
-        decoding = decoding_name(getattr(pipeline.reasoner, "fast", None))
+        decoding = pipeline.reasoner.decoding
     header = _run_header(settings, proto, provenance, decoding)
     _check_resume(out, header)
     (out / "pred").mkdir(parents=True, exist_ok=True)

@@ -157,15 +157,14 @@ class Service:
             raise upload.user_error(e) from None
 
     def _run_tiled(self, item: WorkItem, upload: Upload, pipeline) -> dict:
-        from ..tiling import segment_raster_tiled
+        from ..tiling import Tiling, segment_raster_tiled
 
         opts: JobOptions = upload.options  # type: ignore[assignment]  (a tiled plan comes from JobOptions)
         state = self.work.new_folder(f"tiles-{item.id}")
         try:
             result = segment_raster_tiled(
-                pipeline, str(upload.path), [upload.query], opts, tile_size=opts.tile_size, overlap=opts.overlap,
-                gsd=opts.gsd, batch_size=opts.batch_size, state_path=state, progress=item.report,
-                cancelled=item.cancelled,
+                pipeline, str(upload.path), [upload.query], opts, Tiling.from_options(opts), state_path=state,
+                progress=item.report, cancelled=item.cancelled,
             )
             # Keep the raster while its view lives (the upload itself is deleted when the item ends): a refine
             # re-reads the tiles it touches.
@@ -222,7 +221,7 @@ class Service:
             "status": "ok" if holder.pipeline is not None else ("error" if holder.error else "loading"),
             "device": device, "device_detail": detail,
             "models": {**holder.model_ids, "loaded": holder.pipeline is not None},
-            # the reasoner's decoding path in use (think2seg.speed): fast or plain; None while loading
+            # the reasoner's decoding path in use (think2seg.decoding): fast or plain; None while loading
             "decoding": getattr(getattr(holder.pipeline, "reasoner", None), "decoding", None),
             "queue": {"running": int(self.worker.running is not None), "waiting": self.worker.waiting,
                       "max_waiting": self.limits.max_waiting, "dropped": self.worker.dropped},

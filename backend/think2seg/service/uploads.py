@@ -59,7 +59,7 @@ async def bounded(stream: AsyncIterator[bytes], limit: int, limits: Limits) -> A
 async def receive_upload(request: Request, options_model: type[SegmentOptions], limits: Limits,
                          folder: Path) -> Upload:
     """Parse the form, check query and options, save the image in `folder`, check its header."""
-    from ..pipeline import check_query
+    from ..options import check_query
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest("Send a multipart form with an `image` file and a `query` (see docs/api.md).")

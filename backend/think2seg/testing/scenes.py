@@ -1,6 +1,6 @@
 """Synthetic scenes: textured fields with dark "water" discs, written as tiled GeoTIFFs of any size.
 
-The tests and `python -m think2seg.bench` use them: the answer (the discs) is known, and a raster of
+The tests and `python -m think2seg.testing.bench` use them: the answer (the discs) is known, and a raster of
 20,000 x 20,000 pixels is written block by block in seconds.
 """
 

@@ -1,6 +1,6 @@
 """CPU benchmark: where the time and the memory go, measured with the tiny models (`make bench`).
 
-    python -m think2seg.bench --tiny .cache/tiny-models [--sizes 2048,8192,20480] [--max-tiles 4]
+    python -m think2seg.testing.bench --tiny .cache/tiny-models [--sizes 2048,8192,20480] [--max-tiles 4]
 
 Three tables, each saying what it measured:
 1. per-stage times of one 1024 x 1024 tile through the whole pipeline (tiny reasoner + tiny SAM2.1 with
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .testing.scenes import make_geotiff
-from .testing.stand_in import StandInSegmenter
+from .scenes import make_geotiff
+from .stand_in import StandInSegmenter
 
 
 # -- measuring -----------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def mib(n: int) -> str:
 
 # -- table 1: one tile through the whole pipeline -------------------------------------------------------------
 def load_tiny(tiny: str | os.PathLike):
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     tiny = Path(tiny)
     return Pipeline.from_pretrained(str(tiny / "reasoner"), str(tiny / "sam2.1_hiera_t.pt"), device="cpu")
@@ -111,7 +111,7 @@ def load_tiny(tiny: str | os.PathLike):
 
 def with_stand_in_sam(pipeline):
     """The same tiny reasoner (loaded once) with the stand-in SAM2."""
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     return Pipeline(pipeline.reasoner, StandInSegmenter())
 
@@ -119,9 +119,9 @@ def with_stand_in_sam(pipeline):
 def bench_one_tile(pipeline, raster: Path, work: Path, tile: int = 1024, repeats: int = 2) -> list[list]:
     from rasterio.windows import Window
 
-    from .georef import read_tile
-    from .output import write_results
-    from .pipeline import SegmentOptions
+    from ..georef import read_tile
+    from ..options import SegmentOptions
+    from ..output import write_results
 
     opts = SegmentOptions(max_reasoning_tokens=256)
     runs = []
@@ -146,13 +146,12 @@ def bench_one_tile(pipeline, raster: Path, work: Path, tile: int = 1024, repeats
 def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7) -> list[list]:
     from rasterio.windows import Window
 
-    from .georef import area_unit, read_tile, to_uint8
-    from .output import LayerWriter, write_results
-    from .pipeline import InstanceResult, SegmentResult, describe
-    from .polygons import mask_to_multipolygon
-    from .prompts import PromptInstance
-    from .reasoner import to_model_image
-    from .result import layer_rows
+    from ..georef import area_unit, read_tile, to_uint8
+    from ..output import LayerWriter, write_results
+    from ..polygons import mask_to_multipolygon
+    from ..prompts import PromptInstance
+    from ..reasoner import to_model_image
+    from ..result import InstanceResult, SegmentResult, describe, layer_rows
 
     keys = ("read", "stretch", "resize", "polygonise", "georeference", "write", "write_share")
     times: dict[str, list[float]] = {k: [] for k in keys}
@@ -220,7 +219,7 @@ def coarse_gsd(size: int, tile: int, overlap: int, pixel_size: float, per_axis: 
 
 def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, max_tiles: int,
               stand_in_pipeline=None, log=print, coarse_per_axis: int = 2) -> list[list]:
-    from .tiling import segment_raster_tiled
+    from ..tiling import Tiling, segment_raster_tiled
 
     pixel = 0.5
     rows = []
@@ -245,7 +244,7 @@ def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, m
             t0 = time.perf_counter()
             with PeakRSS() as mem:
                 res = segment_raster_tiled(pipe, path, ["the water bodies"], {"max_reasoning_tokens": 256},
-                                           tile_size=tile, overlap=overlap, gsd=gsd, batch_size=2, max_tiles=limit)
+                                           Tiling(tile, overlap, gsd, batch_size=2), max_tiles=limit)
             dt = time.perf_counter() - t0
             st = res.stats
             side = int(round(tile * res.grid.scale))
@@ -259,7 +258,7 @@ def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, m
 
 # -- main ----------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m think2seg.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m think2seg.testing.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", default=".cache/tiny-models", help="folder of the tiny models (make tiny-models)")
     p.add_argument("--sizes", default="2048,8192,20480", help="big raster sides in pixels, comma-separated")
     p.add_argument("--tables", default="1,2,3", help="which tables to run (1,2,3)")
@@ -271,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stand-in", action="store_true", help="table 3: also the whole native grid with a stand-in SAM2")
     p.add_argument("--workdir", default=None, help="where to write the rasters (default: a temporary folder)")
     args = p.parse_args(argv)
-    from .cli import process_defaults
+    from ..cli import process_defaults
 
     process_defaults()
     import torch
