@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -407,23 +408,26 @@ def run_batch(load_pipeline: Callable[[], object], job: BatchJob, cancelled: Cal
     if todo and pipeline is None:
         pipeline = load_pipeline()
     progress = TileProgress(sum(len(p.grid.tiles) for p in plans), job.progress)
-    try:
-        for p in plans:
-            if p not in todo:
-                progress.callback(p.key)(len(p.grid.tiles), len(p.grid.tiles), Path(p.path).name)
-                continue
-            try:
-                result = segment_raster_tiled(pipeline, p.path, job.queries, job.options, job.tiling,
-                                              state.raster_dir(p), progress=progress.callback(p.key),
-                                              cancelled=cancelled, grid=p.grid)
-            except Cancelled:
-                raise
-            except Exception as e:  # one bad raster is reported and skipped (KeyboardInterrupt is not caught)
-                f = failure(p.path, e, "run")
-                failures.append(f)
-                state.mark_failed(p, f)
-                continue
-            state.mark_done(p, result)
-    finally:
-        progress.close()
+    # a batch asks every query of a tile in one call and never comes back to it: the caches keep one call's views
+    bounded = pipeline.keeping_at_most(job.tiling.batch_size) if pipeline is not None else nullcontext()
+    with bounded:
+        try:
+            for p in plans:
+                if p not in todo:
+                    progress.callback(p.key)(len(p.grid.tiles), len(p.grid.tiles), Path(p.path).name)
+                    continue
+                try:
+                    result = segment_raster_tiled(pipeline, p.path, job.queries, job.options, job.tiling,
+                                                  state.raster_dir(p), progress=progress.callback(p.key),
+                                                  cancelled=cancelled, grid=p.grid)
+                except Cancelled:
+                    raise
+                except Exception as e:  # one bad raster is reported and skipped (KeyboardInterrupt is not caught)
+                    f = failure(p.path, e, "run")
+                    failures.append(f)
+                    state.mark_failed(p, f)
+                    continue
+                state.mark_done(p, result)
+        finally:
+            progress.close()
     return finish(job, plans, failures, target, state, t0)

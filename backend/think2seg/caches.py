@@ -11,7 +11,8 @@ SAM2 embeddings in the same kind of map.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,13 @@ from typing import Any
 class ByteLRU:
     """A least-recently-used map bounded by the bytes of its values (`size_of(value)`), not by their count.
 
-    A value larger than the whole budget is not kept (it would only evict everything else).
+    A value larger than the whole budget is not kept (it would only evict everything else). `max_items`, when
+    set, also bounds their count (`bounded_to`: a run that never asks a key again after its own call).
     """
 
-    def __init__(self, max_bytes: int, size_of: Callable[[object], int]):
+    def __init__(self, max_bytes: int, size_of: Callable[[object], int], max_items: int | None = None):
         self.max_bytes = int(max_bytes)
+        self.max_items = max_items
         self.size_of = size_of
         self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self.bytes = 0
@@ -50,10 +53,23 @@ class ByteLRU:
         self.evict_over_limit()
 
     def evict_over_limit(self) -> None:
-        """Evict the least recently used values until the bytes kept are within `max_bytes` again."""
-        while self.bytes > self.max_bytes:
+        """Evict the least recently used values until the bytes (and count) kept are within bounds again."""
+        while self._items and (self.bytes > self.max_bytes
+                               or (self.max_items is not None and len(self._items) > self.max_items)):
             _, (_, s) = self._items.popitem(last=False)
             self.bytes -= s
+
+    @contextmanager
+    def bounded_to(self, max_items: int) -> Iterator[None]:
+        """Keep at most `max_items` values inside the block (the least recently used go now), then the bound
+        it had before."""
+        before = self.max_items
+        self.max_items = max_items if before is None else min(before, max_items)
+        self.evict_over_limit()
+        try:
+            yield
+        finally:
+            self.max_items = before
 
     def clear(self) -> None:
         self._items.clear()

@@ -65,9 +65,10 @@ class TileActor:
     run at once (`actor_pool`): each reads its windows and makes their model inputs by itself, and takes
     the models in turn."""
 
-    def __init__(self, models: dict, options: dict):
+    def __init__(self, models: dict, options: dict, views: int = 1):
         import os
         import threading
+        from contextlib import ExitStack
 
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from .options import SegmentOptions
@@ -78,6 +79,9 @@ class TileActor:
                                                  compile_sam=models.get("compile_sam", False))
         self.options = SegmentOptions.from_dict(options)
         self._models = threading.Lock()  # one call at a time on the models (and the GPU)
+        # the actor's whole life is a batch: its caches keep one call's views (`Pipeline.keeping_at_most`)
+        self._bounds = ExitStack()
+        self._bounds.enter_context(self.pipeline.keeping_at_most(views))
 
     def __call__(self, batch: dict) -> dict:
         from .georef import open_raster
@@ -220,6 +224,7 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
                     "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
                     "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,
                                 "min_area_pixels": opts.min_area_pixels, "constrain_answer": opts.constrain_answer},
+                    "views": job.tiling.batch_size,
                 },
                 **resources,
             )

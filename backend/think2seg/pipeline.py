@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,20 @@ class Pipeline:
         if isinstance(source, (str, os.PathLike)):
             return read_tile(source, bands=options.bands, max_size=options.max_read_size)
         raise BadInput(f"Cannot segment a {type(source).__name__}: give a raster path, an array or a RasterTile.")
+
+    @contextmanager
+    def keeping_at_most(self, views: int) -> Iterator[None]:
+        """The models' caches (SAM2's embeddings, the reasoner's vision features and prompt prefixes) keep at most
+        `views` views' entries inside the block: a batch or an evaluation asks every question of a tile in one
+        call and never comes back to it, so anything past the views a call (or two calls at once) holds is
+        memory the run never reads again, host or GPU memory the models need. The service keeps its caches
+        whole: its users do ask again."""
+        with ExitStack() as stack:
+            for seg in self.segmenters.values():
+                stack.enter_context(seg.bounded_cache(views))
+            # a view's vision features and its prompt prefix are two entries of the reasoner's map
+            stack.enter_context(self.reasoner.views.bounded_to(2 * views))
+            yield
 
     def prepare(self, tile: RasterTile) -> ModelInput:
         """The tile's `ModelInput`. Batch runs make it on their read-ahead thread (`tiling.read_ahead`), so

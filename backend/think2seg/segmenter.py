@@ -166,6 +166,10 @@ class Segmenter:
         self._cache.max_bytes = int(value)
         self._cache.evict_over_limit()
 
+    def bounded_cache(self, embeddings: int):
+        """A block inside which at most `embeddings` embeddings are kept (`Pipeline.keeping_at_most`)."""
+        return self._cache.bounded_to(embeddings)
+
     @property
     def cached_bytes(self) -> int:
         return self._cache.bytes

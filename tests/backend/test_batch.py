@@ -176,6 +176,35 @@ def test_a_local_batch_lays_out_each_rasters_grid_once(stand_in_pipeline, tmp_pa
     assert sorted(built) == [(440, 256), (440, 440)], "each raster's grid is built once"
 
 
+@pytest.mark.slow
+def test_a_batch_keeps_no_cached_view_it_will_not_read_again(tiny_pipeline, tmp_path):
+    """Every query of a tile is asked in one call and a batch never comes back to a tile: after a 4-tile batch
+    the caches hold at most one call's views (SAM2's embeddings; the reasoner's vision features and prompt
+    prefixes), where their byte budgets alone would have kept all four; the bound ends with the batch."""
+    seg, views = tiny_pipeline.segmenter, tiny_pipeline.reasoner.views
+    seg.cache_bytes, views.max_bytes = 1 << 30, 1 << 30  # room for every tile: only the run's bound can evict
+    r = make_geotiff(tmp_path / "r.tif", 440, 440, discs=[(220, 220, 100)])
+    job = BatchJob(rasters=[str(r)], queries=["the water bodies", "the fields"], output=str(tmp_path / "o.gpkg"),
+                   options={"max_reasoning_tokens": 64}, tiling=Tiling(256, 32, batch_size=1), progress=False)
+    keys_seen: list[int] = []
+    put = seg._cache.put
+
+    def recording_put(key, value):
+        put(key, value)
+        keys_seen.append(len(seg.cached_keys))
+
+    seg._cache.put = recording_put
+    try:
+        summary = run_batch(lambda: tiny_pipeline, job)
+    finally:
+        del seg._cache.put
+    assert summary.done == 1 and summary.tiles == 4
+    assert len(keys_seen) == 4, "each tile embedded once for its two queries"
+    assert max(keys_seen) == 1 and len(seg.cached_keys) <= 1
+    assert len(views) <= 2, "one view's vision features and prompt prefix at most"
+    assert seg._cache.max_items is None and views.max_items is None, "the service's caches are whole again"
+
+
 def test_resume_refuses_another_batch_state(stand_in_pipeline, tmp_path):
     r = make_geotiff(tmp_path / "r.tif", 256, 256, discs=[])
     job = _job([r], tmp_path / "o.gpkg")

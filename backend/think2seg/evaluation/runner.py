@@ -235,7 +235,8 @@ def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None, 
         return _evaluate(None, settings, progress, log, executor, provenance, decoding)
     reuse, pipeline.reasoner.prefix_reuse = pipeline.reasoner.prefix_reuse, False
     try:
-        return _evaluate(pipeline, settings, progress, log, executor, provenance, decoding)
+        with pipeline.keeping_at_most(max(1, settings.batch_size)):  # no image is asked again after its call
+            return _evaluate(pipeline, settings, progress, log, executor, provenance, decoding)
     finally:
         pipeline.reasoner.prefix_reuse = reuse
 

@@ -23,6 +23,11 @@ class StandInSegmenter:
         self._rgb: np.ndarray | None = None
         self.embedded_key: str | None = None
 
+    def bounded_cache(self, embeddings: int):
+        from contextlib import nullcontext
+
+        return nullcontext()  # it keeps no embeddings
+
     def input_ahead(self, rgb: np.ndarray, key: str | None = None):
         return None  # nothing to make ahead
 
