@@ -163,6 +163,93 @@ def test_bomb_rasters_are_refused_at_submission_in_milliseconds(server, tmp_path
     assert server.files_left() == []
 
 
+def big_block_geotiff(path: Path, dtype: str, block: int = 65536, size: int = 1024) -> Path:
+    """A 384-byte GeoTIFF of `size` x `size` pixels declaring one `block` x `block` tile (never written)."""
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype=dtype, tiled=True,
+                       blockxsize=block, blockysize=block, sparse_ok=True, compress="deflate", crs="EPSG:32633",
+                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+        pass
+    return path
+
+
+def ifd_chain_tiff(path: Path, n: int) -> Path:
+    """A little-endian TIFF of `n` 1 x 1 images (IFDs) chained one after another."""
+    import struct
+
+    out = bytearray(b"II*\0" + struct.pack("<I", 8))
+    for i in range(n):
+        entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (277, 3, 1, 1), (273, 4, 1, 0), (279, 4, 1, 1)]
+        nxt = len(out) + 2 + 12 * len(entries) + 4 if i < n - 1 else 0
+        out += struct.pack("<H", len(entries))
+        for tag, typ, count, value in entries:
+            out += struct.pack("<HHII", tag, typ, count, value)
+        out += struct.pack("<I", nxt)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_a_tiff_declaring_a_huge_block_is_refused_from_its_header(server, tmp_path):
+    """Probe finding 1: width x height was checked, not the tile GDAL decodes whole (16-bit: 8 GiB)."""
+    rss_before = server.peak_rss_mb()
+    for dtype in ("uint8", "uint16", "float32"):
+        tif = big_block_geotiff(tmp_path / f"block-{dtype}.tif", dtype)
+        assert tif.stat().st_size < 4096
+        for endpoint in ("/v1/segment", "/v1/jobs"):
+            t0 = time.perf_counter()
+            r = server.post(tif, endpoint=endpoint)
+            took = time.perf_counter() - t0
+            assert r.status_code == 422, (dtype, endpoint, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "raster_too_large" and "65536 x 65536" in err["message"], err
+            assert "smaller tiles" in err["message"] and str(server.work) not in err["message"]
+            assert took < 3, (dtype, endpoint, took)
+    rss_after = server.peak_rss_mb()
+    print(f"huge-block TIFFs: peak RSS {rss_before:.0f} -> {rss_after:.0f} MiB")
+    assert rss_after - rss_before < 200
+    assert server.files_left() == []
+
+
+def test_many_ifds_or_bands_are_refused_up_front_and_health_stays_responsive(server, tmp_path):
+    """Probe findings 4 and 13: a long IFD chain (GDAL walks it on the event loop) and 65,535 declared bands
+    (refused by /v1/segment, accepted as a job that leaves its folders behind)."""
+    import rasterio
+    from affine import Affine
+
+    chain = ifd_chain_tiff(tmp_path / "chain.tif", 20_000)
+    bands = tmp_path / "bands.tif"
+    with rasterio.open(bands, "w", driver="GTiff", width=256, height=256, count=2000, dtype="uint8", tiled=True,
+                       sparse_ok=True, interleave="band", crs="EPSG:32633",
+                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+        pass
+    health: list[float] = []
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            server.get("/v1/health")
+            health.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for path, words in ((chain, "more than 256 images"), (bands, "2,000 bands")):
+            for endpoint in ("/v1/segment", "/v1/jobs"):
+                r = server.post(path, endpoint=endpoint)
+                assert r.status_code == 422, (path.name, endpoint, r.text)
+                assert r.json()["error"]["code"] == "raster_too_large" and words in r.json()["error"]["message"]
+    finally:
+        stop.set()
+        poller.join()
+    print(f"health while refusing: {len(health)} polls, max {max(health):.3f} s")
+    assert max(health) < 2
+    assert server.files_left() == []
+
+
 # -- uploads that point elsewhere -------------------------------------------------------------------------------
 @pytest.fixture
 def listener():

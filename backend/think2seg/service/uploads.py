@@ -3,6 +3,7 @@ is kept, the raster's header checked against the limits; on any error nothing st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -10,12 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..errors import BadInput, BadRequest, Think2SegError, TooLarge
 from ..options import SegmentOptions, parse_options
+from .header import Block, check_block, check_tiff
 from .limits import Limits, ReadPlan, plan_read
 
 #: room for the form's own bytes (boundaries, the query, the options) above the image's limit
@@ -96,9 +99,25 @@ def parse_json_object(raw) -> dict:
     return value
 
 
-async def keep_upload(image: UploadFile, query: str, options: SegmentOptions, limits: Limits, folder: Path) -> Upload:
+def check_header(path: Path, options: SegmentOptions, limits: Limits) -> ReadPlan:
+    """Every declared size that decides an allocation, from the header, before any pixel is read."""
     from ..georef import choose_bands, open_raster, untrusted_rasters
 
+    check_tiff(path, limits.max_source_pixels, limits.max_block_bytes, limits.max_ifds)
+    with untrusted_rasters(), open_raster(path) as ds:
+        if ds.count > limits.max_bands:
+            raise BadInput(f"This raster declares {ds.count:,} bands; this backend reads rasters of at most "
+                           f"{limits.max_bands:,}: keep the bands you need (gdal_translate -b).",
+                           code="raster_too_large")
+        sample_bytes = max(np.dtype(t).itemsize for t in ds.dtypes)
+        interleaved = ds.count if (ds.interleaving is not None and ds.interleaving.name == "PIXEL") else 1
+        for h, w in set(ds.block_shapes):  # every format, not only TIFF (GDAL's own block sizes)
+            check_block(Block(w, h, interleaved, sample_bytes), limits.max_source_pixels, limits.max_block_bytes)
+        choose_bands(ds, options.bands)
+        return plan_read(ds.width, ds.height, ds.transform, options, limits)
+
+
+async def keep_upload(image: UploadFile, query: str, options: SegmentOptions, limits: Limits, folder: Path) -> Upload:
     # our own name: the client's suffix is not trusted (GDAL picks the format from the bytes anyway)
     fd, name = tempfile.mkstemp(suffix=".upload", dir=folder)
     upload = Upload(Path(name), image.filename or "upload", query, options, ReadPlan(tiled=False))
@@ -112,9 +131,8 @@ async def keep_upload(image: UploadFile, query: str, options: SegmentOptions, li
                 out.write(chunk)
         if size == 0:
             raise BadInput("The uploaded image is empty.", code="not_a_raster")
-        with untrusted_rasters(), open_raster(upload.path) as ds:
-            choose_bands(ds, options.bands)
-            upload.plan = plan_read(ds.width, ds.height, ds.transform, options, limits)
+        # GDAL's header work can take seconds (a long IFD chain): in a thread, so health and auth stay responsive
+        upload.plan = await asyncio.to_thread(check_header, upload.path, options, limits)
         return upload
     except Think2SegError as e:
         upload.delete()
