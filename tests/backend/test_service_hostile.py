@@ -26,6 +26,7 @@ from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 UPLOAD_MB = 3
+STALL_S = 2  # the server's header and body timeouts here (the defaults are 20 and 30 s)
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
@@ -75,7 +76,8 @@ def server(tiny_models_dir, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("hostile")
     work = cfg / "work"
     args = [*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB), "--max-queue", "2",
-            "--max-tiles", "400", "--work-dir", str(work)]
+            "--max-tiles", "400", "--work-dir", str(work),
+            "--header-timeout", str(STALL_S), "--body-timeout", str(STALL_S)]
     with live_service(args, cfg, env={"HF_HUB_OFFLINE": "1"}) as svc:
         yield Server(svc.process, svc.url, svc.token, work)
     assert not list(work.glob("run-*")), "the work folder was not removed at shutdown"
@@ -335,6 +337,162 @@ def test_a_chunked_body_over_the_limit_is_cut_off_early(server):
     assert server.files_left() == []
 
 
+def push(port: int, head: bytes, block: bytes, total: int) -> tuple[int, bytes]:
+    """Send `head`, then `block` again and again up to `total` bytes, reading whatever comes back, until the
+    server closes or resets the connection: (bytes the client managed to send, the answer it read)."""
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(head)
+        s.setblocking(False)
+        pending = b""
+        try:
+            while sent < total:
+                readable, writable, _ = select.select([s], [s], [], 10)
+                if readable:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+                if writable:
+                    pending = pending or block
+                    n = s.send(pending)
+                    pending, sent = pending[n:], sent + n
+                if not readable and not writable:
+                    break  # neither reads nor takes data for 10 s: the server stopped reading
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    return sent, answer
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def test_an_upload_over_the_cap_is_cut_at_the_cap_not_drained(server):
+    """Issue 24: the 413 came early but the server read (and dropped) all the client sent, 200 MB or more."""
+    port = int(server.url.rsplit(":", 1)[1])
+    boundary = "capboundary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
+            'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n')
+    common = (f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+              f"Content-Type: multipart/form-data; boundary={boundary}\r\n")
+    total = 512 << 20
+    cases = {
+        "chunked": ((common + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk(part.encode()),
+                    chunk(b"\0" * (256 << 10))),
+        "content-length": ((common + f"Content-Length: {total}\r\n\r\n").encode() + part.encode(), b"\0" * (256 << 10)),
+        "refine, chunked": ((f"POST /v1/views/x/refine HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
+                             f"{server.token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             ).encode(), chunk(b" " * (256 << 10))),
+    }
+    for name, (head, block) in cases.items():
+        t0 = time.perf_counter()
+        sent, answer = push(port, head, block, total)
+        print(f"{name}: the client pushed {sent / 2**20:.1f} MiB of {total >> 20} MiB in "
+              f"{time.perf_counter() - t0:.1f} s; answer {answer[:12]!r}")
+        assert answer.startswith(b"HTTP/1.1 413"), (name, answer[:300])
+        assert b"connection: close" in answer.lower() and b'"upload_too_large"' in answer, (name, answer[:400])
+        assert sent < (UPLOAD_MB + 12) << 20, (name, sent)  # the cap plus socket buffers, not half a gigabyte
+    assert server.get("/v1/health").status_code == 200
+    assert server.files_left() == []
+
+
+@pytest.fixture(scope="module")
+def view_id(server, small) -> str:
+    r = server.post(small, options={"max_reasoning_tokens": 16})
+    assert r.status_code == 200, r.text
+    return r.json()["view_id"]
+
+
+def refine(server, view_id: str, content, **kw) -> httpx.Response:
+    if isinstance(content, dict | list):
+        content = json.dumps(content)
+    return httpx.post(f"{server.url}/v1/views/{view_id}/refine", content=content, timeout=60,
+                      headers={**server.headers, "Content-Type": "application/json"}, **kw)
+
+
+def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    for w in words:
+        assert w in body["error"]["message"], (w, body)
+    return body["error"]
+
+
+def test_refine_bodies_are_capped_in_bytes_and_points_and_bad_json_is_a_400_in_our_shape(server, view_id):
+    """Probe findings 2, 3, 5, 10: no byte cap (chunked: none at all), no point cap, nesting -> 500,
+    a 5000-digit integer -> FastAPI's {"detail": ...}, a list index instead of a field name."""
+    t0 = time.perf_counter()
+    r = refine(server, view_id, {"frame": "pixel", "positive_points": [[1.0, 1.0]] * 1001})
+    assert_error(r, 422, "bad_prompt", "1,001 points", "at most 1,000")
+    assert time.perf_counter() - t0 < 10
+    assert refine(server, view_id, {"frame": "pixel", "positive_points": [[10.0, 10.0]] * 50}).status_code == 200
+    r = refine(server, view_id, b" " * (2 << 20))
+    assert_error(r, 413, "upload_too_large")
+    r = refine(server, view_id, (b" " * (256 << 10) for _ in range(8)))  # chunked
+    assert_error(r, 413, "upload_too_large")
+    assert r.headers["connection"] == "close"
+    for body in ("[" * 5000 + "]" * 5000, '{"box": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                 '{"instance": ' + "9" * 5000 + "}", "{not json"):
+        assert_error(refine(server, view_id, body), 400, "bad_request", "JSON")
+    err = assert_error(refine(server, view_id, {"positive_points": [[1, "x"]]}), 400, "bad_request")
+    assert "`positive_points[0][1]`" in err["message"], err
+    err = assert_error(refine(server, view_id, {"frame": "mars"}), 400, "bad_request", "`frame`")
+    assert server.get("/v1/health").status_code == 200
+
+
+def test_deeply_nested_options_are_a_400_not_a_500(server, small):
+    for options in ("[" * 5000 + "]" * 5000, "[" * 100_000 + "]" * 100_000, '{"bands": ' + "[" * 100 + "]" * 100 + "}",
+                    "{" + '"a": {' * 5000 + "}" * 5001):
+        for endpoint in ("/v1/segment", "/v1/jobs"):
+            assert_error(server.post(small, options=options, endpoint=endpoint), 400, "bad_request", "`options`")
+    assert server.files_left() == []
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_our_shape(server):
+    assert_error(server.get("/v1/nothing"), 404, "not_found", "/v1/nothing")
+    assert_error(httpx.get(server.url + "/v1/nothing", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
+    r = httpx.delete(server.url + "/v1/health", headers=server.headers)
+    assert_error(r, 405, "method_not_allowed", "DELETE")
+    assert r.headers["allow"] == "GET"
+    assert_error(httpx.put(server.url + "/v1/segment", headers=server.headers), 405, "method_not_allowed")
+    assert_error(server.get("/v1/jobs/nope/result"), 404, "job_not_found")
+
+
+def test_stalled_clients_are_cut_without_a_token(server):
+    """Probe finding 9: half a header (no token) or an upload stalled after 1 MB stayed open for good."""
+    port = int(server.url.rsplit(":", 1)[1])
+    half = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    for s in half:
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    silent = socket.create_connection(("127.0.0.1", port))
+    stalled = socket.create_connection(("127.0.0.1", port))
+    stalled.sendall((f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+                     "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 3000000\r\n\r\n"
+                     '--b\r\nContent-Disposition: form-data; name="image"; filename="x.tif"\r\n\r\n').encode()
+                    + b"\0" * (1 << 20))
+    t0 = time.perf_counter()
+    closed_after = []
+    for s in [*half, silent, stalled]:
+        s.settimeout(STALL_S * 5)
+        answer = b""
+        try:
+            while data := s.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass
+        closed_after.append(time.perf_counter() - t0)
+        if s is stalled:
+            assert answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer, answer[:300]
+        s.close()
+    print(f"stalled clients cut after at most {max(closed_after):.1f} s (timeouts {STALL_S} s)")
+    assert max(closed_after) < STALL_S * 4
+    assert server.get("/v1/health").status_code == 200
+    assert server.files_left() == []
+
+
 # -- errors keep their status, jobs included --------------------------------------------------------------------
 def test_a_jobs_user_error_comes_back_as_its_4xx(server, tmp_path):
     import rasterio
@@ -398,7 +556,8 @@ def test_a_small_raster_with_tiling_options_is_tiled_not_ignored(server, small):
 # -- Host, docs -------------------------------------------------------------------------------------------------
 def test_host_header_is_checked_and_docs_are_off(server):
     port = server.url.rsplit(":", 1)[1]
-    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2"):
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", "localhost:80@evil.com", "[::1]evil.com",
+                 "localhost:99999", "localhost:", "::1", "localhost.evil.com"):
         r = server.get("/v1/health", headers={"Host": host})
         assert r.status_code == 421 and r.json()["error"]["code"] == "wrong_host"
     for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
@@ -434,6 +593,10 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
                 case.body["options"] = '{"max_reasoning_tokens": 16}'  # keep the model's share of the minute small
             response = case.call(headers=server.headers, timeout=120)
             statuses.append(response.status_code)
+            if response.status_code >= 400:  # every error in the documented shape (docs/api.md)
+                body = response.json()
+                assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+                assert str(server.work) not in body["error"]["message"], body
             if response.status_code == 202:
                 accepted_jobs.append(response.json()["job_id"])
             case.validate_response(response, checks=checks, headers=server.headers)

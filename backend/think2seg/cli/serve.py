@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
                    help=f"raster pixels one read may cover (default {limits.max_source_pixels})")
     g.add_argument("--max-read-pixels", type=int, default=limits.max_read_pixels,
                    help=f"pixels one read may produce (default {limits.max_read_pixels})")
+    g.add_argument("--header-timeout", type=float, default=20.0,
+                   help="seconds a client may take to send a request's headers; then it is cut (default 20)")
+    g.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client may pause while sending a body; then 408 and it is cut (default 30)")
     from ..views import DEFAULT_MAX_VIEW_BYTES, DEFAULT_MAX_VIEWS
 
     g = p.add_argument_group("refine (POST /v1/views/{view_id}/refine)")
@@ -123,6 +127,9 @@ def check_args(args) -> Limits:
     for flag, value in [*flags.values(), *views]:
         if value < 1:
             raise BadInput(f"{flag} must be at least 1 (got {value}).", code="bad_options")
+    for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)):
+        if not value > 0:
+            raise BadInput(f"{flag} must be a positive number of seconds (got {value}).", code="bad_options")
     values = {name: value for name, (_, value) in flags.items()}
     return Limits(**values)
 
@@ -159,8 +166,11 @@ def run(args) -> int:
     work_dir = args.work_dir or str(token_path.parent / "work")
     app = create_app(holder, ServiceConfig(token=token, work_dir=work_dir, limits=limits, host=args.host,
                                            allowed_hosts=tuple(args.allowed_host), max_views=args.max_views,
-                                           max_view_bytes=args.max_view_mb << 20))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False)
+                                           max_view_bytes=args.max_view_mb << 20, body_timeout_s=args.body_timeout))
+    from ..service.protocol import protocol_with
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                            http=protocol_with(args.header_timeout))
     server = uvicorn.Server(config)
 
     def announce():

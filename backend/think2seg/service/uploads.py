@@ -24,6 +24,9 @@ from .limits import Limits, ReadPlan, plan_read
 #: room for the form's own bytes (boundaries, the query, the options) above the image's limit
 FORM_OVERHEAD = 1024 * 1024
 CHUNK = 1 << 20
+#: `options` is a handful of fields: text longer or deeper than this is refused before it is used
+MAX_OPTIONS_CHARS = 64 * 1024
+MAX_OPTIONS_DEPTH = 32
 
 
 @dataclass
@@ -85,15 +88,33 @@ async def receive_upload(request: Request, options_model: type[SegmentOptions], 
         await form.close()
 
 
+def json_depth(value) -> int:
+    """How deeply lists and objects nest in `value`, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if d <= MAX_OPTIONS_DEPTH:
+                stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def parse_json_object(raw) -> dict:
     if raw is None or raw == "":
         return {}
     if not isinstance(raw, str):
         raise BadRequest("`options` must be JSON text, not a file.")
+    if len(raw) > MAX_OPTIONS_CHARS:
+        raise BadRequest(f"`options` is {len(raw):,} characters; the options fit in a few hundred.")
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise BadRequest(f"`options` is nested too deeply (more than {MAX_OPTIONS_DEPTH} levels).") from None
     except ValueError as e:
         raise BadRequest(f"`options` must be a JSON object ({e}).") from e
+    if json_depth(value) > MAX_OPTIONS_DEPTH:
+        raise BadRequest(f"`options` is nested too deeply (more than {MAX_OPTIONS_DEPTH} levels).")
     if not isinstance(value, dict):
         raise BadRequest(f"`options` must be a JSON object, not {type(value).__name__}.")
     return value
