@@ -50,10 +50,12 @@ class Server:
         return run
 
     def files_left(self) -> list[str]:
-        """Uploads and tile state left in the run folder; `views/` is refine's cache of views, kept on purpose
-        until shutdown (the fixture checks the whole run folder goes then)."""
+        """Uploads and tile state left in the run folder; `views/` is refine's cache of views and `jobs/` the
+        marks of the jobs this run holds (answered as lost after a crash), kept on purpose until shutdown (the
+        fixture checks the whole run folder goes then)."""
         run = self.run_folder()
-        return sorted(str(p.relative_to(self.work)) for p in run.rglob("*") if p.relative_to(run).parts[0] != "views")
+        return sorted(str(p.relative_to(self.work)) for p in run.rglob("*")
+                      if p.relative_to(run).parts[0] not in ("views", "jobs"))
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -615,6 +617,38 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
     assert server.files_left() == []
 
 
+# -- a full disk ----------------------------------------------------------------------------------------------
+def test_a_full_disk_is_507_naming_the_work_folder_and_uploads_are_spooled_once_there(tiny_models_dir, tmp_path):
+    """Probe finding 7: ENOSPC was a 500 `internal`, and each upload was first spooled to TMPDIR, then copied.
+    The backend runs in a user+mount namespace with a 4 MiB tmpfs as its work folder and a 1 MiB one as TMPDIR."""
+    import sys
+
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("no unprivileged user namespaces here: cannot mount a small file system")
+    cfg, work, tmp = tmp_path / "cfg", tmp_path / "work", tmp_path / "tmpdir"
+    for d in (work, tmp):
+        d.mkdir()
+    wrapper = tmp_path / "python-on-small-disks"
+    wrapper.write_text("#!/bin/sh\nexec unshare --user --map-root-user --mount sh -c "
+                       "'mount -t tmpfs -o size=4m tmpfs \"$0\" && mount -t tmpfs -o size=1m tmpfs \"$1\" && shift && "
+                       f"exec \"$@\"' {work} {tmp} {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work), "--max-upload-mb", "16"]
+    with live_service(args, cfg, python=str(wrapper), env={**OFFLINE, "TMPDIR": str(tmp)}) as svc:
+        def upload(size: int) -> httpx.Response:
+            return httpx.post(svc.url + "/v1/segment", headers=auth(svc.token), data={"query": "water"},
+                              files={"image": ("noise.tif", os.urandom(size))}, timeout=60)
+
+        r = upload(3 << 20)  # over TMPDIR's 1 MiB, under the work folder's 4: spooled in the work folder only
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster", r.text
+        r = upload(6 << 20)
+        assert r.status_code == 507, r.text
+        err = r.json()["error"]
+        assert err["code"] == "disk_full" and str(work) in err["message"] and "--work-dir" in err["message"], err
+        assert upload(3 << 20).status_code == 422, "the failed upload's bytes were not freed"
+        assert httpx.get(svc.url + "/v1/health", headers=auth(svc.token), timeout=30).status_code == 200
+
+
 # -- kill -9 mid-job, restart, nothing left ---------------------------------------------------------------------
 def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, naip):
     cfg, tmp = tmp_path / "cfg", tmp_path / "tmpdir"
@@ -632,9 +666,18 @@ def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, n
         svc.process.wait(timeout=10)
     (killed,) = [p for p in work.glob("run-*") if p.is_dir()]
     assert list(killed.rglob("*.upload")), "the job's upload should be there while nobody cleans up"
-    with live_service(args, cfg, env=env):
+    job_id = r.json()["job_id"]
+    with live_service(args, cfg, env=env) as again:
         assert not killed.exists(), "the restart did not clear the killed backend's folder"
-    # torch keeps its compile cache (torchinductor_USER) in TMPDIR on purpose: a cache, not a leftover
-    leftovers = [str(p) for p in (*work.rglob("*"), *tmp.glob("*")) if p.name != ".scan.lock"
+        # probe finding 12: the job reads as lost to the restart, not as an expired one
+        lost = httpx.get(f"{again.url}/v1/jobs/{job_id}", headers=auth(again.token), timeout=30)
+        assert lost.status_code == 404 and lost.json()["error"]["code"] == "job_lost", lost.text
+        assert "stopped or crashed" in lost.json()["error"]["message"]
+        unknown = httpx.get(f"{again.url}/v1/jobs/{'0' * 16}", headers=auth(again.token), timeout=30)
+        assert unknown.json()["error"]["code"] == "job_not_found"
+    # torch keeps its compile cache (torchinductor_USER) in TMPDIR on purpose: a cache, not a leftover;
+    # lost-jobs is the record of jobs lost to a crash (ids only)
+    assert (work / "lost-jobs").read_text().split() == [job_id]
+    leftovers = [str(p) for p in (*work.rglob("*"), *tmp.glob("*")) if p.name not in (".scan.lock", "lost-jobs")
                  and not p.name.startswith("torchinductor_")]
     assert leftovers == [], leftovers

@@ -146,7 +146,10 @@ class Service:
     def submit(self, upload: Upload, kind: str) -> WorkItem:
         item = WorkItem(lambda it: self.run(it, upload), kind=kind, cleanup=upload.delete)
         try:
-            return self.worker.submit(item)
+            self.worker.submit(item)
+            if kind == "job":
+                self.work.mark_job(item.id)
+            return item
         except Think2SegError:
             upload.delete()
             raise
@@ -216,6 +219,9 @@ class Service:
 
     def job(self, job_id: str) -> WorkItem:
         item = self.worker.get(job_id)
+        if item is None and job_id in self.work.lost:
+            raise NotFound(f"The job {job_id} was lost: the backend stopped or crashed while it held the job (or "
+                           "its result), and was started again. Submit the job again.", code="job_lost")
         if item is None or item.kind != "job":
             raise NotFound(f"There is no job {job_id} (finished jobs are kept for a while only).",
                            code="job_not_found")

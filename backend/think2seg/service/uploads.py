@@ -4,9 +4,12 @@ is kept, the raster's header checked against the limits; on any error nothing st
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +19,13 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from ..errors import BadInput, BadRequest, Think2SegError, TooLarge
+from ..errors import BadInput, BadRequest, DiskFull, Think2SegError, TooLarge
 from ..options import SegmentOptions, parse_options
 from .header import Block, check_block, check_tiff
 from .limits import Limits, ReadPlan, plan_read
 
 #: room for the form's own bytes (boundaries, the query, the options) above the image's limit
 FORM_OVERHEAD = 1024 * 1024
-CHUNK = 1 << 20
 #: `options` is a handful of fields: text longer or deeper than this is refused before it is used
 MAX_OPTIONS_CHARS = 64 * 1024
 MAX_OPTIONS_DEPTH = 32
@@ -62,6 +64,33 @@ async def bounded(stream: AsyncIterator[bytes], limit: int, limits: Limits) -> A
         yield chunk
 
 
+class WorkFolderParser(MultiPartParser):
+    """Spools the image straight into the work folder, once (starlette's parser spools it in the system's
+    temporary folder, and the upload was then copied: twice its size on disk, in a folder the user did not
+    choose). The spool file has no name once it is closed; `keep_upload` links the kept upload to it."""
+
+    def __init__(self, *args, folder: Path, **kw):
+        super().__init__(*args, **kw)
+        self.folder = folder
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        part = self._current_part
+        if part.file is not None:
+            spool = tempfile.NamedTemporaryFile(prefix="spool-", suffix=".upload", dir=self.folder)  # noqa: SIM115
+            part.file.file.close()  # starlette's in-memory spool, still empty
+            self._files_to_close_on_error[-1] = spool
+            part.file.file = spool
+
+
+def disk_error(e: OSError, folder: Path) -> Think2SegError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        root = folder.parent if folder.name.startswith("run-") else folder
+        return DiskFull(f"The disk of the work folder {root} is full: free space there or start the backend with "
+                        "another --work-dir.")
+    return Think2SegError(f"The backend could not write the upload to its work folder ({e.strerror}).")
+
+
 async def receive_upload(request: Request, options_model: type[SegmentOptions], limits: Limits,
                          folder: Path) -> Upload:
     """Parse the form, check query and options, save the image in `folder`, check its header."""
@@ -69,12 +98,14 @@ async def receive_upload(request: Request, options_model: type[SegmentOptions], 
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest("Send a multipart form with an `image` file and a `query` (see docs/api.md).")
-    parser = MultiPartParser(request.headers, bounded(request.stream(), limits.max_upload_bytes + FORM_OVERHEAD,
-                                                      limits), max_files=1, max_fields=4)
+    parser = WorkFolderParser(request.headers, bounded(request.stream(), limits.max_upload_bytes + FORM_OVERHEAD,
+                                                       limits), max_files=1, max_fields=4, folder=folder)
     try:
         form = await parser.parse()
     except MultiPartException as e:
         raise BadRequest(f"The request is not a valid multipart form ({e.message}).") from e
+    except OSError as e:
+        raise disk_error(e, folder) from None
     try:
         image, query, raw_options = form.get("image"), form.get("query"), form.get("options")
         if not isinstance(image, UploadFile):
@@ -140,24 +171,33 @@ def check_header(path: Path, options: SegmentOptions, limits: Limits) -> ReadPla
 
 async def keep_upload(image: UploadFile, query: str, options: SegmentOptions, limits: Limits, folder: Path) -> Upload:
     # our own name: the client's suffix is not trusted (GDAL picks the format from the bytes anyway)
-    fd, name = tempfile.mkstemp(suffix=".upload", dir=folder)
-    upload = Upload(Path(name), image.filename or "upload", query, options, ReadPlan(tiled=False))
+    upload = Upload(folder / f"{uuid.uuid4().hex}.upload", image.filename or "upload", query, options,
+                    ReadPlan(tiled=False))
+    spool = image.file
     try:
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := await image.read(CHUNK):
-                size += len(chunk)
-                if size > limits.max_upload_bytes:
-                    raise too_large(limits)
-                out.write(chunk)
+        spool.flush()
+        size = os.fstat(spool.fileno()).st_size
+        if size > limits.max_upload_bytes:
+            raise too_large(limits, size)
         if size == 0:
             raise BadInput("The uploaded image is empty.", code="not_a_raster")
+        try:
+            os.link(spool.name, upload.path)  # the spooled bytes, kept under our name: no second copy
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            shutil.copyfile(spool.name, upload.path)  # a file system without hard links
         # GDAL's header work can take seconds (a long IFD chain): in a thread, so health and auth stay responsive
         upload.plan = await asyncio.to_thread(check_header, upload.path, options, limits)
         return upload
     except Think2SegError as e:
         upload.delete()
         raise upload.user_error(e) from None
+    except OSError as e:
+        upload.delete()
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_error(e, folder) from None
+        raise
     except BaseException:
         upload.delete()
         raise

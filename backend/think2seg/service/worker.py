@@ -8,8 +8,10 @@ Every item's cleanup runs exactly once, however it ends.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -20,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Cancelled, OutOfMemory, QueueFull, Think2SegError
+from ..errors import Cancelled, DiskFull, OutOfMemory, QueueFull, Think2SegError
 
 log = logging.getLogger("think2seg.service")
 FINISHED = ("done", "failed", "cancelled")
@@ -192,4 +194,10 @@ def classify_exception(e: Exception) -> Think2SegError:
             pass
         return OutOfMemory(
             "The GPU ran out of memory: read a smaller area, lower the reasoning budget, or use a smaller SAM2.")
-    return Think2SegError(f"The backend failed: {type(e).__name__}: {e}", code="internal")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
+        return DiskFull(f"The disk the backend writes to{where} is full: free space there or start the backend "
+                        "with another --work-dir.")
+    from .app import scrub
+
+    return Think2SegError(scrub(f"The backend failed: {type(e).__name__}: {e}"), code="internal")
