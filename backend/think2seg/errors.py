@@ -160,6 +160,6 @@ ERROR_CODES: dict[str, int] = {
     "too_many_tiles": 422, "read_failed": 422, "empty_window": 422, "bad_prompt": 422,
     "queue_full": 429,
     "internal": 500,
-    "models_loading": 503, "models_failed": 503, "weights_unavailable": 503,
+    "models_loading": 503, "models_failed": 503, "weights_unavailable": 503, "stopping": 503,
     "out_of_memory": 507, "disk_full": 507,
 }

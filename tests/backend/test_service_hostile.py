@@ -617,6 +617,39 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
     assert server.files_left() == []
 
 
+# -- SIGTERM ----------------------------------------------------------------------------------------------------
+def test_sigterm_stops_taking_work_and_exits_within_seconds(tiny_models_dir, tmp_path, naip, small):
+    """Probe finding 8: with a long job running and a /v1/segment waiting, SIGTERM took 38 s (the whole queue)."""
+    cfg, work = tmp_path / "cfg", tmp_path / "work"
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work)]
+    with live_service(args, cfg, env=OFFLINE) as svc:
+        headers = auth(svc.token)
+        r = post_segment(svc.url, svc.token, naip, endpoint="/v1/jobs",
+                         options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16})
+        job = r.json()["job_id"]
+        deadline = time.time() + 120
+        while httpx.get(f"{svc.url}/v1/jobs/{job}", headers=headers).json()["status"] == "queued":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        waiting: list[httpx.Response] = []
+        t = threading.Thread(target=lambda: waiting.append(post_segment(svc.url, svc.token, small)))
+        t.start()
+        while httpx.get(f"{svc.url}/v1/health", headers=headers).json()["queue"]["waiting"] < 1:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        t0 = time.perf_counter()
+        svc.process.send_signal(signal.SIGTERM)
+        svc.process.wait(timeout=60)
+        took = time.perf_counter() - t0
+        t.join(30)
+        log = svc.log_file.read_text()
+    print(f"SIGTERM with a job running and a request waiting: exited in {took:.1f} s")
+    assert took < 15, log[-2000:]
+    assert "stopping (SIGTERM): taking no new work; 1 waiting item(s) dropped, the running job" in log
+    assert waiting and waiting[0].status_code == 409 and waiting[0].json()["error"]["code"] == "cancelled"
+    assert not list(work.glob("run-*")), "the run folder (upload, tile state) was left behind"
+
+
 # -- a full disk ----------------------------------------------------------------------------------------------
 def test_a_full_disk_is_507_naming_the_work_folder_and_uploads_are_spooled_once_there(tiny_models_dir, tmp_path):
     """Probe finding 7: ENOSPC was a 500 `internal`, and each upload was first spooled to TMPDIR, then copied.

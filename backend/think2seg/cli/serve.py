@@ -135,6 +135,9 @@ def check_args(args) -> Limits:
 
 
 def run(args) -> int:
+    import signal
+    import threading
+
     import uvicorn
 
     from ..service.app import PipelineHolder, ServiceConfig, create_app
@@ -171,7 +174,15 @@ def run(args) -> int:
 
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
                             http=protocol_with(args.header_timeout))
-    server = uvicorn.Server(config)
+    service = app.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            if not self.should_exit:  # the first signal: stop taking work (in a thread: never lock in a handler)
+                threading.Thread(target=service.begin_stop, args=(signal.Signals(sig).name,), daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
 
     def announce():
         # "ready" means listening AND models loaded: a client may send work right after this line.
@@ -186,12 +197,11 @@ def run(args) -> int:
         else:
             print(f"ready on http://{args.host}:{args.port}", flush=True)
 
-    import threading
-
     threading.Thread(target=announce, daemon=True).start()
     if args.parent_pid:
         def parent_gone():
             print(f"the parent process {args.parent_pid} is gone: stopping", flush=True)
+            service.begin_stop("parent gone")
             server.should_exit = True
 
         watch_parent(args.parent_pid, parent_gone)
