@@ -617,6 +617,37 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
     assert server.files_left() == []
 
 
+def test_refine_of_a_tiled_view_evicted_while_it_waited_is_view_not_found(tiny_models_dir, tmp_path, small, naip):
+    """Probe finding 6: with --max-views 1, a refine queued behind a job whose answer evicts its view read a
+    deleted raster: 500 `RasterioIOError` naming a server path."""
+    cfg, work = tmp_path / "cfg", tmp_path / "work"
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work), "--max-views", "1"]
+    tiled = {"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16}
+    with live_service(args, cfg, env=OFFLINE) as svc:
+        headers = auth(svc.token)
+
+        def job(path: Path, options: dict) -> str:
+            return post_segment(svc.url, svc.token, path, endpoint="/v1/jobs", options=options).json()["job_id"]
+
+        def wait(job_id: str) -> None:
+            deadline = time.time() + 120
+            while httpx.get(f"{svc.url}/v1/jobs/{job_id}", headers=headers).json()["status"] != "done":
+                assert time.time() < deadline
+                time.sleep(0.2)
+
+        first = job(small, tiled)
+        wait(first)
+        view = httpx.get(f"{svc.url}/v1/jobs/{first}/result", headers=headers).json()["view_id"]
+        second = job(naip, {**tiled, "tile_size": 256})  # its answer takes the only view slot
+        r = httpx.post(f"{svc.url}/v1/views/{view}/refine", headers=headers, timeout=300,
+                       json={"frame": "pixel", "positive_points": [[10, 10]]})
+        wait(second)
+    assert r.status_code == 404, r.text
+    err = r.json()["error"]
+    assert err["code"] == "view_not_found" and "segment the area again" in err["message"], err
+    assert str(work) not in err["message"]
+
+
 # -- SIGTERM ----------------------------------------------------------------------------------------------------
 def test_sigterm_stops_taking_work_and_exits_within_seconds(tiny_models_dir, tmp_path, naip, small):
     """Probe finding 8: with a long job running and a /v1/segment waiting, SIGTERM took 38 s (the whole queue)."""

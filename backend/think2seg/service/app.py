@@ -179,6 +179,11 @@ class Service:
                 return result.to_dict()
         except Think2SegError as e:
             raise upload.user_error(e) from None
+        except OSError as e:
+            if not upload.path.exists():  # removed from the work folder while it ran (by hand, or a cleaner)
+                raise Think2SegError("The upload was removed from the backend's work folder while it was read; "
+                                     "send it again (and keep cleaners away from the work folder).") from e
+            raise
 
     def _run_tiled(self, item: WorkItem, upload: Upload, pipeline) -> dict:
         from ..tiling import segment_raster_tiled
@@ -221,8 +226,17 @@ class Service:
                             "a box and a few points are enough for SAM2.")
         view = self.views.get(view_id)
         self.holder.require()
-        return self.worker.submit(WorkItem(
-            lambda _item: refine_view(self.holder.require().segmenter_for(view.sam_size), view, body), kind="refine"))
+
+        def run(_item):
+            try:
+                return refine_view(self.holder.require().segmenter_for(view.sam_size), view, body)
+            except OSError:  # rasterio's errors too: a tiled view's raster evicted since `get` (--max-views)
+                if isinstance(view, TiledView) and not os.path.exists(view.path):
+                    raise NotFound(f"The answer {view_id} is no longer kept (newer answers took its place); "
+                                   "segment the area again, then refine.", code="view_not_found") from None
+                raise
+
+        return self.worker.submit(WorkItem(run, kind="refine"))
 
     def job(self, job_id: str) -> WorkItem:
         item = self.worker.get(job_id)
