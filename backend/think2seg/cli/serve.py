@@ -134,6 +134,30 @@ def check_args(args) -> Limits:
     return Limits(**values)
 
 
+def bind(host: str, port: int):
+    """The listening socket, bound before anything else starts: a busy port is a sentence and exit 2 (uvicorn
+    would print its own line and exit 3, outside the exit codes the CLI promises)."""
+    import errno
+    import socket
+
+    from ..errors import BadInput
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise BadInput(f"Port {port} on {host} is in use (another backend, or another program): stop it, or "
+                           "start with another --port.", code="port_in_use") from None
+        raise BadInput(f"Cannot listen on {host}:{port} ({e.strerror}): give another --host or --port.",
+                       code="bad_host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(args) -> int:
     import signal
     import threading
@@ -145,6 +169,7 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = check_args(args)
+    sock = bind(args.host, args.port)
     if not _is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: serve it through a TLS reverse proxy only; anyone who can "
               "reach this address and has the token can use this machine's GPU.", file=sys.stderr)
@@ -205,5 +230,5 @@ def run(args) -> int:
             server.should_exit = True
 
         watch_parent(args.parent_pid, parent_gone)
-    server.run()
+    server.run(sockets=[sock])
     return 0
