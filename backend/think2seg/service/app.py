@@ -376,7 +376,10 @@ class Guard:
 
     def __init__(self, app, config: ServiceConfig):
         self.app, self.config = app, config
-        self.hosts = LOOPBACK_NAMES | {host_name(h) for h in (config.host, *config.allowed_hosts)} - {None}
+        # a configured IPv6 address comes bare (`fd00::5`); clients send it in brackets (`[fd00::5]:8765`)
+        names = {h.strip().lower() if h.count(":") > 1 and not h.startswith("[") else host_name(h)
+                 for h in (config.host, *config.allowed_hosts)}
+        self.hosts = LOOPBACK_NAMES | (names - {None})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
