@@ -405,7 +405,7 @@ class Guard:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.config.body_timeout_s)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 raise RequestTimeout(f"The request's body stopped arriving for {self.config.body_timeout_s:g} s; "
                                      "send it again.") from None
             if message["type"] == "http.request":
