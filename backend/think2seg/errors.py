@@ -68,11 +68,36 @@ class Cancelled(Conflict):
     code = "cancelled"
 
 
+class MethodNotAllowed(Think2SegError):
+    code = "method_not_allowed"
+    http_status = 405
+
+    def __init__(self, message: str, allow: str = ""):
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow} if self.allow else {}
+
+
+class RequestTimeout(Think2SegError):
+    """The client stopped sending its request (headers or body) for longer than the backend waits."""
+
+    code = "request_timeout"
+    http_status = 408
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 class TooLarge(Think2SegError):
-    """The request body is over the upload limit."""
+    """The request body is over the upload limit; the connection is closed at the cap (the rest is not read)."""
 
     code = "upload_too_large"
     http_status = 413
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class WrongHost(Think2SegError):
@@ -114,11 +139,20 @@ class OutOfMemory(Think2SegError):
     http_status = 507
 
 
+class DiskFull(Think2SegError):
+    """A folder the backend writes to is full; the message names the folder."""
+
+    code = "disk_full"
+    http_status = 507
+
+
 #: Every code the HTTP API answers, with its status (docs/api.md has the same table; a test compares them).
 ERROR_CODES: dict[str, int] = {
     "bad_request": 400, "empty_query": 400, "query_too_long": 400,
     "unauthorized": 401,
-    "job_not_found": 404, "view_not_found": 404, "instance_not_found": 404,
+    "not_found": 404, "job_not_found": 404, "job_lost": 404, "view_not_found": 404, "instance_not_found": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
     "job_not_finished": 409, "cancelled": 409,
     "upload_too_large": 413,
     "wrong_host": 421,
@@ -126,6 +160,6 @@ ERROR_CODES: dict[str, int] = {
     "too_many_tiles": 422, "read_failed": 422, "empty_window": 422, "bad_prompt": 422,
     "queue_full": 429,
     "internal": 500,
-    "models_loading": 503, "models_failed": 503, "weights_unavailable": 503,
-    "out_of_memory": 507,
+    "models_loading": 503, "models_failed": 503, "weights_unavailable": 503, "stopping": 503,
+    "out_of_memory": 507, "disk_full": 507,
 }

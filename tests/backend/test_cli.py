@@ -147,17 +147,39 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
     (["serve", "--max-queue", "0"], "--max-queue must be at least 1"),
     (["serve", "--max-views", "0"], "--max-views must be at least 1"),
     (["serve", "--max-view-mb", "-5"], "--max-view-mb must be at least 1"),
+    (["serve", "--header-timeout", "0"], "--header-timeout must be a positive number"),
+    # probe finding 14: torch's traceback for a GPU this machine lacks; an empty folder exited 0
+    (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),
+    (["batch", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),
+    (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "gpu"], "is not a device"),
+    (["batch", "EMPTY", "-q", "x", "-o", "OUT"], "No rasters in"),
 ])
 def test_user_mistakes_exit_2_with_a_sentence_before_models_load(tmp_path, naip, args, sentence, capsys):
     from think2seg.cli import main
 
     subs = {"RASTER": str(naip), "OUT": str(tmp_path / "o.gpkg"), "TMP": str(tmp_path),
-            "RASTER_AS_FOLDER": str(naip / "sub" / "o.gpkg")}
+            "RASTER_AS_FOLDER": str(naip / "sub" / "o.gpkg"), "EMPTY": str(tmp_path / "empty")}
+    (tmp_path / "empty").mkdir()
     # in-process (fast): main() is what the console script runs; a traceback would escape as an exception here
     code = main([*[subs.get(a, a) for a in args], "--model", str(tmp_path / "never-loaded")])
     err = capsys.readouterr().err
     assert code == 2 and sentence in err, err
     assert "loading" not in err  # refused before the models load
+    assert not (tmp_path / "o.gpkg.state").exists() and not (tmp_path / "o.gpkg").exists()
+
+
+def test_serve_on_a_busy_port_is_a_sentence_and_exit_2(tmp_path):
+    """Probe finding 14: uvicorn's raw line and exit 3, outside the exit codes the README promises."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = cli("serve", "--port", str(port), "--token-file", str(tmp_path / "token"), "--model",
+                str(tmp_path / "never-loaded"), timeout=120)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert f"Port {port} on 127.0.0.1 is in use" in p.stderr and "--port" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_the_cli_makes_openmp_threads_wait_asleep_before_torch_loads(tmp_path):

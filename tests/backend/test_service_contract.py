@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from think2seg.errors import ERROR_CODES, BadOptions, Cancelled, QueueFull, Think2SegError
 from think2seg.options import JobOptions, SegmentOptions, parse_options
@@ -85,3 +86,29 @@ sys.stdin.read()
     assert not live.exists() and not mine.path.exists()
     again.close()
     assert sorted(p.name for p in root.iterdir()) == [".scan.lock"]
+
+
+@pytest.mark.parametrize("bigtiff, endianness", [("NO", "LITTLE"), ("YES", "LITTLE"), ("YES", "BIG"), ("NO", "BIG")])
+def test_the_ifd_walk_reads_each_images_block_in_every_tiff_flavour(tmp_path, bigtiff, endianness):
+    """The header walk behind probe finding 1 (a declared 65536^2 tile): classic and BigTIFF, either byte order,
+    overviews included, a pixel-interleaved block counting its bands."""
+    import rasterio
+    from affine import Affine
+    from think2seg.errors import BadInput
+    from think2seg.service.header import Block, check_tiff, tiff_blocks
+
+    path = tmp_path / "t.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=1000, height=700, count=3, dtype="uint16", tiled=True,
+                       blockxsize=256, blockysize=128, interleave="pixel", bigtiff=bigtiff, endianness=endianness,
+                       crs="EPSG:32633", transform=Affine(1, 0, 500000, 0, -1, 4000000)) as ds:
+        ds.write(np.zeros((3, 700, 1000), dtype="uint16"))
+        ds.build_overviews([2, 4])
+    with open(path, "rb") as f:
+        data = f.read()
+    blocks = tiff_blocks(lambda o, n: data[o:o + n], len(data), 256)
+    assert blocks[0] == Block(256, 128, 3, 2) and len(blocks) == 3, blocks
+    check_tiff(path, 8192 ** 2, 512 << 20, 256)  # a normal file passes
+    with pytest.raises(BadInput, match="more than 2 images"):
+        check_tiff(path, 8192 ** 2, 512 << 20, 2)
+    with pytest.raises(BadInput, match="256 x 128 pixels x 3 band"):
+        check_tiff(path, 8192 ** 2, 100_000, 256)

@@ -26,6 +26,7 @@ from think2seg.testing.live_service import live_service
 
 pytestmark = pytest.mark.slow
 UPLOAD_MB = 3
+STALL_S = 2  # the server's header and body timeouts here (the defaults are 20 and 30 s)
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
@@ -49,10 +50,12 @@ class Server:
         return run
 
     def files_left(self) -> list[str]:
-        """Uploads and tile state left in the run folder; `views/` is refine's cache of views, kept on purpose
-        until shutdown (the fixture checks the whole run folder goes then)."""
+        """Uploads and tile state left in the run folder; `views/` is refine's cache of views and `jobs/` the
+        marks of the jobs this run holds (answered as lost after a crash), kept on purpose until shutdown (the
+        fixture checks the whole run folder goes then)."""
         run = self.run_folder()
-        return sorted(str(p.relative_to(self.work)) for p in run.rglob("*") if p.relative_to(run).parts[0] != "views")
+        return sorted(str(p.relative_to(self.work)) for p in run.rglob("*")
+                      if p.relative_to(run).parts[0] not in ("views", "jobs"))
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -75,7 +78,8 @@ def server(tiny_models_dir, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("hostile")
     work = cfg / "work"
     args = [*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB), "--max-queue", "2",
-            "--max-tiles", "400", "--work-dir", str(work)]
+            "--max-tiles", "400", "--work-dir", str(work),
+            "--header-timeout", str(STALL_S), "--body-timeout", str(STALL_S)]
     with live_service(args, cfg, env={"HF_HUB_OFFLINE": "1"}) as svc:
         yield Server(svc.process, svc.url, svc.token, work)
     assert not list(work.glob("run-*")), "the work folder was not removed at shutdown"
@@ -160,6 +164,93 @@ def test_bomb_rasters_are_refused_at_submission_in_milliseconds(server, tmp_path
     rss_after = server.peak_rss_mb()
     print(f"server peak RSS (VmHWM) before the bombs {rss_before:.0f} MiB, after {rss_after:.0f} MiB")
     assert rss_after - rss_before < 200
+    assert server.files_left() == []
+
+
+def big_block_geotiff(path: Path, dtype: str, block: int = 65536, size: int = 1024) -> Path:
+    """A 384-byte GeoTIFF of `size` x `size` pixels declaring one `block` x `block` tile (never written)."""
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype=dtype, tiled=True,
+                       blockxsize=block, blockysize=block, sparse_ok=True, compress="deflate", crs="EPSG:32633",
+                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+        pass
+    return path
+
+
+def ifd_chain_tiff(path: Path, n: int) -> Path:
+    """A little-endian TIFF of `n` 1 x 1 images (IFDs) chained one after another."""
+    import struct
+
+    out = bytearray(b"II*\0" + struct.pack("<I", 8))
+    for i in range(n):
+        entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (277, 3, 1, 1), (273, 4, 1, 0), (279, 4, 1, 1)]
+        nxt = len(out) + 2 + 12 * len(entries) + 4 if i < n - 1 else 0
+        out += struct.pack("<H", len(entries))
+        for tag, typ, count, value in entries:
+            out += struct.pack("<HHII", tag, typ, count, value)
+        out += struct.pack("<I", nxt)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_a_tiff_declaring_a_huge_block_is_refused_from_its_header(server, tmp_path):
+    """Probe finding 1: width x height was checked, not the tile GDAL decodes whole (16-bit: 8 GiB)."""
+    rss_before = server.peak_rss_mb()
+    for dtype in ("uint8", "uint16", "float32"):
+        tif = big_block_geotiff(tmp_path / f"block-{dtype}.tif", dtype)
+        assert tif.stat().st_size < 4096
+        for endpoint in ("/v1/segment", "/v1/jobs"):
+            t0 = time.perf_counter()
+            r = server.post(tif, endpoint=endpoint)
+            took = time.perf_counter() - t0
+            assert r.status_code == 422, (dtype, endpoint, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "raster_too_large" and "65536 x 65536" in err["message"], err
+            assert "smaller tiles" in err["message"] and str(server.work) not in err["message"]
+            assert took < 3, (dtype, endpoint, took)
+    rss_after = server.peak_rss_mb()
+    print(f"huge-block TIFFs: peak RSS {rss_before:.0f} -> {rss_after:.0f} MiB")
+    assert rss_after - rss_before < 200
+    assert server.files_left() == []
+
+
+def test_many_ifds_or_bands_are_refused_up_front_and_health_stays_responsive(server, tmp_path):
+    """Probe findings 4 and 13: a long IFD chain (GDAL walks it on the event loop) and 65,535 declared bands
+    (refused by /v1/segment, accepted as a job that leaves its folders behind)."""
+    import rasterio
+    from affine import Affine
+
+    chain = ifd_chain_tiff(tmp_path / "chain.tif", 20_000)
+    bands = tmp_path / "bands.tif"
+    with rasterio.open(bands, "w", driver="GTiff", width=256, height=256, count=2000, dtype="uint8", tiled=True,
+                       sparse_ok=True, interleave="band", crs="EPSG:32633",
+                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+        pass
+    health: list[float] = []
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            server.get("/v1/health")
+            health.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for path, words in ((chain, "more than 256 images"), (bands, "2,000 bands")):
+            for endpoint in ("/v1/segment", "/v1/jobs"):
+                r = server.post(path, endpoint=endpoint)
+                assert r.status_code == 422, (path.name, endpoint, r.text)
+                assert r.json()["error"]["code"] == "raster_too_large" and words in r.json()["error"]["message"]
+    finally:
+        stop.set()
+        poller.join()
+    print(f"health while refusing: {len(health)} polls, max {max(health):.3f} s")
+    assert max(health) < 2
     assert server.files_left() == []
 
 
@@ -248,6 +339,162 @@ def test_a_chunked_body_over_the_limit_is_cut_off_early(server):
     assert server.files_left() == []
 
 
+def push(port: int, head: bytes, block: bytes, total: int) -> tuple[int, bytes]:
+    """Send `head`, then `block` again and again up to `total` bytes, reading whatever comes back, until the
+    server closes or resets the connection: (bytes the client managed to send, the answer it read)."""
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(head)
+        s.setblocking(False)
+        pending = b""
+        try:
+            while sent < total:
+                readable, writable, _ = select.select([s], [s], [], 10)
+                if readable:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+                if writable:
+                    pending = pending or block
+                    n = s.send(pending)
+                    pending, sent = pending[n:], sent + n
+                if not readable and not writable:
+                    break  # neither reads nor takes data for 10 s: the server stopped reading
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    return sent, answer
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def test_an_upload_over_the_cap_is_cut_at_the_cap_not_drained(server):
+    """Issue 24: the 413 came early but the server read (and dropped) all the client sent, 200 MB or more."""
+    port = int(server.url.rsplit(":", 1)[1])
+    boundary = "capboundary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
+            'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n')
+    common = (f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+              f"Content-Type: multipart/form-data; boundary={boundary}\r\n")
+    total = 512 << 20
+    cases = {
+        "chunked": ((common + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk(part.encode()),
+                    chunk(b"\0" * (256 << 10))),
+        "content-length": ((common + f"Content-Length: {total}\r\n\r\n").encode() + part.encode(), b"\0" * (256 << 10)),
+        "refine, chunked": ((f"POST /v1/views/x/refine HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
+                             f"{server.token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             ).encode(), chunk(b" " * (256 << 10))),
+    }
+    for name, (head, block) in cases.items():
+        t0 = time.perf_counter()
+        sent, answer = push(port, head, block, total)
+        print(f"{name}: the client pushed {sent / 2**20:.1f} MiB of {total >> 20} MiB in "
+              f"{time.perf_counter() - t0:.1f} s; answer {answer[:12]!r}")
+        assert answer.startswith(b"HTTP/1.1 413"), (name, answer[:300])
+        assert b"connection: close" in answer.lower() and b'"upload_too_large"' in answer, (name, answer[:400])
+        assert sent < (UPLOAD_MB + 12) << 20, (name, sent)  # the cap plus socket buffers, not half a gigabyte
+    assert server.get("/v1/health").status_code == 200
+    assert server.files_left() == []
+
+
+@pytest.fixture(scope="module")
+def view_id(server, small) -> str:
+    r = server.post(small, options={"max_reasoning_tokens": 16})
+    assert r.status_code == 200, r.text
+    return r.json()["view_id"]
+
+
+def refine(server, view_id: str, content, **kw) -> httpx.Response:
+    if isinstance(content, dict | list):
+        content = json.dumps(content)
+    return httpx.post(f"{server.url}/v1/views/{view_id}/refine", content=content, timeout=60,
+                      headers={**server.headers, "Content-Type": "application/json"}, **kw)
+
+
+def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    for w in words:
+        assert w in body["error"]["message"], (w, body)
+    return body["error"]
+
+
+def test_refine_bodies_are_capped_in_bytes_and_points_and_bad_json_is_a_400_in_our_shape(server, view_id):
+    """Probe findings 2, 3, 5, 10: no byte cap (chunked: none at all), no point cap, nesting -> 500,
+    a 5000-digit integer -> FastAPI's {"detail": ...}, a list index instead of a field name."""
+    t0 = time.perf_counter()
+    r = refine(server, view_id, {"frame": "pixel", "positive_points": [[1.0, 1.0]] * 1001})
+    assert_error(r, 422, "bad_prompt", "1,001 points", "at most 1,000")
+    assert time.perf_counter() - t0 < 10
+    assert refine(server, view_id, {"frame": "pixel", "positive_points": [[10.0, 10.0]] * 50}).status_code == 200
+    r = refine(server, view_id, b" " * (2 << 20))
+    assert_error(r, 413, "upload_too_large")
+    r = refine(server, view_id, (b" " * (256 << 10) for _ in range(8)))  # chunked
+    assert_error(r, 413, "upload_too_large")
+    assert r.headers["connection"] == "close"
+    for body in ("[" * 5000 + "]" * 5000, '{"box": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                 '{"instance": ' + "9" * 5000 + "}", "{not json"):
+        assert_error(refine(server, view_id, body), 400, "bad_request", "JSON")
+    err = assert_error(refine(server, view_id, {"positive_points": [[1, "x"]]}), 400, "bad_request")
+    assert "`positive_points[0][1]`" in err["message"], err
+    err = assert_error(refine(server, view_id, {"frame": "mars"}), 400, "bad_request", "`frame`")
+    assert server.get("/v1/health").status_code == 200
+
+
+def test_deeply_nested_options_are_a_400_not_a_500(server, small):
+    for options in ("[" * 5000 + "]" * 5000, "[" * 100_000 + "]" * 100_000, '{"bands": ' + "[" * 100 + "]" * 100 + "}",
+                    "{" + '"a": {' * 5000 + "}" * 5001):
+        for endpoint in ("/v1/segment", "/v1/jobs"):
+            assert_error(server.post(small, options=options, endpoint=endpoint), 400, "bad_request", "`options`")
+    assert server.files_left() == []
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_our_shape(server):
+    assert_error(server.get("/v1/nothing"), 404, "not_found", "/v1/nothing")
+    assert_error(httpx.get(server.url + "/v1/nothing", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
+    r = httpx.delete(server.url + "/v1/health", headers=server.headers)
+    assert_error(r, 405, "method_not_allowed", "DELETE")
+    assert r.headers["allow"] == "GET"
+    assert_error(httpx.put(server.url + "/v1/segment", headers=server.headers), 405, "method_not_allowed")
+    assert_error(server.get("/v1/jobs/nope/result"), 404, "job_not_found")
+
+
+def test_stalled_clients_are_cut_without_a_token(server):
+    """Probe finding 9: half a header (no token) or an upload stalled after 1 MB stayed open for good."""
+    port = int(server.url.rsplit(":", 1)[1])
+    half = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    for s in half:
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    silent = socket.create_connection(("127.0.0.1", port))
+    stalled = socket.create_connection(("127.0.0.1", port))
+    stalled.sendall((f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+                     "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 3000000\r\n\r\n"
+                     '--b\r\nContent-Disposition: form-data; name="image"; filename="x.tif"\r\n\r\n').encode()
+                    + b"\0" * (1 << 20))
+    t0 = time.perf_counter()
+    closed_after = []
+    for s in [*half, silent, stalled]:
+        s.settimeout(STALL_S * 5)
+        answer = b""
+        try:
+            while data := s.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass
+        closed_after.append(time.perf_counter() - t0)
+        if s is stalled:
+            assert answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer, answer[:300]
+        s.close()
+    print(f"stalled clients cut after at most {max(closed_after):.1f} s (timeouts {STALL_S} s)")
+    assert max(closed_after) < STALL_S * 4
+    assert server.get("/v1/health").status_code == 200
+    assert server.files_left() == []
+
+
 # -- errors keep their status, jobs included --------------------------------------------------------------------
 def test_a_jobs_user_error_comes_back_as_its_4xx(server, tmp_path):
     import rasterio
@@ -311,7 +558,8 @@ def test_a_small_raster_with_tiling_options_is_tiled_not_ignored(server, small):
 # -- Host, docs -------------------------------------------------------------------------------------------------
 def test_host_header_is_checked_and_docs_are_off(server):
     port = server.url.rsplit(":", 1)[1]
-    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2"):
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", "localhost:80@evil.com", "[::1]evil.com",
+                 "localhost:99999", "localhost:", "::1", "localhost.evil.com"):
         r = server.get("/v1/health", headers={"Host": host})
         assert r.status_code == 421 and r.json()["error"]["code"] == "wrong_host"
     for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
@@ -347,6 +595,10 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
                 case.body["options"] = '{"max_reasoning_tokens": 16}'  # keep the model's share of the minute small
             response = case.call(headers=server.headers, timeout=120)
             statuses.append(response.status_code)
+            if response.status_code >= 400:  # every error in the documented shape (docs/api.md)
+                body = response.json()
+                assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+                assert str(server.work) not in body["error"]["message"], body
             if response.status_code == 202:
                 accepted_jobs.append(response.json()["job_id"])
             case.validate_response(response, checks=checks, headers=server.headers)
@@ -363,6 +615,102 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
     for job_id in accepted_jobs:
         server.wait_job(job_id)
     assert server.files_left() == []
+
+
+def test_refine_of_a_tiled_view_evicted_while_it_waited_is_view_not_found(tiny_models_dir, tmp_path, small, naip):
+    """Probe finding 6: with --max-views 1, a refine queued behind a job whose answer evicts its view read a
+    deleted raster: 500 `RasterioIOError` naming a server path."""
+    cfg, work = tmp_path / "cfg", tmp_path / "work"
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work), "--max-views", "1"]
+    tiled = {"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16}
+    with live_service(args, cfg, env=OFFLINE) as svc:
+        headers = auth(svc.token)
+
+        def job(path: Path, options: dict) -> str:
+            return post_segment(svc.url, svc.token, path, endpoint="/v1/jobs", options=options).json()["job_id"]
+
+        def wait(job_id: str) -> None:
+            deadline = time.time() + 120
+            while httpx.get(f"{svc.url}/v1/jobs/{job_id}", headers=headers).json()["status"] != "done":
+                assert time.time() < deadline
+                time.sleep(0.2)
+
+        first = job(small, tiled)
+        wait(first)
+        view = httpx.get(f"{svc.url}/v1/jobs/{first}/result", headers=headers).json()["view_id"]
+        second = job(naip, {**tiled, "tile_size": 256})  # its answer takes the only view slot
+        r = httpx.post(f"{svc.url}/v1/views/{view}/refine", headers=headers, timeout=300,
+                       json={"frame": "pixel", "positive_points": [[10, 10]]})
+        wait(second)
+    assert r.status_code == 404, r.text
+    err = r.json()["error"]
+    assert err["code"] == "view_not_found" and "segment the area again" in err["message"], err
+    assert str(work) not in err["message"]
+
+
+# -- SIGTERM ----------------------------------------------------------------------------------------------------
+def test_sigterm_stops_taking_work_and_exits_within_seconds(tiny_models_dir, tmp_path, naip, small):
+    """Probe finding 8: with a long job running and a /v1/segment waiting, SIGTERM took 38 s (the whole queue)."""
+    cfg, work = tmp_path / "cfg", tmp_path / "work"
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work)]
+    with live_service(args, cfg, env=OFFLINE) as svc:
+        headers = auth(svc.token)
+        r = post_segment(svc.url, svc.token, naip, endpoint="/v1/jobs",
+                         options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16})
+        job = r.json()["job_id"]
+        deadline = time.time() + 120
+        while httpx.get(f"{svc.url}/v1/jobs/{job}", headers=headers).json()["status"] == "queued":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        waiting: list[httpx.Response] = []
+        t = threading.Thread(target=lambda: waiting.append(post_segment(svc.url, svc.token, small)))
+        t.start()
+        while httpx.get(f"{svc.url}/v1/health", headers=headers).json()["queue"]["waiting"] < 1:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        t0 = time.perf_counter()
+        svc.process.send_signal(signal.SIGTERM)
+        svc.process.wait(timeout=60)
+        took = time.perf_counter() - t0
+        t.join(30)
+        log = svc.log_file.read_text()
+    print(f"SIGTERM with a job running and a request waiting: exited in {took:.1f} s")
+    assert took < 15, log[-2000:]
+    assert "stopping (SIGTERM): taking no new work; 1 waiting item(s) dropped, the running job" in log
+    assert waiting and waiting[0].status_code == 409 and waiting[0].json()["error"]["code"] == "cancelled"
+    assert not list(work.glob("run-*")), "the run folder (upload, tile state) was left behind"
+
+
+# -- a full disk ----------------------------------------------------------------------------------------------
+def test_a_full_disk_is_507_naming_the_work_folder_and_uploads_are_spooled_once_there(tiny_models_dir, tmp_path):
+    """Probe finding 7: ENOSPC was a 500 `internal`, and each upload was first spooled to TMPDIR, then copied.
+    The backend runs in a user+mount namespace with a 4 MiB tmpfs as its work folder and a 1 MiB one as TMPDIR."""
+    import sys
+
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("no unprivileged user namespaces here: cannot mount a small file system")
+    cfg, work, tmp = tmp_path / "cfg", tmp_path / "work", tmp_path / "tmpdir"
+    for d in (work, tmp):
+        d.mkdir()
+    wrapper = tmp_path / "python-on-small-disks"
+    wrapper.write_text("#!/bin/sh\nexec unshare --user --map-root-user --mount sh -c "
+                       "'mount -t tmpfs -o size=4m tmpfs \"$0\" && mount -t tmpfs -o size=1m tmpfs \"$1\" && shift && "
+                       f"exec \"$@\"' {work} {tmp} {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work), "--max-upload-mb", "16"]
+    with live_service(args, cfg, python=str(wrapper), env={**OFFLINE, "TMPDIR": str(tmp)}) as svc:
+        def upload(size: int) -> httpx.Response:
+            return httpx.post(svc.url + "/v1/segment", headers=auth(svc.token), data={"query": "water"},
+                              files={"image": ("noise.tif", os.urandom(size))}, timeout=60)
+
+        r = upload(3 << 20)  # over TMPDIR's 1 MiB, under the work folder's 4: spooled in the work folder only
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster", r.text
+        r = upload(6 << 20)
+        assert r.status_code == 507, r.text
+        err = r.json()["error"]
+        assert err["code"] == "disk_full" and str(work) in err["message"] and "--work-dir" in err["message"], err
+        assert upload(3 << 20).status_code == 422, "the failed upload's bytes were not freed"
+        assert httpx.get(svc.url + "/v1/health", headers=auth(svc.token), timeout=30).status_code == 200
 
 
 # -- kill -9 mid-job, restart, nothing left ---------------------------------------------------------------------
@@ -382,9 +730,18 @@ def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, n
         svc.process.wait(timeout=10)
     (killed,) = [p for p in work.glob("run-*") if p.is_dir()]
     assert list(killed.rglob("*.upload")), "the job's upload should be there while nobody cleans up"
-    with live_service(args, cfg, env=env):
+    job_id = r.json()["job_id"]
+    with live_service(args, cfg, env=env) as again:
         assert not killed.exists(), "the restart did not clear the killed backend's folder"
-    # torch keeps its compile cache (torchinductor_USER) in TMPDIR on purpose: a cache, not a leftover
-    leftovers = [str(p) for p in (*work.rglob("*"), *tmp.glob("*")) if p.name != ".scan.lock"
+        # probe finding 12: the job reads as lost to the restart, not as an expired one
+        lost = httpx.get(f"{again.url}/v1/jobs/{job_id}", headers=auth(again.token), timeout=30)
+        assert lost.status_code == 404 and lost.json()["error"]["code"] == "job_lost", lost.text
+        assert "stopped or crashed" in lost.json()["error"]["message"]
+        unknown = httpx.get(f"{again.url}/v1/jobs/{'0' * 16}", headers=auth(again.token), timeout=30)
+        assert unknown.json()["error"]["code"] == "job_not_found"
+    # torch keeps its compile cache (torchinductor_USER) in TMPDIR on purpose: a cache, not a leftover;
+    # lost-jobs is the record of jobs lost to a crash (ids only)
+    assert (work / "lost-jobs").read_text().split() == [job_id]
+    leftovers = [str(p) for p in (*work.rglob("*"), *tmp.glob("*")) if p.name not in (".scan.lock", "lost-jobs")
                  and not p.name.startswith("torchinductor_")]
     assert leftovers == [], leftovers

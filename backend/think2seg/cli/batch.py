@@ -63,17 +63,22 @@ def add_parser(sub) -> None:
 
 
 def build_job(args: argparse.Namespace):
-    from ..batch import BatchJob, check_output, collect_rasters, read_queries
+    from ..batch import RASTER_SUFFIXES, BatchJob, check_output, collect_rasters, read_queries
+    from ..errors import BadInput
     from ..options import SegmentOptions
     from ..tiling.grid import Tiling
     from .segment import parse_bands
 
+    rasters = collect_rasters(args.rasters)
+    if not rasters:
+        raise BadInput(f"No rasters in {', '.join(args.rasters)} (a folder stands for the {', '.join(RASTER_SUFFIXES)} "
+                       "files directly inside it): give rasters or a folder that has some.", code="no_rasters")
     queries = read_queries(args.query, args.queries)
     check_output(args.output)
     opts = SegmentOptions.from_dict({"max_reasoning_tokens": args.max_reasoning_tokens, "bands": parse_bands(args.bands),
                                      "min_area_pixels": args.min_area_pixels,
                                      "constrain_answer": args.constrain_answer})
-    return BatchJob(rasters=collect_rasters(args.rasters), queries=queries, output=args.output, options=opts,
+    return BatchJob(rasters=rasters, queries=queries, output=args.output, options=opts,
                     tiling=Tiling(args.tile_size, args.overlap, args.gsd, args.batch_size),
                     crs=args.crs, resume=args.resume, state_dir=args.state, keep_state=args.keep_state,
                     progress=not args.no_progress)
@@ -82,8 +87,10 @@ def build_job(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..batch import exit_code, model_ids, run_batch
     from . import check_models, load_pipeline
+    from .segment import check_device
 
     job = build_job(args)
+    check_device(args.device)
     check_models(args)
     ids = model_ids(args.model, args.sam, args.sam_size)
     try:

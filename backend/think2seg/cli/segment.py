@@ -61,6 +61,30 @@ def bbox_window(raster: str, bbox: str | None):
         return from_bounds(minx, miny, maxx, maxy, transform=ds.transform).round_offsets().round_lengths()
 
 
+def check_device(device: str | None) -> None:
+    """A --device this machine has, told before anything loads (else torch's traceback, minutes later)."""
+    from ..errors import BadInput
+
+    name = (device or "auto").strip()
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise BadInput(f"--device {name} is not a device: use auto, cpu, cuda or cuda:N.", code="bad_device") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise BadInput(f"--device {name}: torch sees no CUDA GPU on this machine (torch {torch.__version__}, "
+                           f"CUDA {torch.version.cuda or 'not built in'}): use --device cpu, or auto.",
+                           code="bad_device")
+        if dev.index is not None and dev.index >= n:
+            raise BadInput(f"--device {name}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}.",
+                           code="bad_device")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -70,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from . import check_models, load_pipeline
 
     # Check everything the user typed before loading models (which takes a while).
+    check_device(args.device)
     check_models(args)
     query = check_query(args.query)
     check_output(args.output)

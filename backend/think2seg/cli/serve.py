@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
                    help=f"raster pixels one read may cover (default {limits.max_source_pixels})")
     g.add_argument("--max-read-pixels", type=int, default=limits.max_read_pixels,
                    help=f"pixels one read may produce (default {limits.max_read_pixels})")
+    g.add_argument("--header-timeout", type=float, default=20.0,
+                   help="seconds a client may take to send a request's headers; then it is cut (default 20)")
+    g.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client may pause while sending a body; then 408 and it is cut (default 30)")
     from ..views import DEFAULT_MAX_VIEW_BYTES, DEFAULT_MAX_VIEWS
 
     g = p.add_argument_group("refine (POST /v1/views/{view_id}/refine)")
@@ -124,11 +128,41 @@ def check_args(args) -> Limits:
     for flag, value in [*flags.values(), *views]:
         if value < 1:
             raise BadInput(f"{flag} must be at least 1 (got {value}).", code="bad_options")
+    for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)):
+        if not value > 0:
+            raise BadInput(f"{flag} must be a positive number of seconds (got {value}).", code="bad_options")
     values = {name: value for name, (_, value) in flags.items()}
     return Limits(**values)
 
 
+def bind(host: str, port: int):
+    """The listening socket, bound before anything else starts: a busy port is a sentence and exit 2 (uvicorn
+    would print its own line and exit 3, outside the exit codes the CLI promises)."""
+    import errno
+    import socket
+
+    from ..errors import BadInput
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise BadInput(f"Port {port} on {host} is in use (another backend, or another program): stop it, or "
+                           "start with another --port.", code="port_in_use") from None
+        raise BadInput(f"Cannot listen on {host}:{port} ({e.strerror}): give another --host or --port.",
+                       code="bad_host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(args) -> int:
+    import signal
+    import threading
+
     import uvicorn
 
     from ..service.app import PipelineHolder, ServiceConfig, create_app
@@ -136,6 +170,7 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = check_args(args)
+    sock = bind(args.host, args.port)
     if not _is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: serve it through a TLS reverse proxy only; anyone who can "
               "reach this address and has the token can use this machine's GPU.", file=sys.stderr)
@@ -162,9 +197,20 @@ def run(args) -> int:
     work_dir = args.work_dir or str(token_path.parent / "work")
     app = create_app(holder, ServiceConfig(token=token, work_dir=work_dir, limits=limits, host=args.host,
                                            allowed_hosts=tuple(args.allowed_host), max_views=args.max_views,
-                                           max_view_bytes=args.max_view_mb << 20))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False)
-    server = uvicorn.Server(config)
+                                           max_view_bytes=args.max_view_mb << 20, body_timeout_s=args.body_timeout))
+    from ..service.protocol import protocol_with
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                            http=protocol_with(args.header_timeout))
+    service = app.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            if not self.should_exit:  # the first signal: stop taking work (in a thread: never lock in a handler)
+                threading.Thread(target=service.begin_stop, args=(signal.Signals(sig).name,), daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
 
     def announce():
         # "ready" means listening AND models loaded: a client may send work right after this line.
@@ -179,14 +225,13 @@ def run(args) -> int:
         else:
             print(f"ready on http://{args.host}:{args.port}", flush=True)
 
-    import threading
-
     threading.Thread(target=announce, daemon=True).start()
     if args.parent_pid:
         def parent_gone():
             print(f"the parent process {args.parent_pid} is gone: stopping", flush=True)
+            service.begin_stop("parent gone")
             server.should_exit = True
 
         watch_parent(args.parent_pid, parent_gone)
-    server.run()
+    server.run(sockets=[sock])
     return 0

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import platform
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -21,14 +22,18 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import (
     BadRequest,
     Cancelled,
     Conflict,
+    MethodNotAllowed,
     NotFound,
+    RequestTimeout,
     Think2SegError,
+    TooLarge,
     Unauthorized,
     Unavailable,
     WrongHost,
@@ -37,6 +42,7 @@ from ..options import JobOptions, SegmentOptions
 from ..views import (
     DEFAULT_MAX_VIEW_BYTES,
     DEFAULT_MAX_VIEWS,
+    BadPrompt,
     RefineRequest,
     TiledView,
     View,
@@ -57,6 +63,12 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 OPEN_PATHS = frozenset({"/openapi.json"})
 #: how often a waiting /v1/segment checks that its client is still there
 DISCONNECT_POLL_S = 0.25
+#: routes whose body is a multipart upload (bounded by --max-upload-mb); every other body is small JSON
+UPLOAD_PATHS = frozenset({"/v1/segment", "/v1/jobs"})
+#: the largest JSON body (a refine's prompts: 1,000 points are about 50 KB)
+MAX_JSON_BODY = 1 << 20
+#: points (positive and negative together) in one refine: 1,000 take SAM2's decoder well under a second
+MAX_REFINE_POINTS = 1000
 
 
 @dataclass
@@ -70,6 +82,8 @@ class ServiceConfig:
     #: answers kept for refine (POST /v1/views/{view_id}/refine): at most this many, this many bytes of pixels
     max_views: int = DEFAULT_MAX_VIEWS
     max_view_bytes: int = DEFAULT_MAX_VIEW_BYTES
+    #: a client that sends nothing of its body for this long is cut (408, connection closed)
+    body_timeout_s: float = 30.0
 
 
 class PipelineHolder:
@@ -118,6 +132,13 @@ class Service:
         self.views = ViewStore(config.max_views, config.max_view_bytes)
         self._views_folder = self.work.new_folder("views")  # tiled views keep their raster here
 
+    def begin_stop(self, why: str) -> None:
+        """On SIGTERM: take no new work, drop what waits, cancel the running item at its next tile (its
+        partial state is removed as it ends); the server then stops within seconds, not after the queue."""
+        dropped, running = self.worker.stop_taking()
+        log.info("stopping (%s): taking no new work; %d waiting item(s) dropped%s", why, dropped,
+                 f", the running {running.kind} {running.id} cancelled at its next tile" if running else "")
+
     def shutdown(self) -> None:
         self.worker.stop()
         self.views.close()
@@ -132,7 +153,10 @@ class Service:
     def submit(self, upload: Upload, kind: str) -> WorkItem:
         item = WorkItem(lambda it: self.run(it, upload), kind=kind, cleanup=upload.delete)
         try:
-            return self.worker.submit(item)
+            self.worker.submit(item)
+            if kind == "job":
+                self.work.mark_job(item.id)
+            return item
         except Think2SegError:
             upload.delete()
             raise
@@ -155,6 +179,11 @@ class Service:
                 return result.to_dict()
         except Think2SegError as e:
             raise upload.user_error(e) from None
+        except OSError as e:
+            if not upload.path.exists():  # removed from the work folder while it ran (by hand, or a cleaner)
+                raise Think2SegError("The upload was removed from the backend's work folder while it was read; "
+                                     "send it again (and keep cleaners away from the work folder).") from e
+            raise
 
     def _run_tiled(self, item: WorkItem, upload: Upload, pipeline) -> dict:
         from ..tiling import Tiling, segment_raster_tiled
@@ -190,13 +219,29 @@ class Service:
                 raise Cancelled("The client has gone.")
 
     def refine(self, view_id: str, body: RefineRequest) -> WorkItem:
+        points = len(body.positive_points) + len(body.negative_points)
+        if points > MAX_REFINE_POINTS:
+            raise BadPrompt(f"This refine has {points:,} points; one refine takes at most {MAX_REFINE_POINTS:,}: "
+                            "a box and a few points are enough for SAM2.")
         view = self.views.get(view_id)
         self.holder.require()
-        return self.worker.submit(WorkItem(
-            lambda _item: refine_view(self.holder.require().segmenter_for(view.sam_size), view, body), kind="refine"))
+
+        def run(_item):
+            try:
+                return refine_view(self.holder.require().segmenter_for(view.sam_size), view, body)
+            except OSError:  # rasterio's errors too: a tiled view's raster evicted since `get` (--max-views)
+                if isinstance(view, TiledView) and not os.path.exists(view.path):
+                    raise NotFound(f"The answer {view_id} is no longer kept (newer answers took its place); "
+                                   "segment the area again, then refine.", code="view_not_found") from None
+                raise
+
+        return self.worker.submit(WorkItem(run, kind="refine"))
 
     def job(self, job_id: str) -> WorkItem:
         item = self.worker.get(job_id)
+        if item is None and job_id in self.work.lost:
+            raise NotFound(f"The job {job_id} was lost: the backend stopped or crashed while it held the job (or "
+                           "its result), and was started again. Submit the job again.", code="job_lost")
         if item is None or item.kind != "job":
             raise NotFound(f"There is no job {job_id} (finished jobs are kept for a while only).",
                            code="job_not_found")
@@ -310,28 +355,75 @@ def error_response(e: Think2SegError) -> JSONResponse:
     return JSONResponse(status_code=e.http_status, content={"error": e.to_dict()}, headers=e.headers())
 
 
-def host_name(host_header: str) -> str:
-    """`example.org:8765` -> `example.org`, `[::1]:8765` -> `::1`."""
-    h = host_header.strip().lower()
-    if h.startswith("["):
-        return h[1:h.find("]")] if "]" in h else h
-    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
+def host_name(host_header: str) -> str | None:
+    """`example.org:8765` -> `example.org`, `[::1]:8765` -> `::1`; None for anything that is not exactly
+    host[:port] (`localhost:80@evil.com`, `[::1]evil.com`, a bare `::1`)."""
+    m = _HOST.fullmatch(host_header.strip().lower())
+    if m is None or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
+        return None
+    return m["v6"] or m["name"]
+
+
+def has_body(headers: dict[str, str]) -> bool:
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0")
 
 
 class Guard:
-    """ASGI middleware run before any route: the Host header (DNS rebinding), the token, the declared size."""
+    """ASGI middleware run before any route: the Host header (DNS rebinding), the token, the declared size;
+    then the body, counted while it streams and cut at its cap (an upload's, or MAX_JSON_BODY), with a
+    timeout between its parts. An answer sent before the whole body was read says `Connection: close`, so the
+    server closes the connection instead of reading (and discarding) whatever the client still sends."""
 
     def __init__(self, app, config: ServiceConfig):
         self.app, self.config = app, config
-        self.hosts = LOOPBACK_NAMES | {host_name(h) for h in (config.host, *config.allowed_hosts)}
+        # a configured IPv6 address comes bare (`fd00::5`); clients send it in brackets (`[fd00::5]:8765`)
+        names = {h.strip().lower() if h.count(":") > 1 and not h.startswith("[") else host_name(h)
+                 for h in (config.host, *config.allowed_hosts)}
+        self.hosts = LOOPBACK_NAMES | (names - {None})
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and (e := self.refusal(scope)) is not None:
-            return await error_response(e)(scope, receive, send)
-        await self.app(scope, receive, send)
-
-    def refusal(self, scope) -> Think2SegError | None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        body_done = not has_body(headers)
+
+        async def send_closing(message):
+            if message["type"] == "http.response.start" and not body_done:
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*kept, (b"connection", b"close")]}
+            await send(message)
+
+        if (e := self.refusal(scope, headers)) is not None:
+            return await error_response(e)(scope, receive, send_closing)
+        limits = self.config.limits
+        cap = limits.max_upload_bytes + (1 << 20) if scope["path"] in UPLOAD_PATHS else MAX_JSON_BODY
+        received = 0
+
+        async def receive_bounded():
+            nonlocal body_done, received
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.config.body_timeout_s)
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                raise RequestTimeout(f"The request's body stopped arriving for {self.config.body_timeout_s:g} s; "
+                                     "send it again.") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise too_large(limits) if cap > MAX_JSON_BODY else TooLarge(
+                        f"The request body is over {MAX_JSON_BODY >> 20} MiB; a JSON body here is a few KB.")
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
+            return message
+
+        await self.app(scope, receive_bounded, send_closing)
+
+    def refusal(self, scope, headers: dict[str, str]) -> Think2SegError | None:
         if host_name(headers.get("host", "")) not in self.hosts:
             return WrongHost("This backend answers requests for localhost (or the host it was started for) only; "
                              "check the URL.")
@@ -347,6 +439,54 @@ class Guard:
         return None
 
 
+#: absolute paths in a message (an exception's text): never shown to a client
+_PATH = re.compile(r"(?<![\w:/])/(?:[^\s'\"()\[\],:;]+/)+[^\s'\"()\[\],:;]*")
+
+
+def scrub(message: str) -> str:
+    return _PATH.sub("<a server path>", message)
+
+
+def field_name(loc) -> str:
+    """FastAPI's error location ('body', 'positive_points', 0, 1) -> `positive_points[0][1]`."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "the body"
+
+
+def validation_error(e: RequestValidationError) -> BadRequest:
+    errors = e.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        err = next(err for err in errors if err.get("type") == "json_invalid")
+        why = (err.get("ctx") or {}).get("error", "not JSON")
+        return BadRequest(f"The body is not valid JSON ({why}); send a JSON object (see docs/api.md).")
+    fields = "; ".join(f"`{field_name(err.get('loc', ()))}`: {err.get('msg', 'invalid')}" for err in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return BadRequest(f"The request is missing or has bad fields: {fields}{more}.")
+
+
+def http_error(request: Request, e: StarletteHTTPException) -> Think2SegError:
+    if isinstance(e.__cause__, Think2SegError):  # raised while FastAPI read the body (our cap, our timeout)
+        return e.__cause__
+    if e.status_code == 404:
+        return NotFound(f"There is no route {request.url.path}; see docs/api.md for the API.")
+    if e.status_code == 405:
+        return MethodNotAllowed(f"{request.url.path} does not take {request.method}; see docs/api.md.",
+                                allow=(e.headers or {}).get("Allow", ""))
+    if e.status_code == 400:
+        cause = e.__cause__
+        why = "nested too deeply" if isinstance(cause, RecursionError) else (scrub(str(cause)) if cause else "")
+        return BadRequest(f"The body is not valid JSON{f' ({why})' if why else ''}; send a JSON object "
+                          "(see docs/api.md).")
+    err = Think2SegError(scrub(str(e.detail)), code="internal")
+    err.http_status = e.status_code if 400 <= e.status_code < 600 else 500
+    return err
+
+
 def install_error_answers(app: FastAPI) -> None:
     @app.exception_handler(Think2SegError)
     async def _think2seg_error(request: Request, e: Think2SegError):
@@ -354,13 +494,16 @@ def install_error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, e: RequestValidationError):
-        fields = ", ".join(str(err.get("loc", ["?"])[-1]) for err in e.errors())
-        return error_response(BadRequest(f"The request is missing or has bad fields: {fields}."))
+        return error_response(validation_error(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException):
+        return error_response(http_error(request, e))
 
     @app.exception_handler(Exception)
     async def _any_error(request: Request, e: Exception):
         log.exception("unhandled error")
-        return error_response(Think2SegError(f"The backend failed: {type(e).__name__}: {e}"))
+        return error_response(Think2SegError(scrub(f"The backend failed: {type(e).__name__}: {e}")))
 
 
 def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:

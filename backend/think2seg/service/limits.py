@@ -25,10 +25,20 @@ class Limits:
     max_source_pixels: int = 8192 * 8192
     #: pixels one read may produce (held in memory as float per band while stretched to 8 bits)
     max_read_pixels: int = 4096 * 4096
+    #: bytes of one declared block (tile or strip, its bands when pixel-interleaved): GDAL decodes it whole
+    max_block_mb: int = 512
+    #: bands of one raster (a header declaring 65,535 makes every read fail slowly)
+    max_bands: int = 1024
+    #: images (IFDs) in one TIFF: GDAL walks them all when it opens the file
+    max_ifds: int = 256
 
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_block_bytes(self) -> int:
+        return self.max_block_mb * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ Every item's cleanup runs exactly once, however it ends.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -20,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Cancelled, OutOfMemory, QueueFull, Think2SegError
+from ..errors import Cancelled, DiskFull, OutOfMemory, QueueFull, Think2SegError, Unavailable
 
 log = logging.getLogger("think2seg.service")
 FINISHED = ("done", "failed", "cancelled")
@@ -91,6 +93,7 @@ class Worker:
         self._last_duration = 5.0
         self.dropped = 0  # synchronous requests dropped before their model work because their client left
         self.running: WorkItem | None = None
+        self.stopping = False  # set by stop_taking (SIGTERM): no new item is accepted
         self._thread = threading.Thread(target=self._loop, name="think2seg-worker", daemon=True)
         self._thread.start()
 
@@ -100,6 +103,9 @@ class Worker:
 
     def check_room(self) -> None:
         """Raise QueueFull when no item may be added (asked before an upload is read, and again at submit)."""
+        if self.stopping:
+            raise Unavailable("The backend is stopping; start it again, then send the request again.",
+                              code="stopping")
         if self._waiting >= self.max_waiting:
             retry = min(600, round(self._last_duration * max(1, self._waiting)))
             raise QueueFull(f"The backend has {self._waiting} requests waiting (the limit is {self.max_waiting}); "
@@ -133,6 +139,17 @@ class Worker:
         elif item.status == "running":
             item.message = "cancelling at the next tile boundary"
         return item
+
+    def stop_taking(self) -> tuple[int, WorkItem | None]:
+        """Take no new item, drop what waits, ask the running item to stop at its next tile: (dropped, running)."""
+        self.stopping = True
+        waiting = [i for i in list(self._items.values()) if i.status == "queued"]
+        for item in waiting:
+            self.cancel(item.id)
+        running = self.running
+        if running is not None:
+            self.cancel(running.id)
+        return len(waiting), running
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drop what waits, ask the running item to stop, and wait a while for it (shutdown)."""
@@ -192,4 +209,10 @@ def classify_exception(e: Exception) -> Think2SegError:
             pass
         return OutOfMemory(
             "The GPU ran out of memory: read a smaller area, lower the reasoning budget, or use a smaller SAM2.")
-    return Think2SegError(f"The backend failed: {type(e).__name__}: {e}", code="internal")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
+        return DiskFull(f"The disk the backend writes to{where} is full: free space there or start the backend "
+                        "with another --work-dir.")
+    from .app import scrub
+
+    return Think2SegError(scrub(f"The backend failed: {type(e).__name__}: {e}"), code="internal")
