@@ -7,6 +7,8 @@ plugin (think2seg_qgis/errors.py) and docs/api.md key on these, so a code is nev
 
 from __future__ import annotations
 
+import re
+
 
 class Think2SegError(Exception):
     """Base error: `code` is stable (API clients switch on it), `message` is for people. HTTP 500: our fault."""
@@ -163,3 +165,12 @@ ERROR_CODES: dict[str, int] = {
     "models_loading": 503, "models_failed": 503, "weights_unavailable": 503, "stopping": 503,
     "out_of_memory": 507, "disk_full": 507,
 }
+
+
+#: absolute paths in a message (an exception's text): never shown to a client
+_PATH = re.compile(r"(?<![\w:/])/(?:[^\s'\"()\[\],:;]+/)+[^\s'\"()\[\],:;]*")
+
+
+def scrub_paths(message: str) -> str:
+    """`message` with every absolute path replaced (a server's paths are none of a client's business)."""
+    return _PATH.sub("<a server path>", message)

@@ -24,7 +24,7 @@ import numpy as np
 import shapely
 from pyogrio import set_gdal_config_options
 
-from .errors import BadInput
+from .errors import BadInput, DiskFull
 from .result import GEOMETRY_TYPES, LAYERS, Result, Row, columns
 
 SUFFIXES = (".gpkg", ".geojson", ".json", ".parquet")
@@ -97,6 +97,7 @@ class LayerWriter:
             if t.exists():
                 t.unlink()
         self._written: set[str] = set()
+        self._counts: dict[str, int] = {name: 0 for name in LAYERS}  # features written per layer
         self._pending: dict[str, list[Row]] = {name: [] for name in LAYERS}  # GeoJSON: written whole at close
         self._parquet: dict[str, object] = {}
 
@@ -117,6 +118,7 @@ class LayerWriter:
         if self.driver == "GeoJSON":
             self._pending[name].extend(rows)
             return
+        self._counts[name] += len(rows)
         if not rows and name in self._written:
             return
         names, cols = self._columns(name, rows)
@@ -178,16 +180,43 @@ class LayerWriter:
                 names, cols = self._columns(name, rows)
                 self._write_ogr(name, names, cols, np.array([shapely.to_wkb(g) for g, _ in rows], dtype=object))
                 self._written.add(name)
+                self._counts[name] = len(rows)
         for name in LAYERS:
             if name not in self._written:
                 self.write(name, [])
         for w in self._parquet.values():
             w.close()
+        self._check_complete()
         for name in LAYERS:
             tmp = self.tmp[name]
             if tmp.exists():
                 os.replace(tmp, self.targets[name])
         return {name: str(t) for name, t in self.targets.items()}
+
+    def _check_complete(self) -> None:
+        """Each temporary file holds every feature written to it, or nothing replaces the earlier output.
+
+        GDAL's GeoJSON writer keeps what it writes in a buffer and loses a failed flush on a full disk without a
+        word: the files came out empty, and renaming them into place would have replaced the user's earlier
+        output with nothing."""
+        import pyogrio
+
+        for name in LAYERS:
+            tmp = self.tmp[name]
+            try:
+                if self.driver == "Parquet":
+                    import pyarrow.parquet as pq
+
+                    found = pq.ParquetFile(str(tmp)).metadata.num_rows
+                else:
+                    found = pyogrio.read_info(str(tmp), layer=name if self.driver == "GPKG" else None)["features"]
+            except Exception:
+                found = -1
+            if found != self._counts[name]:
+                free = _free_bytes(tmp.parent)
+                where = f"{tmp.parent} has {free / 1e6:.1f} MB free" if free is not None else f"{tmp.parent}"
+                raise DiskFull(f"Could not write {self.targets[name].name}: the file came out incomplete ({where}); "
+                               "the earlier output is kept. Free some space there or write elsewhere.")
 
     def abort(self) -> None:
         """Drop what was written: the temporary files go, the outputs stay as they were."""
@@ -196,6 +225,14 @@ class LayerWriter:
         for t in set(self.tmp.values()):
             if t.exists():
                 t.unlink()
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def write_results(results: Sequence[Result], path: str | os.PathLike) -> dict[str, str]:

@@ -139,3 +139,57 @@ def test_bad_outputs_are_sentences(tmp_path):
     with pytest.raises(BadInput) as e:
         write_results([one_tile_result(), one_tile_result(crs="EPSG:4326")], tmp_path / "mixed.gpkg")
     assert e.value.code == "mixed_crs"
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 1 MiB tmpfs, filled to the last block."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _fill(disk) -> None:
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("features", [0, 50])
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".parquet"])
+def test_a_full_disk_never_replaces_the_earlier_output(full_disk, suffix, features):
+    """GDAL's GeoJSON writer lost its flush on a full disk without a word and the empty files were renamed over
+    the user's earlier output: now the writer checks each file before the rename, says the disk is full, and
+    leaves the earlier output and no temporary file behind."""
+    from think2seg.errors import DiskFull
+
+    out = full_disk / f"out{suffix}"
+    writer = LayerWriter(out, None)
+    writer.write("mask", [(box(0, 0, 1, 1), {"query": "earlier", "instance": 1})])
+    earlier = writer.close()
+    before = {p: open(p, "rb").read() for p in set(earlier.values())}
+    _fill(full_disk)
+    writer = LayerWriter(out, None)
+    with pytest.raises((DiskFull, OSError, pyogrio.errors.DataSourceError, pyogrio.errors.FeatureError)) as e:
+        try:
+            rows = [(box(i, i, i + 1, i + 1), {"query": "q" * 40, "instance": i}) for i in range(features)]
+            writer.write("mask", rows)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    if isinstance(e.value, DiskFull):
+        assert "earlier output is kept" in e.value.message and "MB free" in e.value.message
+    assert {p: open(p, "rb").read() for p in before} == before, "the earlier output is as it was"
+    assert sorted(p.name for p in full_disk.iterdir()) == sorted([*(p.rsplit("/", 1)[-1] for p in before), "filler"])

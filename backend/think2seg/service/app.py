@@ -37,6 +37,7 @@ from ..errors import (
     Unauthorized,
     Unavailable,
     WrongHost,
+    scrub_paths,
 )
 from ..options import JobOptions, SegmentOptions
 from ..views import (
@@ -439,14 +440,6 @@ class Guard:
         return None
 
 
-#: absolute paths in a message (an exception's text): never shown to a client
-_PATH = re.compile(r"(?<![\w:/])/(?:[^\s'\"()\[\],:;]+/)+[^\s'\"()\[\],:;]*")
-
-
-def scrub(message: str) -> str:
-    return _PATH.sub("<a server path>", message)
-
-
 def field_name(loc) -> str:
     """FastAPI's error location ('body', 'positive_points', 0, 1) -> `positive_points[0][1]`."""
     parts = list(loc)
@@ -479,10 +472,10 @@ def http_error(request: Request, e: StarletteHTTPException) -> Think2SegError:
                                 allow=(e.headers or {}).get("Allow", ""))
     if e.status_code == 400:
         cause = e.__cause__
-        why = "nested too deeply" if isinstance(cause, RecursionError) else (scrub(str(cause)) if cause else "")
+        why = "nested too deeply" if isinstance(cause, RecursionError) else (scrub_paths(str(cause)) if cause else "")
         return BadRequest(f"The body is not valid JSON{f' ({why})' if why else ''}; send a JSON object "
                           "(see docs/api.md).")
-    err = Think2SegError(scrub(str(e.detail)), code="internal")
+    err = Think2SegError(scrub_paths(str(e.detail)), code="internal")
     err.http_status = e.status_code if 400 <= e.status_code < 600 else 500
     return err
 
@@ -503,7 +496,7 @@ def install_error_answers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _any_error(request: Request, e: Exception):
         log.exception("unhandled error")
-        return error_response(Think2SegError(scrub(f"The backend failed: {type(e).__name__}: {e}")))
+        return error_response(Think2SegError(scrub_paths(f"The backend failed: {type(e).__name__}: {e}")))
 
 
 def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Cancelled, DiskFull, OutOfMemory, QueueFull, Think2SegError, Unavailable
+from ..errors import Cancelled, DiskFull, OutOfMemory, QueueFull, Think2SegError, Unavailable, scrub_paths
 
 log = logging.getLogger("think2seg.service")
 FINISHED = ("done", "failed", "cancelled")
@@ -213,6 +213,4 @@ def classify_exception(e: Exception) -> Think2SegError:
         where = f" ({os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
         return DiskFull(f"The disk the backend writes to{where} is full: free space there or start the backend "
                         "with another --work-dir.")
-    from .app import scrub
-
-    return Think2SegError(scrub(f"The backend failed: {type(e).__name__}: {e}"), code="internal")
+    return Think2SegError(scrub_paths(f"The backend failed: {type(e).__name__}: {e}"), code="internal")
