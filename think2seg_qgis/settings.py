@@ -38,11 +38,11 @@ HISTORY_LENGTH = 20
 #: Where a token typed in the panel is kept. The token file is the default (no master password involved): the
 #: panel, the toolbox and the local backend all read that one file. The authentication database is offered in the
 #: panel with a sentence, because QGIS then asks for (or to set) its master password.
-TOKEN_IN_FILE = "file"
-TOKEN_IN_AUTHDB = "authdb"
+TOKEN_IN_FILE = "file"  # nosec B105  # where the token is kept, not a token
+TOKEN_IN_AUTHDB = "authdb"  # nosec B105  # where the token is kept, not a token
 # A typed token that could not be kept (a token file from $THINK2SEG_TOKEN_FILE is not ours to overwrite): held for
 # this QGIS session, where the panel and Processing both find it (load_backend_settings).
-_SESSION = {"token": ""}
+_SESSION = {"token": ""}  # nosec B105  # empty until a typed token is held for the session
 
 MODE_LOCAL = "local"
 MODE_REMOTE = "remote"
@@ -121,9 +121,7 @@ class BackendSettings:
             return ""
 
     def client(self) -> BackendClient:
-        return BackendClient(
-            self.effective_url(), self.read_token(), self.connect_timeout, self.request_timeout
-        )
+        return BackendClient(self.effective_url(), self.read_token(), self.connect_timeout, self.request_timeout)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
+import subprocess  # nosec B404  # nvidia-smi is asked which GPU there is; its command is fixed, never a shell
 
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtWidgets import (
@@ -36,8 +36,14 @@ from ..settings import default_log_file
 
 # pip's words when it cannot reach the package index: no network, DNS, a proxy, TLS interception.
 _OFFLINE_MARKS = (
-    "Temporary failure in name resolution", "Name or service not known", "NewConnectionError", "ProxyError",
-    "SSLError", "CERTIFICATE_VERIFY_FAILED", "Could not fetch URL", "Network is unreachable",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "NewConnectionError",
+    "ProxyError",
+    "SSLError",
+    "CERTIFICATE_VERIFY_FAILED",
+    "Could not fetch URL",
+    "Network is unreachable",
     "No matching distribution found",
 )
 
@@ -48,7 +54,7 @@ def nvidia_gpu() -> str:
     if not program:
         return ""
     try:
-        listed = subprocess.run([program, "-L"], capture_output=True, text=True, timeout=5, check=False)
+        listed = subprocess.run([program, "-L"], capture_output=True, text=True, timeout=5, check=False)  # nosec B603  # nvidia-smi -L, no shell
     except (OSError, subprocess.SubprocessError):
         return ""
     first = next((line for line in listed.stdout.splitlines() if line.startswith("GPU")), "")
@@ -101,8 +107,10 @@ class SetupDialog(QDialog):
             tr("Found {gpu}.").format(gpu=gpu) if gpu else tr("No NVIDIA GPU found (nvidia-smi): CPU it is.")
         )
         self.size_label = QLabel(
-            tr("Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the "
-               "backend first starts.")
+            tr(
+                "Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the "
+                "backend first starts."
+            )
         )
         for label in (self.gpu_label, self.size_label):
             label.setWordWrap(True)
@@ -202,13 +210,16 @@ class SetupDialog(QDialog):
         folder = self.existing_widget_path.filePath().strip()
         if not resolve_interpreter(folder):
             self.status_label.setText(
-                tr("No Python environment in {folder}: choose the venv folder (it holds bin/python or "
-                   "Scripts/python.exe), or a project folder that has a .venv.").format(folder=folder or "…")
+                tr(
+                    "No Python environment in {folder}: choose the venv folder (it holds bin/python or "
+                    "Scripts/python.exe), or a project folder that has a .venv."
+                ).format(folder=folder or "…")
             )
             return
         self.box.use_local_environment(folder)
-        self.status_label.setText(tr("Starting the backend of {folder}… (the panel shows how it goes)").format(
-            folder=folder))
+        self.status_label.setText(
+            tr("Starting the backend of {folder}… (the panel shows how it goes)").format(folder=folder)
+        )
 
     # -- install ----------------------------------------------------------------------------------------------
     def install(self) -> BackendSetup | None:
@@ -270,4 +281,3 @@ class SetupDialog(QDialog):
             return
         self.box.use_remote(url, self.token_edit.text().strip())
         self.status_label.setText(tr("Connecting to {url}… (the panel shows the answer)").format(url=url))
-
