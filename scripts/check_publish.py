@@ -70,9 +70,7 @@ def file_problems(path: Path) -> list[str]:
             except ValueError:
                 ok = False
             if not ok:
-                problems.append(
-                    f"metadata.txt: qgisMaximumVersion is {maximum!r}; 4.99 offers the plugin to QGIS 4"
-                )
+                problems.append(f"metadata.txt: qgisMaximumVersion is {maximum!r}; 4.99 offers the plugin to QGIS 4")
     return problems
 
 
@@ -122,9 +120,7 @@ def tool_problems(folder: str, tools: Path) -> tuple[list[str], list[str]]:
         return problems + [f"detect-secrets gave no report: {result.stderr.strip()[:400]}"], notes
     for name, found in secrets.items():
         problems += [f"{name}:{s.get('line_number', 0)}: detect-secrets: {s.get('type')}" for s in found]
-    result = run(
-        [tool(tools, "flake8"), "--max-line-length=120", f"--select={FLAKE8_ERRORS}", *py_files], folder
-    )
+    result = run([tool(tools, "flake8"), "--max-line-length=120", f"--select={FLAKE8_ERRORS}", *py_files], folder)
     problems += [line.replace(folder + os.sep, "") for line in result.stdout.splitlines() if line.strip()]
     if result.returncode not in (0, 1):
         problems.append(f"flake8 failed: {result.stderr.strip()[:400]}")
@@ -134,9 +130,7 @@ def tool_problems(folder: str, tools: Path) -> tuple[list[str], list[str]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("zip")
-    parser.add_argument(
-        "--tools", default="build/publish-venv/bin", help="folder with bandit, detect-secrets, flake8"
-    )
+    parser.add_argument("--tools", default="build/publish-venv/bin", help="folder with bandit, detect-secrets, flake8")
     args = parser.parse_args(argv[1:])
     started = time.monotonic()
     path = Path(args.zip)

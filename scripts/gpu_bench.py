@@ -52,8 +52,10 @@ import numpy as np  # noqa: E402
 N_TOKENS = 150
 QUERY = "the wetlands that hold water all year"
 
-ANSWER = ('<think>Dark smooth water sits in the middle of the fields.</think>\n<answer>```json[{"bbox_2d": '
-          '[210, 168, 630, 504], "positive_points": [[420, 336], [315, 420]]}]```</answer>')
+ANSWER = (
+    '<think>Dark smooth water sits in the middle of the fields.</think>\n<answer>```json[{"bbox_2d": '
+    '[210, 168, 630, 504], "positive_points": [[420, 336], [315, 420]]}]```</answer>'
+)
 
 
 # -- models of the real shapes --------------------------------------------------------------------------------
@@ -61,24 +63,65 @@ def qwen_config(tiny: bool):
     from transformers import Qwen2_5_VLConfig
 
     if tiny:
-        text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "num_key_value_heads": 2, "mrope_section": [2, 3, 3]}
-        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-                  "fullatt_block_indexes": [1]}
+        text = {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "mrope_section": [2, 3, 3],
+        }
+        vision = {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [1],
+        }
     else:
-        text = {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16,
-                "num_key_value_heads": 2, "mrope_section": [16, 24, 24]}
-        vision = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
-                  "fullatt_block_indexes": [7, 15, 23, 31]}
+        text = {
+            "hidden_size": 2048,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 2,
+            "mrope_section": [16, 24, 24],
+        }
+        vision = {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 2048,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+        }
     mrope = text.pop("mrope_section")
     return Qwen2_5_VLConfig(
-        text_config={**text, "vocab_size": 151936, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
-                     "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-                     "tie_word_embeddings": True, "bos_token_id": 151643, "eos_token_id": 151645,
-                     "pad_token_id": 151643},
-        vision_config={**vision, "window_size": 112, "patch_size": 14, "spatial_merge_size": 2,
-                       "temporal_patch_size": 2, "in_chans": 3, "hidden_act": "silu"},
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        text_config={
+            **text,
+            "vocab_size": 151936,
+            "max_position_embeddings": 128000,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
+            "tie_word_embeddings": True,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+            "pad_token_id": 151643,
+        },
+        vision_config={
+            **vision,
+            "window_size": 112,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_chans": 3,
+            "hidden_act": "silu",
+        },
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
         tie_word_embeddings=True,
     )
 
@@ -104,16 +147,18 @@ def build_reasoner(tokenizer_dir: str, tiny: bool, device):
     model.generation_config.eos_token_id = [151645, 151643]
     model.generation_config.pad_token_id = 151643
     tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-    image_processor = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2,
-                                            temporal_patch_size=2)
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
     try:
         from transformers import Qwen2VLVideoProcessor
 
         video = Qwen2VLVideoProcessor()
     except Exception:
         video = None
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video,
-                                    chat_template=QWEN_VL_CHAT_TEMPLATE)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor, tokenizer=tok, video_processor=video, chat_template=QWEN_VL_CHAT_TEMPLATE
+    )
     n_params = sum(p.numel() for p in model.parameters())
     return Reasoner(model, processor, "random Qwen2.5-VL-3B shapes" if not tiny else "random tiny", device), n_params
 
@@ -160,12 +205,27 @@ class Stages:
             from think2seg.georef import read_tile
 
             self.path = work / "scene.tif"
-            with rasterio.open(self.path, "w", driver="GTiff", width=2 * side, height=2 * side, count=3, dtype="uint8",
-                               crs="EPSG:32633", transform=from_origin(500000, 5000000, 0.5, 0.5), tiled=True,
-                               blockxsize=512, blockysize=512, compress="deflate") as ds:
+            with rasterio.open(
+                self.path,
+                "w",
+                driver="GTiff",
+                width=2 * side,
+                height=2 * side,
+                count=3,
+                dtype="uint8",
+                crs="EPSG:32633",
+                transform=from_origin(500000, 5000000, 0.5, 0.5),
+                tiled=True,
+                blockxsize=512,
+                blockysize=512,
+                compress="deflate",
+            ) as ds:
                 ds.write(np.transpose(img, (2, 0, 1)))
-            self._read = lambda k: read_tile(str(self.path), window=rasterio.windows.Window(
-                (k % 2) * side // 2, (k // 2 % 2) * side // 2, side, side), max_size=None)
+            self._read = lambda k: read_tile(
+                str(self.path),
+                window=rasterio.windows.Window((k % 2) * side // 2, (k // 2 % 2) * side // 2, side, side),
+                max_size=None,
+            )
             self.impl["read"] = "think2seg.georef.read_tile (GeoTIFF window)"
         except ImportError:
             try:
@@ -221,8 +281,16 @@ class Stages:
             from pyogrio.raw import write
 
             wkb = np.array([shapely.to_wkb(g) for g in geoms], dtype=object)
-            write(str(self.work / f"{name}.gpkg"), wkb, [np.arange(len(geoms))], ["instance"], layer="mask",
-                  driver="GPKG", geometry_type="MultiPolygon", crs="EPSG:32633")
+            write(
+                str(self.work / f"{name}.gpkg"),
+                wkb,
+                [np.arange(len(geoms))],
+                ["instance"],
+                layer="mask",
+                driver="GPKG",
+                geometry_type="MultiPolygon",
+                crs="EPSG:32633",
+            )
         else:
             feats = [{"type": "Feature", "geometry": g, "properties": {"instance": k}} for k, g in enumerate(geoms)]
             (self.work / f"{name}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
@@ -305,9 +373,18 @@ def run(args) -> dict:
     side = args.tile
     n = args.tokens
     work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
-    report: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-                    "torch": torch.__version__, "tiny": args.tiny, "tile": side, "new_tokens": n, "stages": {},
-                    "impl": {}, "interactive": {}, "batch": {}, "compile_warmup_s": {}}
+    report: dict = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+        "tile": side,
+        "new_tokens": n,
+        "stages": {},
+        "impl": {},
+        "interactive": {},
+        "batch": {},
+        "compile_warmup_s": {},
+    }
     import transformers
 
     report["transformers"] = transformers.__version__
@@ -343,6 +420,7 @@ def run(args) -> dict:
         img = to_model_image(stages.read(0).rgb, 840)
         text = reasoner.prompt_text(QUERY)
         inputs, pre = clock(reasoner.encode, [img], [text])
+
         def config(k):
             cfg = reasoner.generation_config(k, min_new_tokens=k)
             return reasoner.fast.apply(cfg, device) if reasoner.fast is not None else cfg
@@ -350,8 +428,13 @@ def run(args) -> dict:
         with torch.inference_mode():
             _, t1 = clock(reasoner.model.generate, **inputs, generation_config=config(1))
             _, tn = clock(reasoner.model.generate, **inputs, generation_config=config(n))
-        return {"prompt_tokens": int(inputs["input_ids"].shape[1]), "processor": pre, "prefill": t1,
-                "decode": tn - t1, "decode_per_token": (tn - t1) / max(1, n - 1)}
+        return {
+            "prompt_tokens": int(inputs["input_ids"].shape[1]),
+            "processor": pre,
+            "prefill": t1,
+            "decode": tn - t1,
+            "decode_per_token": (tn - t1) / max(1, n - 1),
+        }
 
     # warm-up: kernels, allocator, cuDNN; the fast path compiles its decode step here
     print("# warm-up (plain) ...", flush=True)
@@ -375,8 +458,11 @@ def run(args) -> dict:
         st["prompt_tokens"] = pd[0]["prompt_tokens"]
         report["stages"][name] = st
         report["interactive"][name] = st["total"]
-        print(f"# {name}: one query {st['total']:.2f} s (generate {st['generate']:.2f} s, "
-              f"{st['decode_per_token'] * 1000:.1f} ms a token)", flush=True)
+        print(
+            f"# {name}: one query {st['total']:.2f} s (generate {st['generate']:.2f} s, "
+            f"{st['decode_per_token'] * 1000:.1f} ms a token)",
+            flush=True,
+        )
 
     # (b) batch throughput
     for b in args.batches:
@@ -411,9 +497,12 @@ def run(args) -> dict:
                 read_pre = [clock(lambda b=b: [to_model_image(stages.read(k).rgb, 840) for k in range(b)])[1]]
                 per = median([r["generate"] + r["sam2_polygonise_write"] for r in runs]) + read_pre[0]
                 report["batch"].setdefault(name, {})[b] = {
-                    "tiles_per_s": b / per, "seconds": per, "generate": median([r["generate"] for r in runs]),
+                    "tiles_per_s": b / per,
+                    "seconds": per,
+                    "generate": median([r["generate"] for r in runs]),
                     "sam2_polygonise_write": median([r["sam2_polygonise_write"] for r in runs]),
-                    "read_preprocess": read_pre[0]}
+                    "read_preprocess": read_pre[0],
+                }
                 print(f"# batch {b} {name}: {b / per:.2f} tiles/s", flush=True)
             except (torch.cuda.OutOfMemoryError, MemoryError):
                 report["batch"].setdefault(name, {})[b] = {"error": "out of memory"}
@@ -426,15 +515,28 @@ def run(args) -> dict:
 
 def print_table(r: dict) -> None:
     plain, fast = r["stages"].get("plain", {}), r["stages"].get("fast", {})
-    print(f"\n## Think2Seg on {r['device']}: one {r['tile']} x {r['tile']} tile, {r['new_tokens']} new tokens "
-          f"({'tiny shapes' if r['tiny'] else 'Qwen2.5-VL-3B + SAM2.1-small shapes, random weights'})")
-    print(f"prompt: {plain.get('prompt_tokens', '?')} tokens; fast path = static cache + torch.compile of the "
-          "decode step (CUDA only), prompts padded to a multiple of 64")
-    rows = [("read", "read"), ("preprocess (resize to 840)", "preprocess"), ("processor (tokens + patches)", "processor"),
-            ("prefill", "prefill"), (f"decode ({r['new_tokens'] - 1} tokens)", "decode"),
-            ("decode per token", "decode_per_token"), ("parse", "parse"), ("SAM2 encoder", "sam2_encoder"),
-            ("SAM2 decoder (box + 2 points)", "sam2_decoder"), ("polygonise", "polygonise"), ("write", "write"),
-            ("(a) one query end to end", "total")]
+    print(
+        f"\n## Think2Seg on {r['device']}: one {r['tile']} x {r['tile']} tile, {r['new_tokens']} new tokens "
+        f"({'tiny shapes' if r['tiny'] else 'Qwen2.5-VL-3B + SAM2.1-small shapes, random weights'})"
+    )
+    print(
+        f"prompt: {plain.get('prompt_tokens', '?')} tokens; fast path = static cache + torch.compile of the "
+        "decode step (CUDA only), prompts padded to a multiple of 64"
+    )
+    rows = [
+        ("read", "read"),
+        ("preprocess (resize to 840)", "preprocess"),
+        ("processor (tokens + patches)", "processor"),
+        ("prefill", "prefill"),
+        (f"decode ({r['new_tokens'] - 1} tokens)", "decode"),
+        ("decode per token", "decode_per_token"),
+        ("parse", "parse"),
+        ("SAM2 encoder", "sam2_encoder"),
+        ("SAM2 decoder (box + 2 points)", "sam2_decoder"),
+        ("polygonise", "polygonise"),
+        ("write", "write"),
+        ("(a) one query end to end", "total"),
+    ]
     w = max(len(a) for a, _ in rows) + 2
     print(f"| {'stage'.ljust(w)} | {'plain generate':>15} | {'fast path':>15} |")
     print(f"|{'-' * (w + 2)}|{'-' * 17}|{'-' * 17}|")
@@ -449,11 +551,16 @@ def print_table(r: dict) -> None:
             v = r["batch"].get(name, {}).get(b)
             cells.append("skipped" if v is None else v.get("error") or f"{v['tiles_per_s']:.2f} tiles/s")
         print(f"| {f'batch {b}'.ljust(w)} | {cells[0]:>15} | {cells[1]:>15} |")
-    print("(b) target: fast >= 10 tiles/s vs ~2.5 plain; each batch: read + preprocess + one generate + SAM2 "
-          "(encoder + decoder) + polygonise per tile + write")
+    print(
+        "(b) target: fast >= 10 tiles/s vs ~2.5 plain; each batch: read + preprocess + one generate + SAM2 "
+        "(encoder + decoder) + polygonise per tile + write"
+    )
     print("polygonise gets the scene's water mask, not the random SAM2's noise (see water_mask)")
     if r["compile_warmup_s"]:
-        print("compile warm-up (fast path, apart): " + ", ".join(f"{k} {v:.1f} s" for k, v in r["compile_warmup_s"].items()))
+        print(
+            "compile warm-up (fast path, apart): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in r["compile_warmup_s"].items())
+        )
     print("implementations: " + "; ".join(f"{k}: {v}" for k, v in r["impl"].items()))
     print(f"models built in {r['build_s']:.1f} s; whole run {r['seconds']:.0f} s")
 
@@ -480,15 +587,36 @@ def prepare(dest: Path, with_wheels: bool = True) -> None:
     for redundant in ("vocab.json", "merges.txt"):  # tokenizer.json holds both: 4 MB less to carry
         (dest / "tokenizer" / redundant).unlink()
     if with_wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-               "3.12", "--implementation", "cp", "-d", str(dest / "whl")]
-        for plat in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-                     "manylinux2014_x86_64", "manylinux1_x86_64"):
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            "-d",
+            str(dest / "whl"),
+        ]
+        for plat in (
+            "manylinux_2_28_x86_64",
+            "manylinux_2_27_x86_64",
+            "manylinux_2_24_x86_64",
+            "manylinux_2_17_x86_64",
+            "manylinux2014_x86_64",
+            "manylinux1_x86_64",
+        ):
             cmd += ["--platform", plat]
         subprocess.run(cmd + list(WHEELS), check=True)
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
-    print(f"prepared {dest} ({size / 2**20:.0f} MiB): carry it as [\"{dest}\"]; the device command is in this "
-          "script's docstring")
+    print(
+        f'prepared {dest} ({size / 2**20:.0f} MiB): carry it as ["{dest}"]; the device command is in this '
+        "script's docstring"
+    )
 
 
 def main(argv=None) -> int:

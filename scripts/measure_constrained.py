@@ -35,25 +35,42 @@ def measure(folder: Path, answers: int, batch: int, reasoning: int, answer_budge
         for start in range(0, answers, batch):
             n = min(batch, answers - start)
             t0 = time.perf_counter()
-            outs = reasoner.generate_images([image] * n, [f"the ponds, view {start + k}" for k in range(n)],
-                                            max_reasoning_tokens=reasoning, answer_budget=answer_budget,
-                                            sample=True, constrain_answer=constrain)
+            outs = reasoner.generate_images(
+                [image] * n,
+                [f"the ponds, view {start + k}" for k in range(n)],
+                max_reasoning_tokens=reasoning,
+                answer_budget=answer_budget,
+                sample=True,
+                constrain_answer=constrain,
+            )
             seconds += time.perf_counter() - t0
             texts += [o.text for o in outs]
             tokens += sum(o.new_tokens for o in outs)
-            print(f"{'constrained' if constrain else 'free'}: {len(texts)} answers, {seconds:.1f} s", file=sys.stderr,
-                  flush=True)
+            print(
+                f"{'constrained' if constrain else 'free'}: {len(texts)} answers, {seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         key = "constrained" if constrain else "free"
         out[key] = {
             "answers": len(texts),
             "parsed_reference": sum(parse_answer(t, mode="reference").status != "unparsed" for t in texts) / len(texts),
             "parsed_tolerant": sum(parse_answer(t, mode="tolerant").status != "unparsed" for t in texts) / len(texts),
-            "tokens": tokens, "seconds": round(seconds, 2), "ms_per_token": round(1000 * seconds / max(tokens, 1), 3),
+            "tokens": tokens,
+            "seconds": round(seconds, 2),
+            "ms_per_token": round(1000 * seconds / max(tokens, 1), 3),
             "example": texts[0][-200:],
         }
-    out["settings"] = {"answers": answers, "batch": batch, "reasoning_tokens": reasoning,
-                       "answer_budget": answer_budget, "seed": seed, "sampling": "temperature 1, top-k 50",
-                       "device": "cpu", "model": "unfitted tiny Qwen2.5-VL (2 layers, hidden 64, vocab 151936)"}
+    out["settings"] = {
+        "answers": answers,
+        "batch": batch,
+        "reasoning_tokens": reasoning,
+        "answer_budget": answer_budget,
+        "seed": seed,
+        "sampling": "temperature 1, top-k 50",
+        "device": "cpu",
+        "model": "unfitted tiny Qwen2.5-VL (2 layers, hidden 64, vocab 151936)",
+    }
     return out
 
 

@@ -14,9 +14,7 @@ def open_panel() -> None:
     if plugin is None:
         iface.messageBar().pushWarning("Think2Seg", "The Think2Seg plugin is not enabled in this profile.")
         return
-    rasters = [
-        layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)
-    ]
+    rasters = [layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)]
     if rasters:
         iface.setActiveLayer(rasters[0])
     plugin.show_panel()

@@ -29,8 +29,7 @@ def start() -> None:
 
 
 def screen(canvas, xy: QgsPointXY) -> QPoint:
-    p = canvas.getCoordinateTransform().transform(canvas.mapSettings().layerToMapCoordinates(
-        iface.activeLayer(), xy))
+    p = canvas.getCoordinateTransform().transform(canvas.mapSettings().layerToMapCoordinates(iface.activeLayer(), xy))
     return QPoint(int(round(p.x())), int(round(p.y())))
 
 
@@ -50,10 +49,17 @@ def refine(panel, result) -> None:
     viewport = canvas.viewport()
     w, h, x0, y0 = box.width(), box.height(), box.xMinimum(), box.yMinimum()
     steps = [
-        lambda: QTest.mouseClick(viewport, Qt.LeftButton, Qt.NoModifier, screen(canvas, QgsPointXY(x0 + w * 0.3, y0 + h * 0.7))),
-        lambda: QTest.mouseClick(viewport, Qt.RightButton, Qt.NoModifier, screen(canvas, QgsPointXY(x0 + w * 0.6, y0 + h * 0.45))),
-        lambda: drag(viewport, screen(canvas, QgsPointXY(x0 + w * 0.15, y0 + h * 0.1)),
-                     screen(canvas, QgsPointXY(x0 + w * 0.9, y0 + h * 0.85))),
+        lambda: QTest.mouseClick(
+            viewport, Qt.LeftButton, Qt.NoModifier, screen(canvas, QgsPointXY(x0 + w * 0.3, y0 + h * 0.7))
+        ),
+        lambda: QTest.mouseClick(
+            viewport, Qt.RightButton, Qt.NoModifier, screen(canvas, QgsPointXY(x0 + w * 0.6, y0 + h * 0.45))
+        ),
+        lambda: drag(
+            viewport,
+            screen(canvas, QgsPointXY(x0 + w * 0.15, y0 + h * 0.1)),
+            screen(canvas, QgsPointXY(x0 + w * 0.9, y0 + h * 0.85)),
+        ),
     ]
 
     def next_step(*_args) -> None:

@@ -4,7 +4,8 @@
 
 Without --sam it builds a randomly initialised real-size sam2.1_hiera_tiny (`build_sam2(..., ckpt_path=None)`,
 seed 0): the decoder's timing does not depend on the weights; the polygon step's does (see below). It reads
-the NAIP sample as the view (as /v1/segment does), embeds it once, then times `refine_view` (what POST /v1/views/{id}/refine runs inside the worker) for a sequence of
+the NAIP sample as the view (as /v1/segment does), embeds it once, then times `refine_view` (what
+POST /v1/views/{id}/refine runs inside the worker) for a sequence of
 edits (box + points, a negative click, a new box), and once with the embedding evicted (the re-embed).
 
 Random weights draw speckle-noise masks, whose hundreds of specks and ragged holes make polygonising far
@@ -71,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     box = [w * 0.25, h * 0.2, w * 0.75, h * 0.6]
     edits = [
         RefineRequest(frame="pixel", box=box, positive_points=[(w * 0.5, h * 0.4), (w * 0.375, h * 0.5)], instance=0),
-        RefineRequest(frame="pixel", box=box, positive_points=[(w * 0.5, h * 0.4)],
-                      negative_points=[(w * 0.375, h * 0.5)], instance=0),
+        RefineRequest(
+            frame="pixel",
+            box=box,
+            positive_points=[(w * 0.5, h * 0.4)],
+            negative_points=[(w * 0.375, h * 0.5)],
+            instance=0,
+        ),
         RefineRequest(frame="pixel", box=[w * 0.3, h * 0.25, w * 0.6, h * 0.5], positive_points=[(w * 0.5, h * 0.4)]),
         RefineRequest(frame="pixel", positive_points=[(w * 0.5, h * 0.4)]),
     ]
@@ -114,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"refine with a realistic mask (as measured, smooth polygonise): {fmt(realistic)}")
     # On a shared machine wall time includes waiting for a core; CPU time does not (all threads summed).
     print(f"refine CPU time (all threads): {fmt(cpu)}; load average {os.getloadavg()[0]:.1f}")
-    print(f"refine after eviction (re-embed + decoder): {again['timings']['total']:.2f} s "
-          f"(embed {again['timings']['embed']:.2f} s)")
+    print(
+        f"refine after eviction (re-embed + decoder): {again['timings']['total']:.2f} s "
+        f"(embed {again['timings']['embed']:.2f} s)"
+    )
     return 0 if np.isfinite(statistics.median(totals)) else 1
 
 

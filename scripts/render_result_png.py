@@ -31,7 +31,14 @@ def main(raster: str, gpkg: str, out: str) -> int:
         if not lyr.isValid():
             print(f"cannot open layer {name} of {gpkg}", file=sys.stderr)
             return 1
-        qml = STYLES / {"mask": "think2seg_masks.qml", "prompt_points": "think2seg_points.qml", "prompt_boxes": "think2seg_boxes.qml"}[name]
+        qml = (
+            STYLES
+            / {
+                "mask": "think2seg_masks.qml",
+                "prompt_points": "think2seg_points.qml",
+                "prompt_boxes": "think2seg_boxes.qml",
+            }[name]
+        )
         if qml.exists():
             lyr.loadNamedStyle(str(qml))
         print(f"{name}: {lyr.featureCount()} features, CRS {lyr.crs().authid()}")

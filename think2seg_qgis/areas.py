@@ -63,9 +63,7 @@ def selected_polygons(
 ) -> tuple[QgsRectangle, QgsGeometry]:
     """(bounding box, union of the selected polygons), both in the raster's CRS."""
     if layer is None or not layer.isValid() or layer.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
-        raise Think2SegError(
-            EMPTY_AREA, tr("Choose a polygon layer whose selected features mark the area to read.")
-        )
+        raise Think2SegError(EMPTY_AREA, tr("Choose a polygon layer whose selected features mark the area to read."))
     geometries = [f.geometry() for f in layer.getSelectedFeatures() if f.hasGeometry()]
     if not geometries:
         raise Think2SegError(

@@ -186,9 +186,7 @@ class BackendLauncher(QObject):
         Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
         Path(settings.effective_token_file()).parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log_file, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the child
-        self._log_handle.write(
-            f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} QGIS starts: {shlex.join(command)}\n"
-        )
+        self._log_handle.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} QGIS starts: {shlex.join(command)}\n")
         self._log_handle.flush()
         env = child_environment(extra={"PYTHONUNBUFFERED": "1"})  # not QGIS's PYTHONHOME, PROJ_LIB...
         try:
@@ -203,7 +201,8 @@ class BackendLauncher(QObject):
         except OSError as error:
             self._close_log()
             raise Think2SegError(
-                NOT_STARTED, tr("Could not start the backend ({python}): {error}").format(python=interpreter, error=error)
+                NOT_STARTED,
+                tr("Could not start the backend ({python}): {error}").format(python=interpreter, error=error),
             ) from None
         self.settings = settings
         self.started_at = time.monotonic()
@@ -288,9 +287,7 @@ class BackendLauncher(QObject):
         elif self.state != STATE_READY:
             self._set_state(STATE_STARTING, tr("Starting the local backend ({seconds:.0f} s)…").format(seconds=elapsed))
         else:
-            self._set_state(
-                STATE_STARTING, tr("The local backend stopped answering: {error}").format(error=result)
-            )
+            self._set_state(STATE_STARTING, tr("The local backend stopped answering: {error}").format(error=result))
 
     def _set_state(self, state: str, sentence: str) -> None:
         changed = (state, sentence) != (self.state, getattr(self, "_sentence", None))

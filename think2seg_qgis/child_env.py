@@ -74,8 +74,11 @@ def qgis_proxy_settings() -> dict[str, str]:
     return {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": excluded}
 
 
-def child_environment(base: Mapping[str, str] | None = None, proxy: Mapping[str, str] | None = None,
-                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_environment(
+    base: Mapping[str, str] | None = None,
+    proxy: Mapping[str, str] | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """`base` (default: this process's environment) less QGIS's own variables and Python folders on PATH, with
     the user's network settings kept, QGIS's proxy (`proxy`, default read from QgsSettings) added where the
     environment names none, loopback never proxied, and `extra` on top."""

@@ -294,7 +294,10 @@ class BackendClient:
         ``box``, ``positive_points``, ``negative_points`` and ``instance`` (docs/api.md)."""
         body = json.dumps(prompts).encode("utf-8")
         _, data = self._request(
-            "POST", f"{API}/views/{urllib.parse.quote(view_id)}/refine", body, "application/json",
+            "POST",
+            f"{API}/views/{urllib.parse.quote(view_id)}/refine",
+            body,
+            "application/json",
             timeout=max(self.timeout, 120.0),
         )
         return data
@@ -337,6 +340,13 @@ def qgis_send(
     if code == QgsBlockingNetworkRequest.ErrorCode.TimeoutError:
         return 0, b"", Think2SegError(TIMEOUT, backend_sentence(TIMEOUT, "", base))
     detail = blocking.errorMessage()
-    return 0, b"", Think2SegError(
-        UNREACHABLE, f"{backend_sentence(UNREACHABLE, '', base)} ({detail})" if detail else backend_sentence(UNREACHABLE, "", base)
+    return (
+        0,
+        b"",
+        Think2SegError(
+            UNREACHABLE,
+            f"{backend_sentence(UNREACHABLE, '', base)} ({detail})"
+            if detail
+            else backend_sentence(UNREACHABLE, "", base),
+        ),
     )

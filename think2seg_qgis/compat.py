@@ -42,5 +42,6 @@ def _field_type(kind: str):
 
 
 def make_field(name: str, kind: str) -> QgsField:
-    """A QgsField of ``kind`` (FIELD_STRING, FIELD_INT, FIELD_DOUBLE, FIELD_DATETIME, FIELD_BOOL) on any QGIS 3.22-4.x."""
+    """A QgsField of ``kind`` (FIELD_STRING, FIELD_INT, FIELD_DOUBLE, FIELD_DATETIME, FIELD_BOOL) on any QGIS
+    3.22-4.x."""
     return QgsField(name, _field_type(kind))

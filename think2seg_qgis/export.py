@@ -224,7 +224,9 @@ def _export_with_gdal(source, area, out_path, max_size, is_cancelled) -> Exporte
 def _export_rendered(source, area, out_path, max_size, is_cancelled) -> ExportedRaster:
     layer = source.render_layer
     if layer is None:
-        raise Think2SegError(EXPORT_FAILED, tr("The layer “{name}” cannot be drawn for export.").format(name=source.name))
+        raise Think2SegError(
+            EXPORT_FAILED, tr("The layer “{name}” cannot be drawn for export.").format(name=source.name)
+        )
     native_w = area.width() / source.units_per_pixel_x if source.units_per_pixel_x > 0 else max_size
     native_h = area.height() / source.units_per_pixel_y if source.units_per_pixel_y > 0 else max_size
     if layer.providerType() != "gdal":
@@ -264,9 +266,7 @@ def _export_rendered(source, area, out_path, max_size, is_cancelled) -> Exported
     pointer = rgb.constBits()
     pointer.setsize(rgb.sizeInBytes())
     try:
-        dataset = gdal.GetDriverByName("GTiff").Create(
-            out_path, width, height, 3, gdal.GDT_Byte, ["PHOTOMETRIC=RGB"]
-        )
+        dataset = gdal.GetDriverByName("GTiff").Create(out_path, width, height, 3, gdal.GDT_Byte, ["PHOTOMETRIC=RGB"])
         dataset.SetGeoTransform(
             (
                 visible.xMinimum(),
@@ -296,7 +296,8 @@ def _export_rendered(source, area, out_path, max_size, is_cancelled) -> Exported
         dataset = None
     except RuntimeError as error:
         raise Think2SegError(
-            EXPORT_FAILED, tr("Could not write the drawn image of “{name}”: {error}").format(name=source.name, error=error)
+            EXPORT_FAILED,
+            tr("Could not write the drawn image of “{name}”: {error}").format(name=source.name, error=error),
         ) from None
     return ExportedRaster(
         path=out_path,

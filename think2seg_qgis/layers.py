@@ -127,8 +127,7 @@ def answer_is_empty(answer: dict) -> bool:
 def empty_sentence(answer: dict, query: str, source_layer: str) -> str:
     if answer.get("status") == "unparsed":
         return tr(
-            "Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the "
-            "panel)."
+            "Nothing matches “{query}” in “{layer}”: the model gave no usable answer (see its raw answer in the panel)."
         ).format(query=query, layer=source_layer)
     return tr("Nothing matches “{query}” in “{layer}”.").format(query=query, layer=source_layer)
 
@@ -324,9 +323,7 @@ def kept_instances(masks: list[QgsFeature]) -> set[int]:
 
 
 # -- layers ------------------------------------------------------------------------------------------------
-def _memory_layer(
-    kind: str, name: str, crs: QgsCoordinateReferenceSystem, fields: QgsFields
-) -> QgsVectorLayer:
+def _memory_layer(kind: str, name: str, crs: QgsCoordinateReferenceSystem, fields: QgsFields) -> QgsVectorLayer:
     layer = QgsVectorLayer(f"{kind}?index=yes", name, "memory")
     layer.setCrs(crs)
     layer.dataProvider().addAttributes(fields.toList())
@@ -482,9 +479,7 @@ def _write_geopackage(layer: QgsVectorLayer, path: str, table: str) -> QgsVector
     if os.path.exists(path):
         options.actionOnExistingFile = QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    result = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, path, QgsProject.instance().transformContext(), options
-    )
+    result = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, QgsProject.instance().transformContext(), options)
     error, message = result[0], result[1]
     if error != QgsVectorFileWriter.WriterError.NoError:
         raise Think2SegError(
@@ -492,7 +487,9 @@ def _write_geopackage(layer: QgsVectorLayer, path: str, table: str) -> QgsVector
         )
     written = QgsVectorLayer(f"{path}|layername={table}", layer.name(), "ogr")
     if not written.isValid():
-        raise Think2SegError(WRITE_FAILED, tr("The results written to {path} could not be opened again.").format(path=path))
+        raise Think2SegError(
+            WRITE_FAILED, tr("The results written to {path} could not be opened again.").format(path=path)
+        )
     return written
 
 

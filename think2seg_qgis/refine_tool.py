@@ -77,7 +77,9 @@ class Prompts:
     negative: list[QgsPointXY] = field(default_factory=list)
 
     def copy(self) -> Prompts:
-        return Prompts(QgsRectangle(self.box) if self.box is not None else None, list(self.positive), list(self.negative))
+        return Prompts(
+            QgsRectangle(self.box) if self.box is not None else None, list(self.positive), list(self.negative)
+        )
 
     def is_empty(self) -> bool:
         return self.box is None and not self.positive and not self.negative
@@ -154,12 +156,26 @@ def style_prompt_points(layer: QgsVectorLayer) -> None:
     root = QgsRuleBasedRenderer.Rule(None)
     rules = [
         ('"source" IS NULL OR "source" = \'model\'', tr("model"), model_symbol),
-        ('"source" = \'user\' AND "label" = 1', tr("user: positive"),
-         QgsMarkerSymbol.createSimple({"name": "cross_fill", "color": "0,200,83,255", "outline_color": "255,255,255,255",
-                                       "size": "4"})),
-        ('"source" = \'user\' AND "label" = 0', tr("user: negative"),
-         QgsMarkerSymbol.createSimple({"name": "cross2", "color": "213,0,0,255", "outline_color": "213,0,0,255",
-                                       "outline_width": "0.8", "size": "4"})),
+        (
+            '"source" = \'user\' AND "label" = 1',
+            tr("user: positive"),
+            QgsMarkerSymbol.createSimple(
+                {"name": "cross_fill", "color": "0,200,83,255", "outline_color": "255,255,255,255", "size": "4"}
+            ),
+        ),
+        (
+            '"source" = \'user\' AND "label" = 0',
+            tr("user: negative"),
+            QgsMarkerSymbol.createSimple(
+                {
+                    "name": "cross2",
+                    "color": "213,0,0,255",
+                    "outline_color": "213,0,0,255",
+                    "outline_width": "0.8",
+                    "size": "4",
+                }
+            ),
+        ),
     ]
     for expression, label, symbol in rules:
         if symbol is None:
@@ -174,11 +190,15 @@ def style_prompt_boxes(layer: QgsVectorLayer) -> None:
     if isinstance(layer.renderer(), QgsRuleBasedRenderer) or not hasattr(layer.renderer(), "symbol"):
         return
     root = QgsRuleBasedRenderer.Rule(None)
-    root.appendChild(QgsRuleBasedRenderer.Rule(layer.renderer().symbol().clone(), 0, 0,
-                                               '"source" IS NULL OR "source" = \'model\'', tr("model")))
-    user = QgsFillSymbol.createSimple({"style": "no", "outline_color": "0,200,83,255", "outline_width": "0.8",
-                                       "outline_width_unit": "MM"})
-    root.appendChild(QgsRuleBasedRenderer.Rule(user, 0, 0, '"source" = \'user\'', tr("user")))
+    root.appendChild(
+        QgsRuleBasedRenderer.Rule(
+            layer.renderer().symbol().clone(), 0, 0, '"source" IS NULL OR "source" = \'model\'', tr("model")
+        )
+    )
+    user = QgsFillSymbol.createSimple(
+        {"style": "no", "outline_color": "0,200,83,255", "outline_width": "0.8", "outline_width_unit": "MM"}
+    )
+    root.appendChild(QgsRuleBasedRenderer.Rule(user, 0, 0, "\"source\" = 'user'", tr("user")))
     layer.setRenderer(QgsRuleBasedRenderer(root))
     layer.triggerRepaint()
 
@@ -186,7 +206,13 @@ def style_prompt_boxes(layer: QgsVectorLayer) -> None:
 class RefineTask(QgsTask):
     """One refine call in the background; ``on_done(answer, error)`` on the main thread."""
 
-    def __init__(self, client: BackendClient, view_id: str, body: dict, on_done: Callable[[dict | None, Think2SegError | None], None]):
+    def __init__(
+        self,
+        client: BackendClient,
+        view_id: str,
+        body: dict,
+        on_done: Callable[[dict | None, Think2SegError | None], None],
+    ):
         super().__init__(tr("Think2Seg: refine"))
         self.client, self.view_id, self.body, self.on_done = client, view_id, body, on_done
         self.answer: dict | None = None
@@ -309,8 +335,12 @@ class RefineMapTool(QgsMapTool):
     def _submit(self) -> None:
         edit = self.edit
         body = self.prompts.request(edit.instance if edit.original is not None else None)
-        self.task = RefineTask(self.client_factory(), self.group.view_id, body,
-                               lambda answer, error, k=edit.instance: self._on_answer(k, answer, error))
+        self.task = RefineTask(
+            self.client_factory(),
+            self.group.view_id,
+            body,
+            lambda answer, error, k=edit.instance: self._on_answer(k, answer, error),
+        )
         QgsApplication.taskManager().addTask(self.task)
 
     def _on_answer(self, instance: int, answer: dict | None, error: Think2SegError | None) -> None:
@@ -322,10 +352,12 @@ class RefineMapTool(QgsMapTool):
             return
         if error is not None:
             if error.code == VIEW_NOT_FOUND:  # not the backend's sentence: it names the view by its hex id
-                self.failed.emit(tr(
-                    "The backend no longer holds the image of this result (it restarted, or newer answers took its "
-                    "place), so it cannot be refined: run the query again, then refine the new result."
-                ))
+                self.failed.emit(
+                    tr(
+                        "The backend no longer holds the image of this result (it restarted, or newer answers took its "
+                        "place), so it cannot be refined: run the query again, then refine the new result."
+                    )
+                )
                 return
             self.failed.emit(error.message)
             return
@@ -359,7 +391,12 @@ class RefineMapTool(QgsMapTool):
             self._ensure_field(masks, "edited")
             masks.dataProvider().changeGeometryValues({feature.id(): geometry})
             masks.dataProvider().changeAttributeValues(
-                {feature.id(): {masks.fields().indexOf(k): v for k, v in values.items() if masks.fields().indexOf(k) >= 0}})
+                {
+                    feature.id(): {
+                        masks.fields().indexOf(k): v for k, v in values.items() if masks.fields().indexOf(k) >= 0
+                    }
+                }
+            )
         self._write_user_prompts(instance, prompts, answer)
         for layer in (masks, self.group.points, self.group.boxes):
             layer.updateExtents()
@@ -507,8 +544,14 @@ class RefineControls(QWidget):
     #: after each applied refine (and reset): the group whose masks changed
     edited = pyqtSignal(object)
 
-    def __init__(self, iface, group_for: Callable[[], ResultGroup | None], client_factory: Callable[[], BackendClient],
-                 say: Callable[[str], None], parent: QWidget | None = None):
+    def __init__(
+        self,
+        iface,
+        group_for: Callable[[], ResultGroup | None],
+        client_factory: Callable[[], BackendClient],
+        say: Callable[[str], None],
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.iface, self.group_for, self.client_factory, self.say = iface, group_for, client_factory, say
         self.tool: RefineMapTool | None = None
@@ -519,10 +562,10 @@ class RefineControls(QWidget):
         QgsGui.shortcutsManager().registerAction(self.action, self.action.shortcut().toString())
         self._previous_tool = None  # the map tool before Refine, given back on Done
         self.action.setToolTip(
-            tr("Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click "
-               "removes, a drag redraws the box").format(
-                shortcut=self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-            )
+            tr(
+                "Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click "
+                "removes, a drag redraws the box"
+            ).format(shortcut=self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText))
         )
         self.action.toggled.connect(self._toggled)
         button = QToolButton()

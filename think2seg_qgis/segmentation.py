@@ -110,9 +110,7 @@ def run_segmentation(
             if state == JOB_FAILED_STATE:
                 err = status.get("error") or {}
                 code = str(err.get("code") or JOB_FAILED)
-                raise Think2SegError(
-                    code, backend_sentence(code, str(err.get("message") or tr("The job failed.")))
-                )
+                raise Think2SegError(code, backend_sentence(code, str(err.get("message") or tr("The job failed."))))
             _sleep_unless_cancelled(poll_interval, is_cancelled)
     except Think2SegError as error:
         if error.code == CANCELLED:

@@ -100,7 +100,9 @@ def failure(path: str, error: BaseException, stage: str) -> dict:
     return {"raster": path, "stage": stage, "code": code, "message": message}
 
 
-def plan_rasters(paths: Sequence[str], tiling: Tiling, crs: str | None = None) -> tuple[list[RasterPlan], list[dict], object]:
+def plan_rasters(
+    paths: Sequence[str], tiling: Tiling, crs: str | None = None
+) -> tuple[list[RasterPlan], list[dict], object]:
     """Open each raster's header and lay out its tiles (the one grid of each raster in this run); returns
     plans, failures and the output CRS."""
     import rasterio
@@ -136,9 +138,15 @@ def plan_rasters(paths: Sequence[str], tiling: Tiling, crs: str | None = None) -
         target = next((p.grid.crs for p in plans if p.grid.crs is not None), None)
     if target is not None:
         for p in [p for p in plans if p.grid.crs is None]:
-            failures.append({"raster": p.path, "stage": "open", "code": "no_crs",
-                             "message": f"{p.path} has no georeferencing: it cannot be placed with the georeferenced "
-                                        "rasters of this batch (batch it on its own)."})
+            failures.append(
+                {
+                    "raster": p.path,
+                    "stage": "open",
+                    "code": "no_crs",
+                    "message": f"{p.path} has no georeferencing: it cannot be placed with the georeferenced "
+                    "rasters of this batch (batch it on its own).",
+                }
+            )
         plans = [p for p in plans if p.grid.crs is not None]
     return plans, failures, target
 
@@ -200,15 +208,19 @@ class BatchState:
         self.file = self.folder / "batch.json"
         if self.folder.exists() and not resume:
             if not self.file.exists() and any(self.folder.iterdir()):
-                raise BadInput(f"{self.folder} exists and is not a think2seg state folder; choose another --state.",
-                               code="bad_state")
+                raise BadInput(
+                    f"{self.folder} exists and is not a think2seg state folder; choose another --state.",
+                    code="bad_state",
+                )
             shutil.rmtree(self.folder)
         self.rasters: dict[str, dict] = {}
         if self.file.exists():
             old = json.loads(self.file.read_text())
             if old.get("fingerprint") != fingerprint:
-                raise BadInput(f"{self.folder} holds a batch with other queries, options or models; drop --resume to "
-                               "start over.", code="state_mismatch")
+                raise BadInput(
+                    f"{self.folder} holds a batch with other queries, options or models; drop --resume to start over.",
+                    code="state_mismatch",
+                )
             self.rasters = old.get("rasters", {})
         self.fingerprint = fingerprint
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -222,16 +234,26 @@ class BatchState:
 
     def is_done(self, plan: RasterPlan) -> bool:
         rec = self.rasters.get(plan.key)
-        return bool(rec and rec.get("status") == "done" and (self.raster_dir(plan) / "result.json").exists()
-                    and rec.get("identity") == raster_identity(plan.path))
+        return bool(
+            rec
+            and rec.get("status") == "done"
+            and (self.raster_dir(plan) / "result.json").exists()
+            and rec.get("identity") == raster_identity(plan.path)
+        )
 
     def mark_done(self, plan: RasterPlan, result: TiledResult) -> dict:
         rows = layer_rows(result, {"raster": plan.path})
         layers = {name: [[shapely.to_wkb(g, hex=True), attrs] for g, attrs in rs] for name, rs in rows.items()}
         stats = dict(result.stats)
         write_json(self.raster_dir(plan) / "result.json", {"crs": plan.crs_wkt, "layers": layers, "stats": stats})
-        self.rasters[plan.key] = {"path": plan.path, "status": "done", "identity": raster_identity(plan.path),
-                                  "stats": stats, "features": len(rows["mask"]), "prompts": len(rows["prompt_boxes"])}
+        self.rasters[plan.key] = {
+            "path": plan.path,
+            "status": "done",
+            "identity": raster_identity(plan.path),
+            "stats": stats,
+            "features": len(rows["mask"]),
+            "prompts": len(rows["prompt_boxes"]),
+        }
         self.save()
         return self.rasters[plan.key]
 
@@ -361,10 +383,16 @@ def prepare(job: BatchJob, models: dict) -> tuple[list[RasterPlan], list[dict], 
 
 
 def finish(job: BatchJob, plans, failures, target, state: BatchState, t0: float) -> BatchSummary:
-    summary = BatchSummary(output=job.output, rasters=len({p.path for p in plans} | {f["raster"] for f in failures}),
-                           failures=list(failures),
-                           crs=(f"EPSG:{target.to_epsg()}" if target is not None and target.to_epsg() else
-                                (target.to_wkt()[:60] if target is not None else None)))
+    summary = BatchSummary(
+        output=job.output,
+        rasters=len({p.path for p in plans} | {f["raster"] for f in failures}),
+        failures=list(failures),
+        crs=(
+            f"EPSG:{target.to_epsg()}"
+            if target is not None and target.to_epsg()
+            else (target.to_wkt()[:60] if target is not None else None)
+        ),
+    )
     for p in plans:
         rec = state.rasters.get(p.key, {})
         if rec.get("status") == "done":
@@ -394,8 +422,12 @@ def summary_path(output: str) -> Path:
     return p.with_name(p.stem + ".summary.json")
 
 
-def run_batch(load_pipeline: Callable[[], object], job: BatchJob, cancelled: Callable[[], bool] | None = None,
-              models: dict | None = None) -> BatchSummary:
+def run_batch(
+    load_pipeline: Callable[[], object],
+    job: BatchJob,
+    cancelled: Callable[[], bool] | None = None,
+    models: dict | None = None,
+) -> BatchSummary:
     """Run `job` locally. `load_pipeline()` is called once, after the rasters were checked (and not at all
     when none can be read). `models` (the ids) keys the resume state; it defaults to the pipeline's."""
     t0 = time.perf_counter()
@@ -417,9 +449,17 @@ def run_batch(load_pipeline: Callable[[], object], job: BatchJob, cancelled: Cal
                     progress.callback(p.key)(len(p.grid.tiles), len(p.grid.tiles), Path(p.path).name)
                     continue
                 try:
-                    result = segment_raster_tiled(pipeline, p.path, job.queries, job.options, job.tiling,
-                                                  state.raster_dir(p), progress=progress.callback(p.key),
-                                                  cancelled=cancelled, grid=p.grid)
+                    result = segment_raster_tiled(
+                        pipeline,
+                        p.path,
+                        job.queries,
+                        job.options,
+                        job.tiling,
+                        state.raster_dir(p),
+                        progress=progress.callback(p.key),
+                        cancelled=cancelled,
+                        grid=p.grid,
+                    )
                 except Cancelled:
                     raise
                 except Exception as e:  # one bad raster is reported and skipped (KeyboardInterrupt is not caught)

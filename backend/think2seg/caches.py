@@ -54,8 +54,9 @@ class ByteLRU:
 
     def evict_over_limit(self) -> None:
         """Evict the least recently used values until the bytes (and count) kept are within bounds again."""
-        while self._items and (self.bytes > self.max_bytes
-                               or (self.max_items is not None and len(self._items) > self.max_items)):
+        while self._items and (
+            self.bytes > self.max_bytes or (self.max_items is not None and len(self._items) > self.max_items)
+        ):
             _, (_, s) = self._items.popitem(last=False)
             self.bytes -= s
 

@@ -4,7 +4,8 @@ Ray Data carries one row per (raster, tile window, query) still to do. `map_batc
 (`TileActor`) that each load the models once (one GPU each where the cluster has GPUs, a CPU slot
 otherwise), read the windows they were given (two calls at once per actor: one reads and resizes while the
 other is with the models), answer the pairs in one batched call and send back each
-pair's clipped pieces, prompts and reasoning (`tiling.run.answer_tiles`, as a local run). The driver is the one writer: it
+pair's clipped pieces, prompts and reasoning (`tiling.run.answer_tiles`, as a local run). The driver is the one
+writer: it
 gathers a tile's entries, saves the tile's shard in the batch's state folder exactly as a local run does,
 and once a raster's tiles are all in, merges them (`tiling.merge.merge_shards`) and writes the output
 (`batch.finish`). Local and Ray runs therefore share state, resume each other, and write the same features.
@@ -55,8 +56,9 @@ def actor_pool(size: int):
 
     params = inspect.signature(ray.data.ActorPoolStrategy).parameters
     if {"max_concurrent_calls_per_actor", "enable_true_multi_threading"} <= set(params):
-        return ray.data.ActorPoolStrategy(size=size, max_concurrent_calls_per_actor=CALLS_PER_ACTOR,
-                                          enable_true_multi_threading=True)
+        return ray.data.ActorPoolStrategy(
+            size=size, max_concurrent_calls_per_actor=CALLS_PER_ACTOR, enable_true_multi_threading=True
+        )
     return ray.data.ActorPoolStrategy(size=size)
 
 
@@ -74,9 +76,14 @@ class TileActor:
         from .options import SegmentOptions
         from .pipeline import Pipeline
 
-        self.pipeline = Pipeline.from_pretrained(models["model"], models["sam"], models["sam_size"], models["device"],
-                                                 decoding=models.get("decoding", "auto"),
-                                                 compile_sam=models.get("compile_sam", False))
+        self.pipeline = Pipeline.from_pretrained(
+            models["model"],
+            models["sam"],
+            models["sam_size"],
+            models["device"],
+            decoding=models.get("decoding", "auto"),
+            compile_sam=models.get("compile_sam", False),
+        )
         self.options = SegmentOptions.from_dict(options)
         self._models = threading.Lock()  # one call at a time on the models (and the GPU)
         # the actor's whole life is a batch: its caches keep one call's views (`Pipeline.keeping_at_most`)
@@ -116,8 +123,16 @@ class TileActor:
                 order = list(specs)
                 tiles, read_s, inputs = read_tiles(ds, list(specs.values()), self.options.bands, self.pipeline.prepare)
                 pairs = [(order.index(str(r["tile"])), int(r["query_index"]), str(r["query"])) for r in rrows]
-                entries = answer_tiles(self.pipeline, list(specs.values()), tiles, pairs, self.options,
-                                       inputs=inputs, read_s=read_s, models_lock=self._models)
+                entries = answer_tiles(
+                    self.pipeline,
+                    list(specs.values()),
+                    tiles,
+                    pairs,
+                    self.options,
+                    inputs=inputs,
+                    read_s=read_s,
+                    models_lock=self._models,
+                )
                 for row, (ti, _, _), entry in zip(rrows, pairs, entries):
                     emit(row, entry=entry, read=read_record(tiles[ti], inputs[ti] is None))
             except Exception as e:  # a broken raster fails alone; the actor goes on with other rasters
@@ -157,13 +172,25 @@ def connect(address: str, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address == "local":
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
     else:
         ray.init(address=address, log_to_driver=False)
 
 
-def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | None = None,
-                  models: dict | None = None, cancelled: Callable[[], bool] | None = None) -> BatchSummary:
+def run_batch_ray(
+    address: str,
+    job: BatchJob,
+    loader: RayModels,
+    actors: int | None = None,
+    models: dict | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> BatchSummary:
     """Run `job` on Ray (see the module docstring). `loader` says how actors load the models, `models` are
     the ids that key the resume state (default: the loader's; the CLI passes those the pipeline reports).
     `cancelled()` is checked between result batches; the finished tiles stay in the state folder."""
@@ -184,7 +211,9 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
         if state.is_done(p):
             continue
         try:
-            ts = TileState(state.raster_dir(p), fingerprint(queries, opts, p.grid, ids, raster=raster_identity(p.path)), p.grid)
+            ts = TileState(
+                state.raster_dir(p), fingerprint(queries, opts, p.grid, ids, raster=raster_identity(p.path)), p.grid
+            )
         except Exception as e:
             f = failure(p.path, e, "run")
             failures.append(f)
@@ -198,8 +227,9 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
                 continue
             spec_json = json.dumps(spec.to_dict())
             for qi, q in enumerate(queries):
-                rows.append({"raster": p.path, "key": p.key, "tile": spec.id, "spec": spec_json, "query_index": qi,
-                             "query": q})
+                rows.append(
+                    {"raster": p.path, "key": p.key, "tile": spec.id, "spec": spec_json, "query_index": qi, "query": q}
+                )
     progress = TileProgress(sum(len(p.grid.tiles) for p in plans), job.progress)
     by_key = {p.key: p for p in todo}
     failed: set[str] = set()
@@ -219,11 +249,18 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
             resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // max(1, len(queries)), 64)))
             answers = ds.map_batches(
-                TileActor, batch_size=job.tiling.batch_size * len(queries), compute=actor_pool(n_actors), batch_format="numpy",
+                TileActor,
+                batch_size=job.tiling.batch_size * len(queries),
+                compute=actor_pool(n_actors),
+                batch_format="numpy",
                 fn_constructor_kwargs={
                     "models": {**asdict(loader), "device": loader.device if gpus else "cpu"},
-                    "options": {"max_reasoning_tokens": opts.max_reasoning_tokens, "bands": opts.bands,
-                                "min_area_pixels": opts.min_area_pixels, "constrain_answer": opts.constrain_answer},
+                    "options": {
+                        "max_reasoning_tokens": opts.max_reasoning_tokens,
+                        "bands": opts.bands,
+                        "min_area_pixels": opts.min_area_pixels,
+                        "constrain_answer": opts.constrain_answer,
+                    },
                     "views": job.tiling.batch_size,
                 },
                 **resources,
@@ -233,8 +270,9 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
             for batch in answers.iter_batches(batch_size=None, batch_format="numpy"):
                 if cancelled is not None and cancelled():
                     raise Cancelled("The batch was cancelled; finished tiles are kept: rerun with --resume.")
-                for key, tile, qi, entry, read, error in zip(batch["key"], batch["tile"], batch["query_index"],
-                                                              batch["entry"], batch["read"], batch["error"]):
+                for key, tile, qi, entry, read, error in zip(
+                    batch["key"], batch["tile"], batch["query_index"], batch["entry"], batch["read"], batch["error"]
+                ):
                     key, tile = str(key), str(tile)
                     if key in failed:
                         continue
@@ -250,17 +288,24 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
                         continue
                     del pending[(key, tile)]
                     info = slot["read"]
-                    shard = {"tile": json.loads(specs[(key, tile)]), "read": info["read"],
-                             "read_pixels": info["read_pixels"], "nodata": info["nodata"],
-                             "entries": [slot["entries"][i] for i in range(len(queries))]}
+                    shard = {
+                        "tile": json.loads(specs[(key, tile)]),
+                        "read": info["read"],
+                        "read_pixels": info["read_pixels"],
+                        "nodata": info["nodata"],
+                        "entries": [slot["entries"][i] for i in range(len(queries))],
+                    }
                     ts = tile_states[key]
                     ts.save([shard])
                     ran[key] += 1
                     nodata[key] += int(info["nodata"])
                     max_read[key] = max(max_read[key], info["read_pixels"])
                     p = by_key[key]
-                    progress.callback(key)(len(ts.finished), len(p.grid.tiles),
-                                           f"{Path(p.path).name}: tile {len(ts.finished)} of {len(p.grid.tiles)}")
+                    progress.callback(key)(
+                        len(ts.finished),
+                        len(p.grid.tiles),
+                        f"{Path(p.path).name}: tile {len(ts.finished)} of {len(p.grid.tiles)}",
+                    )
     finally:
         progress.close()
     for p in todo:
@@ -268,13 +313,22 @@ def run_batch_ray(address: str, job: BatchJob, loader: RayModels, actors: int | 
             continue
         ts = tile_states[p.key]
         if len(ts.finished) < len(p.grid.tiles):
-            f = {"raster": p.path, "stage": "run", "code": "incomplete",
-                 "message": f"{len(p.grid.tiles) - len(ts.finished)} tiles of {p.path} came back without an answer."}
+            f = {
+                "raster": p.path,
+                "stage": "run",
+                "code": "incomplete",
+                "message": f"{len(p.grid.tiles) - len(ts.finished)} tiles of {p.path} came back without an answer.",
+            }
             failures.append(f)
             state.mark_failed(p, f)
             continue
-        stats = {"tiles": len(p.grid.tiles), "tiles_run": ran[p.key], "tiles_resumed": resumed[p.key],
-                 "tiles_nodata": nodata[p.key], "max_read_pixels": max_read[p.key]}
+        stats = {
+            "tiles": len(p.grid.tiles),
+            "tiles_run": ran[p.key],
+            "tiles_resumed": resumed[p.key],
+            "tiles_nodata": nodata[p.key],
+            "max_read_pixels": max_read[p.key],
+        }
         result = merge_shards(ts.shards(), p.grid, queries, p.path, ids, opts.min_area_pixels, stats)
         state.mark_done(p, result)
     return finish(job, plans, failures, target, state, t0)

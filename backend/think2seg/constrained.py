@@ -42,8 +42,10 @@ def _xgrammar():
     except ImportError as e:  # an optional feature: say what to install
         from .errors import BadInput
 
-        raise BadInput('constrain_answer needs the xgrammar package: pip install "xgrammar>=0.2,<0.3".',
-                       code="constrain_unavailable") from e
+        raise BadInput(
+            'constrain_answer needs the xgrammar package: pip install "xgrammar>=0.2,<0.3".',
+            code="constrain_unavailable",
+        ) from e
     return xgrammar
 
 
@@ -64,8 +66,14 @@ class AnswerConstraint:
     pass), with the answer text written so far.
     """
 
-    def __init__(self, tokenizer, stop_token_ids: list[int], batch: int, in_answer: bool = False,
-                 answer_so_far: list[str] | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        stop_token_ids: list[int],
+        batch: int,
+        in_answer: bool = False,
+        answer_so_far: list[str] | None = None,
+    ):
         self.tokenizer = tokenizer
         self.stop_token_ids = list(stop_token_ids)
         self.batch = batch
@@ -102,7 +110,7 @@ class AnswerConstraint:
                     if not m.is_terminated() and not m.accept_token(last):
                         self.matchers[row], self.failed[row] = None, True
                 elif not self.failed[row]:
-                    tail_ids = input_ids[row, max(self.prompt_len, input_ids.shape[1] - _TAIL_TOKENS):].tolist()
+                    tail_ids = input_ids[row, max(self.prompt_len, input_ids.shape[1] - _TAIL_TOKENS) :].tolist()
                     tail = self.tokenizer.decode(tail_ids, skip_special_tokens=False)
                     if ANSWER_OPEN in tail:
                         self._start(row, tail.split(ANSWER_OPEN)[-1], compiled)
@@ -118,8 +126,9 @@ class AnswerConstraint:
         return scores
 
 
-def answer_constraint(tokenizer, stop_token_ids: list[int], batch: int, in_answer: bool = False,
-                      answer_so_far: list[str] | None = None):
+def answer_constraint(
+    tokenizer, stop_token_ids: list[int], batch: int, in_answer: bool = False, answer_so_far: list[str] | None = None
+):
     """The logits-processor list for one `generate` call (see AnswerConstraint)."""
     from transformers import LogitsProcessorList
 

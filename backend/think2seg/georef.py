@@ -72,8 +72,12 @@ class RasterTile:
 UPLOAD_DRIVERS = ("GTiff", "PNG", "JPEG", "JP2OpenJPEG", "WEBP", "GIF", "BMP")
 #: GDAL settings while opening uploads: no sibling-file lookups, no .aux.xml written beside the upload, and
 #: /vsicurl/ & co. refuse every URL (no extension matches), so nothing can make the backend reach the network.
-UPLOAD_GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_PAM_ENABLED": "NO",
-                   "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".think2seg-no-network", "GDAL_HTTP_MAX_RETRY": "0"}
+UPLOAD_GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_PAM_ENABLED": "NO",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".think2seg-no-network",
+    "GDAL_HTTP_MAX_RETRY": "0",
+}
 _upload_drivers: ContextVar[tuple[str, ...] | None] = ContextVar("think2seg_upload_drivers", default=None)
 
 
@@ -123,9 +127,11 @@ def _open_upload(p: str, drivers: tuple[str, ...]):
             # DatasetReader takes GDAL's allow-list of drivers (rasterio.open takes one name only).
             ds = DatasetReader(p, driver=list(drivers))
     except RasterioIOError as e:
-        raise BadInput(f"{p} is not a raster the backend accepts: send a GeoTIFF (or COG), PNG, JPEG, JPEG2000, "
-                       "WebP, GIF or BMP file. Formats that point to other files (VRT...) are refused.",
-                       code="not_a_raster") from e
+        raise BadInput(
+            f"{p} is not a raster the backend accepts: send a GeoTIFF (or COG), PNG, JPEG, JPEG2000, "
+            "WebP, GIF or BMP file. Formats that point to other files (VRT...) are refused.",
+            code="not_a_raster",
+        ) from e
     return _with_bands(ds, p)
 
 
@@ -212,7 +218,7 @@ def stretch_bounds(values: np.ndarray) -> tuple[float, float]:
     statistics in a histogram of every possible value (0.7 ms a band against 2.3-4 ms for numpy's partition);
     other values partition. Both give the same order statistics for the same values, and the interpolation
     is this function's own, so a band gives the same bounds as integers and as floats."""
-    sample = values[::max(1, values.size // STRETCH_SAMPLE)]
+    sample = values[:: max(1, values.size // STRETCH_SAMPLE)]
     n = sample.size
     positions = [q / 100.0 * (n - 1) for q in STRETCH_PERCENTILES]
     ranks = sorted({min(int(p) + k, n - 1) for p in positions for k in (0, 1)})
@@ -249,8 +255,9 @@ def read_tile(
         try:
             win = full if window is None else window.intersection(full)
         except WindowError as e:
-            raise BadInput("The area to read does not overlap the raster (check its CRS and extent).",
-                           code="empty_window") from e
+            raise BadInput(
+                "The area to read does not overlap the raster (check its CRS and extent).", code="empty_window"
+            ) from e
         win_w, win_h = int(round(win.width)), int(round(win.height))
         if win_w < 1 or win_h < 1:
             raise BadInput("The area to read does not overlap the raster.", code="empty_window")
@@ -291,12 +298,20 @@ def read_tile(
         transform = win_transform @ Affine.scale(win_w / out_w, win_h / out_h)
         crs = ds.crs if ds.crs else None
         return RasterTile(
-            rgb=rgb, transform=transform, crs=crs, valid=valid, source=str(ds.name),
+            rgb=rgb,
+            transform=transform,
+            crs=crs,
+            valid=valid,
+            source=str(ds.name),
             to_source_pixel=Affine.translation(win.col_off, win.row_off) @ Affine.scale(win_w / out_w, win_h / out_h),
             read={
                 "mode": "resampled" if resampled else ("window" if win != full else "full"),
-                "width": ds.width, "height": ds.height, "read_width": out_w, "read_height": out_h,
-                "window": [int(win.col_off), int(win.row_off), win_w, win_h], "bands": band_idx,
+                "width": ds.width,
+                "height": ds.height,
+                "read_width": out_w,
+                "read_height": out_h,
+                "window": [int(win.col_off), int(win.row_off), win_w, win_h],
+                "bands": band_idx,
             },
         )
     finally:
@@ -317,8 +332,12 @@ def tile_from_array(rgb: np.ndarray, transform: Affine | None = None, crs: CRS |
     if isinstance(crs, str):
         crs = CRS.from_user_input(crs)
     h, w = arr.shape[:2]
-    return RasterTile(rgb=arr, transform=transform or Affine.identity(), crs=crs, read={
-        "mode": "array", "width": w, "height": h, "read_width": w, "read_height": h})
+    return RasterTile(
+        rgb=arr,
+        transform=transform or Affine.identity(),
+        crs=crs,
+        read={"mode": "array", "width": w, "height": h, "read_width": w, "read_height": h},
+    )
 
 
 def box_ring(box: tuple[float, float, float, float]) -> np.ndarray:

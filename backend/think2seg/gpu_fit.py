@@ -92,8 +92,18 @@ def need_bytes(reasoner: int, sam: int, cache: int = 0) -> int:
     return int(reasoner + sam + cache + max(WORKING_BYTES, WORKING_FRACTION * (reasoner + sam)))
 
 
-def fit_sentence(*, model: str, reasoner: int, sam_size: str, sam: int, free: int, total: int | None = None,
-                 gpu: str = "the GPU", cache: int = 0, dtype: str = "bfloat16") -> str | None:
+def fit_sentence(
+    *,
+    model: str,
+    reasoner: int,
+    sam_size: str,
+    sam: int,
+    free: int,
+    total: int | None = None,
+    gpu: str = "the GPU",
+    cache: int = 0,
+    dtype: str = "bfloat16",
+) -> str | None:
     """None when the reasoner, SAM2.1 and the embedding cache fit in `free` bytes; else a sentence naming both
     figures and the smaller choices that would fit (a pure function)."""
     need = need_bytes(reasoner, sam, cache)
@@ -112,13 +122,17 @@ def fit_sentence(*, model: str, reasoner: int, sam_size: str, sam: int, free: in
     if cache and need_bytes(reasoner, sam, 0) <= free:
         choices.append("a smaller embedding cache (--embedding-cache-mb 0)")
     choices.append("the CPU (--device cpu, much slower)")
-    return (f"{model} ({reasoner / gib:.1f} GiB in {dtype}) with SAM2.1 {sam_size} needs about {need / gib:.1f} GiB "
-            f"on {gpu}, which has {free / gib:.1f} GiB free{of_total}: close what else uses the GPU, or use "
-            + ", or ".join(choices) + ".")
+    return (
+        f"{model} ({reasoner / gib:.1f} GiB in {dtype}) with SAM2.1 {sam_size} needs about {need / gib:.1f} GiB "
+        f"on {gpu}, which has {free / gib:.1f} GiB free{of_total}: close what else uses the GPU, or use "
+        + ", or ".join(choices)
+        + "."
+    )
 
 
-def check_before_loading(model: str, sam_size: str, sam_checkpoint: str | None, device: str | None,
-                         cache: int = 0) -> None:
+def check_before_loading(
+    model: str, sam_size: str, sam_checkpoint: str | None, device: str | None, cache: int = 0
+) -> None:
     """On CUDA: raise OutOfMemory with `fit_sentence` when the models will not fit; nothing on the CPU."""
     import torch
 
@@ -132,8 +146,16 @@ def check_before_loading(model: str, sam_size: str, sam_checkpoint: str | None, 
     reasoner = reasoner_bytes(model)
     if reasoner is None:
         return
-    sentence = fit_sentence(model=model, reasoner=reasoner, sam_size=sam_size, sam=sam_bytes(sam_size, sam_checkpoint),
-                            free=free, total=total, gpu=torch.cuda.get_device_name(index), cache=cache)
+    sentence = fit_sentence(
+        model=model,
+        reasoner=reasoner,
+        sam_size=sam_size,
+        sam=sam_bytes(sam_size, sam_checkpoint),
+        free=free,
+        total=total,
+        gpu=torch.cuda.get_device_name(index),
+        cache=cache,
+    )
     if sentence:
         raise OutOfMemory(sentence)
 
@@ -146,5 +168,9 @@ def gpu_memory() -> dict | None:
         return None
     i = torch.cuda.current_device()
     free, total = torch.cuda.mem_get_info(i)
-    return {"name": torch.cuda.get_device_name(i), "free_mb": free >> 20, "used_mb": (total - free) >> 20,
-            "total_mb": total >> 20}
+    return {
+        "name": torch.cuda.get_device_name(i),
+        "free_mb": free >> 20,
+        "used_mb": (total - free) >> 20,
+        "total_mb": total >> 20,
+    }

@@ -37,20 +37,30 @@ class SegmentOptions(BaseModel):
 
     max_reasoning_tokens: int = Field(1024, ge=16, le=8192, description="budget for the model's reasoning")
     bands: list[BandNumber] | None = Field(
-        None, min_length=1, max_length=3, description="bands shown to the model as R,G,B: one or three band numbers")
-    min_area_pixels: float = Field(DEFAULT_MIN_AREA_PIXELS, ge=0, le=1e9,
-                                   description="regions smaller than this (tile pixels) are dropped")
-    max_read_size: int = Field(DEFAULT_MAX_READ, ge=64, le=16384,
-                               description="a raster whose long side is larger is read resampled to this")
+        None, min_length=1, max_length=3, description="bands shown to the model as R,G,B: one or three band numbers"
+    )
+    min_area_pixels: float = Field(
+        DEFAULT_MIN_AREA_PIXELS, ge=0, le=1e9, description="regions smaller than this (tile pixels) are dropped"
+    )
+    max_read_size: int = Field(
+        DEFAULT_MAX_READ, ge=64, le=16384, description="a raster whose long side is larger is read resampled to this"
+    )
     #: False skips building polygons (evaluation only needs the pixel mask)
     polygonise: bool = True
     sam_size: SamSize | None = Field(None, description="SAM2.1 size for this request (None: the loaded one)")
     constrain_answer: bool = Field(False, description="constrain the answer block to the answer grammar")
-    parse_mode: ParseMode = Field(DEFAULT_PARSE_MODE, description='how the answer is read: "tolerant" (the app) or '
-                                  '"reference" (the reference evaluation, docs/method.md)')
-    answer_budget: int = Field(ANSWER_BUDGET, ge=0, le=4096,
-                               description="tokens of the answer block forced open when the reasoning budget runs "
-                                           "out; 0 = none (the reference has none)")
+    parse_mode: ParseMode = Field(
+        DEFAULT_PARSE_MODE,
+        description='how the answer is read: "tolerant" (the app) or '
+        '"reference" (the reference evaluation, docs/method.md)',
+    )
+    answer_budget: int = Field(
+        ANSWER_BUDGET,
+        ge=0,
+        le=4096,
+        description="tokens of the answer block forced open when the reasoning budget runs "
+        "out; 0 = none (the reference has none)",
+    )
 
     @field_validator("bands")
     @classmethod

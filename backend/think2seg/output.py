@@ -63,8 +63,9 @@ def check_writable(path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".think2seg-check-"):
             pass
     except OSError as e:
-        raise BadInput(f"Cannot write {path}: {folder} does not take new files ({e.strerror}).",
-                       code="bad_output") from e
+        raise BadInput(
+            f"Cannot write {path}: {folder} does not take new files ({e.strerror}).", code="bad_output"
+        ) from e
 
 
 def output_files(path: str | os.PathLike) -> dict[str, Path]:
@@ -82,8 +83,9 @@ class LayerWriter:
     """Writes the result layers to `output` (.gpkg, .geojson or .parquet) in one CRS; see the module
     docstring. `georeferenced` picks `area_m2` or `area_px`; `tiled` adds the tiled columns."""
 
-    def __init__(self, output: str | os.PathLike, crs_wkt: str | None, tiled: bool = False,
-                 description: str | None = None):
+    def __init__(
+        self, output: str | os.PathLike, crs_wkt: str | None, tiled: bool = False, description: str | None = None
+    ):
         self.output = check_output(output)
         suffix = self.output.suffix.lower()
         self.driver = {".gpkg": "GPKG", ".parquet": "Parquet"}.get(suffix, "GeoJSON")
@@ -144,8 +146,18 @@ class LayerWriter:
             # a raster without a CRS gives pixel coordinates on purpose (area_px): pyogrio's warning that
             # 'crs' was not provided would only alarm the user
             warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
-            ogr_write(str(self.tmp[name]), wkb, cols, names, layer=name, driver=self.driver, crs=self.crs_wkt,
-                      geometry_type=GEOMETRY_TYPES[name], append=append, layer_options=options)
+            ogr_write(
+                str(self.tmp[name]),
+                wkb,
+                cols,
+                names,
+                layer=name,
+                driver=self.driver,
+                crs=self.crs_wkt,
+                geometry_type=GEOMETRY_TYPES[name],
+                append=append,
+                layer_options=options,
+            )
 
     def _write_parquet(self, name, names, cols, wkb) -> None:
         import pyarrow as pa
@@ -215,8 +227,10 @@ class LayerWriter:
             if found != self._counts[name]:
                 free = _free_bytes(tmp.parent)
                 where = f"{tmp.parent} has {free / 1e6:.1f} MB free" if free is not None else f"{tmp.parent}"
-                raise DiskFull(f"Could not write {self.targets[name].name}: the file came out incomplete ({where}); "
-                               "the earlier output is kept. Free some space there or write elsewhere.")
+                raise DiskFull(
+                    f"Could not write {self.targets[name].name}: the file came out incomplete ({where}); "
+                    "the earlier output is kept. Free some space there or write elsewhere."
+                )
 
     def abort(self) -> None:
         """Drop what was written: the temporary files go, the outputs stay as they were."""

@@ -49,8 +49,14 @@ class Pipeline:
     """The reasoner and one segmenter per SAM2.1 size: the first one given, others loaded on first use from
     where the first came from (the hub, or checkpoints next to the first one's file)."""
 
-    def __init__(self, reasoner: Reasoner, segmenter: Segmenter, sam_source: str | None = None,
-                 device: str | None = None, compile_sam: bool = False):
+    def __init__(
+        self,
+        reasoner: Reasoner,
+        segmenter: Segmenter,
+        sam_source: str | None = None,
+        device: str | None = None,
+        compile_sam: bool = False,
+    ):
         self.reasoner = reasoner
         self.segmenter = segmenter  # the default, used when a request names no size
         self.segmenters: dict[str, Segmenter] = {segmenter.size: segmenter}
@@ -61,15 +67,24 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, model: str = DEFAULT_REASONER, sam: str = DEFAULT_SAM_SIZE, sam_size: str | None = None,
-        device: str | None = None, decoding: str = "auto", compile_sam: bool = False,
+        cls,
+        model: str = DEFAULT_REASONER,
+        sam: str = DEFAULT_SAM_SIZE,
+        sam_size: str | None = None,
+        device: str | None = None,
+        decoding: str = "auto",
+        compile_sam: bool = False,
     ) -> Pipeline:
         """The one place every entry point loads models. `decoding`: auto (the fast path on CUDA, plain on the
         CPU), fast or plain (think2seg.decoding); `compile_sam`: compile SAM2's image encoder (CUDA)."""
         local_sam_checkpoint(sam, sam_size)  # a wrong `sam` is told in a moment, not after the reasoner loads
-        pipeline = cls(Reasoner.from_pretrained(model, device=device, decoding=decoding),
-                       Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam),
-                       sam_source=sam, device=device, compile_sam=compile_sam)
+        pipeline = cls(
+            Reasoner.from_pretrained(model, device=device, decoding=decoding),
+            Segmenter.from_pretrained(sam, sam_size, device=device, compile_encoder=compile_sam),
+            sam_source=sam,
+            device=device,
+            compile_sam=compile_sam,
+        )
         return pipeline
 
     def segmenter_for(self, size: str | None = None) -> Segmenter:
@@ -80,8 +95,10 @@ class Pipeline:
         if name in self.segmenters:
             return self.segmenters[name]
         if self.sam_source is None:
-            raise BadInput(f"This pipeline holds SAM2.1 {self.segmenter.size} only; SAM2.1 {name} cannot be loaded.",
-                           code="sam_size_unavailable")
+            raise BadInput(
+                f"This pipeline holds SAM2.1 {self.segmenter.size} only; SAM2.1 {name} cannot be loaded.",
+                code="sam_size_unavailable",
+            )
         if os.path.exists(self.sam_source):
             source = sibling_sam_checkpoint(self.sam_source, name)  # BadInput naming the missing file
         else:
@@ -99,8 +116,10 @@ class Pipeline:
 
     def _models(self, segmenter_id: str) -> dict[str, str]:
         return {
-            "reasoner": self.reasoner.model_id, "segmenter": segmenter_id,
-            "prompt_template": self.reasoner.template_id, "think2seg": __version__,
+            "reasoner": self.reasoner.model_id,
+            "segmenter": segmenter_id,
+            "prompt_template": self.reasoner.template_id,
+            "think2seg": __version__,
         }
 
     @property
@@ -112,9 +131,12 @@ class Pipeline:
         import transformers
 
         return {
-            **self.models_for(opts.sam_size), "parse_mode": opts.parse_mode, "transformers": transformers.__version__,
-            "generation": self.reasoner.decoding_settings(opts.max_reasoning_tokens, opts.answer_budget,
-                                                          constrain_answer=opts.constrain_answer),
+            **self.models_for(opts.sam_size),
+            "parse_mode": opts.parse_mode,
+            "transformers": transformers.__version__,
+            "generation": self.reasoner.decoding_settings(
+                opts.max_reasoning_tokens, opts.answer_budget, constrain_answer=opts.constrain_answer
+            ),
         }
 
     def load_tile(self, source, options: SegmentOptions) -> RasterTile:
@@ -160,8 +182,13 @@ class Pipeline:
         return result
 
     def segment_tiles(
-        self, tiles: list[RasterTile], queries: list[str], options: SegmentOptions | None = None,
-        cancelled=None, geometry_frame: str = "crs", inputs: Sequence[ModelInput] | None = None,
+        self,
+        tiles: list[RasterTile],
+        queries: list[str],
+        options: SegmentOptions | None = None,
+        cancelled=None,
+        geometry_frame: str = "crs",
+        inputs: Sequence[ModelInput] | None = None,
     ) -> list[SegmentResult]:
         """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused).
 
@@ -184,10 +211,14 @@ class Pipeline:
         # each distinct input's seconds, shared by the pairs that use it
         preprocess = sum({id(i): i.seconds for i in inputs}.values()) / max(1, n)
         t_pre = time.perf_counter()
-        outs = self.reasoner.generate_images([i.image for i in inputs], queries,
-                                             max_reasoning_tokens=opts.max_reasoning_tokens,
-                                             answer_budget=opts.answer_budget,
-                                             constrain_answer=opts.constrain_answer, keys=keys)
+        outs = self.reasoner.generate_images(
+            [i.image for i in inputs],
+            queries,
+            max_reasoning_tokens=opts.max_reasoning_tokens,
+            answer_budget=opts.answer_budget,
+            constrain_answer=opts.constrain_answer,
+            keys=keys,
+        )
         t_gen = time.perf_counter()
         results = []
         for tile, inp, query, out in zip(tiles, inputs, queries, outs):
@@ -195,13 +226,34 @@ class Pipeline:
                 from .errors import Cancelled
 
                 raise Cancelled("The job was cancelled.")
-            results.append(self._finish(segmenter, tile, inp, query, out, opts, geometry_frame, {
-                "preprocess": preprocess, "reasoner": (t_gen - t_pre) / n,
-            }))
+            results.append(
+                self._finish(
+                    segmenter,
+                    tile,
+                    inp,
+                    query,
+                    out,
+                    opts,
+                    geometry_frame,
+                    {
+                        "preprocess": preprocess,
+                        "reasoner": (t_gen - t_pre) / n,
+                    },
+                )
+            )
         return results
 
-    def _finish(self, segmenter: Segmenter, tile: RasterTile, inp: ModelInput, query: str, out,
-                opts: SegmentOptions, geometry_frame: str, timings: dict) -> SegmentResult:
+    def _finish(
+        self,
+        segmenter: Segmenter,
+        tile: RasterTile,
+        inp: ModelInput,
+        query: str,
+        out,
+        opts: SegmentOptions,
+        geometry_frame: str,
+        timings: dict,
+    ) -> SegmentResult:
         t0 = time.perf_counter()
         frame = self.reasoner.frame
         parsed = parse_answer(out.text, frame, frame, mode=opts.parse_mode)
@@ -222,8 +274,9 @@ class Pipeline:
             if tile.valid is not None:
                 mask = mask & tile.valid  # nothing is found where the raster has no data
             geom = mask_to_multipolygon(mask, to_geometry, opts.min_area_pixels) if opts.polygonise else MultiPolygon()
-            area = pixel_geometry_area(geom, raster_transform(tile), tile.crs) if in_pixels and not geom.is_empty \
-                else None
+            area = (
+                pixel_geometry_area(geom, raster_transform(tile), tile.crs) if in_pixels and not geom.is_empty else None
+            )
             instances.append(InstanceResult.from_prompt(k, inst, tile, geom, masks.scores[k], area))
         merged = masks.merged if masks is not None else np.zeros((h, w), dtype=bool)
         if tile.valid is not None:
@@ -231,10 +284,18 @@ class Pipeline:
         t3 = time.perf_counter()
         status = parsed.status
         result = SegmentResult(
-            query=query, status=status, message="", reasoning=parsed.reasoning, answer=out.text,
-            instances=instances, tile=tile, models=self.provenance(opts), merged_mask=merged,
+            query=query,
+            status=status,
+            message="",
+            reasoning=parsed.reasoning,
+            answer=out.text,
+            instances=instances,
+            tile=tile,
+            models=self.provenance(opts),
+            merged_mask=merged,
             timings={**timings, "parse": t1 - t0, "segmenter": t2 - t1, "polygonise": t3 - t2},
-            geometry_frame=geometry_frame, view_id=inp.key,
+            geometry_frame=geometry_frame,
+            view_id=inp.key,
         )
         result.message = describe(status, len(instances), result.area, area_unit(tile.crs), parsed.reason)
         if out.forced_answer:

@@ -61,8 +61,9 @@ def mask_to_multipolygon(
     polys = []
     for r, c, piece in _apart(r0, c0, m):
         piece = np.ascontiguousarray(piece)
-        for geom, value in features.shapes(piece, mask=piece.view(bool), connectivity=8,
-                                           transform=transform @ Affine.translation(c, r)):
+        for geom, value in features.shapes(
+            piece, mask=piece.view(bool), connectivity=8, transform=transform @ Affine.translation(c, r)
+        ):
             if value != 1:
                 continue
             poly = _polygon(geom["coordinates"], min_area)
@@ -90,7 +91,9 @@ def _polygon(rings: list, min_area: float) -> Polygon | None:
         poly = Polygon(np.asarray(rings[0]))
         return poly if poly.area >= min_area else None
     coords = [np.asarray(r) for r in rings]
-    lr = shapely.linearrings(np.concatenate(coords), indices=np.repeat(np.arange(len(coords)), [len(c) for c in coords]))
+    lr = shapely.linearrings(
+        np.concatenate(coords), indices=np.repeat(np.arange(len(coords)), [len(c) for c in coords])
+    )
     areas = shapely.area(shapely.polygons(lr))  # each ring's own
     if areas[0] - areas[1:].sum() < min_area:
         return None
@@ -106,8 +109,10 @@ def _apart(r: int, c: int, m: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     while todo:
         r, c, sub = todo.pop()
         # the cut (along rows or columns) that leaves the fewest pixels to scan, and how many it saves
-        saved, best = max(((sub.size - sum(p[2].size for p in ps), ps) for ps in (_cut(r, c, sub, 0), _cut(r, c, sub, 1))),
-                          key=lambda option: option[0])
+        saved, best = max(
+            ((sub.size - sum(p[2].size for p in ps), ps) for ps in (_cut(r, c, sub, 0), _cut(r, c, sub, 1))),
+            key=lambda option: option[0],
+        )
         if len(best) > 1 and saved > (len(best) - 1) * CALL_PIXELS:
             todo.extend(best)
         else:
@@ -130,7 +135,7 @@ def _cut(r: int, c: int, sub: np.ndarray, axis: int) -> list[tuple[int, int, np.
 def _trim(r: int, c: int, sub: np.ndarray) -> tuple[int, int, np.ndarray]:
     """`sub` cut to the bounding box of its set pixels (it has some), with that box's top-left (row, col)."""
     rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
-    return r + int(rows[0]), c + int(cols[0]), sub[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return r + int(rows[0]), c + int(cols[0]), sub[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def as_multipolygon(geom) -> MultiPolygon:

@@ -155,7 +155,7 @@ def duplicate_indices(boxes: list, iou: float = DUPLICATE_IOU) -> set[int]:
     for k, i in enumerate(order):
         if i in removed:
             continue
-        for j in order[k + 1:]:
+        for j in order[k + 1 :]:
             if j not in removed and box_iou(boxes[i], boxes[j]) > iou:
                 removed.add(j)
     return removed
@@ -253,7 +253,9 @@ def _parse_tolerant(text: str, frame_w: float, frame_h: float, reasoning: str) -
     if not isinstance(data, list):
         return _unparsed("the JSON is not a list", reasoning, mode)
     if not data:
-        return ParsedAnswer("empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True)
+        return ParsedAnswer(
+            "empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True
+        )
     instances, rejected = [], []
     for n, obj in enumerate(data, 1):
         if not isinstance(obj, dict):
@@ -266,8 +268,11 @@ def _parse_tolerant(text: str, frame_w: float, frame_h: float, reasoning: str) -
             instances.append(PromptInstance(box, points))
             continue
         flat = list(raw_box) if isinstance(raw_box, (list, tuple)) else []
-        flat += [v for p in raw_points if isinstance(p, (list, tuple)) for v in p] \
-            if isinstance(raw_points, (list, tuple)) else []
+        flat += (
+            [v for p in raw_points if isinstance(p, (list, tuple)) for v in p]
+            if isinstance(raw_points, (list, tuple))
+            else []
+        )
         if _too_large(flat):
             rejected.append(f"instance {n} has a coordinate too large to be a number")
         else:
@@ -275,12 +280,18 @@ def _parse_tolerant(text: str, frame_w: float, frame_h: float, reasoning: str) -
     dropped = len(data) - len(instances)
     if not instances:
         first = f" ({rejected[0]})" if rejected else ""
-        return _unparsed(f"none of the {len(data)} instances has a valid box or point{first}", reasoning, mode,
-                         dropped=dropped, rejected=rejected)
+        return _unparsed(
+            f"none of the {len(data)} instances has a valid box or point{first}",
+            reasoning,
+            mode,
+            dropped=dropped,
+            rejected=rejected,
+        )
     unique = remove_duplicates(instances)
     dropped += len(instances) - len(unique)
-    return ParsedAnswer("ok", instances=unique, reasoning=reasoning, dropped=dropped, mode=mode, format_ok=True,
-                        rejected=rejected)
+    return ParsedAnswer(
+        "ok", instances=unique, reasoning=reasoning, dropped=dropped, mode=mode, format_ok=True, rejected=rejected
+    )
 
 
 # -- reference --------------------------------------------------------------------------------------------
@@ -312,9 +323,14 @@ def _floatable_int_ok(v) -> bool:
 
 
 def _reference_points_ok(points) -> bool:
-    return (isinstance(points, list) and len(points) == POINTS_PER_INSTANCE
-            and all(isinstance(p, (list, tuple)) and len(p) == 2
-                    and all(_floatable(v) and _floatable_int_ok(v) for v in p) for p in points))
+    return (
+        isinstance(points, list)
+        and len(points) == POINTS_PER_INSTANCE
+        and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(_floatable(v) and _floatable_int_ok(v) for v in p)
+            for p in points
+        )
+    )
 
 
 def _reference_json_text(text: str, fence_required: bool) -> tuple[str | None, str]:
@@ -365,7 +381,9 @@ def _parse_reference(text: str, reasoning: str, training: bool) -> ParsedAnswer:
         if problem:
             return _unparsed(f"{problem} (one invalid instance rejects the whole answer)", reasoning, mode)
     if not data:
-        return ParsedAnswer("empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True)
+        return ParsedAnswer(
+            "empty", reasoning=reasoning, reason="empty list: nothing matches", mode=mode, format_ok=True
+        )
     boxes = [obj.get("bbox_2d") for obj in data]
     if len(data) > 1:
         # The reference computes every box's area here (even a lone box's); a non-number raises and its
@@ -385,8 +403,14 @@ def _parse_reference(text: str, reasoning: str, training: bool) -> ParsedAnswer:
         # failure while the format reward still gives 1.
         problem = _sam2_problem(obj)
         if problem:
-            return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode, format_ok=True, dropped=len(gone),
-                                reason=f"no usable answer: {problem}, which SAM2 cannot take")
+            return ParsedAnswer(
+                "unparsed",
+                reasoning=reasoning,
+                mode=mode,
+                format_ok=True,
+                dropped=len(gone),
+                reason=f"no usable answer: {problem}, which SAM2 cannot take",
+            )
         instances.append(_sam2_instance(obj))
     return ParsedAnswer("ok", instances=instances, reasoning=reasoning, dropped=len(gone), mode=mode, format_ok=True)
 
@@ -440,8 +464,9 @@ def check_parse_mode(mode: str) -> str:
     return mode
 
 
-def parse_answer(text: str, frame_w: float = 840, frame_h: float | None = None,
-                 mode: ParseMode | str = DEFAULT_PARSE_MODE) -> ParsedAnswer:
+def parse_answer(
+    text: str, frame_w: float = 840, frame_h: float | None = None, mode: ParseMode | str = DEFAULT_PARSE_MODE
+) -> ParsedAnswer:
     """Parse a completion into prompt instances under one of PARSE_MODES (see the module's docstring).
 
     `frame_w`/`frame_h` (the model's frame) only matter in tolerant mode, which clips to them.
@@ -451,8 +476,9 @@ def parse_answer(text: str, frame_w: float = 840, frame_h: float | None = None,
     text = text if isinstance(text, str) else ""
     reasoning = extract_reasoning(text)
     if not text.strip():
-        return ParsedAnswer("unparsed", reasoning=reasoning, mode=mode,
-                            reason="no parseable answer: the model wrote nothing")
+        return ParsedAnswer(
+            "unparsed", reasoning=reasoning, mode=mode, reason="no parseable answer: the model wrote nothing"
+        )
     try:
         if mode == "tolerant":
             return _parse_tolerant(text, frame_w, frame_h, reasoning)

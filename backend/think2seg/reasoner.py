@@ -37,12 +37,29 @@ SAMPLE_TOP_K = 50
 #: (Qwen2.5-VL checkpoints carry repetition_penalty 1.05 and sampling settings), at its neutral value:
 #: greedy, no penalties, no n-gram bans, no length constraints. `Reasoner.generation_config` starts from it.
 NEUTRAL_DECODING: dict = {
-    "do_sample": False, "num_beams": 1, "num_beam_groups": 1, "num_return_sequences": 1,
-    "temperature": 1.0, "top_k": SAMPLE_TOP_K, "top_p": 1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
-    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "length_penalty": 1.0, "diversity_penalty": 0.0,
-    "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "min_length": 0, "early_stopping": False,
-    "renormalize_logits": False, "remove_invalid_values": False, "use_cache": True,
-    "output_scores": False, "return_dict_in_generate": False,
+    "do_sample": False,
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "num_return_sequences": 1,
+    "temperature": 1.0,
+    "top_k": SAMPLE_TOP_K,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "diversity_penalty": 0.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "early_stopping": False,
+    "renormalize_logits": False,
+    "remove_invalid_values": False,
+    "use_cache": True,
+    "output_scores": False,
+    "return_dict_in_generate": False,
 }
 
 
@@ -51,6 +68,7 @@ def eos_token_ids(tokenizer) -> list[int]:
     ids = {tokenizer.convert_tokens_to_ids(t) for t in EOS_TOKENS} | {tokenizer.eos_token_id}
     unk = getattr(tokenizer, "unk_token_id", None)  # what an unknown name maps to: not an eos
     return sorted(i for i in ids if i is not None and i != unk)
+
 
 #: Vision-tower outputs kept for views asked again (an 840 frame is 900 x 2048 values for the 3B: 3.7 MB in
 #: bf16, 7.4 MB in float32), so 512 MiB keeps ~70-140 views.
@@ -74,7 +92,9 @@ def neutral_generation_config(checkpoint=None):
     from transformers import GenerationConfig
 
     keep = ("bos_token_id", "eos_token_id", "pad_token_id")
-    return GenerationConfig(**{k: getattr(checkpoint, k, None) for k in keep if getattr(checkpoint, k, None) is not None})
+    return GenerationConfig(
+        **{k: getattr(checkpoint, k, None) for k in keep if getattr(checkpoint, k, None) is not None}
+    )
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -89,15 +109,18 @@ def prefix_reuse_supported(model) -> bool:
     import transformers
 
     major = int(transformers.__version__.split(".")[0])
-    return (major >= 5 and getattr(model.config, "model_type", "") in VIEW_REUSE_MODELS
-            and hasattr(getattr(model, "model", None), "rope_deltas"))
+    return (
+        major >= 5
+        and getattr(model.config, "model_type", "") in VIEW_REUSE_MODELS
+        and hasattr(getattr(model, "model", None), "rope_deltas")
+    )
 
 
 def image_patches(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, which: list[int]) -> torch.Tensor:
     """The rows of Qwen-VL's `pixel_values` (every image's patches, one after the other) of images `which`."""
     counts = image_grid_thw.prod(-1).tolist()
     starts = [sum(counts[:i]) for i in range(len(counts))]
-    return torch.cat([pixel_values[starts[i]:starts[i] + counts[i]] for i in which])
+    return torch.cat([pixel_values[starts[i] : starts[i] + counts[i]] for i in which])
 
 
 def _cache_argument(model) -> str:
@@ -170,8 +193,9 @@ def _resize_columns(pool, im: Image.Image, height: int, n: int) -> Image.Image:
     """The vertical LANCZOS pass, in column strips."""
     w, h = im.size
     xs = [w * k // n for k in range(n + 1)]
-    parts = pool.map(lambda k: im.crop((xs[k], 0, xs[k + 1], h)).resize((xs[k + 1] - xs[k], height), Image.LANCZOS),
-                     range(n))
+    parts = pool.map(
+        lambda k: im.crop((xs[k], 0, xs[k + 1], h)).resize((xs[k + 1] - xs[k], height), Image.LANCZOS), range(n)
+    )
     out = Image.new("RGB", (w, height))
     for k, part in enumerate(parts):
         out.paste(part, (xs[k], 0))
@@ -188,8 +212,16 @@ def _resize_pool():
 class Reasoner:
     """Life cycle like SAM2ImagePredictor: load once, call `generate` many times."""
 
-    def __init__(self, model, processor, model_id: str, device: torch.device, frame: int = MODEL_FRAME,
-                 fast: FastDecoding | None = None, view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES):
+    def __init__(
+        self,
+        model,
+        processor,
+        model_id: str,
+        device: torch.device,
+        frame: int = MODEL_FRAME,
+        fast: FastDecoding | None = None,
+        view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES,
+    ):
         self.model = model
         self.processor = processor
         self.model_id = model_id
@@ -278,17 +310,29 @@ class Reasoner:
         settings = dict(NEUTRAL_DECODING)
         if sample:
             settings["do_sample"] = True
-        settings.update(max_new_tokens=int(max_new_tokens), eos_token_id=list(self.eos_token_ids),
-                        pad_token_id=self.pad_token_id)
+        settings.update(
+            max_new_tokens=int(max_new_tokens), eos_token_id=list(self.eos_token_ids), pad_token_id=self.pad_token_id
+        )
         settings.update(overrides)
         return GenerationConfig(**settings)
 
-    def decoding_settings(self, max_new_tokens: int, answer_budget: int = 0, sample: bool = False,
-                          constrain_answer: bool = False) -> dict:
+    def decoding_settings(
+        self, max_new_tokens: int, answer_budget: int = 0, sample: bool = False, constrain_answer: bool = False
+    ) -> dict:
         """What a result's provenance records about its decoding (docs/api.md, `models.generation`)."""
         cfg = self.generation_config(max_new_tokens, sample=sample)
-        keep = ("do_sample", "num_beams", "temperature", "top_k", "top_p", "repetition_penalty",
-                "no_repeat_ngram_size", "max_new_tokens", "eos_token_id", "pad_token_id")
+        keep = (
+            "do_sample",
+            "num_beams",
+            "temperature",
+            "top_k",
+            "top_p",
+            "repetition_penalty",
+            "no_repeat_ngram_size",
+            "max_new_tokens",
+            "eos_token_id",
+            "pad_token_id",
+        )
         out = {k: getattr(cfg, k) for k in keep}
         out["strategy"] = "sample" if sample else "greedy"
         out["forced_answer_tokens"] = int(answer_budget)
@@ -358,8 +402,16 @@ class Reasoner:
             inner._think2seg_view_keys = (None, None)
 
     @torch.inference_mode()
-    def _generate(self, images, texts, max_new_tokens: int, sample: bool = False, logits_processor=None,
-                  keys: list[str | None] | None = None, **gen_kwargs) -> tuple[list[str], list[int], list[bool]]:
+    def _generate(
+        self,
+        images,
+        texts,
+        max_new_tokens: int,
+        sample: bool = False,
+        logits_processor=None,
+        keys: list[str | None] | None = None,
+        **gen_kwargs,
+    ) -> tuple[list[str], list[int], list[bool]]:
         from transformers import LogitsProcessorList
 
         # keyed views: questions start from their view's cached prompt prefix (`_resume_from_prefix`)
@@ -408,8 +460,14 @@ class Reasoner:
         continued from `...</think>\n<answer>` for at most `answer_budget` tokens, so a long reasoning still
         ends in prompts instead of a parse failure (`answer_budget=0`: no forced answer, as the reference).
         """
-        return self.generate_images([to_model_image(r, self.frame) for r in rgbs], queries, max_reasoning_tokens,
-                                    answer_budget, keys=keys, **gen_kwargs)
+        return self.generate_images(
+            [to_model_image(r, self.frame) for r in rgbs],
+            queries,
+            max_reasoning_tokens,
+            answer_budget,
+            keys=keys,
+            **gen_kwargs,
+        )
 
     def generate_images(
         self,
@@ -435,9 +493,13 @@ class Reasoner:
             raise ValueError("one key per image")
         prompts = [self.prompt_text(q) for q in queries]
         texts, counts, finished = self._generate(
-            images, prompts, max_reasoning_tokens, sample=sample,
+            images,
+            prompts,
+            max_reasoning_tokens,
+            sample=sample,
             logits_processor=self._answer_constraint(len(prompts), False) if constrain_answer else None,
-            keys=keys, **dict(gen_kwargs),
+            keys=keys,
+            **dict(gen_kwargs),
         )
         forced = [False] * len(texts)
         todo = [i for i, t in enumerate(texts) if not finished[i] and "</answer>" not in t]
@@ -451,11 +513,17 @@ class Reasoner:
                 prefixes.append(t)
             # A prefix already inside the answer continues it under the constraint from where it stands.
             more, more_counts, _ = self._generate(
-                [images[i] for i in todo], [prompts[i] + p for i, p in zip(todo, prefixes)], answer_budget,
+                [images[i] for i in todo],
+                [prompts[i] + p for i, p in zip(todo, prefixes)],
+                answer_budget,
                 sample=sample,
-                logits_processor=self._answer_constraint(len(todo), True, [p[p.rindex("<answer>") + 8:] for p in prefixes])
-                if constrain_answer else None,
-                keys=[keys[i] for i in todo] if keys is not None else None, **dict(gen_kwargs),
+                logits_processor=self._answer_constraint(
+                    len(todo), True, [p[p.rindex("<answer>") + 8 :] for p in prefixes]
+                )
+                if constrain_answer
+                else None,
+                keys=[keys[i] for i in todo] if keys is not None else None,
+                **dict(gen_kwargs),
             )
             for i, p, m, c in zip(todo, prefixes, more, more_counts):
                 texts[i], counts[i], forced[i] = p + m, counts[i] + c, True
@@ -466,8 +534,9 @@ class Reasoner:
     def _prefix_text_tokens(self) -> int:
         """Tokens of the prompt text (image placeholder not expanded) that every question shares."""
         tok = self.processor.tokenizer
-        return shared_prefix_length([tok(self.prompt_text(q), add_special_tokens=False)["input_ids"]
-                                     for q in PREFIX_PROBES])
+        return shared_prefix_length(
+            [tok(self.prompt_text(q), add_special_tokens=False)["input_ids"] for q in PREFIX_PROBES]
+        )
 
     def prefix_length(self, input_ids: torch.Tensor) -> int | None:
         """How many leading tokens of one prompt's `input_ids` belong to the prefix every question shares
@@ -499,15 +568,18 @@ class Reasoner:
         forward for all of them (with their images); the image tokens are all in the prefixes, so no pixels go
         to `generate`."""
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        rows = [ids[b, int((mask[b] == 0).sum()):] for b in range(ids.shape[0])]  # left padding stripped
+        rows = [ids[b, int((mask[b] == 0).sum()) :] for b in range(ids.shape[0])]  # left padding stripped
         lengths = {self.prefix_length(r) for r in rows}
         if len(lengths) != 1 or None in lengths:
             return None
         n = lengths.pop()
         names = [f"prefix/{k}" for k in keys]
         prefixes = {name: self.views.get(name) for name in names}
-        todo = [b for b, name in enumerate(names)
-                if names.index(name) == b and (prefixes[name] is None or not torch.equal(prefixes[name].ids, rows[b][:n]))]
+        todo = [
+            b
+            for b, name in enumerate(names)
+            if names.index(name) == b and (prefixes[name] is None or not torch.equal(prefixes[name].ids, rows[b][:n]))
+        ]
         if todo:
             for b, prefix in zip(todo, self._prefill_prefixes(inputs, rows, todo, n)):
                 prefixes[names[b]] = prefix
@@ -518,21 +590,26 @@ class Reasoner:
         new_ids = torch.full((len(rows), width), self.pad_token_id, dtype=ids.dtype, device=ids.device)
         new_mask = torch.zeros((len(rows), width), dtype=mask.dtype, device=mask.device)
         types = inputs.get("mm_token_type_ids")
-        new_types = torch.zeros((len(rows), width), dtype=types.dtype, device=types.device) if types is not None else None
+        new_types = (
+            torch.zeros((len(rows), width), dtype=types.dtype, device=types.device) if types is not None else None
+        )
         for b, row in enumerate(rows):
             q = len(row) - n
-            new_ids[b, :n], new_ids[b, width - q:] = row[:n], row[n:]
-            new_mask[b, :n], new_mask[b, width - q:] = 1, 1
+            new_ids[b, :n], new_ids[b, width - q :] = row[:n], row[n:]
+            new_mask[b, :n], new_mask[b, width - q :] = 1, 1
             if new_types is not None:
-                t = types[b, ids.shape[1] - len(row):]
-                new_types[b, :n], new_types[b, width - q:] = t[:n], t[n:]
+                t = types[b, ids.shape[1] - len(row) :]
+                new_types[b, :n], new_types[b, width - q :] = t[:n], t[n:]
         model_inputs.update(input_ids=new_ids, attention_mask=new_mask)
         if new_types is not None:
             model_inputs["mm_token_type_ids"] = new_types
         kept = [prefixes[name] for name in names]
         total = width + int(config.max_new_tokens)
-        cache = (self._static_cache(len(rows), total) if config.cache_implementation == "static"
-                 else _dynamic_cache(self.model))
+        cache = (
+            self._static_cache(len(rows), total)
+            if config.cache_implementation == "static"
+            else _dynamic_cache(self.model)
+        )
         for i in range(len(kept[0].layers)):
             cache.update(torch.cat([p.layers[i][0] for p in kept]), torch.cat([p.layers[i][1] for p in kept]), i)
         config.cache_implementation = None  # the cache is ours (transformers refuses both)
@@ -550,17 +627,27 @@ class Reasoner:
         part["attention_mask"] = torch.ones_like(part["input_ids"])
         if inputs.get("mm_token_type_ids") is not None:
             width = inputs["input_ids"].shape[1]
-            part["mm_token_type_ids"] = torch.stack([inputs["mm_token_type_ids"][b, width - len(rows[b]):][:n]
-                                                     for b in todo])
+            part["mm_token_type_ids"] = torch.stack(
+                [inputs["mm_token_type_ids"][b, width - len(rows[b]) :][:n] for b in todo]
+            )
         cache = _dynamic_cache(self.model)
         _set_rope_deltas(self.model, None)  # computed afresh from these prompts' images
-        self.model.model(**part, pixel_values=pixels, image_grid_thw=grid[todo], use_cache=True,
-                         **{_cache_argument(self.model): cache})
+        self.model.model(
+            **part,
+            pixel_values=pixels,
+            image_grid_thw=grid[todo],
+            use_cache=True,
+            **{_cache_argument(self.model): cache},
+        )
         deltas = _rope_deltas(self.model)
-        return [ViewPrefix(part["input_ids"][j].clone(),
-                           [(layer.keys[j:j + 1].clone(), layer.values[j:j + 1].clone()) for layer in cache.layers],
-                           deltas[j:j + 1].clone())
-                for j in range(len(todo))]
+        return [
+            ViewPrefix(
+                part["input_ids"][j].clone(),
+                [(layer.keys[j : j + 1].clone(), layer.values[j : j + 1].clone()) for layer in cache.layers],
+                deltas[j : j + 1].clone(),
+            )
+            for j in range(len(todo))
+        ]
 
     def _static_cache(self, batch: int, tokens: int):
         """A static cache for `batch` rows of at least `tokens`, emptied: one per (batch, length step), kept

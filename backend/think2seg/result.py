@@ -42,8 +42,14 @@ LAYERS = ("mask", "prompt_points", "prompt_boxes")
 GEOMETRY_TYPES = {"mask": "MultiPolygon", "prompt_points": "Point", "prompt_boxes": "MultiPolygon"}
 
 #: Columns of every layer, in order, with their type.
-_COMMON: dict[str, type] = {"query": str, "instance": int, "reasoner": str, "segmenter": str, "created": str,
-                            "source": str}
+_COMMON: dict[str, type] = {
+    "query": str,
+    "instance": int,
+    "reasoner": str,
+    "segmenter": str,
+    "created": str,
+    "source": str,
+}
 _OWN: dict[str, dict[str, type]] = {
     "mask": {"area_m2": float, "score": float, "status": str, "reasoning": str},
     "prompt_points": {"point": int},
@@ -80,7 +86,7 @@ def area_text(area: float, unit: str) -> str:
 
 
 def found_sentence(n: int, noun: str, area: float, unit: str, where: str = "") -> str:
-    """"3 instances found, 1.20 ha in all." (`where`: " in 4 tiles")."""
+    """ "3 instances found, 1.20 ha in all." (`where`: " in 4 tiles")."""
     return f"{n} {noun}{'s' if n != 1 else ''} found{where}, {area_text(area, unit)} in all."
 
 
@@ -145,13 +151,25 @@ class InstanceResult:
 
     def to_dict(self) -> dict:
         return {
-            "instance": self.instance, "box_pixel": self.box_pixel, "points_pixel": self.points_pixel,
-            "box_crs": self.box_crs, "points_crs": self.points_crs, "score": self.score, "area": self.area,
+            "instance": self.instance,
+            "box_pixel": self.box_pixel,
+            "points_pixel": self.points_pixel,
+            "box_crs": self.box_crs,
+            "points_crs": self.points_crs,
+            "score": self.score,
+            "area": self.area,
         }
 
     @classmethod
-    def from_prompt(cls, k: int, inst: PromptInstance, tile: RasterTile, geometry: MultiPolygon, score: float,
-                    area: float | None = None) -> InstanceResult:
+    def from_prompt(
+        cls,
+        k: int,
+        inst: PromptInstance,
+        tile: RasterTile,
+        geometry: MultiPolygon,
+        score: float,
+        area: float | None = None,
+    ) -> InstanceResult:
         """Instance `k` of a tile: its prompt (tile pixels) placed in the source raster's pixels and the CRS,
         its mask's geometry and SAM2's score; `area` defaults to the geometry's (a CRS geometry)."""
         # An instance may have only a box (no points) or only points (box None): SAM2 takes either.
@@ -166,8 +184,9 @@ class InstanceResult:
             points_crs=tile.pixel_to_crs(pts).tolist() if len(pts) else [],
             score=score,
             geometry=geometry,
-            area=area if area is not None else (area_m2(geometry, tile.crs, tile.pixel_area) if not geometry.is_empty
-                                                else 0.0),
+            area=area
+            if area is not None
+            else (area_m2(geometry, tile.crs, tile.pixel_area) if not geometry.is_empty else 0.0),
         )
 
 
@@ -217,39 +236,66 @@ class SegmentResult:
         """The JSON answer of the HTTP API (docs/api.md)."""
         crs = self.crs
         return {
-            "query": self.query, "status": self.status, "message": self.message,
-            "reasoning": self.reasoning, "answer": self.answer,
+            "query": self.query,
+            "status": self.status,
+            "message": self.message,
+            "reasoning": self.reasoning,
+            "answer": self.answer,
             "instances": [i.to_dict() for i in self.instances],
             "mask": {
                 "type": "FeatureCollection",
                 "features": [
-                    {"type": "Feature", "geometry": mapping(i.geometry),
-                     "properties": {"instance": i.instance, "area": i.area, "score": i.score}}
-                    for i in self.instances if not i.geometry.is_empty
+                    {
+                        "type": "Feature",
+                        "geometry": mapping(i.geometry),
+                        "properties": {"instance": i.instance, "area": i.area, "score": i.score},
+                    }
+                    for i in self.instances
+                    if not i.geometry.is_empty
                 ],
             },
-            "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
-            "read": self.tile.read, "timings": self.timings, "models": self.models, "created": self.created,
+            "crs": crs.to_wkt() if crs else None,
+            "epsg": crs_epsg(crs),
+            "area_unit": area_unit(crs),
+            "read": self.tile.read,
+            "timings": self.timings,
+            "models": self.models,
+            "created": self.created,
             "view_id": self.view_id,
         }
 
     def layer_rows(self, extra: dict | None = None) -> dict[str, list[Row]]:
         base = {
-            "query": self.query, "reasoner": self.models["reasoner"], "segmenter": self.models["segmenter"],
-            "created": self.created, "source": self.tile.source, **(extra or {}),
+            "query": self.query,
+            "reasoner": self.models["reasoner"],
+            "segmenter": self.models["segmenter"],
+            "created": self.created,
+            "source": self.tile.source,
+            **(extra or {}),
         }
         area_key = area_column(self.crs is not None)
         rows: dict[str, list[Row]] = {name: [] for name in LAYERS}
         for inst in self.instances:
             if not inst.geometry.is_empty:
-                rows["mask"].append((inst.geometry, {
-                    **base, "instance": inst.instance, area_key: inst.area, "score": inst.score,
-                    "status": self.status, "reasoning": self.reasoning,
-                }))
+                rows["mask"].append(
+                    (
+                        inst.geometry,
+                        {
+                            **base,
+                            "instance": inst.instance,
+                            area_key: inst.area,
+                            "score": inst.score,
+                            "status": self.status,
+                            "reasoning": self.reasoning,
+                        },
+                    )
+                )
             for j, xy in enumerate(inst.points_crs):
                 rows["prompt_points"].append((Point(xy), {**base, "instance": inst.instance, "point": j + 1}))
             if inst.box_crs is not None:  # None when the model gave only points
-                rows["prompt_boxes"].append((MultiPolygon([Polygon(inst.box_crs)]), {**base, "instance": inst.instance}))
+                rows["prompt_boxes"].append(
+                    (MultiPolygon([Polygon(inst.box_crs)]), {**base, "instance": inst.instance})
+                )
         return rows
 
 
@@ -332,35 +378,81 @@ class TiledResult:
     @property
     def reasoning(self) -> str:
         """The tiles' reasoning, one "[tile] text" paragraph per tile (and query, when there are several)."""
-        return "\n\n".join(f"[{r['tile']}{'' if len(self.queries) == 1 else ' ' + repr(r['query'])}] "
-                           f"{r['reasoning']}" for r in self.tile_records if r["reasoning"])
+        return "\n\n".join(
+            f"[{r['tile']}{'' if len(self.queries) == 1 else ' ' + repr(r['query'])}] {r['reasoning']}"
+            for r in self.tile_records
+            if r["reasoning"]
+        )
 
     def to_dict(self) -> dict:
         crs = self.crs
         return {
-            "query": self.queries[0] if self.queries else "", "queries": list(self.queries),
-            "status": self.status, "message": self.message, "reasoning": self.reasoning, "answer": "",
+            "query": self.queries[0] if self.queries else "",
+            "queries": list(self.queries),
+            "status": self.status,
+            "message": self.message,
+            "reasoning": self.reasoning,
+            "answer": "",
             "instances": self.instances,
-            "mask": {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "geometry": mapping(f.geometry), "properties": {
-                    "instance": f.instance, "area": f.area, "score": f.score, "query": f.query, "tile": f.tile,
-                    "tiles": f.tiles, "parts": f.parts}}
-                for f in self.features]},
+            "mask": {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": mapping(f.geometry),
+                        "properties": {
+                            "instance": f.instance,
+                            "area": f.area,
+                            "score": f.score,
+                            "query": f.query,
+                            "tile": f.tile,
+                            "tiles": f.tiles,
+                            "parts": f.parts,
+                        },
+                    }
+                    for f in self.features
+                ],
+            },
             "tiles": self.tile_records,
-            "crs": crs.to_wkt() if crs else None, "epsg": crs_epsg(crs), "area_unit": area_unit(crs),
+            "crs": crs.to_wkt() if crs else None,
+            "epsg": crs_epsg(crs),
+            "area_unit": area_unit(crs),
             "read": {"mode": "tiled", "source": self.source, **self.grid.to_dict(), **self.stats},
-            "timings": self.timings, "models": self.models, "created": self.created, "view_id": self.view_id,
+            "timings": self.timings,
+            "models": self.models,
+            "created": self.created,
+            "view_id": self.view_id,
         }
 
     def layer_rows(self, extra: dict | None = None) -> dict[str, list[Row]]:
-        base = {"reasoner": self.models.get("reasoner", ""), "segmenter": self.models.get("segmenter", ""),
-                "created": self.created, "source": self.source, "raster": self.source, **(extra or {})}
+        base = {
+            "reasoner": self.models.get("reasoner", ""),
+            "segmenter": self.models.get("segmenter", ""),
+            "created": self.created,
+            "source": self.source,
+            "raster": self.source,
+            **(extra or {}),
+        }
         area_key = area_column(self.crs is not None)
         rows: dict[str, list[Row]] = {name: [] for name in LAYERS}
         for f in self.features:
-            rows["mask"].append((f.geometry, {**base, "query": f.query, "instance": f.instance, area_key: f.area,
-                                              "score": f.score, "status": "ok", "reasoning": f.reasoning,
-                                              "tile": f.tile, "tiles": ",".join(f.tiles), "parts": ",".join(f.parts)}))
+            rows["mask"].append(
+                (
+                    f.geometry,
+                    {
+                        **base,
+                        "query": f.query,
+                        "instance": f.instance,
+                        area_key: f.area,
+                        "score": f.score,
+                        "status": "ok",
+                        "reasoning": f.reasoning,
+                        "tile": f.tile,
+                        "tiles": ",".join(f.tiles),
+                        "parts": ",".join(f.parts),
+                    },
+                )
+            )
         for inst in self.instances:
             attrs = {**base, "query": inst["query"], "instance": inst["instance"], "tile": inst["tile"]}
             for j, (xy, inside) in enumerate(zip(inst["points_crs"], inst.get("points_in_core", []))):

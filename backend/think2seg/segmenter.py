@@ -125,8 +125,14 @@ class Segmenter:
         _cache_dense_pe(predictor.model.sam_prompt_encoder)
 
     @classmethod
-    def from_pretrained(cls, sam: str = DEFAULT_SAM_SIZE, size: str | None = None, device: str | None = None,
-                        cache_bytes: int | None = None, compile_encoder: bool = False) -> Segmenter:
+    def from_pretrained(
+        cls,
+        sam: str = DEFAULT_SAM_SIZE,
+        size: str | None = None,
+        device: str | None = None,
+        cache_bytes: int | None = None,
+        compile_encoder: bool = False,
+    ) -> Segmenter:
         """`sam` is a size (tiny/small/base_plus/large, fetched from the hub) or a local checkpoint path.
 
         `compile_encoder`: `torch.compile` the image encoder (the costly part, once per tile; fixed 1024 input
@@ -263,7 +269,10 @@ class Segmenter:
 
     @torch.inference_mode()
     def predict_prompt(
-        self, box: tuple[float, float, float, float] | None, points: np.ndarray | None, labels: np.ndarray | None,
+        self,
+        box: tuple[float, float, float, float] | None,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
     ) -> tuple[np.ndarray, float]:
         """One mask for free prompts on the embedded image (its pixels): an optional box and points with
         labels 1 (positive) / 0 (negative). Only SAM2's prompt encoder and mask decoder run (refine)."""
@@ -271,7 +280,8 @@ class Segmenter:
         lab = None if pts is None else np.asarray(labels, dtype=np.int32).reshape(-1)
         with self._decoding():
             m, s, _ = self.predictor.predict(
-                point_coords=pts, point_labels=lab,
+                point_coords=pts,
+                point_labels=lab,
                 box=None if box is None else np.asarray(box, dtype=np.float32),
                 multimask_output=False,
             )

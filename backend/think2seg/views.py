@@ -140,7 +140,8 @@ class ViewStore:
             if view is None:
                 raise ViewNotFound(
                     f"There is no view {view_id}: the backend keeps the last {self.max_views} answers only (or "
-                    "it was restarted). Run the query again, then refine the new answer.")
+                    "it was restarted). Run the query again, then refine the new answer."
+                )
             self._views.move_to_end(view_id)
             return view
 
@@ -151,11 +152,17 @@ class RefineRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frame: Literal["crs", "pixel"] = Field(
-        "crs", description="`crs`: coordinates in the raster's CRS (as the answer's `box_crs`/`points_crs`); "
-                           "`pixel`: the uploaded image's pixel frame (as `box_pixel`/`points_pixel`).")
+        "crs",
+        description="`crs`: coordinates in the raster's CRS (as the answer's `box_crs`/`points_crs`); "
+        "`pixel`: the uploaded image's pixel frame (as `box_pixel`/`points_pixel`).",
+    )
     box: list[float] | None = Field(
-        None, min_length=4, max_length=4, description="[xmin, ymin, xmax, ymax]; in `crs` an axis-aligned box "
-                                                      "in the CRS (its pixel bounding box is used)")
+        None,
+        min_length=4,
+        max_length=4,
+        description="[xmin, ymin, xmax, ymax]; in `crs` an axis-aligned box "
+        "in the CRS (its pixel bounding box is used)",
+    )
     positive_points: list[tuple[float, float]] = Field(default_factory=list, description="[[x, y], ...]: on the object")
     negative_points: list[tuple[float, float]] = Field(default_factory=list, description="[[x, y], ...]: not on it")
     instance: int | None = Field(None, description="the answer's instance this edits; null for a new instance")
@@ -166,14 +173,21 @@ def _apply(a: Affine, xy) -> np.ndarray:
     return np.column_stack([a.a * xy[:, 0] + a.b * xy[:, 1] + a.c, a.d * xy[:, 0] + a.e * xy[:, 1] + a.f])
 
 
-def frame_prompts(req: RefineRequest, to_pixels: Affine, shape: tuple[int, int],
-                  ) -> tuple[tuple[float, float, float, float] | None, np.ndarray, np.ndarray]:
+def frame_prompts(
+    req: RefineRequest,
+    to_pixels: Affine,
+    shape: tuple[int, int],
+) -> tuple[tuple[float, float, float, float] | None, np.ndarray, np.ndarray]:
     """The request's prompts in a pixel grid of `shape` (h, w), `to_pixels` mapping the request's frame to
     it: (box or None, points (N, 2), labels (N,)).
 
     Raises BadPrompt (HTTP 422) for no prompt at all, a non-finite number, a point outside the view, or a
     box that does not overlap it (a box reaching past the edge is cut to the view)."""
-    numbers = [*(req.box or []), *(v for p in req.positive_points for v in p), *(v for p in req.negative_points for v in p)]
+    numbers = [
+        *(req.box or []),
+        *(v for p in req.positive_points for v in p),
+        *(v for p in req.negative_points for v in p),
+    ]
     if not all(math.isfinite(v) for v in numbers):
         raise BadPrompt("A prompt coordinate is not a finite number (NaN or infinity); send real coordinates.")
     if req.box is None and not req.positive_points and not req.negative_points:
@@ -187,16 +201,20 @@ def frame_prompts(req: RefineRequest, to_pixels: Affine, shape: tuple[int, int],
         bx1, by1 = np.clip(corners.min(axis=0), 0, [w, h])
         bx2, by2 = np.clip(corners.max(axis=0), 0, [w, h])
         if bx2 - bx1 < 1e-6 or by2 - by1 < 1e-6:
-            raise BadPrompt(f"The box {req.box} does not overlap the view (coordinates in {where}); draw it on "
-                            "the area the answer covers.")
+            raise BadPrompt(
+                f"The box {req.box} does not overlap the view (coordinates in {where}); draw it on "
+                "the area the answer covers."
+            )
         box = (float(bx1), float(by1), float(bx2), float(by2))
     pts = [*req.positive_points, *req.negative_points]
     labels = np.array([1] * len(req.positive_points) + [0] * len(req.negative_points), dtype=np.int32)
     xy = _apply(to_pixels, pts) if pts else np.zeros((0, 2))
     outside = [list(p) for p, q in zip(pts, xy) if not (0 <= q[0] <= w and 0 <= q[1] <= h)]
     if outside:
-        raise BadPrompt(f"The point(s) {outside} lie outside the view (coordinates in {where}); click inside the "
-                        "area the answer covers.")
+        raise BadPrompt(
+            f"The point(s) {outside} lie outside the view (coordinates in {where}); click inside the "
+            "area the answer covers."
+        )
     return box, xy, labels
 
 
@@ -215,8 +233,10 @@ def _encodes(segmenter, key: str) -> bool:
 
 def _check_instance(view: View | TiledView, req: RefineRequest) -> None:
     if req.instance is not None and req.instance not in view.instances:
-        raise InstanceNotFound(f"The answer {view.view_id} has no instance {req.instance} (it has "
-                               f"{', '.join(map(str, view.instances)) or 'none'}); leave `instance` out for a new one.")
+        raise InstanceNotFound(
+            f"The answer {view.view_id} has no instance {req.instance} (it has "
+            f"{', '.join(map(str, view.instances)) or 'none'}); leave `instance` out for a new one."
+        )
 
 
 def refine_view(segmenter, view: View | TiledView, req: RefineRequest) -> dict:
@@ -242,18 +262,23 @@ def refine_view(segmenter, view: View | TiledView, req: RefineRequest) -> dict:
     src = tile.to_source_pixel
     unit = area_unit(tile.crs)
     return {
-        "view_id": view.view_id, "instance": req.instance, "edited": True,
+        "view_id": view.view_id,
+        "instance": req.instance,
+        "edited": True,
         "geometry": mapping(geom) if not geom.is_empty else None,
-        "score": score, "area": area, "area_unit": unit, "area_m2": area if unit == "m2" else None,
+        "score": score,
+        "area": area,
+        "area_unit": unit,
+        "area_m2": area if unit == "m2" else None,
         "box_pixel": None if box is None else [float(v) for v in (*(src @ box[:2]), *(src @ box[2:]))],
         "box_crs": None if box is None else tile.pixel_to_crs(box_ring(box)).tolist(),
         "points_pixel": [[float(v) for v in src @ (float(x), float(y))] for x, y in xy],
         "points_crs": tile.pixel_to_crs(xy).tolist() if len(xy) else [],
         "labels": labels.tolist(),
-        "crs": tile.crs.to_wkt() if tile.crs else None, "epsg": crs_epsg(tile.crs),
+        "crs": tile.crs.to_wkt() if tile.crs else None,
+        "epsg": crs_epsg(tile.crs),
         "reembedded": reembedded,
-        "timings": {"prompts": t1 - t0, "embed": t2 - t1, "decoder": t3 - t2, "polygonise": t4 - t3,
-                    "total": t4 - t0},
+        "timings": {"prompts": t1 - t0, "embed": t2 - t1, "decoder": t3 - t2, "polygonise": t4 - t3, "total": t4 - t0},
     }
 
 
@@ -274,8 +299,9 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     _check_instance(view, req)
     grid = view.grid
     # The uploaded image's pixels are the raster's pixels: "pixel" needs no mapping.
-    box, xy, labels = frame_prompts(req, ~grid.transform if req.frame == "crs" else Affine.identity(),
-                                    (grid.height, grid.width))
+    box, xy, labels = frame_prompts(
+        req, ~grid.transform if req.frame == "crs" else Affine.identity(), (grid.height, grid.width)
+    )
     reach = shapely_box(*box) if box is not None else MultiPoint([tuple(p) for p in xy]).convex_hull
     specs = [s for s in grid.tiles if shapely_box(*s.core).intersects(reach)]
     pieces, scores, tiles_used = [], [], []
@@ -334,8 +360,11 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     merged = merge_pieces(pieces, view.min_area_pixels * grid.scale * grid.scale)
     geom_px = as_multipolygon(MultiPolygon([p for g, _ in merged for p in g.geoms]))
     geom = as_multipolygon(grid.to_crs(geom_px))
-    area = (area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area)) \
-        if not geom.is_empty else 0.0
+    area = (
+        (area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area))
+        if not geom.is_empty
+        else 0.0
+    )
     weights = np.array([a for _, a in scores])
     score = float(np.average([s for s, _ in scores], weights=weights if weights.sum() > 0 else None)) if scores else 0.0
     timings["merge"] = time.perf_counter() - t5
@@ -343,13 +372,23 @@ def refine_tiled(segmenter, view: TiledView, req: RefineRequest) -> dict:
     unit = area_unit(grid.crs)
     to_crs = grid.transform
     return {
-        "view_id": view.view_id, "instance": req.instance, "edited": True,
+        "view_id": view.view_id,
+        "instance": req.instance,
+        "edited": True,
         "geometry": mapping(geom) if not geom.is_empty else None,
-        "score": score, "area": area, "area_unit": unit, "area_m2": area if unit == "m2" else None,
+        "score": score,
+        "area": area,
+        "area_unit": unit,
+        "area_m2": area if unit == "m2" else None,
         "box_pixel": None if box is None else list(box),
         "box_crs": None if box is None else _apply(to_crs, box_ring(box)).tolist(),
-        "points_pixel": xy.tolist(), "points_crs": _apply(to_crs, xy).tolist() if len(xy) else [],
+        "points_pixel": xy.tolist(),
+        "points_crs": _apply(to_crs, xy).tolist() if len(xy) else [],
         "labels": labels.tolist(),
-        "crs": grid.crs.to_wkt() if grid.crs else None, "epsg": crs_epsg(grid.crs),
-        "tiles": tiles_used, "tiles_kept": kept_tiles, "reembedded": reembedded, "timings": timings,
+        "crs": grid.crs.to_wkt() if grid.crs else None,
+        "epsg": crs_epsg(grid.crs),
+        "tiles": tiles_used,
+        "tiles_kept": kept_tiles,
+        "reembedded": reembedded,
+        "timings": timings,
     }

@@ -15,7 +15,9 @@ from .errors import WeightsUnavailable
 
 DEFAULT_REASONER = "RicardoString/Think2Seg-RS-3B"
 KNOWN_REASONERS = {
-    "RicardoString/Think2Seg-RS-3B": "fine-tuned Qwen2.5-VL-3B-Instruct (base under the Qwen research licence: check it)",
+    "RicardoString/Think2Seg-RS-3B": (
+        "fine-tuned Qwen2.5-VL-3B-Instruct (base under the Qwen research licence: check it)"
+    ),
     "RicardoString/Think2Seg-RS-7B": "fine-tuned Qwen2.5-VL-7B-Instruct (base under Apache-2.0)",
 }
 DEFAULT_SAM_SIZE = "small"
@@ -31,16 +33,31 @@ class SamSize:
 
 SAM_SIZES = {
     "tiny": SamSize("tiny", "configs/sam2.1/sam2.1_hiera_t.yaml", "facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt"),
-    "small": SamSize("small", "configs/sam2.1/sam2.1_hiera_s.yaml", "facebook/sam2.1-hiera-small", "sam2.1_hiera_small.pt"),
-    "base_plus": SamSize(
-        "base_plus", "configs/sam2.1/sam2.1_hiera_b+.yaml", "facebook/sam2.1-hiera-base-plus", "sam2.1_hiera_base_plus.pt"
+    "small": SamSize(
+        "small", "configs/sam2.1/sam2.1_hiera_s.yaml", "facebook/sam2.1-hiera-small", "sam2.1_hiera_small.pt"
     ),
-    "large": SamSize("large", "configs/sam2.1/sam2.1_hiera_l.yaml", "facebook/sam2.1-hiera-large", "sam2.1_hiera_large.pt"),
+    "base_plus": SamSize(
+        "base_plus",
+        "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        "facebook/sam2.1-hiera-base-plus",
+        "sam2.1_hiera_base_plus.pt",
+    ),
+    "large": SamSize(
+        "large", "configs/sam2.1/sam2.1_hiera_l.yaml", "facebook/sam2.1-hiera-large", "sam2.1_hiera_large.pt"
+    ),
 }
 _SIZE_ALIASES = {
-    "t": "tiny", "tiny": "tiny", "s": "small", "small": "small",
-    "b+": "base_plus", "b_plus": "base_plus", "base_plus": "base_plus", "base-plus": "base_plus", "baseplus": "base_plus",
-    "l": "large", "large": "large",
+    "t": "tiny",
+    "tiny": "tiny",
+    "s": "small",
+    "small": "small",
+    "b+": "base_plus",
+    "b_plus": "base_plus",
+    "base_plus": "base_plus",
+    "base-plus": "base_plus",
+    "baseplus": "base_plus",
+    "l": "large",
+    "large": "large",
 }
 
 
@@ -163,15 +180,25 @@ def resolve_reasoner(model: str) -> str:
             f"'{model}' is neither a local folder nor a valid hub id ({e}).", code="bad_model"
         ) from e
     except Exception as e:
-        raise WeightsUnavailable(download_failure_sentence(
-            e, "reasoner", model,
-            _offline_sentence("reasoner", model, "config.json, the *.safetensors files, the tokenizer and processor "
-                                                 "files", "--model"))) from e
+        raise WeightsUnavailable(
+            download_failure_sentence(
+                e,
+                "reasoner",
+                model,
+                _offline_sentence(
+                    "reasoner",
+                    model,
+                    "config.json, the *.safetensors files, the tokenizer and processor files",
+                    "--model",
+                ),
+            )
+        ) from e
     finally:
         DOWNLOAD.finish()
 
 
 # --- the first-run download: room, partial files left by a killed download, what each failure means --------------
+
 
 def _hub_cache_dir() -> Path:
     from huggingface_hub import constants
@@ -199,10 +226,12 @@ def room_sentence(need: int, free: int, cache_dir: str | os.PathLike, repo: str)
     """None when `need` bytes fit in `free`; else what to do, with both figures (a pure function)."""
     if need <= free:
         return None
-    return (f"Not enough disk space for '{repo}': it needs {need / 1e9:.2f} GB more and {cache_dir} has "
-            f"{free / 1e9:.2f} GB free. Free some space there, or put the Hugging Face cache on a disk with room: "
-            "set the environment variable HF_HOME to a folder there (for example HF_HOME=D:\\hf-cache or "
-            "HF_HOME=/data/hf-cache) before starting Think2Seg.")
+    return (
+        f"Not enough disk space for '{repo}': it needs {need / 1e9:.2f} GB more and {cache_dir} has "
+        f"{free / 1e9:.2f} GB free. Free some space there, or put the Hugging Face cache on a disk with room: "
+        "set the environment variable HF_HOME to a folder there (for example HF_HOME=D:\\hf-cache or "
+        "HF_HOME=/data/hf-cache) before starting Think2Seg."
+    )
 
 
 def _matches(name: str, patterns: list[str] | None) -> bool:
@@ -302,8 +331,14 @@ def _resume(repo_id: str, commit: str, sib, partial: Path, blob: Path) -> int | 
     DOWNLOAD.start(f"the rest of {sib.rfilename} ({repo_id})")
     try:
         with open(partial, "ab") as f:
-            http_get(hf_hub_url(repo_id, sib.rfilename, revision=commit), f, resume_size=kept,
-                     headers=build_hf_headers(), expected_size=size, tqdm_class=_recording_tqdm())
+            http_get(
+                hf_hub_url(repo_id, sib.rfilename, revision=commit),
+                f,
+                resume_size=kept,
+                headers=build_hf_headers(),
+                expected_size=size,
+                tqdm_class=_recording_tqdm(),
+            )
         if partial.stat().st_size != size:
             return None
         os.replace(partial, blob)
@@ -347,30 +382,44 @@ def download_failure_sentence(e: BaseException, what: str, repo: str, offline: s
     if isinstance(e, WeightsUnavailable):
         return e.message
     if _chain_has(e, ("GatedRepoError",)):
-        return (f"The {what} weights '{repo}' are gated: accept the licence on {page} while logged in, then give "
-                "this machine your token (`hf auth login`, or the environment variable HF_TOKEN) and start again.")
+        return (
+            f"The {what} weights '{repo}' are gated: accept the licence on {page} while logged in, then give "
+            "this machine your token (`hf auth login`, or the environment variable HF_TOKEN) and start again."
+        )
     if _chain_has(e, ("RepositoryNotFoundError",)):
-        return (f"There is no model '{repo}' on {endpoint}: check the name (the published reasoners are "
-                f"{' and '.join(KNOWN_REASONERS)}); if it is private, log in first (`hf auth login` or HF_TOKEN).")
+        return (
+            f"There is no model '{repo}' on {endpoint}: check the name (the published reasoners are "
+            f"{' and '.join(KNOWN_REASONERS)}); if it is private, log in first (`hf auth login` or HF_TOKEN)."
+        )
     if _chain_has(e, ("RemoteEntryNotFoundError", "EntryNotFoundError")) and not _chain_has(
-            e, ("LocalEntryNotFoundError",)):
+        e, ("LocalEntryNotFoundError",)
+    ):
         return f"'{repo}' on {endpoint} has no file the {what} needs ({e}): check the name or the revision."
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return (f"The disk filled up while fetching '{repo}' into {_hub_cache_dir()}: free some space there, or "
-                "set HF_HOME to a folder on a disk with room, and start again.")
+        return (
+            f"The disk filled up while fetching '{repo}' into {_hub_cache_dir()}: free some space there, or "
+            "set HF_HOME to a folder on a disk with room, and start again."
+        )
     status = _http_status(e)
     if status is not None and status >= 500:
-        return (f"The hub at {endpoint} answered {status} (a fault on its side) while fetching the {what} weights "
-                f"'{repo}': try again in a while; the files already fetched are kept.")
+        return (
+            f"The hub at {endpoint} answered {status} (a fault on its side) while fetching the {what} weights "
+            f"'{repo}': try again in a while; the files already fetched are kept."
+        )
     if status == 401 or status == 403:
-        return (f"The hub at {endpoint} refused access to '{repo}' ({status}): log in with a token that may read "
-                "it (`hf auth login` or HF_TOKEN) and start again.")
+        return (
+            f"The hub at {endpoint} refused access to '{repo}' ({status}): log in with a token that may read "
+            "it (`hf auth login` or HF_TOKEN) and start again."
+        )
     if constants.HF_HUB_OFFLINE or _chain_has(e, ("ConnectError", "OfflineModeIsEnabled", "ConnectTimeout")):
         return offline
     if _chain_has(e, ("RemoteProtocolError", "ReadError", "ReadTimeout", "TimeoutException")) or (
-            "Consistency check failed" in str(e)):
-        return (f"The connection to {endpoint} broke off while fetching the {what} weights '{repo}' (after "
-                "retries): start again when the network is steady; the files already fetched are kept.")
+        "Consistency check failed" in str(e)
+    ):
+        return (
+            f"The connection to {endpoint} broke off while fetching the {what} weights '{repo}' (after "
+            "retries): start again when the network is steady; the files already fetched are kept."
+        )
     return offline + f" ({type(e).__name__}: {e})"
 
 
@@ -406,7 +455,8 @@ def resolve_sam_checkpoint(sam: str, size: str | None = None) -> tuple[SamSize, 
         return spec, hf_hub_download(spec.hub_id, spec.filename, tqdm_class=_recording_tqdm())
     except Exception as e:
         offline = _offline_sentence("SAM2.1", spec.hub_id, spec.filename, "--sam").replace(
-            "--sam DIR", f"--sam DIR/{spec.filename}")
+            "--sam DIR", f"--sam DIR/{spec.filename}"
+        )
         raise WeightsUnavailable(download_failure_sentence(e, "SAM2.1", spec.hub_id, offline)) from e
     finally:
         DOWNLOAD.finish()

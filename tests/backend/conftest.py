@@ -40,8 +40,9 @@ def tiny_models_dir() -> Path:
 def tiny_pipeline(tiny_models_dir):
     from think2seg.pipeline import Pipeline
 
-    return Pipeline.from_pretrained(str(tiny_models_dir / "reasoner"), str(tiny_models_dir / "sam2.1_hiera_t.pt"),
-                                    device="cpu")
+    return Pipeline.from_pretrained(
+        str(tiny_models_dir / "reasoner"), str(tiny_models_dir / "sam2.1_hiera_t.pt"), device="cpu"
+    )
 
 
 def tiny_model_args(models: Path) -> list[str]:
@@ -77,8 +78,14 @@ def write_raster(path: Path, data: np.ndarray, transform=None, crs="EPSG:32633",
     if data.ndim == 2:
         data = data[None]
     count, h, w = data.shape
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": data.dtype,
-               "transform": transform if transform is not None else Affine(10, 0, 500000, 0, -10, 4000000)}
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": count,
+        "dtype": data.dtype,
+        "transform": transform if transform is not None else Affine(10, 0, 500000, 0, -10, 4000000),
+    }
     if crs is not None:
         profile["crs"] = crs
     if nodata is not None:

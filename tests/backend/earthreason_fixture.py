@@ -20,8 +20,14 @@ from PIL import Image
 GOOD_PERFECT = ("perfect_a", "perfect_b")
 GOOD_EMPTY = ("empty_a",)
 RECT_SIZES = {  # id: (width, height)
-    "rect_a": (320, 240), "rect_b": (500, 400), "rect_c": (900, 700), "rect_d": (256, 256),
-    "rect_e": (640, 480), "rect_f": (400, 600), "rect_g": (700, 300), "rect_h": (333, 333),
+    "rect_a": (320, 240),
+    "rect_b": (500, 400),
+    "rect_c": (900, 700),
+    "rect_d": (256, 256),
+    "rect_e": (640, 480),
+    "rect_f": (400, 600),
+    "rect_g": (700, 300),
+    "rect_h": (333, 333),
     "rect_i": (1000, 800),
 }
 BROKEN = ("broken_qa", "broken_image")
@@ -40,19 +46,21 @@ def known_sam_mask(segmenter, rgb: np.ndarray) -> np.ndarray:
 def _image(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     img = np.broadcast_to(rng.integers(40, 200, size=3, dtype=np.uint8), (h, w, 3)).copy()
     img = (img.astype(int) + rng.integers(-30, 30, size=img.shape)).clip(0, 255).astype(np.uint8)
-    img[h // 4: h // 2, w // 3: 2 * w // 3] = rng.integers(0, 255, size=3)
+    img[h // 4 : h // 2, w // 3 : 2 * w // 3] = rng.integers(0, 255, size=3)
     return img
 
 
 def _write(base: Path, image_id: str, rgb: np.ndarray, mask: np.ndarray, questions: list[str], category: str):
     Image.fromarray(rgb).save(base / "images" / f"{image_id}.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(base / "labels" / f"{image_id}.png")
-    (base / "QAs" / f"{image_id}.json").write_text(json.dumps(
-        {"questions": questions, "answer": [f"The {category} in the image."], "category": category}))
+    (base / "QAs" / f"{image_id}.json").write_text(
+        json.dumps({"questions": questions, "answer": [f"The {category} in the image."], "category": category})
+    )
 
 
-def make_mini_earthreason(root: Path, sam_checkpoint: Path, split: str = "val", n_rect: int | None = None,
-                          seed: int = 0) -> dict:
+def make_mini_earthreason(
+    root: Path, sam_checkpoint: Path, split: str = "val", n_rect: int | None = None, seed: int = 0
+) -> dict:
     """Write the mini dataset under root/split; returns what was written (ids by kind, the known masks)."""
     from think2seg.segmenter import Segmenter
 
@@ -66,21 +74,39 @@ def make_mini_earthreason(root: Path, sam_checkpoint: Path, split: str = "val", 
         rgb = _image(rng, 840, 840)
         masks[image_id] = known_sam_mask(seg, rgb)
         assert masks[image_id].any() and not masks[image_id].all()
-        _write(base, image_id, rgb, masks[image_id], [f"the {c} seen from above, number {k}" for c in CATEGORIES],
-               CATEGORIES[0])
+        _write(
+            base,
+            image_id,
+            rgb,
+            masks[image_id],
+            [f"the {c} seen from above, number {k}" for c in CATEGORIES],
+            CATEGORIES[0],
+        )
     for image_id in GOOD_EMPTY:
         rgb = _image(rng, 600, 450)
         masks[image_id] = np.zeros((450, 600), dtype=bool)
-        _write(base, image_id, rgb, masks[image_id], ["the stadium for hurdle racing", "a running track",
-                                                      "where would athletes train?"], CATEGORIES[1])
+        _write(
+            base,
+            image_id,
+            rgb,
+            masks[image_id],
+            ["the stadium for hurdle racing", "a running track", "where would athletes train?"],
+            CATEGORIES[1],
+        )
     rects = list(RECT_SIZES.items())[:n_rect] if n_rect is not None else list(RECT_SIZES.items())
     for k, (image_id, (w, h)) in enumerate(rects):
         rgb = _image(rng, w, h)
         m = np.zeros((h, w), dtype=bool)
-        m[h // 5: 3 * h // 5, w // 6: w // 2 + k * w // 40] = True
+        m[h // 5 : 3 * h // 5, w // 6 : w // 2 + k * w // 40] = True
         masks[image_id] = m
-        _write(base, image_id, rgb, m, [f"question {j} about {image_id}" for j in range(3)],
-               CATEGORIES[k % len(CATEGORIES)])
+        _write(
+            base,
+            image_id,
+            rgb,
+            m,
+            [f"question {j} about {image_id}" for j in range(3)],
+            CATEGORIES[k % len(CATEGORIES)],
+        )
     # broken: a QA file that is not JSON, an image file that is not an image
     rgb = _image(rng, 300, 300)
     _write(base, "broken_qa", rgb, np.ones((300, 300), dtype=bool), ["q"], "water")
@@ -88,6 +114,11 @@ def make_mini_earthreason(root: Path, sam_checkpoint: Path, split: str = "val", 
     _write(base, "broken_image", rgb, np.ones((300, 300), dtype=bool), ["q"], "water")
     (base / "images" / "broken_image.png").write_bytes(b"this is not a png")
     return {
-        "root": Path(root), "split": split, "perfect": list(GOOD_PERFECT), "empty": list(GOOD_EMPTY),
-        "rect": [r[0] for r in rects], "broken": list(BROKEN), "masks": masks,
+        "root": Path(root),
+        "split": split,
+        "perfect": list(GOOD_PERFECT),
+        "empty": list(GOOD_EMPTY),
+        "rect": [r[0] for r in rects],
+        "broken": list(BROKEN),
+        "masks": masks,
     }

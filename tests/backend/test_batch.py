@@ -76,9 +76,27 @@ def test_cli_batch_two_rasters_and_corrupt_files(tmp_path, capsys, tiny_models_d
     b = make_geotiff(tmp_path / "b.tif", 200, 200, discs=[(100, 100, 50)])
     bad, cut = corrupt_files(tmp_path)
     out = tmp_path / "out" / "answers.gpkg"
-    rc = main(["batch", "-q", "the water bodies", str(a), str(bad), str(b), str(cut), "-o", str(out),
-               "--tile-size", "256", "--overlap", "32", "--max-reasoning-tokens", "128", "--no-progress",
-               *tiny_model_args(tiny_models_dir)])
+    rc = main(
+        [
+            "batch",
+            "-q",
+            "the water bodies",
+            str(a),
+            str(bad),
+            str(b),
+            str(cut),
+            "-o",
+            str(out),
+            "--tile-size",
+            "256",
+            "--overlap",
+            "32",
+            "--max-reasoning-tokens",
+            "128",
+            "--no-progress",
+            *tiny_model_args(tiny_models_dir),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, "some rasters failed, the others were done: exit 0 with the failures in the summary"
     assert "2 done, 2 failed, 4 in all" in printed
@@ -97,8 +115,21 @@ def test_cli_batch_two_rasters_and_corrupt_files(tmp_path, capsys, tiny_models_d
 
 def test_cli_batch_with_nothing_readable_exits_2_without_loading_models(tmp_path, capsys):
     bad, _ = corrupt_files(tmp_path)
-    rc = main(["batch", "-q", "water", str(bad), "-o", str(tmp_path / "o.gpkg"), "--no-progress",
-               "--model", str(tmp_path / "no-such-model"), "--sam", "tiny"])
+    rc = main(
+        [
+            "batch",
+            "-q",
+            "water",
+            str(bad),
+            "-o",
+            str(tmp_path / "o.gpkg"),
+            "--no-progress",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--sam",
+            "tiny",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 2 and "0 done, 1 failed" in out
     assert not (tmp_path / "o.gpkg").exists()
@@ -125,14 +156,22 @@ def test_exit_codes_and_inputs(tmp_path):
 
 # -- the library with the tiny reasoner and a stand-in SAM2 ----------------------------------------------------
 def _job(rasters, out, **kw) -> BatchJob:
-    return BatchJob(rasters=[str(r) for r in rasters], queries=["the water bodies"], output=str(out),
-                    options={"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=1), progress=False,
-                    **kw)
+    return BatchJob(
+        rasters=[str(r) for r in rasters],
+        queries=["the water bodies"],
+        output=str(out),
+        options={"max_reasoning_tokens": 128},
+        tiling=Tiling(256, 32, batch_size=1),
+        progress=False,
+        **kw,
+    )
 
 
 def _features(path) -> list[tuple]:
-    return sorted((r["raster"], r["tile"], r["tiles"], round(r["area_m2"], 6), shapely.normalize(r["geometry"]).wkb)
-                  for r in read_layer(path, "mask"))
+    return sorted(
+        (r["raster"], r["tile"], r["tiles"], round(r["area_m2"], 6), shapely.normalize(r["geometry"]).wkb)
+        for r in read_layer(path, "mask")
+    )
 
 
 def test_batch_resumes_without_redoing_tiles(stand_in_pipeline, tmp_path):
@@ -184,8 +223,14 @@ def test_a_batch_keeps_no_cached_view_it_will_not_read_again(tiny_pipeline, tmp_
     seg, views = tiny_pipeline.segmenter, tiny_pipeline.reasoner.views
     seg.cache_bytes, views.max_bytes = 1 << 30, 1 << 30  # room for every tile: only the run's bound can evict
     r = make_geotiff(tmp_path / "r.tif", 440, 440, discs=[(220, 220, 100)])
-    job = BatchJob(rasters=[str(r)], queries=["the water bodies", "the fields"], output=str(tmp_path / "o.gpkg"),
-                   options={"max_reasoning_tokens": 64}, tiling=Tiling(256, 32, batch_size=1), progress=False)
+    job = BatchJob(
+        rasters=[str(r)],
+        queries=["the water bodies", "the fields"],
+        output=str(tmp_path / "o.gpkg"),
+        options={"max_reasoning_tokens": 64},
+        tiling=Tiling(256, 32, batch_size=1),
+        progress=False,
+    )
     keys_seen: list[int] = []
     put = seg._cache.put
 
@@ -220,13 +265,23 @@ def test_resume_refuses_another_batch_state(stand_in_pipeline, tmp_path):
 def test_geoparquet_output_in_one_crs(stand_in_pipeline, tmp_path):
     utm = make_geotiff(tmp_path / "utm.tif", 256, 256, discs=[(128, 128, 60)])
     # the same kind of scene in Web Mercator, somewhere else
-    merc = make_geotiff(tmp_path / "merc.tif", 256, 256, discs=[(100, 150, 50)], crs="EPSG:3857",
-                        origin=(1669792.0, 5621521.0), pixel_size=2.0)
+    merc = make_geotiff(
+        tmp_path / "merc.tif",
+        256,
+        256,
+        discs=[(100, 150, 50)],
+        crs="EPSG:3857",
+        origin=(1669792.0, 5621521.0),
+        pixel_size=2.0,
+    )
     out = tmp_path / "answers.parquet"
     summary = run_batch(lambda: stand_in_pipeline, _job([utm, merc], out))
     assert summary.done == 2 and summary.crs == "EPSG:32633"
-    assert sorted(Path(p).name for p in summary.outputs) == ["answers.parquet", "answers.prompt_boxes.parquet",
-                                                             "answers.prompt_points.parquet"]
+    assert sorted(Path(p).name for p in summary.outputs) == [
+        "answers.parquet",
+        "answers.prompt_boxes.parquet",
+        "answers.prompt_points.parquet",
+    ]
     table = pq.read_table(out)
     geo = json.loads(table.schema.metadata[b"geo"])
     assert geo["primary_column"] == "geometry" and geo["columns"]["geometry"]["encoding"] == "WKB"

@@ -22,11 +22,28 @@ pytestmark = pytest.mark.slow
 def test_batch_killed_with_sigkill_resumes_without_doubles(tiny_models_dir, tmp_path, capsys):
     raster = make_geotiff(tmp_path / "scene.tif", 192, 64, block=64)  # three tiles
     out = tmp_path / "out.gpkg"
-    args = ["batch", str(raster), "-q", "the discs", "-o", str(out), "--tile-size", "64", "--overlap", "0",
-            "--batch-size", "1", "--max-reasoning-tokens", "16", "--no-progress", *tiny_model_args(tiny_models_dir)]
+    args = [
+        "batch",
+        str(raster),
+        "-q",
+        "the discs",
+        "-o",
+        str(out),
+        "--tile-size",
+        "64",
+        "--overlap",
+        "0",
+        "--batch-size",
+        "1",
+        "--max-reasoning-tokens",
+        "16",
+        "--no-progress",
+        *tiny_model_args(tiny_models_dir),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "think2seg", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "think2seg", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = tmp_path / "out.gpkg.state"
     deadline = time.time() + 240
     while len(list(state.rglob("tiles/*.json"))) < 1 and time.time() < deadline and proc.poll() is None:

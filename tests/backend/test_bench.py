@@ -57,18 +57,54 @@ def test_coarse_gsd_gives_the_asked_tile_count():
 @pytest.mark.slow
 def test_bench_prints_its_tables(capsys):
     needs_tiny()
-    assert main(["--tiny", str(TINY), "--sizes", "256,700", "--tile-size", "256", "--overlap", "32",
-                 "--max-tiles", "1", "--coarse-tiles", "1", "--repeats", "2", "--stand-in"]) == 0
+    assert (
+        main(
+            [
+                "--tiny",
+                str(TINY),
+                "--sizes",
+                "256,700",
+                "--tile-size",
+                "256",
+                "--overlap",
+                "32",
+                "--max-tiles",
+                "1",
+                "--coarse-tiles",
+                "1",
+                "--repeats",
+                "2",
+                "--stand-in",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    for row in ("## 1. One 256 x 256 tile", "| read (window, GeoTIFF)", "| preprocess", "| LVLM", "| parse",
-                "| SAM2", "| polygonise", "| write (GPKG)",
-                "## 2. Everything that is not a model", "| normalise", "| georeference", "| total, 8-bit raster",
-                "| of which on the path that waits for the models",
-                "## 3. Big rasters", "peak RSS"):
+    for row in (
+        "## 1. One 256 x 256 tile",
+        "| read (window, GeoTIFF)",
+        "| preprocess",
+        "| LVLM",
+        "| parse",
+        "| SAM2",
+        "| polygonise",
+        "| write (GPKG)",
+        "## 2. Everything that is not a model",
+        "| normalise",
+        "| georeference",
+        "| total, 8-bit raster",
+        "| of which on the path that waits for the models",
+        "## 3. Big rasters",
+        "peak RSS",
+    ):
         assert row in out, row
     lines = out.splitlines()
-    for raster, mode in (("256 x 256", "native, all tiles, tiny models"), ("700 x 700", "native, first 1 tiles"),
-                         ("700 x 700", "coarse gsd (whole raster)"), ("700 x 700", "tiny LVLM + stand-in SAM2")):
+    for raster, mode in (
+        ("256 x 256", "native, all tiles, tiny models"),
+        ("700 x 700", "native, first 1 tiles"),
+        ("700 x 700", "coarse gsd (whole raster)"),
+        ("700 x 700", "tiny LVLM + stand-in SAM2"),
+    ):
         assert any(raster in ln and mode in ln for ln in lines), (raster, mode)
 
 
@@ -76,11 +112,25 @@ def test_bench_prints_its_tables(capsys):
 def test_gpu_bench_script_runs_with_tiny_shapes(tmp_path):
     needs_tiny()
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--tiny", "--batches", "1",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--tiny", "--batches", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for row in ("| read", "| prefill", "| decode (11 tokens)", "| SAM2 encoder", "| SAM2 decoder", "| polygonise",
-                "| write", "(a) one query end to end", "| batch 1", "implementations:"):
+    for row in (
+        "| read",
+        "| prefill",
+        "| decode (11 tokens)",
+        "| SAM2 encoder",
+        "| SAM2 decoder",
+        "| polygonise",
+        "| write",
+        "(a) one query end to end",
+        "| batch 1",
+        "implementations:",
+    ):
         assert row in proc.stdout, row
     import json
 

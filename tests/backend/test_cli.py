@@ -13,8 +13,9 @@ from think2seg.testing.tiny_models import KNOWN_REASONING
 
 def cli(*args, env=None, timeout=300):
     e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "think2seg", *args], capture_output=True, text=True, env=e,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "think2seg", *args], capture_output=True, text=True, env=e, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +57,17 @@ def test_geojson_output(tmp_path, landsat, models):
     assert "32618" in out.read_text()
 
 
-@pytest.mark.parametrize("args, sentence", [
-    (["README.md", "-q", "x", "-o", "o.gpkg"], "not a raster GDAL can read"),
-    (["missing.tif", "-q", "x", "-o", "o.gpkg"], "does not exist"),
-    (["RASTER", "-q", "   ", "-o", "o.gpkg"], "The query is empty"),
-    (["RASTER", "-q", "x", "-o", "o.shp"], "must end in .gpkg or .geojson"),
-    (["RASTER", "-q", "x", "-o", "o.gpkg", "--bands", "9"], "between 1 and 4"),
-    (["RASTER", "-q", "x", "-o", "o.gpkg", "--bands", "red"], "band numbers separated by commas"),
-])
+@pytest.mark.parametrize(
+    "args, sentence",
+    [
+        (["README.md", "-q", "x", "-o", "o.gpkg"], "not a raster GDAL can read"),
+        (["missing.tif", "-q", "x", "-o", "o.gpkg"], "does not exist"),
+        (["RASTER", "-q", "   ", "-o", "o.gpkg"], "The query is empty"),
+        (["RASTER", "-q", "x", "-o", "o.shp"], "must end in .gpkg or .geojson"),
+        (["RASTER", "-q", "x", "-o", "o.gpkg", "--bands", "9"], "between 1 and 4"),
+        (["RASTER", "-q", "x", "-o", "o.gpkg", "--bands", "red"], "band numbers separated by commas"),
+    ],
+)
 def test_bad_input_exits_2_with_a_sentence(tmp_path, naip, args, sentence):
     args = [str(naip) if a == "RASTER" else a for a in args]
     if args[0] == "README.md":
@@ -80,8 +84,16 @@ def test_vector_file_is_not_a_raster(tmp_path):
     from pyogrio.raw import write
 
     gpkg = tmp_path / "fields.gpkg"
-    write(gpkg, np.array([shapely.to_wkb(shapely.Point(0, 0))], dtype=object), [], [], layer="pts",
-          driver="GPKG", geometry_type="Point", crs="EPSG:4326")
+    write(
+        gpkg,
+        np.array([shapely.to_wkb(shapely.Point(0, 0))], dtype=object),
+        [],
+        [],
+        layer="pts",
+        driver="GPKG",
+        geometry_type="Point",
+        crs="EPSG:4326",
+    )
     p = cli("segment", str(gpkg), "-q", "x", "-o", str(tmp_path / "o.gpkg"))
     assert p.returncode == 2 and "not a raster GDAL can read" in p.stderr
 
@@ -107,8 +119,9 @@ def test_sam_checkpoint_size_read_from_file_name():
 def test_unknown_sam_checkpoint_size_asks_for_sam_size(tmp_path, naip):
     ckpt = tmp_path / "weights.pt"
     ckpt.write_bytes(b"x")
-    p = cli("segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--model", str(tmp_path),
-            "--sam", str(ckpt))
+    p = cli(
+        "segment", str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--model", str(tmp_path), "--sam", str(ckpt)
+    )
     assert p.returncode == 1 and ("--sam-size" in p.stderr or "config.json" in p.stderr)
 
 
@@ -126,8 +139,18 @@ def test_bbox_outside_the_raster_is_a_sentence(tmp_path, naip):
 def test_bbox_reads_a_window(tmp_path, naip, models):
     import json
 
-    p = cli("segment", str(naip), "-q", "ponds", "-o", str(tmp_path / "o.gpkg"), "--json",
-            "--bbox", "486000,5206000,487000,5207000", *models)
+    p = cli(
+        "segment",
+        str(naip),
+        "-q",
+        "ponds",
+        "-o",
+        str(tmp_path / "o.gpkg"),
+        "--json",
+        "--bbox",
+        "486000,5206000,487000,5207000",
+        *models,
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert d["read"]["window"] == [20, 449, 200, 200]
@@ -135,30 +158,38 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
     assert d["instances"][0]["points_crs"][0] == [486499.0, 5206601.0]
 
 
-@pytest.mark.parametrize("args, sentence", [
-    (["segment", "RASTER", "-q", "x", "-o", "OUT", "--bbox", "nan,nan,nan,nan"], "four finite numbers"),
-    (["segment", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
-    # missing folders are created (a batch into a new folder is normal); a file in the way is a mistake
-    (["segment", "RASTER", "-q", "x", "-o", "RASTER_AS_FOLDER"], "is not a folder"),
-    (["batch", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
-    (["serve", "--token-file", "TMP"], "is a folder"),
-    (["serve", "--token-file", "/proc/think2seg/token"], "Cannot use the token file"),
-    (["serve", "--host", "0.0.0.0"], "--allow-remote"),
-    (["serve", "--max-queue", "0"], "--max-queue must be at least 1"),
-    (["serve", "--max-views", "0"], "--max-views must be at least 1"),
-    (["serve", "--max-view-mb", "-5"], "--max-view-mb must be at least 1"),
-    (["serve", "--header-timeout", "0"], "--header-timeout must be a positive number"),
-    # probe finding 14: torch's traceback for a GPU this machine lacks; an empty folder exited 0
-    (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),
-    (["batch", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),
-    (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "gpu"], "is not a device"),
-    (["batch", "EMPTY", "-q", "x", "-o", "OUT"], "No rasters in"),
-])
+@pytest.mark.parametrize(
+    "args, sentence",
+    [
+        (["segment", "RASTER", "-q", "x", "-o", "OUT", "--bbox", "nan,nan,nan,nan"], "four finite numbers"),
+        (["segment", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
+        # missing folders are created (a batch into a new folder is normal); a file in the way is a mistake
+        (["segment", "RASTER", "-q", "x", "-o", "RASTER_AS_FOLDER"], "is not a folder"),
+        (["batch", "RASTER", "-q", "x", "-o", "/proc/o.gpkg"], "Cannot write /proc/o.gpkg"),
+        (["serve", "--token-file", "TMP"], "is a folder"),
+        (["serve", "--token-file", "/proc/think2seg/token"], "Cannot use the token file"),
+        (["serve", "--host", "0.0.0.0"], "--allow-remote"),
+        (["serve", "--max-queue", "0"], "--max-queue must be at least 1"),
+        (["serve", "--max-views", "0"], "--max-views must be at least 1"),
+        (["serve", "--max-view-mb", "-5"], "--max-view-mb must be at least 1"),
+        (["serve", "--header-timeout", "0"], "--header-timeout must be a positive number"),
+        # probe finding 14: torch's traceback for a GPU this machine lacks; an empty folder exited 0
+        (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),
+        (["batch", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),
+        (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "gpu"], "is not a device"),
+        (["batch", "EMPTY", "-q", "x", "-o", "OUT"], "No rasters in"),
+    ],
+)
 def test_user_mistakes_exit_2_with_a_sentence_before_models_load(tmp_path, naip, args, sentence, capsys):
     from think2seg.cli import main
 
-    subs = {"RASTER": str(naip), "OUT": str(tmp_path / "o.gpkg"), "TMP": str(tmp_path),
-            "RASTER_AS_FOLDER": str(naip / "sub" / "o.gpkg"), "EMPTY": str(tmp_path / "empty")}
+    subs = {
+        "RASTER": str(naip),
+        "OUT": str(tmp_path / "o.gpkg"),
+        "TMP": str(tmp_path),
+        "RASTER_AS_FOLDER": str(naip / "sub" / "o.gpkg"),
+        "EMPTY": str(tmp_path / "empty"),
+    }
     (tmp_path / "empty").mkdir()
     # in-process (fast): main() is what the console script runs; a traceback would escape as an exception here
     code = main([*[subs.get(a, a) for a in args], "--model", str(tmp_path / "never-loaded")])
@@ -176,16 +207,26 @@ def test_serve_on_a_busy_port_is_a_sentence_and_exit_2(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        p = cli("serve", "--port", str(port), "--token-file", str(tmp_path / "token"), "--model",
-                str(tmp_path / "never-loaded"), timeout=120)
+        p = cli(
+            "serve",
+            "--port",
+            str(port),
+            "--token-file",
+            str(tmp_path / "token"),
+            "--model",
+            str(tmp_path / "never-loaded"),
+            timeout=120,
+        )
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     assert f"Port {port} on 127.0.0.1 is in use" in p.stderr and "--port" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_the_cli_makes_openmp_threads_wait_asleep_before_torch_loads(tmp_path):
     """Set before torch loads (else it is too late): spinning OpenMP waits made a busy CPU 5-10x slower."""
-    code = ("import os, sys\nfrom think2seg.cli import main\nassert 'torch' not in sys.modules\n"
-            "main(['models'])\nprint(os.environ['OMP_WAIT_POLICY'])")
+    code = (
+        "import os, sys\nfrom think2seg.cli import main\nassert 'torch' not in sys.modules\n"
+        "main(['models'])\nprint(os.environ['OMP_WAIT_POLICY'])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["HF_HOME"] = str(tmp_path / "hf")
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -194,18 +235,34 @@ def test_the_cli_makes_openmp_threads_wait_asleep_before_torch_loads(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["segment", "batch"])
-@pytest.mark.parametrize("sam, sentence", [
-    ("SAM_MISSING", "does not exist"), ("medium", "Unknown SAM2 size 'medium'"),
-    ("SAM_UNNAMED", "Cannot tell the SAM2 size"),
-])
+@pytest.mark.parametrize(
+    "sam, sentence",
+    [
+        ("SAM_MISSING", "does not exist"),
+        ("medium", "Unknown SAM2 size 'medium'"),
+        ("SAM_UNNAMED", "Cannot tell the SAM2 size"),
+    ],
+)
 def test_a_wrong_sam_is_told_before_the_reasoner_loads(tmp_path, naip, command, sam, sentence, capsys):
     """`serve` is the exception: it listens first and reports a failed load through /v1/health."""
     from think2seg.cli import main
 
     (tmp_path / "weights.pt").write_bytes(b"")
     subs = {"SAM_MISSING": str(tmp_path / "sam2.1_hiera_tiny.pt"), "SAM_UNNAMED": str(tmp_path / "weights.pt")}
-    code = main([command, str(naip), "-q", "x", "-o", str(tmp_path / "o.gpkg"), "--sam", subs.get(sam, sam),
-                 "--model", str(tmp_path / "never-loaded")])
+    code = main(
+        [
+            command,
+            str(naip),
+            "-q",
+            "x",
+            "-o",
+            str(tmp_path / "o.gpkg"),
+            "--sam",
+            subs.get(sam, sam),
+            "--model",
+            str(tmp_path / "never-loaded"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0 and sentence in err and "Traceback" not in err, err
     assert "loading" not in err

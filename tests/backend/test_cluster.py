@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}},
+    )
     yield
     ray.shutdown()
 
@@ -32,8 +38,17 @@ def rows(path, layer):
     out = []
     for k, wkb in enumerate(geoms):
         r = {name: values[k] for name, values in zip(meta["fields"], fields)}
-        out.append((r["raster"], r["tile"], r.get("tiles", ""), r["query"], r["instance"],
-                    round(float(r.get("area_m2", 0.0)), 6), shapely.normalize(shapely.from_wkb(wkb)).wkb))
+        out.append(
+            (
+                r["raster"],
+                r["tile"],
+                r.get("tiles", ""),
+                r["query"],
+                r["instance"],
+                round(float(r.get("area_m2", 0.0)), 6),
+                shapely.normalize(shapely.from_wkb(wkb)).wkb,
+            )
+        )
     return sorted(out)
 
 
@@ -44,15 +59,44 @@ def test_ray_batch_writes_what_the_local_batch_writes(local_ray, tiny_pipeline, 
     bad.write_bytes(b"no raster here")
     queries = ["the water bodies", "the fields"]
     local_out = tmp_path / "local.gpkg"
-    job = BatchJob(rasters=[str(a), str(bad), str(b)], queries=queries, output=str(local_out),
-                   options={"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=2), progress=False)
+    job = BatchJob(
+        rasters=[str(a), str(bad), str(b)],
+        queries=queries,
+        output=str(local_out),
+        options={"max_reasoning_tokens": 128},
+        tiling=Tiling(256, 32, batch_size=2),
+        progress=False,
+    )
     local = run_batch(lambda: tiny_pipeline, job)
     assert local.done == 2 and local.failed == 1
 
     ray_out = tmp_path / "ray.gpkg"
-    rc = main(["batch", "-q", queries[0], "-q", queries[1], str(a), str(bad), str(b), "-o", str(ray_out),
-               "--tile-size", "256", "--overlap", "32", "--batch-size", "2", "--max-reasoning-tokens", "128",
-               "--no-progress", "--ray", "local", *tiny_model_args(tiny_models_dir)])
+    rc = main(
+        [
+            "batch",
+            "-q",
+            queries[0],
+            "-q",
+            queries[1],
+            str(a),
+            str(bad),
+            str(b),
+            "-o",
+            str(ray_out),
+            "--tile-size",
+            "256",
+            "--overlap",
+            "32",
+            "--batch-size",
+            "2",
+            "--max-reasoning-tokens",
+            "128",
+            "--no-progress",
+            "--ray",
+            "local",
+            *tiny_model_args(tiny_models_dir),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "2 done, 1 failed, 3 in all" in printed and "tiles     3 (3 run now" in printed
@@ -66,8 +110,10 @@ def test_ray_batch_writes_what_the_local_batch_writes(local_ray, tiny_pipeline, 
 def test_ray_is_imported_lazily():
     import subprocess
 
-    code = ("import sys, think2seg.batch, think2seg.tiling, think2seg.cli.batch, think2seg.cluster; "
-            "sys.exit(1 if 'ray' in sys.modules else 0)")
+    code = (
+        "import sys, think2seg.batch, think2seg.tiling, think2seg.cli.batch, think2seg.cluster; "
+        "sys.exit(1 if 'ray' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -95,16 +141,20 @@ def test_an_actor_reads_the_next_call_while_one_is_with_the_models(tiny_pipeline
 
     monkeypatch.setattr(Pipeline, "from_pretrained", classmethod(lambda cls, *a, **k: tiny_pipeline))
     path = make_geotiff(tmp_path / "r.tif", 400, 200, discs=[(100, 100, 60), (300, 100, 50)])
-    actor = TileActor({"model": "m", "sam": "s", "sam_size": None, "device": "cpu"},
-                      {"max_reasoning_tokens": 32})
+    actor = TileActor({"model": "m", "sam": "s", "sam_size": None, "device": "cpu"}, {"max_reasoning_tokens": 32})
     with rasterio.open(path) as ds:
         specs = TileGrid.for_raster(ds, 256, 32).tiles[:2]
         first_key = tiny_pipeline.prepare(tiling.read_window(ds, specs[0])).key
 
     def batch(spec):
-        return {"raster": np.array([str(path)]), "key": np.array(["k"]), "tile": np.array([spec.id]),
-                "spec": np.array([json.dumps(spec.to_dict())]), "query_index": np.array([0]),
-                "query": np.array(["the water bodies"])}
+        return {
+            "raster": np.array([str(path)]),
+            "key": np.array(["k"]),
+            "tile": np.array([spec.id]),
+            "spec": np.array([json.dumps(spec.to_dict())]),
+            "query_index": np.array([0]),
+            "query": np.array(["the water bodies"]),
+        }
 
     sequential = [actor(batch(s)) for s in specs]
     second_read, inside, most = threading.Event(), [0], [0]
@@ -139,6 +189,7 @@ def test_an_actor_reads_the_next_call_while_one_is_with_the_models(tiny_pipeline
     call(1)
     first.join()
     assert most[0] == 1 and second_read.is_set()
+
     def answers(out):  # what was found, less when and how long
         return [{k: v for k, v in json.loads(str(e)).items() if k not in ("created", "timings")} for e in out["entry"]]
 

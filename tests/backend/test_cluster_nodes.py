@@ -29,8 +29,14 @@ TILES = 12  # 900 x 700 px in 256 px tiles overlapping by 32: 4 x 3
 
 
 def node_env(**extra: str) -> dict:
-    return {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
-            "OMP_NUM_THREADS": "1", "RAY_NODE_IP_ADDRESS": "127.0.0.1", **extra}
+    return {
+        **os.environ,
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "RAY_NODE_IP_ADDRESS": "127.0.0.1",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +48,14 @@ def raster(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_rows(raster, tiny_pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "local.gpkg"
-    job = BatchJob(rasters=[str(raster)], queries=[QUERY], output=str(out), options={"max_reasoning_tokens": 64},
-                   tiling=Tiling(256, 32, batch_size=1), progress=False)
+    job = BatchJob(
+        rasters=[str(raster)],
+        queries=[QUERY],
+        output=str(out),
+        options={"max_reasoning_tokens": 64},
+        tiling=Tiling(256, 32, batch_size=1),
+        progress=False,
+    )
     assert run_batch(lambda: tiny_pipeline, job).done == 1
     got = {layer: rows(out, layer) for layer in ("mask", "prompt_points", "prompt_boxes")}
     assert len({r[1] for r in got["prompt_boxes"]}) == TILES  # the raster is as many tiles as the test says
@@ -58,8 +70,10 @@ class LoopbackCluster:
 
         self._saved = {k: os.environ.get(k) for k in [*env, "RAY_NODE_IP_ADDRESS"]}
         os.environ.update({"RAY_NODE_IP_ADDRESS": "127.0.0.1", **env})
-        self.cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False},
+        )
         self.workers = [self.cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
         self.cluster.wait_for_nodes()
         self.address = self.cluster.address
@@ -89,10 +103,27 @@ class LoopbackCluster:
 
 
 def start_driver(address: str, raster: Path, out: Path, models: Path, *extra: str, env: dict | None = None):
-    cmd = [sys.executable, "-m", "think2seg", "batch", "-q", QUERY, str(raster), "-o", str(out), *TILING,
-           "--no-progress", "--ray", address, "--ray-actors", "2", "--keep-state", *tiny_model_args(models), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env or node_env())
+    cmd = [
+        sys.executable,
+        "-m",
+        "think2seg",
+        "batch",
+        "-q",
+        QUERY,
+        str(raster),
+        "-o",
+        str(out),
+        *TILING,
+        "--no-progress",
+        "--ray",
+        address,
+        "--ray-actors",
+        "2",
+        "--keep-state",
+        *tiny_model_args(models),
+        *extra,
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or node_env())
 
 
 def shards(out: Path) -> int:
@@ -184,9 +215,23 @@ def test_a_cluster_that_requires_a_token(tiny_models_dir, tmp_path):
     ray_bin = str(Path(sys.executable).with_name("ray"))
     port = free_port()
     temp = tempfile.mkdtemp(prefix="t2s-ray-")  # this head's sessions apart; short (Ray's sockets: 107 bytes)
-    up = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                        env=auth, capture_output=True, text=True, timeout=180)
+    up = subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+        ],
+        env=auth,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         small = make_geotiff(tmp_path / "small.tif", 400, 200, discs=[(100, 100, 60)])  # 2 tiles: auth is the point

@@ -31,14 +31,17 @@ def test_the_grammar_is_the_prompts_shape(tiny_models_dir):
     assert accepts("```json[]```</answer>")
     assert not accepts('```json[{"bbox_2d": [1, 2, 3, 4]}]```</answer>')  # points required
     assert not accepts('```json[{"bbox_2d": [1, 2, 3, 4], "positive_points": [[1, 1], [2, 2], [3, 3]]}]```</answer>')
-    assert not accepts('```json[{"bbox_2d": [1, 2, 3, 4], "positive_points": [[1, 1], [2, 2]], '
-                       '"negative_points": [[1, 1], [2, 2]]}]```</answer>')
+    assert not accepts(
+        '```json[{"bbox_2d": [1, 2, 3, 4], "positive_points": [[1, 1], [2, 2]], '
+        '"negative_points": [[1, 1], [2, 2]]}]```</answer>'
+    )
 
 
 @pytest.mark.slow
 def test_a_well_formed_answer_is_unchanged(tiny_pipeline):
-    out = tiny_pipeline.reasoner.generate_images([IMAGE], ["the ponds"], max_reasoning_tokens=96,
-                                                 constrain_answer=True)[0]
+    out = tiny_pipeline.reasoner.generate_images(
+        [IMAGE], ["the ponds"], max_reasoning_tokens=96, constrain_answer=True
+    )[0]
     assert out.text == KNOWN_COMPLETION
 
 
@@ -49,8 +52,7 @@ def test_an_unfitted_model_answers_in_shape_only_when_constrained(tmp_path):
     from think2seg.reasoner import Reasoner
     from think2seg.testing.tiny_models import build_reasoner
 
-    r = Reasoner.from_pretrained(str(build_reasoner(tmp_path / "unfitted", steps=0, log=lambda *_: None)),
-                                 device="cpu")
+    r = Reasoner.from_pretrained(str(build_reasoner(tmp_path / "unfitted", steps=0, log=lambda *_: None)), device="cpu")
     kw = dict(max_reasoning_tokens=8, answer_budget=160, sample=True)
     torch.manual_seed(0)
     free = r.generate_images([IMAGE] * 4, ["the ponds"] * 4, **kw)

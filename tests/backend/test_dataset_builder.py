@@ -26,8 +26,10 @@ def make_inputs(root, n=5):
         if k:  # tile_0 has no target
             m[10:30, 20:50] = 1
         Image.fromarray(m).save(masks / f"tile_{k}.png")
-    questions = {f"tile_{k}.png": {"questions": [f"where is the pond {k}?", "what holds water?"], "category": "water"}
-                 for k in range(n)}
+    questions = {
+        f"tile_{k}.png": {"questions": [f"where is the pond {k}?", "what holds water?"], "category": "water"}
+        for k in range(n)
+    }
     qfile = root / "questions.json"
     qfile.write_text(json.dumps(questions))
     return images, masks, qfile
@@ -79,9 +81,17 @@ def test_every_problem_is_listed_together(tmp_path):
         build_dataset(images, masks, qfile, tmp_path / "out")
     msg = e.value.message
     assert e.value.code == "bad_dataset"
-    for needle in ("'tile_0.png' has an empty or non-text question", "image tile_0.png has no non-empty question",
-                   "image tile_1.png has no mask", "mask stray.png has no image", "tile_2.png is 10 x 10 px",
-                   "tile_3.png is not binary", "tile_4.png has no question", "no such image", "ghost"):
+    for needle in (
+        "'tile_0.png' has an empty or non-text question",
+        "image tile_0.png has no non-empty question",
+        "image tile_1.png has no mask",
+        "mask stray.png has no image",
+        "tile_2.png is 10 x 10 px",
+        "tile_3.png is not binary",
+        "tile_4.png has no question",
+        "no such image",
+        "ghost",
+    ):
         assert needle in msg, needle
     assert not (tmp_path / "out").exists()  # nothing written when anything is wrong
 
@@ -109,13 +119,45 @@ def test_geotiff_with_four_bands_becomes_png(tmp_path):
 def test_cli_build_and_check(tmp_path, capsys):
     images, masks, qfile = make_inputs(tmp_path, n=3)
     out = tmp_path / "ds"
-    assert main(["dataset", "build", "--images", str(images), "--masks", str(masks), "--questions", str(qfile),
-                 "-o", str(out), "--split", "val"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "build",
+                "--images",
+                str(images),
+                "--masks",
+                str(masks),
+                "--questions",
+                str(qfile),
+                "-o",
+                str(out),
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )
     assert "Wrote 3 samples" in capsys.readouterr().out
     assert main(["dataset", "check", str(out), "--split", "val"]) == 0
     assert "3 usable samples (1 without a target), 0 with problems" in capsys.readouterr().out
     (out / "val" / "QAs" / "tile_1.json").write_text("not json")
     assert main(["dataset", "check", str(out), "--split", "val"]) == 1
-    assert main(["dataset", "build", "--images", str(images), "--masks", str(tmp_path / "nope"),
-                 "--questions", str(qfile), "-o", str(out)]) == 2
+    assert (
+        main(
+            [
+                "dataset",
+                "build",
+                "--images",
+                str(images),
+                "--masks",
+                str(tmp_path / "nope"),
+                "--questions",
+                str(qfile),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err

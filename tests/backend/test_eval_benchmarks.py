@@ -24,7 +24,7 @@ from think2seg.prompt_template import USER_PROMPT
 HUGE = "9" * 400
 #: a run-away number the token budget cut and json_repair closed (issue 22): no points, so the app's parser
 #: cannot use the instance either
-RUNAWAY = '<think>x</think>\n<answer>```json[{"bbox_2d": [210, 168, 630, ' + HUGE + ']}]```</answer>'
+RUNAWAY = '<think>x</think>\n<answer>```json[{"bbox_2d": [210, 168, 630, ' + HUGE + "]}]```</answer>"
 
 
 def _rgb(seed: int, size=(96, 80)) -> np.ndarray:
@@ -49,7 +49,8 @@ def make_refsegrs(root: Path) -> Path:
         rgb = np.stack([m * 255, np.full_like(m, 255) * (k == 0), np.zeros_like(m)], axis=2).astype(np.uint8)
         Image.fromarray(rgb).save(root / "masks" / f"{img_id}.tif")
     (root / "output_phrase_test.txt").write_text(
-        "100 the   vehicle on the road\n\n101 a building\n100 the road\n999 a missing image\nlonely\n")
+        "100 the   vehicle on the road\n\n101 a building\n100 the road\n999 a missing image\nlonely\n"
+    )
     return root
 
 
@@ -80,14 +81,24 @@ def make_rrsisd(root: Path) -> Path:
         # two polygons for the first: the reference sums them
         seg = [_polygon((20, 10, 60, 50))] + ([_polygon((70, 60, 90, 75))] if k == 0 else [])
         anns.append({"id": 100 + k, "image_id": k, "category_id": 1, "segmentation": seg, "bbox": [20, 10, 40, 40]})
-        refs.append({"ref_id": 7 + k, "ann_id": 100 + k, "image_id": k, "category_id": 1,
-                     "split": ("test", "val", "testB")[k],
-                     "sentences": [{"sent": f"the airplane number {k}", "sent_id": k, "tokens": []},
-                                   {"sent": "another sentence", "sent_id": 50 + k, "tokens": []}]})
+        refs.append(
+            {
+                "ref_id": 7 + k,
+                "ann_id": 100 + k,
+                "image_id": k,
+                "category_id": 1,
+                "split": ("test", "val", "testB")[k],
+                "sentences": [
+                    {"sent": f"the airplane number {k}", "sent_id": k, "tokens": []},
+                    {"sent": "another sentence", "sent_id": 50 + k, "tokens": []},
+                ],
+            }
+        )
     with (root / "rrsisd" / "refs(unc).p").open("wb") as fh:
         pickle.dump(refs, fh)
-    (root / "rrsisd" / "instances.json").write_text(json.dumps(
-        {"images": imgs, "annotations": anns, "categories": [{"id": 1, "name": "airplane"}]}))
+    (root / "rrsisd" / "instances.json").write_text(
+        json.dumps({"images": imgs, "annotations": anns, "categories": [{"id": 1, "name": "airplane"}]})
+    )
     return root
 
 
@@ -96,7 +107,10 @@ def test_refsegrs_reads_as_its_loader(tmp_path):
     samples, problems = get_benchmark("refsegrs").scan(make_refsegrs(tmp_path / "r"), "test")
     # every line a sample, words joined by one space, a repeated image gets its own id; missing files left out
     assert [(s.image_id, s.questions[0]) for s in samples] == [
-        ("100", "the vehicle on the road"), ("101", "a building"), ("100_1", "the road")]
+        ("100", "the vehicle on the road"),
+        ("101", "a building"),
+        ("100_1", "the road"),
+    ]
     assert [p.image_id for p in problems] == ["999"]
     assert np.array_equal(samples[0].read_mask(), _rect())  # channel 0 only
 
@@ -104,22 +118,27 @@ def test_refsegrs_reads_as_its_loader(tmp_path):
 def test_risbench_reads_as_its_loader(tmp_path):
     samples, _ = get_benchmark("risbench").scan(make_risbench(tmp_path / "r"), "test")
     # split at the first space only: the double space inside the phrase stays
-    assert [(s.image_id, s.questions[0]) for s in samples] == [("a_1", "the storage tank  at the left"),
-                                                              ("b_2", "the pier")]
+    assert [(s.image_id, s.questions[0]) for s in samples] == [
+        ("a_1", "the storage tank  at the left"),
+        ("b_2", "the pier"),
+    ]
     assert np.array_equal(samples[1].read_mask(), _rect())
 
 
 def test_rrsisd_reads_refs_polygons_and_the_first_sentence_with_a_period(tmp_path):
     samples, problems = get_benchmark("rrsisd").scan(make_rrsisd(tmp_path / "r"), "test")
     # "test" takes every ref whose split contains it (testB included), in the pickle's order
-    assert [(s.image_id, s.questions[0]) for s in samples] == [("7", "the airplane number 0."),
-                                                              ("9", "the airplane number 2.")]
+    assert [(s.image_id, s.questions[0]) for s in samples] == [
+        ("7", "the airplane number 0."),
+        ("9", "the airplane number 2."),
+    ]
     m = samples[0].read_mask()
     assert m.shape == (80, 96) and m[30, 40] and m[65, 80] and not m[5, 5]
     # pycocotools' polygon covers the rectangle's pixels (its edge rule) and nothing far from it
     assert abs(int(m.sum()) - (40 * 40 + 20 * 15)) < 2 * (40 + 40 + 20 + 15)
-    assert [r["ref_id"] for r in rrsisd_split_refs(pickle.load((tmp_path / "r/rrsisd/refs(unc).p").open("rb")),
-                                                   "val")] == [8]
+    assert [
+        r["ref_id"] for r in rrsisd_split_refs(pickle.load((tmp_path / "r/rrsisd/refs(unc).p").open("rb")), "val")
+    ] == [8]
     with pytest.raises(BadInput, match="no split"):
         get_benchmark("rrsisd").scan(tmp_path / "r", "dev")
 
@@ -129,7 +148,7 @@ def test_the_three_benchmarks_ask_earthreasons_prompt_word_for_word():
     # written); RRSIS-D differs by its question: the first sentence and a period
     import think2seg.evaluation.benchmarks as b
 
-    assert "Please find \"{Question}\"" in USER_PROMPT
+    assert 'Please find "{Question}"' in USER_PROMPT
     assert "sentences'][0]['sent'] + '.'" in b.__doc__
 
 
@@ -157,13 +176,17 @@ def read_jsonl(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, make, n", [("refsegrs", make_refsegrs, 3), ("risbench", make_risbench, 2),
-                                          ("rrsisd", make_rrsisd, 2)])
+@pytest.mark.parametrize(
+    "name, make, n", [("refsegrs", make_refsegrs, 3), ("risbench", make_risbench, 2), ("rrsisd", make_rrsisd, 2)]
+)
 def test_each_benchmark_evaluates_with_pr_at_x(name, make, n, tiny_pipeline, tmp_path):
     root = make(tmp_path / name)
     out = tmp_path / "report"
-    m = evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(out), benchmark=name,
-                                             batch_size=3), progress=False)
+    m = evaluate(
+        tiny_pipeline,
+        EvalSettings(data=str(root), split="test", out=str(out), benchmark=name, batch_size=3),
+        progress=False,
+    )
     recs = read_jsonl(out / "samples.jsonl")
     assert m["benchmark"] == name and m["n"] == n == len(recs) and m["protocol"] == "think2seg"
     assert m["giou"] == pytest.approx(np.mean([r["iou"] for r in recs]))
@@ -186,8 +209,22 @@ def test_cli_eval_decodes_plain_under_the_reference_protocol_and_records_it(tiny
 
     root = make_risbench(tmp_path / "ris")
     out = tmp_path / "o"
-    assert main(["eval", "--benchmark", "risbench", "--data", str(root), "-o", str(out), "--no-progress",
-                 *tiny_model_args(tiny_models_dir)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--benchmark",
+                "risbench",
+                "--data",
+                str(root),
+                "-o",
+                str(out),
+                "--no-progress",
+                *tiny_model_args(tiny_models_dir),
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["decoding"] == "plain" and json.loads((out / "run.json").read_text())["decoding"] == "plain"
     assert "plain decoding" in capsys.readouterr().out and "Pr@0.5" in (out / "report.html").read_text()
@@ -214,14 +251,23 @@ def test_a_runaway_answer_is_a_scored_failure_and_the_eval_completes(tiny_pipeli
     root = make_risbench(tmp_path / "ris")
     out = tmp_path / "o"
     with scripted(tiny_pipeline, RUNAWAY):
-        m = evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(out), benchmark="risbench",
-                                                 batch_size=2), progress=False)
+        m = evaluate(
+            tiny_pipeline,
+            EvalSettings(data=str(root), split="test", out=str(out), benchmark="risbench", batch_size=2),
+            progress=False,
+        )
     recs = read_jsonl(out / "samples.jsonl")
     assert len(recs) == 2 and all(r["answer"] == RUNAWAY for r in recs)
     # the reference's parser takes the box; its SAM2 call cannot: IoU 0, the target's area in the union,
     # counted as a SAM2 failure, not a parse failure
-    assert all(r["status"] == "sam2_failed" and r["iou"] == 0.0 and r["union"] > 0 and r["intersection"] == 0
-               and r["pred_area"] == 0 for r in recs)
+    assert all(
+        r["status"] == "sam2_failed"
+        and r["iou"] == 0.0
+        and r["union"] > 0
+        and r["intersection"] == 0
+        and r["pred_area"] == 0
+        for r in recs
+    )
     assert (m["parse_failures"], m["sam2_failures"], m["giou"], m["ciou"]) == (0, 2, 0.0, 0.0)
     assert m["precision_images"] == 0 and m["precision_at"]["0.5"] == 0.0
 
@@ -244,9 +290,13 @@ def test_the_service_answers_a_runaway_answer_as_unreadable(tiny_pipeline, naip,
             deadline = time.monotonic() + 30
             while not server.started and time.monotonic() < deadline:
                 time.sleep(0.05)
-            r = httpx.post(f"http://127.0.0.1:{port}/v1/segment", headers={"Authorization": "Bearer " + "t" * 40},
-                           files={"image": (naip.name, naip.read_bytes(), "image/tiff")},
-                           data={"query": "the wetlands"}, timeout=300)
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/segment",
+                headers={"Authorization": "Bearer " + "t" * 40},
+                files={"image": (naip.name, naip.read_bytes(), "image/tiff")},
+                data={"query": "the wetlands"},
+                timeout=300,
+            )
         finally:
             server.should_exit = True
             thread.join(30)
@@ -264,8 +314,11 @@ def test_a_three_channel_label_scores_as_the_reference_scores_it(tiny_pipeline, 
     m = _rect()
     Image.fromarray(np.stack([m * 255] * 3, axis=2).astype(np.uint8)).save(root / "mask" / "a_1.png")
     out = tmp_path / "o"
-    evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(out), benchmark="risbench",
-                                         batch_size=2), progress=False)
+    evaluate(
+        tiny_pipeline,
+        EvalSettings(data=str(root), split="test", out=str(out), benchmark="risbench", batch_size=2),
+        progress=False,
+    )
     recs = {r["image_id"]: r for r in read_jsonl(out / "samples.jsonl")}
     one_channel = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((840, 840), Image.NEAREST)) > 0
     rgb = recs["a_1"]
@@ -274,8 +327,11 @@ def test_a_three_channel_label_scores_as_the_reference_scores_it(tiny_pipeline, 
     plain = recs["b_2"]  # the one-channel label beside it is scored as usual
     assert plain["status"] == "ok" and plain["iou"] > 0
     # the segearth protocol (ours) reads any channel as target: scored
-    seg = evaluate(tiny_pipeline, EvalSettings(data=str(root), split="test", out=str(tmp_path / "s"),
-                                               benchmark="risbench", protocol="segearth"), progress=False)
+    seg = evaluate(
+        tiny_pipeline,
+        EvalSettings(data=str(root), split="test", out=str(tmp_path / "s"), benchmark="risbench", protocol="segearth"),
+        progress=False,
+    )
     assert seg["n"] == 2 and seg["sam2_failures"] == 0
 
 
@@ -286,10 +342,17 @@ def test_a_runaway_answer_in_a_batch_is_a_tile_without_features(tiny_pipeline, t
     from think2seg.tiling import Tiling
 
     r = make_geotiff(tmp_path / "r.tif", 256, 256, discs=[(128, 128, 60)])
-    job = BatchJob(rasters=[str(r)], queries=["the water bodies"], output=str(tmp_path / "o.gpkg"),
-                   options={"max_reasoning_tokens": 512}, tiling=Tiling(256, 32, batch_size=1), progress=False)
+    job = BatchJob(
+        rasters=[str(r)],
+        queries=["the water bodies"],
+        output=str(tmp_path / "o.gpkg"),
+        options={"max_reasoning_tokens": 512},
+        tiling=Tiling(256, 32, batch_size=1),
+        progress=False,
+    )
     with scripted(tiny_pipeline, RUNAWAY):
         summary = run_batch(lambda: tiny_pipeline, job)
     # the tile ran and its answer gave no prompt (the instance was rejected), the raster is done, not failed
-    assert (summary.done, summary.failed, summary.tiles_run, summary.features, summary.prompts) == (1, 0, 1, 0, 0), \
+    assert (summary.done, summary.failed, summary.tiles_run, summary.features, summary.prompts) == (1, 0, 1, 0, 0), (
         summary.format()
+    )

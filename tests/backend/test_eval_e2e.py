@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def mini(tiny_models_dir, tmp_path_factory):
     # Three rectangles (one of each category) of the nine: each image costs a SAM2 encoding on the CPU.
-    return make_mini_earthreason(tmp_path_factory.mktemp("earthreason"), tiny_models_dir / "sam2.1_hiera_t.pt",
-                                 n_rect=3)
+    return make_mini_earthreason(
+        tmp_path_factory.mktemp("earthreason"), tiny_models_dir / "sam2.1_hiera_t.pt", n_rect=3
+    )
 
 
 def model_args(tiny_models_dir):
@@ -35,8 +36,18 @@ def read_jsonl(path):
 
 def test_eval_writes_metrics_masks_and_report_and_resumes(mini, tiny_models_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    args = ["eval", "--data", str(mini["root"]), "--split", "val", "-o", str(out), "--batch-size", "3",
-            *model_args(tiny_models_dir)]
+    args = [
+        "eval",
+        "--data",
+        str(mini["root"]),
+        "--split",
+        "val",
+        "-o",
+        str(out),
+        "--batch-size",
+        "3",
+        *model_args(tiny_models_dir),
+    ]
     # a first run stopped after 4 images (the reference's draw of 4), and a crash that left half a line
     assert main(args + ["--limit", "4"]) == 0
     picked = [i for i, _ in reference_draw(mini["root"], "val", 0, 4)]
@@ -80,8 +91,9 @@ def test_eval_writes_metrics_masks_and_report_and_resumes(mini, tiny_models_dir,
         assert 0 < recs[i]["iou"] < 1
     # the figures are the records' figures
     assert m["giou"] == pytest.approx(np.mean([r["iou"] for r in recs.values()]))
-    assert m["ciou"] == pytest.approx(sum(r["intersection"] for r in recs.values())
-                                      / sum(r["union"] for r in recs.values()))
+    assert m["ciou"] == pytest.approx(
+        sum(r["intersection"] for r in recs.values()) / sum(r["union"] for r in recs.values())
+    )
     assert set(m["per_category"]) == {"water", "sports field", "industrial"}
     # one mask per image, 0/255, at the label's size; the perfect ones equal their labels
     for i in good:
@@ -107,8 +119,9 @@ def test_segearth_protocol_and_a_changed_run_refused(mini, tiny_pipeline, tmp_pa
     # a seed whose 3-image subset holds no broken sample, drawn as the runner draws for this protocol
     samples, _ = scan_split(mini["root"], "val")
     seed = next(s for s in range(100) if "broken_image" not in {x.image_id for x in select_samples(samples, 3, s)})
-    s = EvalSettings(data=str(mini["root"]), split="val", out=str(out), protocol="segearth", limit=3, batch_size=2,
-                     seed=seed)
+    s = EvalSettings(
+        data=str(mini["root"]), split="val", out=str(out), protocol="segearth", limit=3, batch_size=2, seed=seed
+    )
     m = evaluate(tiny_pipeline, s, progress=False)
     assert m["protocol"] == "segearth" and m["n"] == 3
     for r in read_jsonl(out / "samples.jsonl"):
@@ -148,4 +161,7 @@ def test_think2seg_protocol_forces_no_answer_and_resizes_labels(mini, tiny_pipel
     evaluate(tiny_pipeline, s, progress=False)
     recs = {r["image_id"]: r for r in read_jsonl(tmp_path / "full" / "samples.jsonl")}
     # scored, not skipped: the 420 px label resized NEAREST to 840 loses only its edge detail
-    assert 0.5 < recs["perfect_a"]["iou"] < 1.0 and (recs["perfect_a"]["width"], recs["perfect_a"]["height"]) == (420, 420)
+    assert 0.5 < recs["perfect_a"]["iou"] < 1.0 and (recs["perfect_a"]["width"], recs["perfect_a"]["height"]) == (
+        420,
+        420,
+    )

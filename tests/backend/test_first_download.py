@@ -31,8 +31,13 @@ def hub(tiny_models_dir):
 
 def _env(hub: StandInHub | None, home: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE")}
-    env |= {"HF_HOME": str(home), "HF_ENDPOINT": hub.url if hub else "http://127.0.0.1:9",
-            "PYTHONPATH": str(ROOT / "backend"), "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env |= {
+        "HF_HOME": str(home),
+        "HF_ENDPOINT": hub.url if hub else "http://127.0.0.1:9",
+        "PYTHONPATH": str(ROOT / "backend"),
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
     return env | extra
 
 
@@ -41,8 +46,9 @@ def _fetch_cmd(model: str = REASONER) -> list[str]:
 
 
 def _fetch(hub, home, model=REASONER, timeout=300, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run(_fetch_cmd(model), env=_env(hub, home, **extra), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        _fetch_cmd(model), env=_env(hub, home, **extra), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _file_bytes(hub: StandInHub) -> dict:
@@ -64,7 +70,9 @@ def test_first_fetch_downloads_everything_once_and_later_starts_send_nothing(hub
     assert hub.served[SAM] == hub.repo_size(SAM[0])
     assert any("cursor=" in path for _, path in hub.requests)  # the listing was followed page by page
     snapshot = next((home / "hub" / "models--org--tiny-reasoner" / "snapshots").iterdir())
-    assert (snapshot / "model.safetensors").read_bytes() == (tiny_models_dir / "reasoner" / "model.safetensors").read_bytes()
+    assert (snapshot / "model.safetensors").read_bytes() == (
+        tiny_models_dir / "reasoner" / "model.safetensors"
+    ).read_bytes()
     assert _partials(home) == []
 
     # Offline afterwards: the cache serves, and not one request reaches the hub.
@@ -81,8 +89,24 @@ def test_first_fetch_downloads_everything_once_and_later_starts_send_nothing(hub
 def _serve_cmd(tmp_path: Path) -> list[str]:
     from think2seg.testing.live_service import free_port
 
-    return [sys.executable, "-m", "think2seg", "serve", "--host", "127.0.0.1", "--port", str(free_port()),
-            "--token-file", str(tmp_path / "token"), "--model", REASONER, "--sam", "tiny", "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "think2seg",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--token-file",
+        str(tmp_path / "token"),
+        "--model",
+        REASONER,
+        "--sam",
+        "tiny",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.mark.parametrize("command", ["models --fetch", "serve"])
@@ -96,8 +120,11 @@ def test_a_download_killed_mid_file_resumes_and_leaves_no_partial(hub, tmp_path,
     argv = _fetch_cmd() if command == "models --fetch" else _serve_cmd(tmp_path)
     proc = subprocess.Popen(argv, env=_env(hub, home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
+
         def written() -> int:  # what the client has written of the weights (it writes 10 MiB pieces)
-            return max((p.stat().st_size for p in blobs.glob(f"{etag}.*.incomplete")), default=0) if blobs.is_dir() else 0
+            return (
+                max((p.stat().st_size for p in blobs.glob(f"{etag}.*.incomplete")), default=0) if blobs.is_dir() else 0
+            )
 
         deadline = time.monotonic() + 240
         while written() < 20 << 20 and time.monotonic() < deadline:
@@ -120,8 +147,9 @@ def test_a_download_killed_mid_file_resumes_and_leaves_no_partial(hub, tmp_path,
         from think2seg.testing.live_service import live_service
 
         env = _env(hub, home) | {"HF_HUB_OFFLINE": "0"}
-        with live_service(["--model", REASONER, "--sam", "tiny", "--device", "cpu"], tmp_path / "again", timeout=300,
-                          env=env):
+        with live_service(
+            ["--model", REASONER, "--sam", "tiny", "--device", "cpu"], tmp_path / "again", timeout=300, env=env
+        ):
             pass  # ready: the models loaded from what was fetched
     else:
         again = _fetch(hub, home)
@@ -134,8 +162,10 @@ def test_a_download_killed_mid_file_resumes_and_leaves_no_partial(hub, tmp_path,
     assert refetched == size - weights_kept  # only the missing tail, by a Range request
     assert any(k == key and r == f"bytes={weights_kept}-" for k, r in hub.ranges)
     assert _partials(home) == []  # the killed process's partial is gone (resumed into place)
-    print(f"\n{command}: killed at {before[key]} bytes served of {size}; partial kept {weights_kept}; "
-          f"re-fetched {refetched}")
+    print(
+        f"\n{command}: killed at {before[key]} bytes served of {size}; partial kept {weights_kept}; "
+        f"re-fetched {refetched}"
+    )
 
 
 def test_stale_partials_are_removed_but_a_live_downloads_one_is_left(tmp_path, monkeypatch):
@@ -174,8 +204,10 @@ def test_no_room_is_refused_before_a_byte_is_fetched(hub, tmp_path):
     # The real process on a real 20 MiB tmpfs (the repo is 56 MB), where mounting one is allowed (root).
     disk = tmp_path / "small-disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root): the sentence itself is tested above")
     try:
         run = _fetch(hub, disk / "hf")
@@ -187,11 +219,14 @@ def test_no_room_is_refused_before_a_byte_is_fetched(hub, tmp_path):
     assert sum(hub.served.values()) == 0  # refused before a byte of a file was sent
 
 
-@pytest.mark.parametrize("status, expect", [
-    (404, "There is no model 'org/tiny-reasoner'"),
-    (401, "are gated: accept the licence"),
-    (500, "answered 500 (a fault on its side)"),
-])
+@pytest.mark.parametrize(
+    "status, expect",
+    [
+        (404, "There is no model 'org/tiny-reasoner'"),
+        (401, "are gated: accept the licence"),
+        (500, "answered 500 (a fault on its side)"),
+    ],
+)
 def test_hub_errors_each_end_in_their_own_sentence(hub, tmp_path, status, expect):
     hub.fail[REASONER] = status
     run = _fetch(hub, tmp_path / "hf", timeout=200)

@@ -83,7 +83,9 @@ def test_single_band_repeated(make_raster):
 
 def test_colour_interpretation_and_user_bands(make_raster):
     data = np.stack([np.full((20, 20), v, np.uint8) for v in (10, 20, 30, 40)])
-    path = make_raster(data=data, colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined])
+    path = make_raster(
+        data=data, colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
+    )
     assert read_tile(path).rgb[0, 0].tolist() == [30, 20, 10]
     assert read_tile(path, bands=[4, 1, 2]).rgb[0, 0].tolist() == [40, 10, 20]
     with pytest.raises(BadInput) as e:
@@ -184,8 +186,12 @@ def test_specks_and_holes_at_the_area_threshold(make_raster, monkeypatch, sieved
     assert mask.sum() == 16 + 15 + 18 * 34 - 16 - 15 - 112 + 16 + 1  # the caller's mask is left as it was
     assert len(calls) == (1 if sieved else 0)
     # GDAL scans the bounding box of the mask, or of each object apart (the 15-pixel one is sieved first)
-    boxes = {(True, True): [(18, 34), (4, 4)], (True, False): [(18, 34), (3, 5), (4, 4)],
-             (False, True): [(36, 42)], (False, False): [(36, 43)]}
+    boxes = {
+        (True, True): [(18, 34), (4, 4)],
+        (True, False): [(18, 34), (3, 5), (4, 4)],
+        (False, True): [(36, 42)],
+        (False, False): [(36, 43)],
+    }
     assert scans == boxes[cut, sieved]
 
 
@@ -202,7 +208,7 @@ def test_objects_apart_give_the_polygons_of_the_whole_mask(monkeypatch):
     for _ in range(5):
         mask = np.zeros((300, 400), bool)
         for cy, cx, r in zip(rng.integers(0, 300, 9), rng.integers(0, 400, 9), rng.integers(2, 40, 9)):
-            mask |= (yy - cy) ** 2 / r ** 2 + (xx - cx) ** 2 / (r * rng.uniform(0.4, 2)) ** 2 < 1
+            mask |= (yy - cy) ** 2 / r**2 + (xx - cx) ** 2 / (r * rng.uniform(0.4, 2)) ** 2 < 1
         out = {}
         for cut in (True, False):
             monkeypatch.setattr(polygons, "CALL_PIXELS", 0 if cut else 10**9)

@@ -15,8 +15,22 @@ BACKEND = ROOT / "backend" / "think2seg"
 #: What QGIS's own Python does not have (or must not load): the model stack, the backend's raster stack and
 #: the backend itself. The plugin talks to the backend over HTTP only.
 FORBIDDEN_IN_PLUGIN = {
-    "torch", "torchvision", "transformers", "sam2", "rasterio", "shapely", "pyogrio", "pyarrow", "fastapi",
-    "uvicorn", "huggingface_hub", "accelerate", "peft", "trl", "ray", "think2seg",
+    "torch",
+    "torchvision",
+    "transformers",
+    "sam2",
+    "rasterio",
+    "shapely",
+    "pyogrio",
+    "pyarrow",
+    "fastapi",
+    "uvicorn",
+    "huggingface_hub",
+    "accelerate",
+    "peft",
+    "trl",
+    "ray",
+    "think2seg",
 }
 
 
@@ -43,15 +57,21 @@ def violations(folder: Path, forbidden: set[str]) -> list[str]:
 
 def test_the_scan_sees_imports_at_any_depth(tmp_path):
     src = tmp_path / "m.py"
-    src.write_text("import os\nfrom . import sibling\n\ndef f():\n    from torch.nn import Linear\n"
-                   "    import sam2.build_sam as b\n")
+    src.write_text(
+        "import os\nfrom . import sibling\n\ndef f():\n    from torch.nn import Linear\n"
+        "    import sam2.build_sam as b\n"
+    )
     assert imported_modules(src) == [(1, "os"), (5, "torch"), (6, "sam2")]
 
 
-@pytest.mark.parametrize("folder, forbidden", [
-    (PLUGIN, FORBIDDEN_IN_PLUGIN),
-    (BACKEND, {"think2seg_qgis", "qgis", "PyQt5"}),
-], ids=["plugin-imports-no-model-stack-nor-backend", "backend-imports-no-plugin"])
+@pytest.mark.parametrize(
+    "folder, forbidden",
+    [
+        (PLUGIN, FORBIDDEN_IN_PLUGIN),
+        (BACKEND, {"think2seg_qgis", "qgis", "PyQt5"}),
+    ],
+    ids=["plugin-imports-no-model-stack-nor-backend", "backend-imports-no-plugin"],
+)
 def test_layout(folder, forbidden):
     assert folder.is_dir()
     assert violations(folder, forbidden) == []
@@ -166,7 +186,11 @@ def test_product_code_does_not_import_the_test_fixtures():
     """think2seg.testing holds fixtures (tiny models, scenes, stand-ins): the product must not need them."""
     files = sorted(BACKEND.rglob("*.py"))
     modules = {module_name(p) for p in files}
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {m}"
-           for p in files if not module_name(p).startswith("think2seg.testing")
-           for line, m in internal_imports(p, modules) if m.startswith("think2seg.testing")]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {m}"
+        for p in files
+        if not module_name(p).startswith("think2seg.testing")
+        for line, m in internal_imports(p, modules)
+        if m.startswith("think2seg.testing")
+    ]
     assert bad == []

@@ -87,12 +87,14 @@ def test_summaries_by_hand():
 def test_reference_precision_counts_images_that_got_a_mask():
     gt, pred = masks()
     empty = np.zeros_like(gt)
-    t = [score_sample(gt, gt, "ok", "think2seg"),  # IoU 1: counted, a hit
-         score_sample(None, gt, "empty", "think2seg"),  # [] on a target: SAM2 made no mask: not counted
-         score_sample(None, gt, "sam2_failed", "think2seg"),  # accepted, SAM2 raised: not counted
-         score_sample(None, empty, "empty", "think2seg"),  # [] on no target: a zero mask, IoU 1: a hit
-         score_sample(None, empty, "sam2_failed", "think2seg"),  # accepted on no target: a zero mask, IoU 0
-         score_sample(None, empty, "unparsed", "think2seg")]  # rejected: no mask
+    t = [
+        score_sample(gt, gt, "ok", "think2seg"),  # IoU 1: counted, a hit
+        score_sample(None, gt, "empty", "think2seg"),  # [] on a target: SAM2 made no mask: not counted
+        score_sample(None, gt, "sam2_failed", "think2seg"),  # accepted, SAM2 raised: not counted
+        score_sample(None, empty, "empty", "think2seg"),  # [] on no target: a zero mask, IoU 1: a hit
+        score_sample(None, empty, "sam2_failed", "think2seg"),  # accepted on no target: a zero mask, IoU 0
+        score_sample(None, empty, "unparsed", "think2seg"),
+    ]  # rejected: no mask
     m = summarize(t, None, "think2seg")
     assert m["precision_images"] == 3 and m["precision_at"]["0.5"] == pytest.approx(2 / 3)
     assert (m["parse_failures"], m["sam2_failures"]) == (1, 2)
@@ -192,8 +194,9 @@ def test_a_label_of_another_size_is_kept_for_resizing(tmp_path):
 def test_a_multichannel_label_scores_zero_with_every_channel_in_the_union():
     from think2seg.evaluation.metrics import SampleScore, multichannel_label_score
 
-    assert multichannel_label_score(SampleScore(0.8, 8, 10, False, "ok"), 30) == SampleScore(0.0, 0, 30, False,
-                                                                                             "sam2_failed")
+    assert multichannel_label_score(SampleScore(0.8, 8, 10, False, "ok"), 30) == SampleScore(
+        0.0, 0, 30, False, "sam2_failed"
+    )
     assert multichannel_label_score(SampleScore(0.0, 0, 10, False, "unparsed"), 30).status == "unparsed"
     empty = SampleScore(1.0, 0, 0, True, "empty")
     assert multichannel_label_score(empty, 0) == empty

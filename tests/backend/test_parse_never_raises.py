@@ -42,8 +42,8 @@ ADVERSARIAL = [
     wrap('[{"bbox_2d": [1, 2, 3, 4], "negative_points": null}]'),
     wrap('[{"bbox_2d": {"x": 1}, "positive_points": "[[1,2]]"}]'),
     wrap('[{"bbox_2d": [true, false, 3, 4]}]'),
-    "<answer>\ud800\udfff\x00\u202e[{\"bbox_2d\": [1,2,3,4]}]</answer>",
-    "\ufeff<think>水体</think><answer>```json[{\"bbox_2d\": [１, ２, ３, ４]}]```</answer>",
+    '<answer>\ud800\udfff\x00\u202e[{"bbox_2d": [1,2,3,4]}]</answer>',
+    '\ufeff<think>水体</think><answer>```json[{"bbox_2d": [１, ２, ３, ４]}]```</answer>',
     "<answer></answer><answer>[</answer>]",
     "```json```" * 1000,
     "]" + "[" * 50,
@@ -69,13 +69,18 @@ def test_adversarial_strings_are_results(text):
 
 
 _json_atoms = st.one_of(
-    st.integers(min_value=-(10**500), max_value=10**500), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.none(), st.booleans(),
+    st.integers(min_value=-(10**500), max_value=10**500),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.none(),
+    st.booleans(),
 )
 _json_values = st.recursive(
     _json_atoms,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-        st.sampled_from(["bbox_2d", "positive_points", "negative_points", "x"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(["bbox_2d", "positive_points", "negative_points", "x"]), inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -88,8 +93,10 @@ def test_any_json_value_in_the_answer_is_a_result(value):
     check(body)
 
 
-_tokens = st.sampled_from(list('[]{}",:0123456789.-eE nul') + ["<answer>", "</answer>", "```json", "```", "NaN",
-                                                               "Infinity", "null", '"bbox_2d":', HUGE])
+_tokens = st.sampled_from(
+    list('[]{}",:0123456789.-eE nul')
+    + ["<answer>", "</answer>", "```json", "```", "NaN", "Infinity", "null", '"bbox_2d":', HUGE]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -112,7 +119,7 @@ def test_seeded_random_mutations_of_a_good_answer_are_results():
         chars = list(good)
         for _ in range(rng.randint(1, 6)):
             k = rng.randrange(len(chars) + 1)
-            chars[k:k + rng.randint(0, 3)] = [rng.choice(pieces)]
+            chars[k : k + rng.randint(0, 3)] = [rng.choice(pieces)]
         check("".join(chars))
 
 

@@ -22,8 +22,10 @@ def test_known_answer_lands_at_hand_computed_crs_coordinates(tiny_pipeline, naip
     # NAIP: 934 x 723 px, 5 m, origin (485899, 5209246). Frame -> tile: x * 934 / 840, y * 723 / 840.
     # (420, 336) -> (467.0, 289.2) px -> (485899 + 5 * 467.0, 5209246 - 5 * 289.2) = (488234.0, 5207800.0)
     # (315, 420) -> (350.25, 361.5) px -> (487650.25, 5207438.5)
-    assert inst.points_crs == [[pytest.approx(488234.0), pytest.approx(5207800.0)],
-                               [pytest.approx(487650.25), pytest.approx(5207438.5)]]
+    assert inst.points_crs == [
+        [pytest.approx(488234.0), pytest.approx(5207800.0)],
+        [pytest.approx(487650.25), pytest.approx(5207438.5)],
+    ]
     # box (210, 168, 630, 504) -> (233.5, 144.6, 700.5, 433.8) px -> x 487066.5..489401.5, y 5207077..5208523
     assert inst.box_pixel == pytest.approx([233.5, 144.6, 700.5, 433.8])
     ring = np.array(inst.box_crs)
@@ -57,8 +59,9 @@ def test_batched_tiles_one_generate_call(tiny_pipeline, naip, landsat):
     from think2seg.options import SegmentOptions
 
     tiles = [read_tile(naip), read_tile(landsat)]
-    results = tiny_pipeline.segment_tiles(tiles, ["the ponds", "the river valley and every town along it"],
-                                          SegmentOptions())
+    results = tiny_pipeline.segment_tiles(
+        tiles, ["the ponds", "the river valley and every town along it"], SegmentOptions()
+    )
     assert [r.status for r in results] == ["ok", "ok"]
     assert results[1].crs.to_epsg() == 32618
     # Landsat: 300.0379 m pixels; the first point (420, 336) of the frame is at the tile's centre-left
@@ -176,8 +179,10 @@ def test_penalties_and_sampling_in_the_checkpoint_change_nothing(tiny_models_dir
     r = pipe.segment(str(naip), "the wetlands that hold water all year")
     assert r.answer == KNOWN_COMPLETION and r.status == "ok"
     inst = r.instances[0]
-    assert inst.points_crs == [[pytest.approx(488234.0), pytest.approx(5207800.0)],
-                               [pytest.approx(487650.25), pytest.approx(5207438.5)]]
+    assert inst.points_crs == [
+        [pytest.approx(488234.0), pytest.approx(5207800.0)],
+        [pytest.approx(487650.25), pytest.approx(5207438.5)],
+    ]
     assert inst.box_pixel == pytest.approx([233.5, 144.6, 700.5, 433.8])
     # the answer's provenance says how it was decoded and read
     g = r.to_dict()["models"]
@@ -193,19 +198,34 @@ def test_box_only_and_points_only_instances_reach_sam2_and_the_answer(tiny_pipel
     from think2seg.result import layer_rows
 
     tile = read_tile(naip)
-    text = ('<think>x</think><answer>```json[{"bbox_2d": [210, 168, 630, 504]}, '
-            '{"positive_points": [[420, 336], [315, 420]]}]```</answer>')
+    text = (
+        '<think>x</think><answer>```json[{"bbox_2d": [210, 168, 630, 504]}, '
+        '{"positive_points": [[420, 336], [315, 420]]}]```</answer>'
+    )
     from think2seg.options import SegmentOptions
 
-    r = tiny_pipeline._finish(tiny_pipeline.segmenter, tile, tiny_pipeline.prepare(tile), "q",
-                              ReasonerOutput(text, 10, False), SegmentOptions(), "crs", {})
+    r = tiny_pipeline._finish(
+        tiny_pipeline.segmenter,
+        tile,
+        tiny_pipeline.prepare(tile),
+        "q",
+        ReasonerOutput(text, 10, False),
+        SegmentOptions(),
+        "crs",
+        {},
+    )
     assert r.status == "ok" and len(r.instances) == 2
     box_only, points_only = r.instances
     assert box_only.points_crs == [] and box_only.box_crs is not None
     assert points_only.box_crs is None and points_only.box_pixel is None and len(points_only.points_crs) == 2
     h, w = tile.shape
-    direct = tiny_pipeline.segmenter.segment(tile.rgb, [PromptInstance(KNOWN_BOX, ()).scaled(w / 840, h / 840),
-                                                        PromptInstance(None, KNOWN_POINTS).scaled(w / 840, h / 840)])
+    direct = tiny_pipeline.segmenter.segment(
+        tile.rgb,
+        [
+            PromptInstance(KNOWN_BOX, ()).scaled(w / 840, h / 840),
+            PromptInstance(None, KNOWN_POINTS).scaled(w / 840, h / 840),
+        ],
+    )
     assert np.array_equal(r.merged_mask, direct.merged)
     d = r.to_dict()
     assert d["instances"][1]["box_crs"] is None and d["instances"][0]["points_crs"] == []

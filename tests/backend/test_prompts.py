@@ -11,8 +11,10 @@ from think2seg.prompts import (
     remove_duplicates,
 )
 
-GOOD = ('<think>two ponds</think>\n<answer>```json[{"bbox_2d": [10,20,110,220], "positive_points": [[50, 60], [70, 80]]}, '
-        '{"bbox_2d": [300,300,400,420], "positive_points": [[350, 350], [360, 400]]}]```</answer>')
+GOOD = (
+    '<think>two ponds</think>\n<answer>```json[{"bbox_2d": [10,20,110,220], "positive_points": [[50, 60], [70, 80]]}, '
+    '{"bbox_2d": [300,300,400,420], "positive_points": [[350, 350], [360, 400]]}]```</answer>'
+)
 
 
 def test_good_answer_two_instances():
@@ -29,15 +31,18 @@ def test_empty_list_means_nothing_matches():
     assert "nothing matches" in r.reason
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("", "wrote nothing"),
-    ("<think>hmm</think>", "no JSON list"),
-    # an object, not a list: the outermost [...] is the box, whose items are no instances
-    ("<answer>```json{\"bbox_2d\": [1,2,3,4]}```</answer>", "none of the 4 instances"),
-    ('<answer>```json[{"bbox_2d": [1,2,3], "positive_points": [[1,1e999]]}]```</answer>', "valid box or point"),
-    ('<answer>```json["a", 3, null]```</answer>', "valid box or point"),
-    ('<answer>[{"bbox_2d": ["a","b","c","d"], "positive_points": [[1,"x"]]}]</answer>', "valid box or point"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "wrote nothing"),
+        ("<think>hmm</think>", "no JSON list"),
+        # an object, not a list: the outermost [...] is the box, whose items are no instances
+        ('<answer>```json{"bbox_2d": [1,2,3,4]}```</answer>', "none of the 4 instances"),
+        ('<answer>```json[{"bbox_2d": [1,2,3], "positive_points": [[1,1e999]]}]```</answer>', "valid box or point"),
+        ('<answer>```json["a", 3, null]```</answer>', "valid box or point"),
+        ('<answer>[{"bbox_2d": ["a","b","c","d"], "positive_points": [[1,"x"]]}]</answer>', "valid box or point"),
+    ],
+)
 def test_unusable_answers_are_reasons_not_exceptions(text, reason):
     r = parse_answer(text)
     assert r.status == "unparsed" and not r.parsed
@@ -46,7 +51,10 @@ def test_unusable_answers_are_reasons_not_exceptions(text, reason):
 
 def test_slightly_broken_json_is_repaired():
     # a missing closing bracket and a trailing comma, as sampled models write them
-    text = '<think>x</think><answer>```json[{"bbox_2d": [10,20,110,220], "positive_points": [[50, 60], [70, 80]],}```</answer>'
+    text = (
+        '<think>x</think><answer>```json[{"bbox_2d": [10,20,110,220], '
+        '"positive_points": [[50, 60], [70, 80]],}```</answer>'
+    )
     r = parse_answer(text)
     assert r.status == "ok"
     assert r.instances[0].box == (10, 20, 110, 220)
@@ -65,18 +73,22 @@ def test_coordinates_clipped_to_frame_and_box_corners_sorted():
 
 
 def test_degenerate_boxes_and_non_finite_numbers_dropped_usable_parts_kept():
-    text = ('<answer>[{"bbox_2d": [5, 5, 5, 50], "positive_points": [[5, 5], [5, 6]]}, '
-            '{"bbox_2d": [1e999, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}, '
-            '{"bbox_2d": [0, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}, '
-            '{"bbox_2d": [0, 0, 1e999, 10], "positive_points": [[1e999, 1]]}]</answer>')
+    text = (
+        '<answer>[{"bbox_2d": [5, 5, 5, 50], "positive_points": [[5, 5], [5, 6]]}, '
+        '{"bbox_2d": [1e999, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}, '
+        '{"bbox_2d": [0, 0, 10, 10], "positive_points": [[1, 1], [2, 2]]}, '
+        '{"bbox_2d": [0, 0, 1e999, 10], "positive_points": [[1e999, 1]]}]</answer>'
+    )
     r = parse_answer(text)
     assert r.status == "ok" and r.dropped == 1
     assert [(i.box, len(i.points)) for i in r.instances] == [(None, 2), (None, 2), ((0, 0, 10, 10), 2)]
 
 
 def test_tolerant_keeps_what_an_instance_has():
-    r = parse_answer('<answer>[{"bbox_2d": [1,2,3], "positive_points": [[1,1],[2,2]]}, '
-                     '{"bbox_2d": [100,100,300,400], "positive_points": [[1,1]]}]</answer>')
+    r = parse_answer(
+        '<answer>[{"bbox_2d": [1,2,3], "positive_points": [[1,1],[2,2]]}, '
+        '{"bbox_2d": [100,100,300,400], "positive_points": [[1,1]]}]</answer>'
+    )
     assert [(i.box, i.points) for i in r.instances] == [(None, ((1, 1), (2, 2))), ((100, 100, 300, 400), ((1, 1),))]
 
 
@@ -95,7 +107,8 @@ def test_hostile_answers_do_not_raise():
         "<answer>```json" + '{"a":' * 2000 + "```</answer>",
         "<answer>[" + ", ".join(['{"bbox_2d": [0,0,10,10], "positive_points": [[1,1],[2,2]]}'] * 2000) + "]</answer>",
         "\x00\x01<answer>[\ud800]</answer>",
-        "<answer>```json[{\"bbox_2d\": [0, 0, 10, 10], \"positive_points\": [[1, 1], [2, 2]], \"__proto__\": {}}]```</answer>",
+        '<answer>```json[{"bbox_2d": [0, 0, 10, 10], "positive_points": [[1, 1], [2, 2]], '
+        '"__proto__": {}}]```</answer>',
     ]
     for text in hostile:
         r = parse_answer(text)

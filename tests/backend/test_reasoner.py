@@ -18,7 +18,7 @@ def test_prompt_template_is_the_published_wording():
 def test_chat_renders_system_image_then_question(tiny_pipeline):
     text = tiny_pipeline.reasoner.prompt_text("the ponds")
     assert text.startswith("<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n<|im_start|>user\n")
-    assert "<|vision_start|><|image_pad|><|vision_end|>Please find \"the ponds\"" in text
+    assert '<|vision_start|><|image_pad|><|vision_end|>Please find "the ponds"' in text
     assert text.endswith("<|im_start|>assistant\n")
 
 
@@ -35,8 +35,11 @@ def test_an_840_frame_is_900_image_tokens(tiny_pipeline):
 @pytest.mark.slow
 def test_batch_is_left_padded(tiny_pipeline):
     r = tiny_pipeline.reasoner
-    outs = r.generate([np.zeros((50, 50, 3), np.uint8)] * 2, ["x", "a much longer query about wetlands and fields"],
-                      max_reasoning_tokens=96)
+    outs = r.generate(
+        [np.zeros((50, 50, 3), np.uint8)] * 2,
+        ["x", "a much longer query about wetlands and fields"],
+        max_reasoning_tokens=96,
+    )
     assert outs[0].text == outs[1].text  # padding did not change the answer
     assert r.processor.tokenizer.padding_side == "left"
 
@@ -79,8 +82,9 @@ def test_checkpoint_generation_config_never_applies(tiny_models_dir, tmp_path):
     from think2seg.reasoner import Reasoner
     from think2seg.testing.tiny_models import KNOWN_COMPLETION, copy_with_generation_config
 
-    hostile = Reasoner.from_pretrained(str(copy_with_generation_config(tiny_models_dir / "reasoner", tmp_path / "r")),
-                                       device="cpu")
+    hostile = Reasoner.from_pretrained(
+        str(copy_with_generation_config(tiny_models_dir / "reasoner", tmp_path / "r")), device="cpu"
+    )
     assert hostile.checkpoint_generation_config.repetition_penalty == 5.0
     rgb = [np.full((120, 160, 3), 90, np.uint8)]
     torch.manual_seed(0)
@@ -90,6 +94,8 @@ def test_checkpoint_generation_config_never_applies(tiny_models_dir, tmp_path):
 
     inputs = hostile.encode([to_model_image(rgb[0])], [hostile.prompt_text("the ponds")])
     with torch.inference_mode():
-        ids = hostile.model.generate(**inputs, generation_config=hostile.checkpoint_generation_config, max_new_tokens=96)
-    applied = hostile.processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        ids = hostile.model.generate(
+            **inputs, generation_config=hostile.checkpoint_generation_config, max_new_tokens=96
+        )
+    applied = hostile.processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert applied != KNOWN_COMPLETION

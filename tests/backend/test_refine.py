@@ -18,14 +18,18 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def service(tiny_models_dir, tmp_path_factory):
     """The service on the tiny models, keeping no embedding but the current one: the next image evicts it."""
-    with tiny_service(tiny_models_dir, tmp_path_factory.mktemp("cfg") / "think2seg", "--embedding-cache-mb", "0",
-                      "--max-views", "8") as svc:
+    with tiny_service(
+        tiny_models_dir, tmp_path_factory.mktemp("cfg") / "think2seg", "--embedding-cache-mb", "0", "--max-views", "8"
+    ) as svc:
         yield svc.url, svc.token, svc.token_file
 
 
 def refine(url, token, view_id, body=None, content=None):
-    kw = {"content": content, "headers": {**auth(token), "Content-Type": "application/json"}} if content else \
-        {"json": body, "headers": auth(token)}
+    kw = (
+        {"content": content, "headers": {**auth(token), "Content-Type": "application/json"}}
+        if content
+        else {"json": body, "headers": auth(token)}
+    )
     return httpx.post(f"{url}/v1/views/{view_id}/refine", timeout=120, **kw)
 
 
@@ -51,8 +55,12 @@ def iou(a, b) -> float:
 def test_refine_with_the_models_prompts_gives_the_models_mask(service, answer):
     url, token, _ = service
     inst = answer["instances"][0]
-    r = refine(url, token, answer["view_id"], {"box": crs_box(inst["box_crs"]), "positive_points": inst["points_crs"],
-                                               "instance": 0})
+    r = refine(
+        url,
+        token,
+        answer["view_id"],
+        {"box": crs_box(inst["box_crs"]), "positive_points": inst["points_crs"], "instance": 0},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     model_mask = shape(answer["mask"]["features"][0]["geometry"])
@@ -62,8 +70,12 @@ def test_refine_with_the_models_prompts_gives_the_models_mask(service, answer):
     assert out["reembedded"] is False  # the answer's embedding is still loaded
     assert 0 < out["timings"]["decoder"] <= out["timings"]["total"]  # figures: scripts/refine_bench.py
     # the same prompts in pixels give the same mask
-    px = refine(url, token, answer["view_id"], {"frame": "pixel", "box": inst["box_pixel"],
-                                                "positive_points": inst["points_pixel"]}).json()
+    px = refine(
+        url,
+        token,
+        answer["view_id"],
+        {"frame": "pixel", "box": inst["box_pixel"], "positive_points": inst["points_pixel"]},
+    ).json()
     assert iou(shape(px["geometry"]), shape(out["geometry"])) > 0.999
     assert px["instance"] is None
 
@@ -74,8 +86,12 @@ def test_prompt_changes_change_the_mask_and_an_evicted_embedding_is_rebuilt(serv
     box = crs_box(inst["box_crs"])
     base = refine(url, token, answer["view_id"], {"box": box, "positive_points": inst["points_crs"]}).json()
     # a negative click where the model put its first positive point
-    neg = refine(url, token, answer["view_id"], {"box": box, "positive_points": inst["points_crs"][1:],
-                                                 "negative_points": inst["points_crs"][:1]}).json()
+    neg = refine(
+        url,
+        token,
+        answer["view_id"],
+        {"box": box, "positive_points": inst["points_crs"][1:], "negative_points": inst["points_crs"][:1]},
+    ).json()
     assert neg["labels"] == [1, 0]
     assert shape(neg["geometry"]).symmetric_difference(shape(base["geometry"])).area > 0
     # a smaller box (the top-left quarter)
@@ -84,8 +100,12 @@ def test_prompt_changes_change_the_mask_and_an_evicted_embedding_is_rebuilt(serv
     assert shape(small["geometry"]).symmetric_difference(shape(base["geometry"])).area > 0
     # another answer takes the segmenter; the first view's embedding is rebuilt from its kept pixels
     assert post_segment(url, token, landsat, "the water").status_code == 200
-    again = refine(url, token, answer["view_id"], {"box": box, "positive_points": inst["points_crs"][1:],
-                                                   "negative_points": inst["points_crs"][:1]}).json()
+    again = refine(
+        url,
+        token,
+        answer["view_id"],
+        {"box": box, "positive_points": inst["points_crs"][1:], "negative_points": inst["points_crs"][:1]},
+    ).json()
     assert again["reembedded"] is True and again["timings"]["embed"] > 0
     assert again["geometry"] == neg["geometry"] and again["score"] == pytest.approx(neg["score"], abs=1e-6)
 
@@ -126,8 +146,12 @@ def test_refine_on_a_tiled_job_resegments_the_tiles_it_reaches_and_merges_them_s
     assert answer["read"]["mode"] == "tiled" and len(answer["tiles"]) == 4 and answer["view_id"]
     assert all(len(t["view_id"]) == 32 for t in answer["tiles"])
     # a box across the vertical core border, in the raster's pixels
-    body = {"frame": "pixel", "box": [380, 60, 560, 300], "positive_points": [[420, 180], [520, 200]],
-            "negative_points": [[470, 250]]}
+    body = {
+        "frame": "pixel",
+        "box": [380, 60, 560, 300],
+        "positive_points": [[420, 180], [520, 200]],
+        "negative_points": [[470, 250]],
+    }
     r = refine(url, token, answer["view_id"], body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -156,11 +180,14 @@ def test_refine_on_a_tiled_job_resegments_the_tiles_it_reaches_and_merges_them_s
     to_crs = Affine(*answer["read"]["transform"])
     r0c0_core = affine_transform(box(0, 0, 467, 361), [to_crs.a, to_crs.b, to_crs.d, to_crs.e, to_crs.c, to_crs.f])
     original, edited, new_only = shape(feature["geometry"]), shape(edit["geometry"]), shape(one["geometry"])
-    assert original.difference(r0c0_core).symmetric_difference(edited.difference(r0c0_core)).area \
-        < 1e-6 * original.area  # untouched outside the tile the edit reached
+    assert (
+        original.difference(r0c0_core).symmetric_difference(edited.difference(r0c0_core)).area < 1e-6 * original.area
+    )  # untouched outside the tile the edit reached
     # in the tile it reached: that tile's new mask
-    assert edited.intersection(r0c0_core).symmetric_difference(new_only.intersection(r0c0_core)).area \
+    assert (
+        edited.intersection(r0c0_core).symmetric_difference(new_only.intersection(r0c0_core)).area
         < 1e-6 * original.area
+    )
     assert not edited.equals(original) and edited.is_valid
     edited_parts = list(edited.geoms)
     assert all(a.intersection(b).length == 0 for a, b in itertools.combinations(edited_parts, 2))  # dissolved

@@ -37,10 +37,20 @@ def one_tile_result(crs: str | None = "EPSG:32633") -> SegmentResult:
     mask = np.zeros((80, 100), bool)
     mask[10:30, 20:50] = True
     geom = mask_to_multipolygon(mask, tile.transform, min_area_pixels=1)
-    inst = InstanceResult.from_prompt(0, PromptInstance((20.0, 10.0, 50.0, 30.0), ((35.0, 20.0), (25.0, 15.0))),
-                                      tile, geom, 0.9)
-    r = SegmentResult(query="the field", status="ok", message="", reasoning="A bright rectangle.", answer="...",
-                      instances=[inst], tile=tile, timings={}, models={"reasoner": "r", "segmenter": "s"})
+    inst = InstanceResult.from_prompt(
+        0, PromptInstance((20.0, 10.0, 50.0, 30.0), ((35.0, 20.0), (25.0, 15.0))), tile, geom, 0.9
+    )
+    r = SegmentResult(
+        query="the field",
+        status="ok",
+        message="",
+        reasoning="A bright rectangle.",
+        answer="...",
+        instances=[inst],
+        tile=tile,
+        timings={},
+        models={"reasoner": "r", "segmenter": "s"},
+    )
     r.message = describe("ok", 1, r.area, "m2" if crs else "pixels", "")
     return r
 
@@ -64,14 +74,18 @@ def test_rows_fit_the_schema():
         for geom, attrs in rows[name]:
             assert set(attrs) <= set(columns(name)), name
             assert geom.geom_type == GEOMETRY_TYPES[name]
-    (geom, attrs), = rows["mask"]
+    ((geom, attrs),) = rows["mask"]
     assert attrs["area_m2"] == pytest.approx(30 * 20 * 4.0) and attrs["reasoning"] == "A bright rectangle."
     assert [a["point"] for _, a in rows["prompt_points"]] == [1, 2]
     assert rows["prompt_points"][0][0].coords[0] == (500000 + 2 * 35.0, 4000000 - 2 * 20.0)
 
 
 def test_sentences():
-    assert area_text(25_000, "m2") == "2.50 ha" and area_text(900, "m2") == "900 m²" and area_text(12, "pixels") == "12 pixels"
+    assert (
+        area_text(25_000, "m2") == "2.50 ha"
+        and area_text(900, "m2") == "900 m²"
+        and area_text(12, "pixels") == "12 pixels"
+    )
     assert found_sentence(1, "instance", 900, "m2") == "1 instance found, 900 m² in all."
     assert found_sentence(3, "feature", 25_000, "m2", " in 4 tiles") == "3 features found in 4 tiles, 2.50 ha in all."
     assert one_tile_result().message == "1 instance found, 2400 m² in all."

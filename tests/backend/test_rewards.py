@@ -78,7 +78,12 @@ def test_malformed_answers_score_zero(segmenter, scene):
     r = MaskReward(segmenter)
     assert r([MALFORMED, "I cannot tell."], image=[image, image], mask=[gt, gt]) == [0.0, 0.0]
     assert json_validity_reward([MALFORMED, "I cannot tell.", EMPTY]) == [0.0, 0.0, 1.0]
-    assert think_answer_shape_reward([MALFORMED, NO_TAGS, EMPTY, KNOWN_COMPLETION + " trailing"]) == [1.0, 0.0, 1.0, 0.0]
+    assert think_answer_shape_reward([MALFORMED, NO_TAGS, EMPTY, KNOWN_COMPLETION + " trailing"]) == [
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+    ]
     # the reference's training parser needs a ```json block: bare JSON scores 0 even with perfect prompts
     assert r([NO_TAGS], image=[image], mask=[gt]) == [0.0]
 
@@ -117,7 +122,12 @@ def test_sam2_embeds_each_distinct_image_once(segmenter, scene):
 def test_conversational_completions():
     conv = [{"role": "assistant", "content": KNOWN_COMPLETION}]
     assert completion_text(conv) == KNOWN_COMPLETION
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]) == "ab"
+    assert (
+        completion_text(
+            [{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        )
+        == "ab"
+    )
     assert json_validity_reward([conv]) == [1.0] and think_answer_shape_reward([conv]) == [1.0]
 
 
@@ -136,10 +146,15 @@ def test_one_gpu_matches_the_references_64_completions_per_step():
     assert s.gradient_accumulation_steps == 4 and s.top_k == 50
 
 
-RUNAWAY = ('<think>a pond</think><answer>```json[{"bbox_2d": [310, 360, 567, ' + "9" * 400
-           + '], "positive_points": [[420, 336], [315, 420]]}]```</answer>')
-AS_STRINGS = ('<think>a pond</think><answer>```json[{"bbox_2d": ["210", "168", "630", "504"], '
-              '"positive_points": [["420", "336"], ["315", "420"]]}]```</answer>')
+RUNAWAY = (
+    '<think>a pond</think><answer>```json[{"bbox_2d": [310, 360, 567, '
+    + "9" * 400
+    + '], "positive_points": [[420, 336], [315, 420]]}]```</answer>'
+)
+AS_STRINGS = (
+    '<think>a pond</think><answer>```json[{"bbox_2d": ["210", "168", "630", "504"], '
+    '"positive_points": [["420", "336"], ["315", "420"]]}]```</answer>'
+)
 
 
 def test_a_runaway_number_scores_zero_and_never_raises(segmenter, scene):
@@ -178,8 +193,9 @@ def test_reference_group_zero_zeroes_the_whole_call_as_the_reference(segmenter, 
     # one SAM2 raise: every completion of the call 0, the no-target [] too (the reference's final_reward is
     # computed inside its try)
     r = MaskReward(FailingSegmenter(segmenter, fail_at=1), reference_group_zero=True)
-    got = r([KNOWN_COMPLETION, KNOWN_COMPLETION, EMPTY], image=[image] * 3, mask=[gt, gt, nothing],
-            image_id=["a", "a", "b"])
+    got = r(
+        [KNOWN_COMPLETION, KNOWN_COMPLETION, EMPTY], image=[image] * 3, mask=[gt, gt, nothing], image_id=["a", "a", "b"]
+    )
     assert got == [0.0, 0.0, 0.0]
     # an answer the parser accepts and SAM2 cannot take (numbers as strings) does the same
     r = MaskReward(segmenter, reference_group_zero=True)

@@ -140,14 +140,21 @@ def test_job_lifecycle_and_cancel(service, naip, landsat):
     assert httpx.get(f"{url}/v1/jobs/nope", headers=auth(token)).status_code == 404
 
 
-@pytest.mark.parametrize("model, sam, named", [("no-such-model", "tiny", "no-such-model"),
-                                               ("no-such-model", "no-such-sam.pt", "no-such-sam.pt")])
+@pytest.mark.parametrize(
+    "model, sam, named",
+    [("no-such-model", "tiny", "no-such-model"), ("no-such-model", "no-such-sam.pt", "no-such-sam.pt")],
+)
 def test_a_backend_whose_models_fail_says_why(tmp_path, naip, model, sam, named):
     """It keeps listening and says why in /v1/health (where the plugin shows it); a wrong --sam is told
     before the reasoner is even looked for."""
     sam = str(tmp_path / sam) if sam.endswith(".pt") else sam
-    with live_service(["--model", str(tmp_path / model), "--sam", sam, "--device", "cpu"], tmp_path,
-                      wait_for=FAILED, env={"HF_HUB_OFFLINE": "1"}, timeout=120) as svc:
+    with live_service(
+        ["--model", str(tmp_path / model), "--sam", sam, "--device", "cpu"],
+        tmp_path,
+        wait_for=FAILED,
+        env={"HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    ) as svc:
         url, token = svc.url, svc.token
         h = httpx.get(url + "/v1/health", headers=auth(token)).json()
         assert h["status"] == "error" and named in h["error"]["message"]

@@ -63,15 +63,24 @@ def test_a_work_folder_is_cleared_only_when_its_backend_is_gone(tmp_path):
 
     root = tmp_path / "work"
     # another live backend: a process holding the lock of its run folder
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import sys
-sys.path.insert(0, {str(ROOT / 'backend')!r})
+sys.path.insert(0, {str(ROOT / "backend")!r})
 from think2seg.service.workdir import WorkRoot
 w = WorkRoot({str(root)!r})
 (w.path / "upload").write_text("x")
 print(w.path, flush=True)
 sys.stdin.read()
-"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     live = Path(holder.stdout.readline().strip())
     stale = root / "run-999999-dead"
     stale.mkdir()
@@ -98,17 +107,31 @@ def test_the_ifd_walk_reads_each_images_block_in_every_tiff_flavour(tmp_path, bi
     from think2seg.service.header import Block, check_tiff, tiff_blocks
 
     path = tmp_path / "t.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=1000, height=700, count=3, dtype="uint16", tiled=True,
-                       blockxsize=256, blockysize=128, interleave="pixel", bigtiff=bigtiff, endianness=endianness,
-                       crs="EPSG:32633", transform=Affine(1, 0, 500000, 0, -1, 4000000)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=1000,
+        height=700,
+        count=3,
+        dtype="uint16",
+        tiled=True,
+        blockxsize=256,
+        blockysize=128,
+        interleave="pixel",
+        bigtiff=bigtiff,
+        endianness=endianness,
+        crs="EPSG:32633",
+        transform=Affine(1, 0, 500000, 0, -1, 4000000),
+    ) as ds:
         ds.write(np.zeros((3, 700, 1000), dtype="uint16"))
         ds.build_overviews([2, 4])
     with open(path, "rb") as f:
         data = f.read()
-    blocks = tiff_blocks(lambda o, n: data[o:o + n], len(data), 256)
+    blocks = tiff_blocks(lambda o, n: data[o : o + n], len(data), 256)
     assert blocks[0] == Block(256, 128, 3, 2) and len(blocks) == 3, blocks
-    check_tiff(path, 8192 ** 2, 512 << 20, 256)  # a normal file passes
+    check_tiff(path, 8192**2, 512 << 20, 256)  # a normal file passes
     with pytest.raises(BadInput, match="more than 2 images"):
-        check_tiff(path, 8192 ** 2, 512 << 20, 2)
+        check_tiff(path, 8192**2, 512 << 20, 2)
     with pytest.raises(BadInput, match="256 x 128 pixels x 3 band"):
-        check_tiff(path, 8192 ** 2, 100_000, 256)
+        check_tiff(path, 8192**2, 100_000, 256)

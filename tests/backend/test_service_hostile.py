@@ -42,8 +42,13 @@ class Server:
         data = {"query": query}
         if options is not None:
             data["options"] = options if isinstance(options, str) else json.dumps(options)
-        return httpx.post(self.url + endpoint, headers=self.headers, files={"image": (path.name, path.read_bytes())},
-                          data=data, timeout=timeout)
+        return httpx.post(
+            self.url + endpoint,
+            headers=self.headers,
+            files={"image": (path.name, path.read_bytes())},
+            data=data,
+            timeout=timeout,
+        )
 
     def run_folder(self) -> Path:
         (run,) = [p for p in self.work.glob("run-*") if p.is_dir()]
@@ -54,8 +59,11 @@ class Server:
         marks of the jobs this run holds (answered as lost after a crash), kept on purpose until shutdown (the
         fixture checks the whole run folder goes then)."""
         run = self.run_folder()
-        return sorted(str(p.relative_to(self.work)) for p in run.rglob("*")
-                      if p.relative_to(run).parts[0] not in ("views", "jobs"))
+        return sorted(
+            str(p.relative_to(self.work))
+            for p in run.rglob("*")
+            if p.relative_to(run).parts[0] not in ("views", "jobs")
+        )
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -77,9 +85,21 @@ class Server:
 def server(tiny_models_dir, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("hostile")
     work = cfg / "work"
-    args = [*tiny_model_args(tiny_models_dir), "--max-upload-mb", str(UPLOAD_MB), "--max-queue", "2",
-            "--max-tiles", "400", "--work-dir", str(work),
-            "--header-timeout", str(STALL_S), "--body-timeout", str(STALL_S)]
+    args = [
+        *tiny_model_args(tiny_models_dir),
+        "--max-upload-mb",
+        str(UPLOAD_MB),
+        "--max-queue",
+        "2",
+        "--max-tiles",
+        "400",
+        "--work-dir",
+        str(work),
+        "--header-timeout",
+        str(STALL_S),
+        "--body-timeout",
+        str(STALL_S),
+    ]
     with live_service(args, cfg, env={"HF_HUB_OFFLINE": "1"}) as svc:
         yield Server(svc.process, svc.url, svc.token, work)
     assert not list(work.glob("run-*")), "the work folder was not removed at shutdown"
@@ -89,7 +109,9 @@ def server(tiny_models_dir, tmp_path_factory):
 def small(tmp_path_factory) -> Path:
     """A 64 x 64 RGB GeoTIFF: cheap to upload, one read."""
     rng = np.random.default_rng(0)
-    return write_raster(tmp_path_factory.mktemp("rasters") / "small.tif", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))
+    return write_raster(
+        tmp_path_factory.mktemp("rasters") / "small.tif", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    )
 
 
 def sparse_geotiff(path: Path, size: int, dtype: str = "uint8", count: int = 1) -> Path:
@@ -97,26 +119,70 @@ def sparse_geotiff(path: Path, size: int, dtype: str = "uint8", count: int = 1) 
     import rasterio
     from affine import Affine
 
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=count, dtype=dtype, tiled=True,
-                       blockxsize=512, blockysize=512, sparse_ok=True, compress="deflate", crs="EPSG:32633",
-                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=count,
+        dtype=dtype,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        sparse_ok=True,
+        compress="deflate",
+        crs="EPSG:32633",
+        transform=Affine(1, 0, 500000, 0, -1, 4000000),
+    ):
         pass
     return path
 
 
 # -- options ------------------------------------------------------------------------------------------------
 WRONG = [
-    ("max_reasoning_tokens", "abc"), ("max_reasoning_tokens", None), ("max_reasoning_tokens", 1.5),
-    ("max_reasoning_tokens", 10**6), ("max_reasoning_tokens", True),
-    ("bands", "abc"), ("bands", 5), ("bands", [[1]]), ("bands", {"a": 1}), ("bands", [1, 2]), ("bands", [0]),
-    ("min_area_pixels", "x"), ("min_area_pixels", -1), ("min_area_pixels", float("nan")),
-    ("max_read_size", "big"), ("max_read_size", float("nan")), ("max_read_size", 10), ("max_read_size", None),
-    ("polygonise", "yes"), ("polygonise", 1), ("sam_size", "huge"), ("sam_size", 3),
-    ("constrain_answer", "true"), ("constrain_answer", 0), ("parse_mode", "strictest"), ("parse_mode", 1),
-    ("answer_budget", "x"), ("answer_budget", -1), ("no_such_option", 1),
+    ("max_reasoning_tokens", "abc"),
+    ("max_reasoning_tokens", None),
+    ("max_reasoning_tokens", 1.5),
+    ("max_reasoning_tokens", 10**6),
+    ("max_reasoning_tokens", True),
+    ("bands", "abc"),
+    ("bands", 5),
+    ("bands", [[1]]),
+    ("bands", {"a": 1}),
+    ("bands", [1, 2]),
+    ("bands", [0]),
+    ("min_area_pixels", "x"),
+    ("min_area_pixels", -1),
+    ("min_area_pixels", float("nan")),
+    ("max_read_size", "big"),
+    ("max_read_size", float("nan")),
+    ("max_read_size", 10),
+    ("max_read_size", None),
+    ("polygonise", "yes"),
+    ("polygonise", 1),
+    ("sam_size", "huge"),
+    ("sam_size", 3),
+    ("constrain_answer", "true"),
+    ("constrain_answer", 0),
+    ("parse_mode", "strictest"),
+    ("parse_mode", 1),
+    ("answer_budget", "x"),
+    ("answer_budget", -1),
+    ("no_such_option", 1),
 ]
-JOB_WRONG = [("tile_size", "1024"), ("tile_size", 8), ("overlap", -1), ("overlap", "a"), ("gsd", 0), ("gsd", "1"),
-             ("gsd", float("inf")), ("gsd", [1]), ("batch_size", 0), ("batch_size", "4")]
+JOB_WRONG = [
+    ("tile_size", "1024"),
+    ("tile_size", 8),
+    ("overlap", -1),
+    ("overlap", "a"),
+    ("gsd", 0),
+    ("gsd", "1"),
+    ("gsd", float("inf")),
+    ("gsd", [1]),
+    ("batch_size", 0),
+    ("batch_size", "4"),
+]
 
 
 def test_the_wrong_option_cases_cover_every_field():
@@ -172,9 +238,22 @@ def big_block_geotiff(path: Path, dtype: str, block: int = 65536, size: int = 10
     import rasterio
     from affine import Affine
 
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype=dtype, tiled=True,
-                       blockxsize=block, blockysize=block, sparse_ok=True, compress="deflate", crs="EPSG:32633",
-                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype=dtype,
+        tiled=True,
+        blockxsize=block,
+        blockysize=block,
+        sparse_ok=True,
+        compress="deflate",
+        crs="EPSG:32633",
+        transform=Affine(1, 0, 500000, 0, -1, 4000000),
+    ):
         pass
     return path
 
@@ -224,9 +303,20 @@ def test_many_ifds_or_bands_are_refused_up_front_and_health_stays_responsive(ser
 
     chain = ifd_chain_tiff(tmp_path / "chain.tif", 20_000)
     bands = tmp_path / "bands.tif"
-    with rasterio.open(bands, "w", driver="GTiff", width=256, height=256, count=2000, dtype="uint8", tiled=True,
-                       sparse_ok=True, interleave="band", crs="EPSG:32633",
-                       transform=Affine(1, 0, 500000, 0, -1, 4000000)):
+    with rasterio.open(
+        bands,
+        "w",
+        driver="GTiff",
+        width=256,
+        height=256,
+        count=2000,
+        dtype="uint8",
+        tiled=True,
+        sparse_ok=True,
+        interleave="band",
+        crs="EPSG:32633",
+        transform=Affine(1, 0, 500000, 0, -1, 4000000),
+    ):
         pass
     health: list[float] = []
     stop = threading.Event()
@@ -278,9 +368,11 @@ def listener():
 
 
 def vrt_naming(source: str, size: int = 64) -> str:
-    return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><VRTRasterBand dataType="Byte" band="1">'
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename><SourceBand>1</SourceBand>'
-            "</SimpleSource></VRTRasterBand></VRTDataset>")
+    return (
+        f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><VRTRasterBand dataType="Byte" band="1">'
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand></VRTDataset>"
+    )
 
 
 def test_vrt_uploads_naming_server_files_or_urls_are_refused_and_nothing_is_fetched(server, tmp_path, listener, naip):
@@ -301,10 +393,14 @@ def test_vrt_uploads_naming_server_files_or_urls_are_refused_and_nothing_is_fetc
 def test_a_chunked_body_over_the_limit_is_cut_off_early(server):
     port = int(server.url.rsplit(":", 1)[1])
     boundary = "hostileboundary"
-    head = (f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n")
-    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
-            'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n')
+    head = (
+        f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
+        'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n'
+    )
 
     def chunk(data: bytes) -> bytes:
         return f"{len(data):x}\r\n".encode() + data + b"\r\n"
@@ -374,24 +470,36 @@ def test_an_upload_over_the_cap_is_cut_at_the_cap_not_drained(server):
     """Issue 24: the 413 came early but the server read (and dropped) all the client sent, 200 MB or more."""
     port = int(server.url.rsplit(":", 1)[1])
     boundary = "capboundary"
-    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
-            'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n')
-    common = (f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
-              f"Content-Type: multipart/form-data; boundary={boundary}\r\n")
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="query"\r\n\r\nwater\r\n--{boundary}\r\n'
+        'Content-Disposition: form-data; name="image"; filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n'
+    )
+    common = (
+        f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+    )
     total = 512 << 20
     cases = {
-        "chunked": ((common + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk(part.encode()),
-                    chunk(b"\0" * (256 << 10))),
+        "chunked": (
+            (common + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk(part.encode()),
+            chunk(b"\0" * (256 << 10)),
+        ),
         "content-length": ((common + f"Content-Length: {total}\r\n\r\n").encode() + part.encode(), b"\0" * (256 << 10)),
-        "refine, chunked": ((f"POST /v1/views/x/refine HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
-                             f"{server.token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                             ).encode(), chunk(b" " * (256 << 10))),
+        "refine, chunked": (
+            (
+                f"POST /v1/views/x/refine HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
+                f"{server.token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode(),
+            chunk(b" " * (256 << 10)),
+        ),
     }
     for name, (head, block) in cases.items():
         t0 = time.perf_counter()
         sent, answer = push(port, head, block, total)
-        print(f"{name}: the client pushed {sent / 2**20:.1f} MiB of {total >> 20} MiB in "
-              f"{time.perf_counter() - t0:.1f} s; answer {answer[:12]!r}")
+        print(
+            f"{name}: the client pushed {sent / 2**20:.1f} MiB of {total >> 20} MiB in "
+            f"{time.perf_counter() - t0:.1f} s; answer {answer[:12]!r}"
+        )
         assert answer.startswith(b"HTTP/1.1 413"), (name, answer[:300])
         assert b"connection: close" in answer.lower() and b'"upload_too_large"' in answer, (name, answer[:400])
         assert sent < (UPLOAD_MB + 12) << 20, (name, sent)  # the cap plus socket buffers, not half a gigabyte
@@ -409,8 +517,13 @@ def view_id(server, small) -> str:
 def refine(server, view_id: str, content, **kw) -> httpx.Response:
     if isinstance(content, dict | list):
         content = json.dumps(content)
-    return httpx.post(f"{server.url}/v1/views/{view_id}/refine", content=content, timeout=60,
-                      headers={**server.headers, "Content-Type": "application/json"}, **kw)
+    return httpx.post(
+        f"{server.url}/v1/views/{view_id}/refine",
+        content=content,
+        timeout=60,
+        headers={**server.headers, "Content-Type": "application/json"},
+        **kw,
+    )
 
 
 def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict:
@@ -436,8 +549,12 @@ def test_refine_bodies_are_capped_in_bytes_and_points_and_bad_json_is_a_400_in_o
     r = refine(server, view_id, (b" " * (256 << 10) for _ in range(8)))  # chunked
     assert_error(r, 413, "upload_too_large")
     assert r.headers["connection"] == "close"
-    for body in ("[" * 5000 + "]" * 5000, '{"box": ' + "[" * 100_000 + "]" * 100_000 + "}",
-                 '{"instance": ' + "9" * 5000 + "}", "{not json"):
+    for body in (
+        "[" * 5000 + "]" * 5000,
+        '{"box": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"instance": ' + "9" * 5000 + "}",
+        "{not json",
+    ):
         assert_error(refine(server, view_id, body), 400, "bad_request", "JSON")
     err = assert_error(refine(server, view_id, {"positive_points": [[1, "x"]]}), 400, "bad_request")
     assert "`positive_points[0][1]`" in err["message"], err
@@ -446,8 +563,12 @@ def test_refine_bodies_are_capped_in_bytes_and_points_and_bad_json_is_a_400_in_o
 
 
 def test_deeply_nested_options_are_a_400_not_a_500(server, small):
-    for options in ("[" * 5000 + "]" * 5000, "[" * 100_000 + "]" * 100_000, '{"bands": ' + "[" * 100 + "]" * 100 + "}",
-                    "{" + '"a": {' * 5000 + "}" * 5001):
+    for options in (
+        "[" * 5000 + "]" * 5000,
+        "[" * 100_000 + "]" * 100_000,
+        '{"bands": ' + "[" * 100 + "]" * 100 + "}",
+        "{" + '"a": {' * 5000 + "}" * 5001,
+    ):
         for endpoint in ("/v1/segment", "/v1/jobs"):
             assert_error(server.post(small, options=options, endpoint=endpoint), 400, "bad_request", "`options`")
     assert server.files_left() == []
@@ -471,10 +592,14 @@ def test_stalled_clients_are_cut_without_a_token(server):
         s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     silent = socket.create_connection(("127.0.0.1", port))
     stalled = socket.create_connection(("127.0.0.1", port))
-    stalled.sendall((f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
-                     "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 3000000\r\n\r\n"
-                     '--b\r\nContent-Disposition: form-data; name="image"; filename="x.tif"\r\n\r\n').encode()
-                    + b"\0" * (1 << 20))
+    stalled.sendall(
+        (
+            f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {server.token}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 3000000\r\n\r\n"
+            '--b\r\nContent-Disposition: form-data; name="image"; filename="x.tif"\r\n\r\n'
+        ).encode()
+        + b"\0" * (1 << 20)
+    )
     t0 = time.perf_counter()
     closed_after = []
     for s in [*half, silent, stalled]:
@@ -500,8 +625,18 @@ def test_a_jobs_user_error_comes_back_as_its_4xx(server, tmp_path):
     import rasterio
 
     path = tmp_path / "corrupt.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=128, height=128, count=3, dtype="uint8", compress="deflate",
-                       crs="EPSG:32633", transform=rasterio.Affine(1, 0, 500000, 0, -1, 4000000)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=128,
+        height=128,
+        count=3,
+        dtype="uint8",
+        compress="deflate",
+        crs="EPSG:32633",
+        transform=rasterio.Affine(1, 0, 500000, 0, -1, 4000000),
+    ) as ds:
         ds.write(np.random.default_rng(1).integers(0, 255, (3, 128, 128), dtype=np.uint8))
     with rasterio.open(path) as ds:  # keep the header, garble the compressed pixels: opens fine, fails when read
         offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
@@ -547,8 +682,9 @@ def test_the_queue_is_bounded_and_gone_clients_are_dropped(server, naip, small):
 
 
 def test_a_small_raster_with_tiling_options_is_tiled_not_ignored(server, small):
-    job = server.post(small, options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16},
-                      endpoint="/v1/jobs").json()
+    job = server.post(
+        small, options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16}, endpoint="/v1/jobs"
+    ).json()
     assert server.wait_job(job["job_id"])["status"] == "done"
     result = server.get(f"/v1/jobs/{job['job_id']}/result").json()
     assert result["read"]["mode"] == "tiled" and result["read"]["tiles"] == 1 and result["read"]["tile_size"] == 64
@@ -558,8 +694,17 @@ def test_a_small_raster_with_tiling_options_is_tiled_not_ignored(server, small):
 # -- Host, docs -------------------------------------------------------------------------------------------------
 def test_host_header_is_checked_and_docs_are_off(server):
     port = server.url.rsplit(":", 1)[1]
-    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", "localhost:80@evil.com", "[::1]evil.com",
-                 "localhost:99999", "localhost:", "::1", "localhost.evil.com"):
+    for host in (
+        "evil.example",
+        f"evil.example:{port}",
+        "127.0.0.2",
+        "localhost:80@evil.com",
+        "[::1]evil.com",
+        "localhost:99999",
+        "localhost:",
+        "::1",
+        "localhost.evil.com",
+    ):
         r = server.get("/v1/health", headers={"Host": host})
         assert r.status_code == 421 and r.json()["error"]["code"] == "wrong_host"
     for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
@@ -588,8 +733,13 @@ def test_schemathesis_finds_no_server_error_and_answers_conform(server):
         model_bound = operation.path == "/v1/segment"  # schemathesis sends real 1-pixel PNG/JPEG/GIF: model work
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25 if model_bound else 60, deadline=None, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25 if model_bound else 60,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def call(case):
             if model_bound and isinstance(case.body, dict) and not case.body.get("options"):
                 case.body["options"] = '{"max_reasoning_tokens": 16}'  # keep the model's share of the minute small
@@ -639,8 +789,12 @@ def test_refine_of_a_tiled_view_evicted_while_it_waited_is_view_not_found(tiny_m
         wait(first)
         view = httpx.get(f"{svc.url}/v1/jobs/{first}/result", headers=headers).json()["view_id"]
         second = job(naip, {**tiled, "tile_size": 256})  # its answer takes the only view slot
-        r = httpx.post(f"{svc.url}/v1/views/{view}/refine", headers=headers, timeout=300,
-                       json={"frame": "pixel", "positive_points": [[10, 10]]})
+        r = httpx.post(
+            f"{svc.url}/v1/views/{view}/refine",
+            headers=headers,
+            timeout=300,
+            json={"frame": "pixel", "positive_points": [[10, 10]]},
+        )
         wait(second)
     assert r.status_code == 404, r.text
     err = r.json()["error"]
@@ -655,8 +809,13 @@ def test_sigterm_stops_taking_work_and_exits_within_seconds(tiny_models_dir, tmp
     args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work)]
     with live_service(args, cfg, env=OFFLINE) as svc:
         headers = auth(svc.token)
-        r = post_segment(svc.url, svc.token, naip, endpoint="/v1/jobs",
-                         options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16})
+        r = post_segment(
+            svc.url,
+            svc.token,
+            naip,
+            endpoint="/v1/jobs",
+            options={"tile_size": 64, "overlap": 0, "max_reasoning_tokens": 16},
+        )
         job = r.json()["job_id"]
         deadline = time.time() + 120
         while httpx.get(f"{svc.url}/v1/jobs/{job}", headers=headers).json()["status"] == "queued":
@@ -693,15 +852,23 @@ def test_a_full_disk_is_507_naming_the_work_folder_and_uploads_are_spooled_once_
     for d in (work, tmp):
         d.mkdir()
     wrapper = tmp_path / "python-on-small-disks"
-    wrapper.write_text("#!/bin/sh\nexec unshare --user --map-root-user --mount sh -c "
-                       "'mount -t tmpfs -o size=4m tmpfs \"$0\" && mount -t tmpfs -o size=1m tmpfs \"$1\" && shift && "
-                       f"exec \"$@\"' {work} {tmp} {sys.executable} \"$@\"\n")
+    wrapper.write_text(
+        "#!/bin/sh\nexec unshare --user --map-root-user --mount sh -c "
+        '\'mount -t tmpfs -o size=4m tmpfs "$0" && mount -t tmpfs -o size=1m tmpfs "$1" && shift && '
+        f'exec "$@"\' {work} {tmp} {sys.executable} "$@"\n'
+    )
     wrapper.chmod(0o755)
     args = [*tiny_model_args(tiny_models_dir), "--work-dir", str(work), "--max-upload-mb", "16"]
     with live_service(args, cfg, python=str(wrapper), env={**OFFLINE, "TMPDIR": str(tmp)}) as svc:
+
         def upload(size: int) -> httpx.Response:
-            return httpx.post(svc.url + "/v1/segment", headers=auth(svc.token), data={"query": "water"},
-                              files={"image": ("noise.tif", os.urandom(size))}, timeout=60)
+            return httpx.post(
+                svc.url + "/v1/segment",
+                headers=auth(svc.token),
+                data={"query": "water"},
+                files={"image": ("noise.tif", os.urandom(size))},
+                timeout=60,
+            )
 
         r = upload(3 << 20)  # over TMPDIR's 1 MiB, under the work folder's 4: spooled in the work folder only
         assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster", r.text
@@ -742,6 +909,9 @@ def test_kill_9_mid_job_then_restart_leaves_nothing(tiny_models_dir, tmp_path, n
     # torch keeps its compile cache (torchinductor_USER) in TMPDIR on purpose: a cache, not a leftover;
     # lost-jobs is the record of jobs lost to a crash (ids only)
     assert (work / "lost-jobs").read_text().split() == [job_id]
-    leftovers = [str(p) for p in (*work.rglob("*"), *tmp.glob("*")) if p.name not in (".scan.lock", "lost-jobs")
-                 and not p.name.startswith("torchinductor_")]
+    leftovers = [
+        str(p)
+        for p in (*work.rglob("*"), *tmp.glob("*"))
+        if p.name not in (".scan.lock", "lost-jobs") and not p.name.startswith("torchinductor_")
+    ]
     assert leftovers == [], leftovers

@@ -53,8 +53,11 @@ def test_fast_and_plain_give_the_same_tokens(reasoner):
     assert [o.text for o in got] == [o.text for o in want] and want[0].text == KNOWN_COMPLETION
     assert [o.new_tokens for o in got] == [o.new_tokens for o in want]
     # a batch of mixed prompt lengths (left padding, and the fast path pads to a multiple of 64 on top)
-    rgbs = [np.full((200, 300, 3), 90, np.uint8), np.full((120, 120, 3), 30, np.uint8),
-            np.full((64, 64, 3), 200, np.uint8)]
+    rgbs = [
+        np.full((200, 300, 3), 90, np.uint8),
+        np.full((120, 120, 3), 30, np.uint8),
+        np.full((64, 64, 3), 200, np.uint8),
+    ]
     queries = ["x", "the fields that flood first after a long storm in the spring", "the lake"]
     want = reasoner.generate(rgbs, queries, max_reasoning_tokens=128)
     got = fast.generate(rgbs, queries, max_reasoning_tokens=128)
@@ -101,8 +104,9 @@ def test_a_second_question_on_the_same_view_reuses_its_vision_features(reasoner)
         # several questions on one tile in one batch: the tower runs once for that tile
         other = np.full((120, 160, 3), 40, np.uint8)
         qs = ["the lake", "the river", "a very long question about the fields and the roads between them"]
-        batch = r.generate([other, other, other, rgb], qs + ["the lake"], max_reasoning_tokens=128,
-                           keys=[image_key(other)] * 3 + [key])
+        batch = r.generate(
+            [other, other, other, rgb], qs + ["the lake"], max_reasoning_tokens=128, keys=[image_key(other)] * 3 + [key]
+        )
         assert len(calls) == 3
         plain = r.generate([other, other, other, rgb], qs + ["the lake"], max_reasoning_tokens=128)
         assert [o.text for o in batch] == [o.text for o in plain]
@@ -116,8 +120,9 @@ def _first_scores(r, rgbs, questions, keys=None, steps=4):
     when `keys` are given."""
     from think2seg.reasoner import to_model_image
 
-    inputs = r.encode([to_model_image(x, r.frame) for x in rgbs], [r.prompt_text(q) for q in questions],
-                      bucket=keys is None)
+    inputs = r.encode(
+        [to_model_image(x, r.frame) for x in rgbs], [r.prompt_text(q) for q in questions], bucket=keys is None
+    )
     config = r.generation_config(steps, output_scores=True, return_dict_in_generate=True)
     if r.fast is not None:
         config = r.fast.apply(config, r.device)
@@ -162,8 +167,9 @@ def test_a_second_question_starts_from_the_views_prompt_prefix(seeing):
     whole = {q: _first_scores(r, [rgb], [q]) for q in ["the lake", '"the" road']}
     for question, want in whole.items():
         assert torch.allclose(_first_scores(r, [rgb], [question], [key]), want, atol=1e-4), question
-    assert torch.allclose(_first_scores(r.with_decoding("fast"), [rgb], ["the lake"], [key]), whole["the lake"],
-                          atol=1e-4)
+    assert torch.allclose(
+        _first_scores(r.with_decoding("fast"), [rgb], ["the lake"], [key]), whole["the lake"], atol=1e-4
+    )
     assert len(r.views) == 1 and f"prefix/{key}" in r.views
     # several questions on one tile in a batch (batch's case): rows are [prefix][padding][question]
     other = np.full((120, 160, 3), 40, np.uint8)
@@ -184,8 +190,11 @@ def test_a_second_question_starts_from_the_views_prompt_prefix(seeing):
     # ...and the scores tell: a wrong rope offset, other cache content or another image's prefix changes them
     good = r.views.get(f"prefix/{key}")
     halved = [(k, v * 0.5) for k, v in good.layers]
-    for bad in (type(good)(good.ids, good.layers, good.rope_deltas + 7), type(good)(good.ids, halved, good.rope_deltas),
-                batched):
+    for bad in (
+        type(good)(good.ids, good.layers, good.rope_deltas + 7),
+        type(good)(good.ids, halved, good.rope_deltas),
+        batched,
+    ):
         r.views.put(f"prefix/{key}", bad)
         assert not torch.allclose(_first_scores(r, [rgb], ["the lake"], [key]), whole["the lake"], atol=1e-4)
     r.views.put(f"prefix/{key}", good)
@@ -239,8 +248,12 @@ def test_a_scripted_answer_has_exactly_n_tokens_and_parses(reasoner):
 def test_every_entry_point_takes_decoding_and_compile(command):
     from think2seg.cli import build_parser
 
-    required = {"segment": ["r.tif", "-q", "x", "-o", "o.gpkg"], "batch": ["r.tif", "-q", "x", "-o", "o.gpkg"],
-                "serve": [], "eval": ["--data", "d", "-o", "out"]}[command]
+    required = {
+        "segment": ["r.tif", "-q", "x", "-o", "o.gpkg"],
+        "batch": ["r.tif", "-q", "x", "-o", "o.gpkg"],
+        "serve": [],
+        "eval": ["--data", "d", "-o", "out"],
+    }[command]
     args = build_parser().parse_args([command, *required])
     # eval: not given = decided by the protocol (plain under think2seg: test_eval_benchmarks.py)
     assert args.decoding == (None if command == "eval" else "auto") and args.compile is False
@@ -291,7 +304,7 @@ def test_stretch_bounds_are_numpys_percentiles_of_the_sample():
     rng = np.random.default_rng(3)
     for n in (1, 2, 3, 101, STRETCH_SAMPLE - 1, 2 * STRETCH_SAMPLE + 7, 5 * STRETCH_SAMPLE // 2):
         values = rng.integers(0, int(rng.integers(2, 65535)), n).astype(np.uint16)
-        sample = values[::max(1, n // STRETCH_SAMPLE)].astype(np.float32)
+        sample = values[:: max(1, n // STRETCH_SAMPLE)].astype(np.float32)
         want = tuple(np.percentile(sample, STRETCH_PERCENTILES))
         assert stretch_bounds(values) == pytest.approx(want, abs=1e-9, rel=0)
         assert stretch_bounds(values.astype(np.float32)) == stretch_bounds(values)

@@ -62,10 +62,18 @@ def test_axis_offsets_and_cores():
     assert cores == [(0, 240), (240, 464), (464, 688), (688, 836), (836, 1000)]
 
 
-@pytest.mark.parametrize("width,height,tile,overlap,scale", [
-    (1000, 700, 256, 32, 1.0), (256, 256, 256, 64, 1.0), (257, 100, 256, 0, 1.0), (100, 80, 256, 32, 1.0),
-    (5000, 3001, 512, 128, 3.7), (999, 1001, 128, 64, 1.0), (4096, 4096, 1024, 128, 0.5),
-])
+@pytest.mark.parametrize(
+    "width,height,tile,overlap,scale",
+    [
+        (1000, 700, 256, 32, 1.0),
+        (256, 256, 256, 64, 1.0),
+        (257, 100, 256, 0, 1.0),
+        (100, 80, 256, 32, 1.0),
+        (5000, 3001, 512, 128, 3.7),
+        (999, 1001, 128, 64, 1.0),
+        (4096, 4096, 1024, 128, 0.5),
+    ],
+)
 def test_grid_partitions_and_sizes(width, height, tile, overlap, scale):
     specs = make_grid(width, height, tile, overlap, scale)
     _check_partition(specs, width, height)
@@ -134,7 +142,7 @@ def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch
     monkeypatch.setattr(tiling, "read_window", recording)
     with rasterio.Env(GDAL_CACHEMAX=77), rasterio.open(path) as ds:
         grid = TileGrid.for_raster(ds, 256, 32)
-        batches = [grid.tiles[k:k + 2] for k in range(0, 6, 2)]
+        batches = [grid.tiles[k : k + 2] for k in range(0, 6, 2)]
         slow = batches[1][1].id
         prepared = []
 
@@ -143,8 +151,9 @@ def test_the_next_batch_is_read_while_this_one_is_answered(tmp_path, monkeypatch
             return ("input", tile.read["window"])
 
         real_has_data = tiling.has_data  # batch 0's second tile stands for one without data
-        monkeypatch.setattr(tiling, "has_data", lambda t: t.read["window"] != list(batches[0][1].window)
-                            and real_has_data(t))
+        monkeypatch.setattr(
+            tiling, "has_data", lambda t: t.read["window"] != list(batches[0][1].window) and real_has_data(t)
+        )
         reads = tiling.read_ahead(ds, batches, prepare=prepare)
         tiles, read_s, inputs = next(reads)
         assert started.wait(5)  # batch 1 is being read: nobody asked for it yet
@@ -177,7 +186,9 @@ def _pieces_from_tiles(mask, specs, simplify):
     for s in specs:
         x, y, w, h = s.window
         tile = RasterTile(rgb=np.zeros((h, w, 3), np.uint8), transform=Affine.translation(x, y), crs=None)
-        geom = mask_to_multipolygon(mask[y:y + h, x:x + w], tile.transform, min_area_pixels=0, simplify_pixels=simplify)
+        geom = mask_to_multipolygon(
+            mask[y : y + h, x : x + w], tile.transform, min_area_pixels=0, simplify_pixels=simplify
+        )
         for part in clip_to_core(geom, s.core).geoms:  # as tile_entry keeps them: one piece per part
             pieces.append(Piece(part, s.id, 0, 0, 1.0))
     return pieces
@@ -250,8 +261,9 @@ def disc_raster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_run(pipeline, disc_raster):
     rec = Recorder(pipeline)
-    res = segment_raster_tiled(rec, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128},
-                               tiling=Tiling(256, 32, batch_size=2))
+    res = segment_raster_tiled(
+        rec, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=2)
+    )
     return res, rec.windows
 
 
@@ -273,8 +285,23 @@ def test_tiled_run_merges_a_disc_across_four_tiles(full_run):
 def test_to_dict_is_the_segment_answer(full_run):
     res, _ = full_run
     d = json.loads(json.dumps(res.to_dict()))
-    for key in ("query", "status", "message", "reasoning", "answer", "instances", "mask", "crs", "epsg", "area_unit",
-                "read", "timings", "models", "created", "tiles"):
+    for key in (
+        "query",
+        "status",
+        "message",
+        "reasoning",
+        "answer",
+        "instances",
+        "mask",
+        "crs",
+        "epsg",
+        "area_unit",
+        "read",
+        "timings",
+        "models",
+        "created",
+        "tiles",
+    ):
         assert key in d
     assert d["status"] == "ok" and d["epsg"] == 32633 and d["area_unit"] == "m2"
     feat = d["mask"]["features"][0]
@@ -289,15 +316,28 @@ def test_resume_after_cancel_redoes_no_tile(pipeline, disc_raster, full_run, tmp
     first = Recorder(pipeline)
     done = []
     with pytest.raises(Cancelled):
-        segment_raster_tiled(first, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128},
-                             tiling=Tiling(256, 32, batch_size=1), state_path=state,
-                             progress=lambda n, total, msg: done.append(n), cancelled=lambda: done[-1] >= 2)
+        segment_raster_tiled(
+            first,
+            disc_raster,
+            ["the water bodies"],
+            {"max_reasoning_tokens": 128},
+            tiling=Tiling(256, 32, batch_size=1),
+            state_path=state,
+            progress=lambda n, total, msg: done.append(n),
+            cancelled=lambda: done[-1] >= 2,
+        )
     assert len(first.windows) == 2
     saved = json.loads((state / "state.json").read_text())
     assert len(saved["finished"]) == 2
     second = Recorder(pipeline)
-    res = segment_raster_tiled(second, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128},
-                               tiling=Tiling(256, 32, batch_size=1), state_path=state)
+    res = segment_raster_tiled(
+        second,
+        disc_raster,
+        ["the water bodies"],
+        {"max_reasoning_tokens": 128},
+        tiling=Tiling(256, 32, batch_size=1),
+        state_path=state,
+    )
     assert len(second.windows) == 2 and not set(first.windows) & set(second.windows), "no finished tile redone"
     assert res.stats["tiles_resumed"] == 2 and res.stats["tiles_run"] == 2
     full, _ = full_run
@@ -323,15 +363,17 @@ def test_memory_is_bounded_by_the_tile(pipeline, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
-    res = segment_raster_tiled(pipeline, path, ["water"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32),
-                               max_tiles=2)
+    res = segment_raster_tiled(
+        pipeline, path, ["water"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32), max_tiles=2
+    )
     # step 256 - 32 = 224: columns 1 + ceil((3000 - 256) / 224) = 14, rows 1 + ceil((2600 - 256) / 224) = 12
     assert res.stats["tiles"] == 14 * 12 and res.stats["tiles_run"] == 2
     assert shapes and max(int(np.prod(s[-2:])) for s in shapes) == 256 * 256
     assert res.stats["max_read_pixels"] == 256 * 256
     shapes.clear()
-    coarse = segment_raster_tiled(pipeline, path, ["water"], {"max_reasoning_tokens": 128},
-                                  tiling=Tiling(256, 32, 4.0), max_tiles=1)
+    coarse = segment_raster_tiled(
+        pipeline, path, ["water"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, 4.0), max_tiles=1
+    )
     assert coarse.grid.scale == pytest.approx(8.0) and coarse.stats["max_read_pixels"] == 256 * 256
     assert max(int(np.prod(s[-2:])) for s in shapes) == 256 * 256, "a coarse gsd reads tile-sized arrays too"
 
@@ -355,8 +397,9 @@ def test_real_tiny_models_on_a_tiled_raster(tmp_path, tiny_models_dir):
 
     p = Pipeline.from_pretrained(str(TINY / "reasoner"), str(TINY / "sam2.1_hiera_t.pt"), device="cpu")
     path = make_geotiff(tmp_path / "r.tif", 400, 300, discs=[(200, 150, 80)])
-    res = segment_raster_tiled(p, path, ["the water bodies", "the fields"], {"max_reasoning_tokens": 128},
-                               tiling=Tiling(256, 32, batch_size=2))
+    res = segment_raster_tiled(
+        p, path, ["the water bodies", "the fields"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=2)
+    )
     d = res.to_dict()
     assert res.stats["tiles"] == 4 and len(d["tiles"]) == 8  # 2 x 2 tiles, each asked both queries
     assert {r["status"] for r in d["tiles"]} <= {"ok", "empty"}

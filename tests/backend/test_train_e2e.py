@@ -21,17 +21,42 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def mini_train(tiny_models_dir, tmp_path_factory):
-    return make_mini_earthreason(tmp_path_factory.mktemp("train_data"), tiny_models_dir / "sam2.1_hiera_t.pt",
-                                 split="train", n_rect=1)
+    return make_mini_earthreason(
+        tmp_path_factory.mktemp("train_data"), tiny_models_dir / "sam2.1_hiera_t.pt", split="train", n_rect=1
+    )
 
 
 def train_args(mini_train, tiny_models_dir, out, steps):
-    return ["train", "--data", str(mini_train["root"]), "--model", str(tiny_models_dir / "reasoner"), "-o", str(out),
-            "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"), "--sam-device", "cpu",
-            "--num-generations", "4", "--batch-size", "4", "--grad-accum", "1", "--max-completion-length", "96",
-            "--max-steps", str(steps), "--lr", "1e-4", "--save-steps", "0",
-            # a 336 px view (144 image tokens instead of 900) keeps a CPU step short; 840 is the default
-            "--image-size", "336"]
+    return [
+        "train",
+        "--data",
+        str(mini_train["root"]),
+        "--model",
+        str(tiny_models_dir / "reasoner"),
+        "-o",
+        str(out),
+        "--sam",
+        str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+        "--sam-device",
+        "cpu",
+        "--num-generations",
+        "4",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "1",
+        "--max-completion-length",
+        "96",
+        "--max-steps",
+        str(steps),
+        "--lr",
+        "1e-4",
+        "--save-steps",
+        "0",
+        # a 336 px view (144 image tokens instead of 900) keeps a CPU step short; 840 is the default
+        "--image-size",
+        "336",
+    ]
 
 
 def changed_tensors(base_dir, out_dir) -> list[str]:
@@ -51,8 +76,12 @@ def test_two_grpo_steps_then_segment_with_the_result(mini_train, tiny_models_dir
     rows = list(csv.DictReader((out / "training" / "rewards.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2]
     for r in rows:
-        for key in ("reward", "rewards/mask_reward/mean", "rewards/json_validity_reward/mean",
-                    "rewards/think_answer_shape_reward/mean"):
+        for key in (
+            "reward",
+            "rewards/mask_reward/mean",
+            "rewards/json_validity_reward/mean",
+            "rewards/think_answer_shape_reward/mean",
+        ):
             assert 0.0 <= float(r[key]) <= 4.0
     assert (out / "training" / "rewards.png").stat().st_size > 1000
     prov = json.loads((out / "think2seg_training.json").read_text())
@@ -63,9 +92,27 @@ def test_two_grpo_steps_then_segment_with_the_result(mini_train, tiny_models_dir
 
     # the folder loads where the published weights load
     gpkg = tmp_path / "ponds.gpkg"
-    assert main(["segment", str(naip), "-q", "the ponds", "-o", str(gpkg), "--model", str(out),
-                 "--sam", str(tiny_models_dir / "sam2.1_hiera_t.pt"), "--device", "cpu",
-                 "--max-reasoning-tokens", "100"]) == 0  # the updated model may ramble: keep the CPU run short
+    assert (
+        main(
+            [
+                "segment",
+                str(naip),
+                "-q",
+                "the ponds",
+                "-o",
+                str(gpkg),
+                "--model",
+                str(out),
+                "--sam",
+                str(tiny_models_dir / "sam2.1_hiera_t.pt"),
+                "--device",
+                "cpu",
+                "--max-reasoning-tokens",
+                "100",
+            ]
+        )
+        == 0
+    )  # the updated model may ramble: keep the CPU run short
     assert gpkg.exists()
 
 
@@ -73,8 +120,13 @@ def test_lora_is_merged_into_a_plain_folder(mini_train, tiny_models_dir, tmp_pat
     from think2seg.reasoner import Reasoner
 
     out = tmp_path / "lora"
-    assert main(train_args(mini_train, tiny_models_dir, out, 1) + ["--lora", "--lora-r", "8", "--lora-alpha", "16",
-                                                                 "--no-gradient-checkpointing"]) == 0
+    assert (
+        main(
+            train_args(mini_train, tiny_models_dir, out, 1)
+            + ["--lora", "--lora-r", "8", "--lora-alpha", "16", "--no-gradient-checkpointing"]
+        )
+        == 0
+    )
     assert not (out / "adapter_config.json").exists()
     assert changed_tensors(tiny_models_dir / "reasoner", out)
     r = Reasoner.from_pretrained(str(out), device="cpu")
@@ -84,9 +136,45 @@ def test_lora_is_merged_into_a_plain_folder(mini_train, tiny_models_dir, tmp_pat
 def test_bad_settings_stop_before_loading(tmp_path, capsys, mini_train):
     assert main(["train", "--data", str(tmp_path / "none"), "-o", str(tmp_path / "o")]) == 2
     assert "earth-insights/EarthReason" in capsys.readouterr().err
-    assert main(["train", "--data", str(mini_train["root"]), "-o", str(tmp_path / "o"), "--num-generations", "3",
-                 "--batch-size", "4", "--grad-accum", "1", "--model", "unused"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(mini_train["root"]),
+                "-o",
+                str(tmp_path / "o"),
+                "--num-generations",
+                "3",
+                "--batch-size",
+                "4",
+                "--grad-accum",
+                "1",
+                "--model",
+                "unused",
+            ]
+        )
+        == 2
+    )
     assert "multiple of --num-generations" in capsys.readouterr().err
-    assert main(["train", "--data", str(mini_train["root"]), "-o", str(tmp_path / "o"), "--num-generations", "4",
-                 "--batch-size", "4", "--completions-per-step", "6", "--model", "unused"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(mini_train["root"]),
+                "-o",
+                str(tmp_path / "o"),
+                "--num-generations",
+                "4",
+                "--batch-size",
+                "4",
+                "--completions-per-step",
+                "6",
+                "--model",
+                "unused",
+            ]
+        )
+        == 2
+    )
     assert "--completions-per-step (6)" in capsys.readouterr().err

@@ -93,9 +93,7 @@ def test_processing_with_a_stopped_backend_raises_a_sentence(qgis_app, monkeypat
     try:
         started = time.monotonic()
         with pytest.raises(QgsProcessingException) as info:
-            processing.run(
-                "think2seg:segment", {"INPUT": str(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:"}
-            )
+            processing.run("think2seg:segment", {"INPUT": str(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:"})
         assert time.monotonic() - started < 10
         assert "not reachable" in str(info.value)
     finally:

@@ -20,8 +20,10 @@ from think2seg_qgis.settings import BackendSettings
 TINY = ROOT / ".cache" / "tiny-models"
 BACKEND_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 #: What the backend interpreter must do: its own numpy, and rasterio's PROJ finding its own proj.db.
-CHECK = ("import os, numpy, rasterio.crs; assert 'PYTHONPATH' not in os.environ; "
-         "print('EPSG ok', rasterio.crs.CRS.from_epsg(32633).to_epsg())")
+CHECK = (
+    "import os, numpy, rasterio.crs; assert 'PYTHONPATH' not in os.environ; "
+    "print('EPSG ok', rasterio.crs.CRS.from_epsg(32633).to_epsg())"
+)
 
 
 @pytest.fixture()
@@ -35,10 +37,16 @@ def hostile(tmp_path, monkeypatch):
     startup.write_text("raise SystemExit('PYTHONSTARTUP of QGIS ran in the backend')\n")
     empty = tmp_path / "empty-proj"
     empty.mkdir()
-    for name, value in {"PYTHONPATH": str(bad), "PROJ_LIB": str(empty), "PROJ_DATA": str(empty),
-                        "GDAL_DATA": str(empty), "PYTHONSTARTUP": str(startup),
-                        "HTTPS_PROXY": "http://proxy.example:3128", "REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem",
-                        "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}.items():
+    for name, value in {
+        "PYTHONPATH": str(bad),
+        "PROJ_LIB": str(empty),
+        "PROJ_DATA": str(empty),
+        "GDAL_DATA": str(empty),
+        "PYTHONSTARTUP": str(startup),
+        "HTTPS_PROXY": "http://proxy.example:3128",
+        "REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem",
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PATH", os.path.join(sys.prefix, "bin") + os.pathsep + os.environ["PATH"])
     monkeypatch.delenv("THINK2SEG_CHILD_PYTHONPATH", raising=False)
@@ -62,9 +70,15 @@ def test_qgis_proxy_settings_are_added_when_the_environment_has_none(qgis_app, m
         monkeypatch.delenv(name, raising=False)
     s = QgsSettings()
     try:
-        for key, value in {"proxy/proxyEnabled": True, "proxy/proxyType": "HttpProxy", "proxy/proxyHost": "corp",
-                           "proxy/proxyPort": "8080", "proxy/proxyUser": "me", "proxy/proxyPassword": "p@ss",
-                           "proxy/proxyExcludedUrls": "intranet.local"}.items():
+        for key, value in {
+            "proxy/proxyEnabled": True,
+            "proxy/proxyType": "HttpProxy",
+            "proxy/proxyHost": "corp",
+            "proxy/proxyPort": "8080",
+            "proxy/proxyUser": "me",
+            "proxy/proxyPassword": "p@ss",
+            "proxy/proxyExcludedUrls": "intranet.local",
+        }.items():
             s.setValue(key, value)
         proxy = qgis_proxy_settings()
         assert proxy["HTTPS_PROXY"] == "http://me:p%40ss@corp:8080"
@@ -94,9 +108,14 @@ def test_a_set_up_step_runs_clean_in_a_hostile_qgis(qgis_app, hostile, tmp_path)
 def test_start_ends_in_a_working_backend_in_a_hostile_qgis(qgis_app, hostile, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONHOME", str(tmp_path / "qgis-home"))  # fatal to any other interpreter
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
-    settings = BackendSettings(python=BACKEND_PYTHON, port=free_port(), token_file=str(tmp_path / "token"),
-                               model=str(TINY / "reasoner"), sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
-                               device="cpu")
+    settings = BackendSettings(
+        python=BACKEND_PYTHON,
+        port=free_port(),
+        token_file=str(tmp_path / "token"),
+        model=str(TINY / "reasoner"),
+        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
+        device="cpu",
+    )
     launcher.start(settings)
     try:
         assert wait_until(lambda: launcher.state == STATE_READY, timeout=240), launcher.log_tail()
@@ -110,29 +129,56 @@ def test_the_whole_set_up_then_start_in_a_hostile_qgis(qgis_app, hostile, tmp_pa
     backend venv as in test_first_run, so nothing is downloaded), then Start, all with QGIS's worst environment."""
     import subprocess
 
-
     for name in ("HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL"):  # kept on purpose: here they would be wrong
         monkeypatch.delenv(name)
     monkeypatch.setenv("PYTHONHOME", str(tmp_path / "qgis-home"))
     wheel_dir = tmp_path / "wheel"
     clean = child_environment(proxy={})
-    subprocess.run([BACKEND_PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheel_dir), str(ROOT / "backend")], check=True, timeout=300, env=clean)
+    subprocess.run(
+        [
+            BACKEND_PYTHON,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheel_dir),
+            str(ROOT / "backend"),
+        ],
+        check=True,
+        timeout=300,
+        env=clean,
+    )
     wheel = next(wheel_dir.glob("think2seg-*.whl"))
-    reuse = subprocess.run([BACKEND_PYTHON, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                           capture_output=True, text=True, check=True, env=clean).stdout.strip()
+    reuse = subprocess.run(
+        [BACKEND_PYTHON, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean,
+    ).stdout.strip()
     venv = tmp_path / "venv"
-    setup = BackendSetup(SetupPlan(venv_dir=str(venv), wheel=str(wheel), reuse_site_packages=reuse),
-                         str(tmp_path / "setup.log"))
+    setup = BackendSetup(
+        SetupPlan(venv_dir=str(venv), wheel=str(wheel), reuse_site_packages=reuse), str(tmp_path / "setup.log")
+    )
     out = []
     setup.output.connect(out.append)
     setup.start()
     assert wait_until(lambda: setup.ok is not None, timeout=600), "".join(out)[-3000:]
     assert setup.ok, "".join(out)[-3000:]
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
-    launcher.start(BackendSettings(python=str(venv), port=free_port(), token_file=str(tmp_path / "token"),
-                                   model=str(TINY / "reasoner"), sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
-                                   device="cpu"))
+    launcher.start(
+        BackendSettings(
+            python=str(venv),
+            port=free_port(),
+            token_file=str(tmp_path / "token"),
+            model=str(TINY / "reasoner"),
+            sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
+            device="cpu",
+        )
+    )
     try:
         assert wait_until(lambda: launcher.state == STATE_READY, timeout=300), launcher.log_tail()
     finally:

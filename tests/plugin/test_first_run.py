@@ -134,5 +134,3 @@ def test_start_without_a_backend_names_the_setup(iface, project, tmp_path, monke
     with pytest.raises(Think2SegError) as info:
         BackendLauncher(log_file=str(tmp_path / "log")).start(BackendSettings(python=str(tmp_path)))
     assert info.value.code == NOT_CONFIGURED
-
-

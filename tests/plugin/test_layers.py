@@ -125,8 +125,12 @@ def test_a_tiled_answers_prompts_are_numbered_as_its_merged_masks(qgis_app):
     answer = canned_answer()
     a, b = answer["instances"]
     answer["read"] = {"mode": "tiled"}
-    answer["instances"] = [{**a, "tile": "r0c0", "instance": 0}, {**b, "tile": "r0c0", "instance": 1},
-                           {**a, "tile": "r0c1", "instance": 0}, {**b, "tile": "r1c1", "instance": 0}]
+    answer["instances"] = [
+        {**a, "tile": "r0c0", "instance": 0},
+        {**b, "tile": "r0c0", "instance": 1},
+        {**a, "tile": "r0c1", "instance": 0},
+        {**b, "tile": "r1c1", "instance": 0},
+    ]
     first, second = answer["mask"]["features"]
     first["properties"].update(instance=0, score=0.8, parts=["r0c0:1", "r0c1:0"])  # one region over a border
     second["properties"].update(instance=1, score=0.6, parts=["r0c0:0"])  # r1c1:0 was a speck

@@ -217,7 +217,9 @@ def test_refine_has_a_free_shortcut_registered_with_qgis(iface, project):
     manager.registerAction(other, "Ctrl+Alt+E")
     try:
         with open_panel(iface) as panel:
-            assert panel.refine.action.shortcut() == QKeySequence("Ctrl+Shift+Alt+E"), panel.refine.action.shortcut().toString()
+            assert panel.refine.action.shortcut() == QKeySequence("Ctrl+Shift+Alt+E"), (
+                panel.refine.action.shortcut().toString()
+            )
     finally:
         manager.unregisterAction(other)
 
@@ -262,8 +264,14 @@ def test_done_and_escape_restore_the_previous_map_tool(iface, project):
 def wheel(widget, steps: int = 1) -> None:
     pos = QPointF(widget.rect().center())
     event = QWheelEvent(
-        pos, QPointF(widget.mapToGlobal(widget.rect().center())), QPoint(0, 0), QPoint(0, 120 * steps),
-        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+        pos,
+        QPointF(widget.mapToGlobal(widget.rect().center())),
+        QPoint(0, 0),
+        QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
     )
     QApplication.sendEvent(widget, event)
 
@@ -354,7 +362,10 @@ def test_a_token_mismatch_is_named_not_starting_forever(iface, tmp_path):
         QTest.mouseClick(box.start_button, Qt.MouseButton.LeftButton)
         launcher = panel.launcher
         try:
-            assert wait_until(lambda: launcher.state == "unauthorized", timeout=20), (launcher.state, launcher.log_tail())
+            assert wait_until(lambda: launcher.state == "unauthorized", timeout=20), (
+                launcher.state,
+                launcher.log_tail(),
+            )
             assert wait_until(lambda: "refuses the token" in box.status_label.toolTip(), timeout=5)
             assert "Starting" not in box.status_label.text()
             assert box.kind == "bad"
@@ -425,7 +436,6 @@ def test_a_typed_token_goes_to_the_token_file_that_processing_reads_too(iface, t
     import processing
     from qgis.core import QgsApplication, QgsProcessingException
 
-
     server = RefusingUploadServer(token="typed-in-the-panel")
     token_file = tmp_path / "config" / "token"
     remote_panel_settings(server.url, token_file)
@@ -447,9 +457,14 @@ def test_a_typed_token_goes_to_the_token_file_that_processing_reads_too(iface, t
             assert wait_until(lambda: box.kind == "ok", timeout=10), box.status_label.text()
             server.headers.clear()
             with pytest.raises(QgsProcessingException):  # the tiny server refuses uploads: only the header counts
-                processing.run("think2seg:segment", {
-                    "INPUT": str(NAIP), "QUERY": "the wetlands", "OUTPUT": "memory:",
-                })
+                processing.run(
+                    "think2seg:segment",
+                    {
+                        "INPUT": str(NAIP),
+                        "QUERY": "the wetlands",
+                        "OUTPUT": "memory:",
+                    },
+                )
             assert "Bearer typed-in-the-panel" in server.headers, server.headers
     finally:
         server.close()
@@ -500,10 +515,16 @@ def test_the_summary_is_updated_after_a_refine(iface, project, tmp_path):
             tool = panel.refine.tool
             assert tool is not None
             point = canvas.getCoordinateTransform().transform(X0 + 50, Y0 + 40)
-            QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                             QPoint(int(point.x()), int(point.y())))
+            QTest.mouseClick(
+                canvas.viewport(),
+                Qt.MouseButton.LeftButton,
+                Qt.KeyboardModifier.NoModifier,
+                QPoint(int(point.x()), int(point.y())),
+            )
             assert wait_until(lambda: "after your edits" in panel.status_label.text(), timeout=20), (
-                panel.status_label.text(), panel.refine.status.text())
+                panel.status_label.text(),
+                panel.refine.status.text(),
+            )
             # 4 ha (the refined instance 0) + 1,600 m² (instance 1), with the separators people read
             assert "2 instances, 4.16 ha in all" in panel.status_label.text(), panel.status_label.text()
             panel.refine.action.setChecked(False)
@@ -664,9 +685,7 @@ def test_the_abstract_is_set_without_deprecation_warnings(qgis_app):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         result = build_result_layers(canned_answer(), context())
-    abstract = (
-        result.masks.serverProperties().abstract() if Qgis.QGIS_VERSION_INT >= 33800 else result.masks.abstract()
-    )
+    abstract = result.masks.serverProperties().abstract() if Qgis.QGIS_VERSION_INT >= 33800 else result.masks.abstract()
     assert "Dark, smooth patches" in abstract
     assert "Dark, smooth patches" in result.masks.metadata().abstract()
 
@@ -772,10 +791,15 @@ def test_refining_a_result_the_backend_forgot_says_what_to_do(iface, project, tm
             iface.setActiveLayer(result.masks)
             panel.refine.action.trigger()
             point = canvas.getCoordinateTransform().transform(X0 + 50, Y0 + 40)
-            QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                             QPoint(int(point.x()), int(point.y())))
+            QTest.mouseClick(
+                canvas.viewport(),
+                Qt.MouseButton.LeftButton,
+                Qt.KeyboardModifier.NoModifier,
+                QPoint(int(point.x()), int(point.y())),
+            )
             assert wait_until(lambda: "run the query again" in panel.status_label.text(), timeout=20), (
-                panel.status_label.text())
+                panel.status_label.text()
+            )
             assert view_id not in panel.status_label.text()
             panel.refine.action.setChecked(False)
     finally:

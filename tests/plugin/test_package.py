@@ -76,9 +76,21 @@ def test_the_translation_template_is_current():
 
 # Calls whose text a user reads (messages, log lines, labels, tool tips), and the index of their first text argument.
 USER_TEXT_CALLS = {
-    "Think2SegError": 1, "QgsProcessingException": 0, "RuntimeError": 0, "logMessage": 0, "pushInfo": 0,
-    "pushWarning": 0, "reportError": 0, "setText": 0, "setToolTip": 0, "setWindowTitle": 0,
-    "setPlaceholderText": 0, "QLabel": 0, "QPushButton": 0, "QCheckBox": 0, "QToolButton": 0,
+    "Think2SegError": 1,
+    "QgsProcessingException": 0,
+    "RuntimeError": 0,
+    "logMessage": 0,
+    "pushInfo": 0,
+    "pushWarning": 0,
+    "reportError": 0,
+    "setText": 0,
+    "setToolTip": 0,
+    "setWindowTitle": 0,
+    "setPlaceholderText": 0,
+    "QLabel": 0,
+    "QPushButton": 0,
+    "QCheckBox": 0,
+    "QToolButton": 0,
 }
 
 

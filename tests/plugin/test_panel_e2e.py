@@ -34,9 +34,9 @@ def _prepare(panel, iface, project, path=NAIP, area="layer", project_crs=None):
     canvas.setDestinationCrs(project.crs() if project_crs else layer.crs())
     canvas.setLayers([layer])
     canvas.setExtent(
-        QgsCoordinateTransform(
-            layer.crs(), canvas.mapSettings().destinationCrs(), project
-        ).transformBoundingBox(layer.extent())
+        QgsCoordinateTransform(layer.crs(), canvas.mapSettings().destinationCrs(), project).transformBoundingBox(
+            layer.extent()
+        )
     )
     iface.setActiveLayer(layer)
     panel.area_combo.setCurrentIndex(panel.area_combo.findData(area))

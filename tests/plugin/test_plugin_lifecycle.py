@@ -62,10 +62,7 @@ def test_init_processing_alone_registers_the_algorithm(qgis_app):
             "MAX_IMAGE_SIZE",
         ):
             assert name in names
-        assert (
-            algorithm.parameterDefinition("EXTENT").flags()
-            & algorithm.parameterDefinition("EXTENT").FlagOptional
-        )
+        assert algorithm.parameterDefinition("EXTENT").flags() & algorithm.parameterDefinition("EXTENT").FlagOptional
         assert algorithm.parameterDefinition("SAM_MODEL").options()[1] == "Small"  # readable labels
         assert algorithm.parameterDefinition("SAM_MODEL").defaultValue() == 4  # the backend's own size
     finally:

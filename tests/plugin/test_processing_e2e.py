@@ -188,7 +188,7 @@ def run_qgis_process(env, *args) -> dict:
     done = subprocess.run([qgis_process(), "--json", "run", *args], env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(done.stdout[done.stdout.index("{"):])
+    return json.loads(done.stdout[done.stdout.index("{") :])
 
 
 @pytest.mark.slow

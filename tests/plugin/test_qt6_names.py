@@ -75,9 +75,7 @@ def chains_in(source: str, rel: str) -> list[Chain]:
 
 
 def plugin_sources() -> list[tuple[str, str]]:
-    return [
-        (p.read_text(encoding="utf-8"), p.relative_to(ROOT).as_posix()) for p in sorted(PLUGIN.rglob("*.py"))
-    ]
+    return [(p.read_text(encoding="utf-8"), p.relative_to(ROOT).as_posix()) for p in sorted(PLUGIN.rglob("*.py"))]
 
 
 def collect_chains() -> list[Chain]:
@@ -88,9 +86,7 @@ def _is_enum_member(value: object) -> bool:
     if isinstance(value, enum.Enum):
         return True
     # sip (PyQt5 and QGIS 3 bindings): enum members are int subclasses whose type's metatype is sip's enumtype.
-    return (
-        isinstance(value, int) and type(value) not in (int, bool) and "enumtype" in type(type(value)).__name__
-    )
+    return isinstance(value, int) and type(value) not in (int, bool) and "enumtype" in type(type(value)).__name__
 
 
 def _resolve(chain: Chain) -> list[object]:
@@ -129,9 +125,7 @@ def check_chains(chains: list[Chain]) -> tuple[list[str], list[str]]:
                 and parent is not type(value)
                 and not (isinstance(parent, type) and issubclass(parent, enum.Enum))
             ):
-                unscoped.append(
-                    f"{chain.where}: {chain.text} (use {type(value).__name__}.{chain.parts[position]})"
-                )
+                unscoped.append(f"{chain.where}: {chain.text} (use {type(value).__name__}.{chain.parts[position]})")
                 break
     return broken, unscoped
 
@@ -178,25 +172,16 @@ def qt5_spellings(source: str, rel: str, name: str) -> list[tuple[str, str]]:
 def test_no_exec_underscore():
     """``exec_()``/``print_()`` are gone in PyQt6 (QGIS 4): ``exec()`` works on PyQt5 5.15 too."""
     found = [
-        w
-        for source, rel in plugin_sources()
-        for name in ("exec_", "print_")
-        for w in qt5_spellings(source, rel, name)
+        w for source, rel in plugin_sources() for name in ("exec_", "print_") for w in qt5_spellings(source, rel, name)
     ]
-    assert not found, "PyQt5-only method names (use exec()/print()):\n" + "\n".join(
-        f"{w}: {s}" for w, s in found
-    )
+    assert not found, "PyQt5-only method names (use exec()/print()):\n" + "\n".join(f"{w}: {s}" for w, s in found)
 
 
 def test_qvariant_only_inside_the_version_gate():
     """QVariant (no QVariant.Type under Qt6) only on compat.py's ``# qt5-only`` lines, the branch QGIS < 3.38 runs."""
     found = [w for source, rel in plugin_sources() for w in qt5_spellings(source, rel, "QVariant")]
-    assert not found, "QVariant outside compat.py's version gate:\n" + "\n".join(
-        f"{w}: {s}" for w, s in found
-    )
-    marked = [
-        rel for source, rel in plugin_sources() if QT5_ONLY in source and not rel.endswith("/compat.py")
-    ]
+    assert not found, "QVariant outside compat.py's version gate:\n" + "\n".join(f"{w}: {s}" for w, s in found)
+    marked = [rel for source, rel in plugin_sources() if QT5_ONLY in source and not rel.endswith("/compat.py")]
     assert not marked, f"'{QT5_ONLY}' belongs to compat.py's version gate only, found in {marked}"
     compat = (PLUGIN / "compat.py").read_text()
     assert "_USE_QMETATYPE = Qgis.QGIS_VERSION_INT >= 33800" in compat

@@ -134,8 +134,10 @@ def test_clicks_positive_negative_drag_undo_edit_one_instance(refining, iface):
     after_box = geometry(masks, 0)
     (user_box,) = features(boxes, 0, "user")
     assert user_box.geometry().boundingBox().xMinimum() == pytest.approx(a.x(), abs=bb.width() * 0.01)
-    changes = [not g.equals(h) for g, h in ((after_positive, original), (after_negative, after_positive),
-                                            (after_box, after_negative))]
+    changes = [
+        not g.equals(h)
+        for g, h in ((after_positive, original), (after_negative, after_positive), (after_box, after_negative))
+    ]
     assert sum(changes) >= 2, changes  # the random-weight SAM2 may ignore one edit, not most of them
 
     tool.undo()  # drops the box: the prompts, and so the mask, are those after the negative click
@@ -187,8 +189,12 @@ def test_a_tiled_result_is_refined_across_tile_borders_and_reset_to_the_models_p
     combo.setCurrentIndex(combo.count() - 1)
     assert combo.currentText() == "New instance"
     ext = canvas.extent()
-    drag(viewport, canvas, QgsPointXY(ext.xMinimum() + ext.width() * 0.05, ext.yMinimum() + ext.height() * 0.3),
-         QgsPointXY(ext.xMinimum() + ext.width() * 0.2, ext.yMinimum() + ext.height() * 0.05))
+    drag(
+        viewport,
+        canvas,
+        QgsPointXY(ext.xMinimum() + ext.width() * 0.05, ext.yMinimum() + ext.height() * 0.3),
+        QgsPointXY(ext.xMinimum() + ext.width() * 0.2, ext.yMinimum() + ext.height() * 0.05),
+    )
     wait(1)
     new = max(mask_instances) + 1
     assert combo.currentData() == new and not geometry(masks, new).isEmpty()
@@ -198,8 +204,12 @@ def test_a_tiled_result_is_refined_across_tile_borders_and_reset_to_the_models_p
     combo.setCurrentIndex(combo.findData(k))
     original = geometry(masks, k)
     r = masks.extent()
-    QTest.mouseClick(viewport, Qt.LeftButton, Qt.NoModifier,
-                     screen(canvas, QgsPointXY(r.center().x() - r.width() * 0.02, r.center().y() + r.height() * 0.1)))
+    QTest.mouseClick(
+        viewport,
+        Qt.LeftButton,
+        Qt.NoModifier,
+        screen(canvas, QgsPointXY(r.center().x() - r.width() * 0.02, r.center().y() + r.height() * 0.1)),
+    )
     wait(2)
     (f,) = features(masks, k)
     edited = f.geometry()
@@ -207,7 +217,7 @@ def test_a_tiled_result_is_refined_across_tile_borders_and_reset_to_the_models_p
     # seamless: no two parts of the refined instance share a stretch of border (the backend dissolved them)
     parts_after = [QgsGeometry(p.clone()) for p in edited.constParts()]
     for i, a in enumerate(parts_after):
-        for b in parts_after[i + 1:]:
+        for b in parts_after[i + 1 :]:
             assert a.intersection(b).length() == 0
     assert [(p["label"], p["source"]) for p in features(points, k, "user")] == [(1, "user")]
     assert geometry(masks, new).equals(new_geometry)  # the other instance untouched

@@ -309,8 +309,7 @@ class BackendBox(QgsCollapsibleGroupBox):
         # First run: nothing to start and nothing answering. Offer the set-up instead of a Start that fails.
         # Also after a crash: a broken environment needs the installer again.
         self.setup_button.setVisible(
-            not answering and not running
-            and (not self.is_configured(settings) or self.launcher.state == STATE_CRASHED)
+            not answering and not running and (not self.is_configured(settings) or self.launcher.state == STATE_CRASHED)
         )
         self.check_button.setEnabled(self.is_configured(settings) or answering)
         self.configured_changed.emit(self.is_configured(settings) or answering)
@@ -419,9 +418,7 @@ class BackendBox(QgsCollapsibleGroupBox):
     def _show(self, kind: str, sentence: str, log_tail: str) -> None:
         self.kind = kind
         colour = COLOURS.get(kind, COLOURS["unknown"])
-        self.status_label.setText(
-            f'<span style="color:{colour}; font-size:14pt;">●</span> {_escape(sentence)}'
-        )
+        self.status_label.setText(f'<span style="color:{colour}; font-size:14pt;">●</span> {_escape(sentence)}')
         self.status_label.setToolTip(sentence)
         self.status_changed.emit(kind, sentence, log_tail)
 
@@ -446,7 +443,9 @@ class BackendBox(QgsCollapsibleGroupBox):
         if self.health is not None and self.health.loaded and not self.launcher.is_running():
             self._show(
                 "ok",
-                tr("A backend already answers at {url}; no need to start one.").format(url=self.settings().effective_url()),
+                tr("A backend already answers at {url}; no need to start one.").format(
+                    url=self.settings().effective_url()
+                ),
                 "",
             )
             return

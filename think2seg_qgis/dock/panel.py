@@ -216,13 +216,18 @@ class Think2SegPanel(QgsDockWidget):
         self.max_size_spin.setSingleStep(256)
         self.max_size_spin.setSuffix(tr(" px"))
         self.max_size_spin.setToolTip(
-            tr("The long side of one image the model reads; a larger area is sent at full resolution (up to "
-               "{tiled:,} px) and read in tiles of this size").format(tiled=DEFAULT_TILED_MAX_SIZE)
+            tr(
+                "The long side of one image the model reads; a larger area is sent at full resolution (up to "
+                "{tiled:,} px) and read in tiles of this size"
+            ).format(tiled=DEFAULT_TILED_MAX_SIZE)
         )
         self.constrain_check = QCheckBox(tr("Strict answer format"))
-        self.constrain_check.setToolTip(tr(
-            "Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: "
-            "not yet measured with the published weights."))
+        self.constrain_check.setToolTip(
+            tr(
+                "Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: "
+                "not yet measured with the published weights."
+            )
+        )
         self.sam_combo.currentIndexChanged.connect(self._sam_size_changed)
         options.addRow(tr("SAM2 size"), self.sam_combo)
         options.addRow(tr("Reasoning budget"), self.budget_spin)
@@ -243,8 +248,13 @@ class Think2SegPanel(QgsDockWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
-        self.refine = RefineControls(self.iface, self._refine_group, lambda: self.backend_box.settings().client(),
-                                     lambda sentence: self._say(sentence, Qgis.MessageLevel.Warning), body)
+        self.refine = RefineControls(
+            self.iface,
+            self._refine_group,
+            lambda: self.backend_box.settings().client(),
+            lambda sentence: self._say(sentence, Qgis.MessageLevel.Warning),
+            body,
+        )
         self.refine.edited.connect(self._refined)
         layout.addWidget(self.refine)
 
@@ -296,14 +306,12 @@ class Think2SegPanel(QgsDockWidget):
             self.backend_box.health is not None and self.backend_box.health.loaded
         )
         self.run_button.setEnabled(self.task is None and ready)
-        self.run_button.setToolTip(
-            "" if ready else tr("Set up a backend first (Backend > “Set up backend…”)")
-        )
+        self.run_button.setToolTip("" if ready else tr("Set up a backend first (Backend > “Set up backend…”)"))
         self.refine.action.setEnabled(self._refine_group() is not None)
 
     def _fit_narrow(self) -> None:
-        """Narrow-safe: combo boxes size to a few characters, not to their longest item (a long layer name or query would
-        otherwise widen the panel past the dock and clip its right edge)."""
+        """Narrow-safe: combo boxes size to a few characters, not to their longest item (a long layer name or query
+        would otherwise widen the panel past the dock and clip its right edge)."""
         for combo in self.findChildren(QComboBox):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
@@ -342,7 +350,8 @@ class Think2SegPanel(QgsDockWidget):
         masks stay: searching inside an earlier answer is a use.)"""
         try:
             boxes = [
-                layer for layer in QgsProject.instance().mapLayers().values()
+                layer
+                for layer in QgsProject.instance().mapLayers().values()
                 if layer.customProperty(ROLE_PROPERTY) == "boxes"
             ]
             self.selection_combo.setExceptedLayerList(boxes)
@@ -367,7 +376,11 @@ class Think2SegPanel(QgsDockWidget):
 
     # -- messages -------------------------------------------------------------------------------------------
     def _say(
-        self, sentence: str, level=Qgis.MessageLevel.Info, log_tail: str = "", duration: int = 8,
+        self,
+        sentence: str,
+        level=Qgis.MessageLevel.Info,
+        log_tail: str = "",
+        duration: int = 8,
         backend_problem: bool = False,
     ) -> None:
         if level == Qgis.MessageLevel.Critical:
@@ -410,7 +423,8 @@ class Think2SegPanel(QgsDockWidget):
     def show_backend_log(self) -> None:
         tail = readable_log(self.launcher.log_tail(120))
         self.log_view.setPlainText(
-            tail or tr("No backend log yet ({path}): the panel writes one when it starts a backend.").format(
+            tail
+            or tr("No backend log yet ({path}): the panel writes one when it starts a backend.").format(
                 path=self.launcher.log_file
             )
         )
@@ -543,12 +557,18 @@ class Think2SegPanel(QgsDockWidget):
             if error.code == UNREACHABLE and crashed:
                 error = Think2SegError(
                     CRASHED,
-                    tr("The local backend stopped unexpectedly; see its log ({log}).").format(log=self.launcher.log_file),
+                    tr("The local backend stopped unexpectedly; see its log ({log}).").format(
+                        log=self.launcher.log_file
+                    ),
                 )
             elif error.code == UNREACHABLE:  # advice that matches the buttons the panel shows (no Start in URL mode)
                 error = Think2SegError(UNREACHABLE, self.backend_box.unreachable_state()[1])
-            self._say(error.message, Qgis.MessageLevel.Critical, tail,
-                      backend_problem=error.code in CONNECTION_CODES or error.code == CRASHED)
+            self._say(
+                error.message,
+                Qgis.MessageLevel.Critical,
+                tail,
+                backend_problem=error.code in CONNECTION_CODES or error.code == CRASHED,
+            )
             self.backend_box.check()
             return None
         self._clear_backend_problems()  # it answered: whatever was said about it not answering is over
@@ -591,7 +611,10 @@ class Think2SegPanel(QgsDockWidget):
             self._say(error.message, Qgis.MessageLevel.Critical)
             return None
         if result.masks.featureCount() == 0:
-            self._say(tr("Nothing matches “{query}” inside the selected polygons.").format(query=request.query), Qgis.MessageLevel.Info)
+            self._say(
+                tr("Nothing matches “{query}” inside the selected polygons.").format(query=request.query),
+                Qgis.MessageLevel.Info,
+            )
             return None
         group = add_to_project(result)
         view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
@@ -605,7 +628,10 @@ class Think2SegPanel(QgsDockWidget):
         self._say(
             tr("{message} for “{query}” in “{layer}”{where}. {note}")
             .format(
-                message=result.message.rstrip("."), query=request.query, layer=request.source.name, where=where,
+                message=result.message.rstrip("."),
+                query=request.query,
+                layer=request.source.name,
+                where=where,
                 note=note,
             )
             .strip(),
@@ -670,7 +696,5 @@ class Think2SegPanel(QgsDockWidget):
 
 def _raw_answer_text(answer: dict) -> str:
     raw = str(answer.get("answer") or "")
-    summary = {
-        k: answer.get(k) for k in ("status", "message", "models", "timings", "read", "epsg", "area_unit")
-    }
+    summary = {k: answer.get(k) for k in ("status", "message", "models", "timings", "read", "epsg", "area_unit")}
     return f"{raw}\n\n{json.dumps(summary, indent=2, ensure_ascii=False)}".strip()

@@ -251,9 +251,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         backend = load_backend_settings()
         run = load_run_settings()
         url = self.parameterAsString(parameters, self.BACKEND_URL, context).strip().rstrip("/")
-        max_size = self.parameterAsInt(parameters, self.MAX_IMAGE_SIZE, context) if parameters.get(
-            self.MAX_IMAGE_SIZE
-        ) not in (None, "") else (run.export_max_size or DEFAULT_EXPORT_MAX_SIZE)
+        max_size = (
+            self.parameterAsInt(parameters, self.MAX_IMAGE_SIZE, context)
+            if parameters.get(self.MAX_IMAGE_SIZE) not in (None, "")
+            else (run.export_max_size or DEFAULT_EXPORT_MAX_SIZE)
+        )
         return SegmentationRequest(
             query=query,
             source=self._source,

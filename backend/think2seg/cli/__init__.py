@@ -20,19 +20,32 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     from ..weights import DEFAULT_REASONER, DEFAULT_SAM_SIZE
 
     g = p.add_argument_group("models")
-    g.add_argument("--model", default=os.environ.get("THINK2SEG_MODEL", DEFAULT_REASONER),
-                   help=f"reasoner: a hub id or a local folder (default {DEFAULT_REASONER})")
-    g.add_argument("--sam", default=os.environ.get("THINK2SEG_SAM", DEFAULT_SAM_SIZE),
-                   help="SAM2.1: tiny, small, base_plus, large (from the hub) or a checkpoint file (default small)")
+    g.add_argument(
+        "--model",
+        default=os.environ.get("THINK2SEG_MODEL", DEFAULT_REASONER),
+        help=f"reasoner: a hub id or a local folder (default {DEFAULT_REASONER})",
+    )
+    g.add_argument(
+        "--sam",
+        default=os.environ.get("THINK2SEG_SAM", DEFAULT_SAM_SIZE),
+        help="SAM2.1: tiny, small, base_plus, large (from the hub) or a checkpoint file (default small)",
+    )
     g.add_argument("--sam-size", default=None, help="the size of a --sam checkpoint whose name does not tell it")
     g.add_argument("--device", default=os.environ.get("THINK2SEG_DEVICE", "auto"), help="auto, cpu, cuda, cuda:1 ...")
     from ..decoding import DECODING_MODES
 
-    g.add_argument("--decoding", choices=DECODING_MODES, default=os.environ.get("THINK2SEG_DECODING", "auto"),
-                   help="auto: the fast path (static KV cache + compiled decode step) on CUDA, plain on the CPU; "
-                        "fast; plain: transformers' plain generate (default auto)")
-    g.add_argument("--compile", action="store_true",
-                   help="compile SAM2's image encoder (CUDA; the first tile waits for the compile)")
+    g.add_argument(
+        "--decoding",
+        choices=DECODING_MODES,
+        default=os.environ.get("THINK2SEG_DECODING", "auto"),
+        help="auto: the fast path (static KV cache + compiled decode step) on CUDA, plain on the CPU; "
+        "fast; plain: transformers' plain generate (default auto)",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile SAM2's image encoder (CUDA; the first tile waits for the compile)",
+    )
 
 
 def pipeline_loader(args):
@@ -42,8 +55,9 @@ def pipeline_loader(args):
     def load():
         print(f"loading {args.model} and SAM2.1 ({args.sam}), {args.decoding} decoding ...", file=sys.stderr)
         check_gpu_fit(args)
-        return Pipeline.from_pretrained(args.model, args.sam, args.sam_size, args.device, decoding=args.decoding,
-                                        compile_sam=args.compile)
+        return Pipeline.from_pretrained(
+            args.model, args.sam, args.sam_size, args.device, decoding=args.decoding, compile_sam=args.compile
+        )
 
     return load
 

@@ -7,21 +7,34 @@ import sys
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("dataset", help="build or check an EarthReason-layout dataset from your own data",
-                       description="Turn images + binary masks + questions into {split}/images|labels|QAs, the "
-                                   "layout `think2seg eval` and `think2seg train` read.")
+    p = sub.add_parser(
+        "dataset",
+        help="build or check an EarthReason-layout dataset from your own data",
+        description="Turn images + binary masks + questions into {split}/images|labels|QAs, the "
+        "layout `think2seg eval` and `think2seg train` read.",
+    )
     dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
     b = dsub.add_parser("build", help="convert images, masks and a questions file into the layout")
     b.add_argument("--images", required=True, help="folder of images (PNG, JPEG, TIFF/GeoTIFF ...)")
-    b.add_argument("--masks", required=True, help="folder of masks named like the images: 0 = background, "
-                                                  "one other value = target; all zero = no target")
-    b.add_argument("--questions", required=True,
-                   help='questions file: JSON {"image": ["q1", "q2"]}, JSON lines {"image", "question", '
-                        '"category"} or CSV with columns image,question[,category]')
+    b.add_argument(
+        "--masks",
+        required=True,
+        help="folder of masks named like the images: 0 = background, one other value = target; all zero = no target",
+    )
+    b.add_argument(
+        "--questions",
+        required=True,
+        help='questions file: JSON {"image": ["q1", "q2"]}, JSON lines {"image", "question", '
+        '"category"} or CSV with columns image,question[,category]',
+    )
     b.add_argument("--output", "-o", required=True, help="dataset root to write (OUT/{split}/...)")
     b.add_argument("--split", default="train", help="split to write the samples to (default train)")
-    b.add_argument("--val-fraction", type=float, default=0.0,
-                   help="also put this fraction of the samples (seeded) in a val split (default 0)")
+    b.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="also put this fraction of the samples (seeded) in a val split (default 0)",
+    )
     b.add_argument("--seed", type=int, default=0, help="seed of the --val-fraction draw (default 0)")
     b.add_argument("--overwrite", action="store_true", help="replace splits that already hold files")
     b.set_defaults(run=run_build)
@@ -34,8 +47,16 @@ def add_parser(sub) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from ..evaluation.dataset_builder import build_dataset
 
-    summary = build_dataset(args.images, args.masks, args.questions, args.output, split=args.split,
-                            val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite)
+    summary = build_dataset(
+        args.images,
+        args.masks,
+        args.questions,
+        args.output,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     print(summary.sentence())
     return 0
 

@@ -14,37 +14,62 @@ def add_parser(sub) -> None:
     from . import add_model_options
 
     p = sub.add_parser(
-        "eval", help="evaluate a reasoner + SAM2 on an EarthReason split (gIoU, cIoU, masks, HTML report)",
+        "eval",
+        help="evaluate a reasoner + SAM2 on an EarthReason split (gIoU, cIoU, masks, HTML report)",
         description="Run the pipeline over an EarthReason-layout split in batches and write REPORT_DIR/metrics.json, "
-                    "pred/<id>.png, samples.jsonl (answers and reasoning) and report.html. Rerunning the same "
-                    "command resumes where it stopped.",
+        "pred/<id>.png, samples.jsonl (answers and reasoning) and report.html. Rerunning the same "
+        "command resumes where it stopped.",
     )
-    p.add_argument("--data", required=True, help="the benchmark's root: EarthReason DATA/{split}/images, labels, "
-                                                 "QAs (hub dataset earth-insights/EarthReason); RRSIS-D, RefSegRS, "
-                                                 "RISBench: their published layout (docs/method.md)")
-    p.add_argument("--benchmark", choices=BENCHMARKS, default="earthreason",
-                   help="earthreason (default); rrsisd, refsegrs, risbench: the reference's zero-shot referring "
-                        "benchmarks, each read as its loader reads it")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="the benchmark's root: EarthReason DATA/{split}/images, labels, "
+        "QAs (hub dataset earth-insights/EarthReason); RRSIS-D, RefSegRS, "
+        "RISBench: their published layout (docs/method.md)",
+    )
+    p.add_argument(
+        "--benchmark",
+        choices=BENCHMARKS,
+        default="earthreason",
+        help="earthreason (default); rrsisd, refsegrs, risbench: the reference's zero-shot referring "
+        "benchmarks, each read as its loader reads it",
+    )
     p.add_argument("--split", default="test", help="split folder to evaluate: val or test (default test)")
     p.add_argument("--output", "-o", required=True, help="report folder (created; an existing run is resumed)")
-    p.add_argument("--protocol", choices=("think2seg", "segearth"), default="think2seg",
-                   help="think2seg: the reference script's decode, parse and score path (its seeded question "
-                        "draw, 840 px, greedy without a forced answer, its parser, labels resized, empty target "
-                        "as it scores it; docs/method.md); segearth: first question, 1024 px, our tolerant "
-                        "parser, empty prediction on empty target = IoU 1 (the two are not comparable; default "
-                        "think2seg)")
+    p.add_argument(
+        "--protocol",
+        choices=("think2seg", "segearth"),
+        default="think2seg",
+        help="think2seg: the reference script's decode, parse and score path (its seeded question "
+        "draw, 840 px, greedy without a forced answer, its parser, labels resized, empty target "
+        "as it scores it; docs/method.md); segearth: first question, 1024 px, our tolerant "
+        "parser, empty prediction on empty target = IoU 1 (the two are not comparable; default "
+        "think2seg)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate N images (a seeded subset) instead of all")
     p.add_argument("--batch-size", type=int, default=4, help="images per generate call (default 4)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the question draw and of --limit (default 0, as the reference's run scripts)")
-    p.add_argument("--max-reasoning-tokens", type=int, default=2048,
-                   help="generation budget per answer (default 2048, as the reference evaluation)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the question draw and of --limit (default 0, as the reference's run scripts)",
+    )
+    p.add_argument(
+        "--max-reasoning-tokens",
+        type=int,
+        default=2048,
+        help="generation budget per answer (default 2048, as the reference evaluation)",
+    )
     p.add_argument("--cases", type=int, default=4, help="best and worst cases drawn in the report (default 4 each)")
     p.add_argument("--restart", action="store_true", help="discard an earlier run in the report folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--ray", metavar="ADDRESS", default=None,
-                   help="spread the evaluation over a Ray cluster (auto, ray://host:10001, host:6379, or local): "
-                        "one actor per GPU holds the models; the same figures as one process, resumable")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="spread the evaluation over a Ray cluster (auto, ray://host:10001, host:6379, or local): "
+        "one actor per GPU holds the models; the same figures as one process, resumable",
+    )
     p.add_argument("--actors", type=int, default=None, help="with --ray: actors (default one per GPU, else 1)")
     add_model_options(p)
     # --protocol think2seg decodes with transformers' plain generate unless asked (the reference's numerics);
@@ -73,13 +98,24 @@ def run(args: argparse.Namespace) -> int:
     check_models(args)
     # Find the data (or say where to get it) before loading models, which takes a while.
     samples, problems = get_benchmark(args.benchmark).scan(args.data, args.split)
-    print(f"{len(samples)} usable {args.benchmark} samples in {args.data} ({args.split})"
-          + (f", {len(problems)} with problems (listed in the report)" if problems else ""), file=sys.stderr)
+    print(
+        f"{len(samples)} usable {args.benchmark} samples in {args.data} ({args.split})"
+        + (f", {len(problems)} with problems (listed in the report)" if problems else ""),
+        file=sys.stderr,
+    )
     pipeline = load_pipeline(args) if not args.ray else None
     settings = EvalSettings(
-        data=args.data, split=args.split, out=args.output, protocol=args.protocol, seed=args.seed,
-        limit=args.limit, batch_size=args.batch_size, max_reasoning_tokens=args.max_reasoning_tokens,
-        restart=args.restart, report_cases=args.cases, benchmark=args.benchmark,
+        data=args.data,
+        split=args.split,
+        out=args.output,
+        protocol=args.protocol,
+        seed=args.seed,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        max_reasoning_tokens=args.max_reasoning_tokens,
+        restart=args.restart,
+        report_cases=args.cases,
+        benchmark=args.benchmark,
     )
     if args.ray:
         from ..evaluation.distributed import EvalModels, evaluate_ray
@@ -93,8 +129,11 @@ def run(args: argparse.Namespace) -> int:
         return "n/a" if v is None else f"{100 * v:.2f}"
 
     pr = m.get("precision_at", {})
-    print(f"{args.benchmark} {args.split} ({m['protocol']}, {m['decoding']} decoding): gIoU {pct(m['giou'])}  "
-          f"cIoU {pct(m['ciou'])}  Pr@0.5 {pct(pr.get('0.5'))}  Pr@0.7 {pct(pr.get('0.7'))}  "
-          f"Pr@0.9 {pct(pr.get('0.9'))}  on {m['n']} images; {m['parse_failures']} parse failures, {m['empty_target']} without a target, {m['skipped']} skipped. "
-          f"Report: {args.output}/report.html")
+    print(
+        f"{args.benchmark} {args.split} ({m['protocol']}, {m['decoding']} decoding): gIoU {pct(m['giou'])}  "
+        f"cIoU {pct(m['ciou'])}  Pr@0.5 {pct(pr.get('0.5'))}  Pr@0.7 {pct(pr.get('0.7'))}  "
+        f"Pr@0.9 {pct(pr.get('0.9'))}  on {m['n']} images; {m['parse_failures']} parse failures, "
+        f"{m['empty_target']} without a target, {m['skipped']} skipped. "
+        f"Report: {args.output}/report.html"
+    )
     return 0

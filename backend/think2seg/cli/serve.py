@@ -18,46 +18,103 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("serve", help="run the HTTP service for the QGIS plugin (127.0.0.1 only by default)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; anything but loopback exposes the GPU to the network (default 127.0.0.1)")
-    p.add_argument("--token-file", default=None, help="where the bearer token lives (default ~/.config/think2seg/token)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a --host that is not loopback (put a TLS reverse proxy in front: see the README)")
-    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                   help="a name clients may send in the Host header besides localhost and --host (a proxy's name)")
-    p.add_argument("--work-dir", default=None,
-                   help="folder for uploads and job state (default: beside the token file, in work/); "
-                        "folders left by a killed backend are removed at start")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; anything but loopback exposes the GPU to the network (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--token-file", default=None, help="where the bearer token lives (default ~/.config/think2seg/token)"
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not loopback (put a TLS reverse proxy in front: see the README)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients may send in the Host header besides localhost and --host (a proxy's name)",
+    )
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="folder for uploads and job state (default: beside the token file, in work/); "
+        "folders left by a killed backend are removed at start",
+    )
     limits = Limits()
     g = p.add_argument_group("limits (docs/api.md)")
-    g.add_argument("--max-upload-mb", type=int, default=limits.max_upload_mb,
-                   help=f"largest accepted upload (default {limits.max_upload_mb} MiB)")
-    g.add_argument("--max-queue", type=int, default=limits.max_waiting,
-                   help=f"requests and jobs that may wait; beyond it 429 (default {limits.max_waiting})")
-    g.add_argument("--max-tiles", type=int, default=limits.max_tiles,
-                   help=f"tiles in one job (default {limits.max_tiles})")
-    g.add_argument("--max-source-pixels", type=int, default=limits.max_source_pixels,
-                   help=f"raster pixels one read may cover (default {limits.max_source_pixels})")
-    g.add_argument("--max-read-pixels", type=int, default=limits.max_read_pixels,
-                   help=f"pixels one read may produce (default {limits.max_read_pixels})")
-    g.add_argument("--header-timeout", type=float, default=20.0,
-                   help="seconds a client may take to send a request's headers; then it is cut (default 20)")
-    g.add_argument("--body-timeout", type=float, default=30.0,
-                   help="seconds a client may pause while sending a body; then 408 and it is cut (default 30)")
+    g.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=limits.max_upload_mb,
+        help=f"largest accepted upload (default {limits.max_upload_mb} MiB)",
+    )
+    g.add_argument(
+        "--max-queue",
+        type=int,
+        default=limits.max_waiting,
+        help=f"requests and jobs that may wait; beyond it 429 (default {limits.max_waiting})",
+    )
+    g.add_argument(
+        "--max-tiles", type=int, default=limits.max_tiles, help=f"tiles in one job (default {limits.max_tiles})"
+    )
+    g.add_argument(
+        "--max-source-pixels",
+        type=int,
+        default=limits.max_source_pixels,
+        help=f"raster pixels one read may cover (default {limits.max_source_pixels})",
+    )
+    g.add_argument(
+        "--max-read-pixels",
+        type=int,
+        default=limits.max_read_pixels,
+        help=f"pixels one read may produce (default {limits.max_read_pixels})",
+    )
+    g.add_argument(
+        "--header-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a client may take to send a request's headers; then it is cut (default 20)",
+    )
+    g.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may pause while sending a body; then 408 and it is cut (default 30)",
+    )
     from ..views import DEFAULT_MAX_VIEW_BYTES, DEFAULT_MAX_VIEWS
 
     g = p.add_argument_group("refine (POST /v1/views/{view_id}/refine)")
-    g.add_argument("--max-views", type=int, default=DEFAULT_MAX_VIEWS,
-                   help=f"answers kept for refine; the least recently used goes first (default {DEFAULT_MAX_VIEWS})")
-    g.add_argument("--max-view-mb", type=int, default=DEFAULT_MAX_VIEW_BYTES >> 20,
-                   help="pixels (a tiled answer: its raster file) kept for refine, in MiB "
-                        f"(default {DEFAULT_MAX_VIEW_BYTES >> 20}); the latest answer is always kept")
-    p.add_argument("--embedding-cache-mb", type=int, default=None,
-                   help="SAM2 image embeddings kept for reuse by a second query or a refine, in MiB (default: 1024 "
-                        "on a GPU, 256 on the CPU; 0 keeps only the current one)")
-    p.add_argument("--parent-pid", type=int, default=None,
-                   help="exit when this process is gone (the QGIS that started the service), so a crash of it "
-                        "never leaves the service holding the GPU")
+    g.add_argument(
+        "--max-views",
+        type=int,
+        default=DEFAULT_MAX_VIEWS,
+        help=f"answers kept for refine; the least recently used goes first (default {DEFAULT_MAX_VIEWS})",
+    )
+    g.add_argument(
+        "--max-view-mb",
+        type=int,
+        default=DEFAULT_MAX_VIEW_BYTES >> 20,
+        help="pixels (a tiled answer: its raster file) kept for refine, in MiB "
+        f"(default {DEFAULT_MAX_VIEW_BYTES >> 20}); the latest answer is always kept",
+    )
+    p.add_argument(
+        "--embedding-cache-mb",
+        type=int,
+        default=None,
+        help="SAM2 image embeddings kept for reuse by a second query or a refine, in MiB (default: 1024 "
+        "on a GPU, 256 on the CPU; 0 keeps only the current one)",
+    )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process is gone (the QGIS that started the service), so a crash of it "
+        "never leaves the service holding the GPU",
+    )
     add_model_options(p)
     # Benchmarks and tests only (scripts/gpu_check.py scripts every answer of random weights with
     # think2seg.testing.scripted:script_answers=N): MODULE:FUNCTION[=ARG], called as FUNCTION(pipeline[, ARG])
@@ -117,13 +174,19 @@ def check_args(args) -> Limits:
     from ..service.limits import Limits
 
     if not _is_loopback(args.host) and not args.allow_remote:
-        raise BadInput(f"--host {args.host} would serve plain HTTP to the network, token included. Keep 127.0.0.1 "
-                       "and use an SSH tunnel, or put a TLS reverse proxy in front and add --allow-remote "
-                       "(see the README).", code="bad_host")
-    flags = {"max_upload_mb": ("--max-upload-mb", args.max_upload_mb), "max_waiting": ("--max-queue", args.max_queue),
-             "max_tiles": ("--max-tiles", args.max_tiles),
-             "max_source_pixels": ("--max-source-pixels", args.max_source_pixels),
-             "max_read_pixels": ("--max-read-pixels", args.max_read_pixels)}
+        raise BadInput(
+            f"--host {args.host} would serve plain HTTP to the network, token included. Keep 127.0.0.1 "
+            "and use an SSH tunnel, or put a TLS reverse proxy in front and add --allow-remote "
+            "(see the README).",
+            code="bad_host",
+        )
+    flags = {
+        "max_upload_mb": ("--max-upload-mb", args.max_upload_mb),
+        "max_waiting": ("--max-queue", args.max_queue),
+        "max_tiles": ("--max-tiles", args.max_tiles),
+        "max_source_pixels": ("--max-source-pixels", args.max_source_pixels),
+        "max_read_pixels": ("--max-read-pixels", args.max_read_pixels),
+    }
     views = [("--max-views", args.max_views), ("--max-view-mb", args.max_view_mb)]
     for flag, value in [*flags.values(), *views]:
         if value < 1:
@@ -151,10 +214,14 @@ def bind(host: str, port: int):
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise BadInput(f"Port {port} on {host} is in use (another backend, or another program): stop it, or "
-                           "start with another --port.", code="port_in_use") from None
-        raise BadInput(f"Cannot listen on {host}:{port} ({e.strerror}): give another --host or --port.",
-                       code="bad_host") from None
+            raise BadInput(
+                f"Port {port} on {host} is in use (another backend, or another program): stop it, or "
+                "start with another --port.",
+                code="port_in_use",
+            ) from None
+        raise BadInput(
+            f"Cannot listen on {host}:{port} ({e.strerror}): give another --host or --port.", code="bad_host"
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -172,8 +239,11 @@ def run(args) -> int:
     limits = check_args(args)
     sock = bind(args.host, args.port)
     if not _is_loopback(args.host):
-        print(f"WARNING: listening on {args.host}: serve it through a TLS reverse proxy only; anyone who can "
-              "reach this address and has the token can use this machine's GPU.", file=sys.stderr)
+        print(
+            f"WARNING: listening on {args.host}: serve it through a TLS reverse proxy only; anyone who can "
+            "reach this address and has the token can use this machine's GPU.",
+            file=sys.stderr,
+        )
     token, token_path = load_or_create_token(args.token_file)
     print(f"token file: {token_path}", flush=True)
     from . import pipeline_loader
@@ -195,13 +265,24 @@ def run(args) -> int:
 
     holder = PipelineHolder(load_scripted, {"reasoner": args.model, "segmenter": str(args.sam)})
     work_dir = args.work_dir or str(token_path.parent / "work")
-    app = create_app(holder, ServiceConfig(token=token, work_dir=work_dir, limits=limits, host=args.host,
-                                           allowed_hosts=tuple(args.allowed_host), max_views=args.max_views,
-                                           max_view_bytes=args.max_view_mb << 20, body_timeout_s=args.body_timeout))
+    app = create_app(
+        holder,
+        ServiceConfig(
+            token=token,
+            work_dir=work_dir,
+            limits=limits,
+            host=args.host,
+            allowed_hosts=tuple(args.allowed_host),
+            max_views=args.max_views,
+            max_view_bytes=args.max_view_mb << 20,
+            body_timeout_s=args.body_timeout,
+        ),
+    )
     from ..service.protocol import protocol_with
 
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
-                            http=protocol_with(args.header_timeout))
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="info", access_log=False, http=protocol_with(args.header_timeout)
+    )
     service = app.state.service
 
     class Server(uvicorn.Server):
@@ -227,6 +308,7 @@ def run(args) -> int:
 
     threading.Thread(target=announce, daemon=True).start()
     if args.parent_pid:
+
         def parent_gone():
             print(f"the parent process {args.parent_pid} is gone: stopping", flush=True)
             service.begin_stop("parent gone")

@@ -52,8 +52,7 @@ class Benchmark:
     scan: Callable[[str | Path, str], tuple[list[Sample], list[SampleProblem]]]
     description: str
 
-    def draw(self, root, split: str, seed: int, limit: int | None,
-             samples: list[Sample]) -> list[tuple[str, int]]:
+    def draw(self, root, split: str, seed: int, limit: int | None, samples: list[Sample]) -> list[tuple[str, int]]:
         """(sample id, question index) in the order the reference evaluates them."""
         if self.name == "earthreason":
             return reference_draw(root, split, seed, limit)
@@ -80,8 +79,9 @@ def _unique(ids: list[str]) -> list[str]:
 def _phrase_file(root: Path, split: str, name: str) -> Path:
     path = root / f"output_phrase_{split}.txt"
     if not path.is_file():
-        raise _missing(name, f"{path} does not exist",
-                       f"Pass --data the {name} folder that holds output_phrase_{split}.txt.")
+        raise _missing(
+            name, f"{path} does not exist", f"Pass --data the {name} folder that holds output_phrase_{split}.txt."
+        )
     return path
 
 
@@ -110,8 +110,9 @@ def scan_refsegrs(root, split: str) -> tuple[list[Sample], list[SampleProblem]]:
             problems.append(SampleProblem(img_id, f"no {img.name} in images/ or masks/ (the reference leaves it out)"))
     samples = []
     for uid, (_, phrase, img, mask) in zip(_unique([r[0] for r in rows]), rows, strict=True):
-        samples.append(Sample(uid, img, mask, [phrase], raw_questions=[phrase],
-                              mask_reader=lambda m=mask: _first_channel_mask(m)))
+        samples.append(
+            Sample(uid, img, mask, [phrase], raw_questions=[phrase], mask_reader=lambda m=mask: _first_channel_mask(m))
+        )
     return samples, problems
 
 
@@ -127,9 +128,13 @@ def scan_risbench(root, split: str) -> tuple[list[Sample], list[SampleProblem]]:
         if img.exists() and mask.exists():
             rows.append((filename.split(".")[0], phrase, img, mask))
         else:
-            problems.append(SampleProblem(filename, f"no {filename} in img_rgb/ or mask/ (the reference leaves it out)"))
-    samples = [Sample(uid, img, mask, [phrase], raw_questions=[phrase])
-               for uid, (_, phrase, img, mask) in zip(_unique([r[0] for r in rows]), rows, strict=True)]
+            problems.append(
+                SampleProblem(filename, f"no {filename} in img_rgb/ or mask/ (the reference leaves it out)")
+            )
+    samples = [
+        Sample(uid, img, mask, [phrase], raw_questions=[phrase])
+        for uid, (_, phrase, img, mask) in zip(_unique([r[0] for r in rows]), rows, strict=True)
+    ]
     return samples, problems
 
 
@@ -138,8 +143,11 @@ def _coco_mask(ann: dict, height: int, width: int) -> np.ndarray:
     try:
         from pycocotools import mask as coco_mask
     except ImportError:
-        raise BadInput("RRSIS-D's labels are COCO polygons, read with pycocotools as the reference reads them: "
-                       "install it (`pip install pycocotools`).", code="missing_dependency") from None
+        raise BadInput(
+            "RRSIS-D's labels are COCO polygons, read with pycocotools as the reference reads them: "
+            "install it (`pip install pycocotools`).",
+            code="missing_dependency",
+        ) from None
     seg = ann["segmentation"]
     rle = coco_mask.frPyObjects(seg, height, width) if isinstance(seg[0], list) else seg
     m = coco_mask.decode(rle)
@@ -167,9 +175,11 @@ def scan_rrsisd(root, split: str) -> tuple[list[Sample], list[SampleProblem]]:
     refs_file, inst_file = data_dir / "refs(unc).p", data_dir / "instances.json"
     for f in (refs_file, inst_file):
         if not f.is_file():
-            raise _missing("RRSIS-D", f"{f} does not exist",
-                           "Pass --data the RRSIS-D root (rrsisd/refs(unc).p, rrsisd/instances.json, "
-                           "images/rrsisd/JPEGImages).")
+            raise _missing(
+                "RRSIS-D",
+                f"{f} does not exist",
+                "Pass --data the RRSIS-D root (rrsisd/refs(unc).p, rrsisd/instances.json, images/rrsisd/JPEGImages).",
+            )
     with refs_file.open("rb") as fh:
         refs = pickle.load(fh)  # noqa: S301 - the dataset's own file, read as the reference reads it
     instances = json.loads(inst_file.read_text(encoding="utf-8"))
@@ -186,8 +196,16 @@ def scan_rrsisd(root, split: str) -> tuple[list[Sample], list[SampleProblem]]:
             continue
         question = sents[0]["sent"] + "."
         path = image_dir / img["file_name"]
-        samples.append(Sample(rid, path, path, [question], raw_questions=[question],
-                              mask_reader=lambda a=ann, i=img: _coco_mask(a, i["height"], i["width"])))
+        samples.append(
+            Sample(
+                rid,
+                path,
+                path,
+                [question],
+                raw_questions=[question],
+                mask_reader=lambda a=ann, i=img: _coco_mask(a, i["height"], i["width"]),
+            )
+        )
     return samples, problems
 
 

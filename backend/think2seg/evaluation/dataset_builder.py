@@ -41,8 +41,10 @@ class BuildSummary:
 
     def sentence(self) -> str:
         parts = ", ".join(f"{n} in {s}" for s, n in self.splits.items())
-        return (f"Wrote {sum(self.splits.values())} samples ({parts}; {self.empty_targets} without a target, "
-                f"{self.questions} questions) to {self.out}.")
+        return (
+            f"Wrote {sum(self.splits.values())} samples ({parts}; {self.empty_targets} without a target, "
+            f"{self.questions} questions) to {self.out}."
+        )
 
 
 def _files_by_stem(folder: Path, what: str, errors: list[str]) -> dict[str, Path]:
@@ -113,8 +115,11 @@ def _read_questions(path: Path) -> tuple[dict[str, dict], list[str]]:
     if suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         if not rows or "image" not in rows[0] or "question" not in rows[0]:
-            raise BadInput(f"{path.name}: a questions CSV needs a header with the columns image and question "
-                           "(and optionally category).", code="bad_dataset")
+            raise BadInput(
+                f"{path.name}: a questions CSV needs a header with the columns image and question "
+                "(and optionally category).",
+                code="bad_dataset",
+            )
         for i, row in enumerate(rows, start=2):
             _add(table, errors, f"{path.name} line {i}", row.get("image"), row.get("question"), row.get("category"))
     elif suffix in (".jsonl", ".ndjson"):
@@ -183,14 +188,24 @@ def _read_mask(path: Path) -> np.ndarray:
     values = np.unique(a)
     if len(values) > 2 or (len(values) == 2 and values[0] != 0):
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
-        raise ValueError(f"mask {path.name} is not binary (values {shown}): use 0 for background and one value "
-                         "(1 or 255) for the target, saved losslessly (PNG, not JPEG)")
+        raise ValueError(
+            f"mask {path.name} is not binary (values {shown}): use 0 for background and one value "
+            "(1 or 255) for the target, saved losslessly (PNG, not JPEG)"
+        )
     return a > 0
 
 
-def build_dataset(images: str | Path, masks: str | Path, questions: str | Path, out: str | Path,
-                  split: str = "train", val_fraction: float = 0.0, val_split: str = "val", seed: int = 0,
-                  overwrite: bool = False) -> BuildSummary:
+def build_dataset(
+    images: str | Path,
+    masks: str | Path,
+    questions: str | Path,
+    out: str | Path,
+    split: str = "train",
+    val_fraction: float = 0.0,
+    val_split: str = "val",
+    seed: int = 0,
+    overwrite: bool = False,
+) -> BuildSummary:
     """Check everything, then write the layout; raises BadInput listing every problem found."""
     images, masks, out = Path(images), Path(masks), Path(out)
     if not 0.0 <= val_fraction < 1.0:
@@ -225,8 +240,10 @@ def build_dataset(images: str | Path, masks: str | Path, questions: str | Path, 
             errors.append(str(e))
             continue
         if m.shape != rgb.shape[:2]:
-            errors.append(f"mask {mask_files[stem].name} is {m.shape[1]} x {m.shape[0]} px but image "
-                          f"{image_files[stem].name} is {rgb.shape[1]} x {rgb.shape[0]} px")
+            errors.append(
+                f"mask {mask_files[stem].name} is {m.shape[1]} x {m.shape[0]} px but image "
+                f"{image_files[stem].name} is {rgb.shape[1]} x {rgb.shape[0]} px"
+            )
             continue
         loaded[stem] = (rgb, m)
     _raise_if(errors, "The dataset cannot be built")
@@ -264,9 +281,11 @@ def build_dataset(images: str | Path, masks: str | Path, questions: str | Path, 
         (base / "QAs" / f"{stem}.json").write_text(json.dumps(qa, indent=1, ensure_ascii=False), encoding="utf-8")
         by_split[s].append(stem)
     return BuildSummary(
-        out=out, splits={s: len(v) for s, v in sorted(by_split.items())},
+        out=out,
+        splits={s: len(v) for s, v in sorted(by_split.items())},
         empty_targets=sum(not loaded[s][1].any() for s in ids),
-        questions=sum(len(table[s]["questions"]) for s in ids), ids=dict(by_split),
+        questions=sum(len(table[s]["questions"]) for s in ids),
+        ids=dict(by_split),
     )
 
 

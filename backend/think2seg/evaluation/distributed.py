@@ -47,8 +47,9 @@ class EvalActor:
         from .runner import segment_options
 
         m = EvalModels(**models)
-        self.pipeline = Pipeline.from_pretrained(m.model, m.sam, m.sam_size, m.device, decoding=m.decoding,
-                                                 compile_sam=m.compile_sam)
+        self.pipeline = Pipeline.from_pretrained(
+            m.model, m.sam, m.sam_size, m.device, decoding=m.decoding, compile_sam=m.compile_sam
+        )
         self.pipeline.reasoner.prefix_reuse = False  # every prompt prefilled whole, as one process does
         self.settings = EvalSettings(**settings)
         self.proto = get_protocol(self.settings.protocol)
@@ -89,8 +90,15 @@ def _spread(pool: list, chunks: list[list[tuple]]) -> Iterator[list[tuple]]:
         yield outcome
 
 
-def evaluate_ray(address: str, settings: EvalSettings, models: EvalModels, actors: int | None = None,
-                 progress: bool = True, log=None, cpus_per_actor: float = 1) -> dict:
+def evaluate_ray(
+    address: str,
+    settings: EvalSettings,
+    models: EvalModels,
+    actors: int | None = None,
+    progress: bool = True,
+    log=None,
+    cpus_per_actor: float = 1,
+) -> dict:
     """`runner.evaluate` with the models in `actors` Ray actors (default: one per GPU of the cluster, else 1)."""
     from ..errors import BadInput
 

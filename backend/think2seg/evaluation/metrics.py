@@ -34,8 +34,8 @@ PRECISION_DEFINITIONS = {
     # test_think2seg-rs_ref.py:446-452, :487-492: a prediction counts where the reference has a mask (SAM2 made
     # one, or the parser accepted the answer on an image without a target), and it hits at IoU >= t
     "reference": "IoU >= t over the images that got a mask (SAM2 made one from the answer's prompts, or the "
-                 "parser accepted an answer on an image without a target), as test_think2seg-rs_ref.py counts "
-                 "Pr@X",
+    "parser accepted an answer on an image without a target), as test_think2seg-rs_ref.py counts "
+    "Pr@X",
     "all_images": "IoU > t over all images",
 }
 
@@ -64,15 +64,24 @@ class Protocol:
 
 PROTOCOLS = {
     "think2seg": Protocol(
-        "think2seg", "reference", MODEL_FRAME, True,
+        "think2seg",
+        "reference",
+        MODEL_FRAME,
+        True,
         "Think2Seg-RS: the reference's seeded question draw, 840 x 840, greedy without a forced answer, the "
         "reference's parser, failed parse = empty mask, empty target: IoU 1 for [] else 0 and nothing added "
         "to cIoU",
-        parse_mode="reference", forced_answer=False, resize_mismatched_labels=True, precision="reference",
+        parse_mode="reference",
+        forced_answer=False,
+        resize_mismatched_labels=True,
+        precision="reference",
         reference_label_channels=True,
     ),
     "segearth": Protocol(
-        "segearth", "first", 1024, False,
+        "segearth",
+        "first",
+        1024,
+        False,
         "SegEarth-R1: first question, long side 1024, failed parse = empty mask, "
         "empty prediction on an empty target = IoU 1",
     ),
@@ -142,8 +151,9 @@ def got_mask(s: SampleScore) -> bool:
     return s.status == "ok" or (s.empty_target and s.status != "unparsed")
 
 
-def precision_at(scores: list[SampleScore], definition: str = "all_images",
-                 thresholds=PR_THRESHOLDS) -> dict[str, float | None]:
+def precision_at(
+    scores: list[SampleScore], definition: str = "all_images", thresholds=PR_THRESHOLDS
+) -> dict[str, float | None]:
     if definition == "reference":
         pool = [s for s in scores if got_mask(s)]
         return {f"{t:.1f}": (sum(s.iou >= t for s in pool) / len(pool) if pool else 0.0) for t in thresholds}
@@ -163,8 +173,9 @@ def _aggregate(scores: list[SampleScore]) -> dict:
     }
 
 
-def summarize(scores: list[SampleScore], categories: list[str | None] | None = None,
-              protocol: Protocol | str | None = None) -> dict:
+def summarize(
+    scores: list[SampleScore], categories: list[str | None] | None = None, protocol: Protocol | str | None = None
+) -> dict:
     """The split's figures: gIoU, cIoU, counts, precision at IoU thresholds, and per category when known."""
     out = _aggregate(scores)
     definition = "all_images"

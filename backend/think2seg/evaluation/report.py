@@ -59,8 +59,11 @@ def _display(rgb: np.ndarray, *masks: np.ndarray) -> tuple[float, np.ndarray, li
         return 1.0, rgb, list(masks)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-    return s, small, [np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
-                      for m in masks]
+    return (
+        s,
+        small,
+        [np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0 for m in masks],
+    )
 
 
 def draw_case(rec: dict, sample: Sample, pred_path: Path, path: Path) -> Path:
@@ -71,8 +74,11 @@ def draw_case(rec: dict, sample: Sample, pred_path: Path, path: Path) -> Path:
     pred = load_mask(pred_path) if pred_path.exists() else np.zeros_like(gt)
     s, rgb, (gt, pred) = _display(rgb, gt, pred)
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.2))
-    panels = [(rgb, "image"), (_overlay(rgb, gt, (40, 220, 90)), f"ground truth ({rec['gt_area']} px)"),
-              (_overlay(rgb, pred, (30, 144, 255)), f"prediction ({rec['pred_area']} px, {rec['status']})")]
+    panels = [
+        (rgb, "image"),
+        (_overlay(rgb, gt, (40, 220, 90)), f"ground truth ({rec['gt_area']} px)"),
+        (_overlay(rgb, pred, (30, 144, 255)), f"prediction ({rec['pred_area']} px, {rec['status']})"),
+    ]
     for ax, (img, title) in zip(axes, panels, strict=True):
         ax.imshow(img)
         ax.set_title(title, fontsize=10)
@@ -85,9 +91,12 @@ def draw_case(rec: dict, sample: Sample, pred_path: Path, path: Path) -> Path:
         if len(pts):
             ax.scatter(pts[:, 0], pts[:, 1], color="lime", marker="*", s=160, edgecolor="white", linewidth=1)
     question = textwrap.shorten(rec["question"], 300)
-    fig.suptitle("\n".join(textwrap.wrap(f"{rec['image_id']}: {question}", 120))
-                 + f"\nIoU {rec['iou']:.3f}" + ("  (no target in this image)" if rec["empty_target"] else ""),
-                 fontsize=10)
+    fig.suptitle(
+        "\n".join(textwrap.wrap(f"{rec['image_id']}: {question}", 120))
+        + f"\nIoU {rec['iou']:.3f}"
+        + ("  (no target in this image)" if rec["empty_target"] else ""),
+        fontsize=10,
+    )
     return _save(plt, fig, path, dpi=90)
 
 
@@ -97,8 +106,13 @@ def draw_histogram(records: list[dict], path: Path) -> Path:
     bins = np.linspace(0, 1, 21)
     target = [r["iou"] for r in records if not r["empty_target"]]
     empty = [r["iou"] for r in records if r["empty_target"]]
-    ax.hist([target, empty], bins=bins, stacked=True, color=["#1e90ff", "#bbbbbb"],
-            label=[f"with a target ({len(target)})", f"no target ({len(empty)})"])
+    ax.hist(
+        [target, empty],
+        bins=bins,
+        stacked=True,
+        color=["#1e90ff", "#bbbbbb"],
+        label=[f"with a target ({len(target)})", f"no target ({len(empty)})"],
+    )
     ax.set_xlabel("IoU per image")
     ax.set_ylabel("images")
     ax.set_xlim(0, 1)
@@ -130,7 +144,7 @@ def _case_html(rec: dict, img: str) -> str:
     reasoning = textwrap.shorten(rec.get("reasoning") or "", 600, placeholder=" ...")
     return (
         f'<div class="case"><img src="{e(img)}" alt="{e(rec["image_id"])}">'
-        f'<p><b>{e(rec["image_id"])}</b> IoU {rec["iou"]:.3f}, {e(rec["status"])}: {e(rec.get("message", ""))}</p>'
+        f"<p><b>{e(rec['image_id'])}</b> IoU {rec['iou']:.3f}, {e(rec['status'])}: {e(rec.get('message', ''))}</p>"
         f'<p><i>{e(rec["question"])}</i></p><p class="small">reasoning: {e(reasoning)}</p></div>'
     )
 
@@ -139,8 +153,15 @@ def _case_html(rec: dict, img: str) -> str:
 PR_REPORTED = ("0.5", "0.7", "0.9")
 
 
-def write_report(out: Path, records: list[dict], metrics: dict, samples: dict[str, Sample],
-                 problems: list[SampleProblem], protocol: Protocol, k: int = 4) -> Path:
+def write_report(
+    out: Path,
+    records: list[dict],
+    metrics: dict,
+    samples: dict[str, Sample],
+    problems: list[SampleProblem],
+    protocol: Protocol,
+    k: int = 4,
+) -> Path:
     """Draw the figures and write REPORT_DIR/report.html; returns the page's path."""
     out = Path(out)
     fig_dir = out / "figures"
@@ -176,10 +197,15 @@ def write_report(out: Path, records: list[dict], metrics: dict, samples: dict[st
     per_cat = metrics.get("per_category")
     if per_cat:
         draw_categories(per_cat, fig_dir / "categories.png")
-        rows = "".join(f"<tr><td style='text-align:left'>{e(c)}</td><td>{v['n']}</td><td>{_pct(v['giou'])}</td>"
-                       f"<td>{_pct(v['ciou'])}</td></tr>" for c, v in per_cat.items())
-        parts.append("<h2>Per category</h2><img src='figures/categories.png' alt='per category'>"
-                     f"<table><tr><th>category</th><th>images</th><th>gIoU</th><th>cIoU</th></tr>{rows}</table>")
+        rows = "".join(
+            f"<tr><td style='text-align:left'>{e(c)}</td><td>{v['n']}</td><td>{_pct(v['giou'])}</td>"
+            f"<td>{_pct(v['ciou'])}</td></tr>"
+            for c, v in per_cat.items()
+        )
+        parts.append(
+            "<h2>Per category</h2><img src='figures/categories.png' alt='per category'>"
+            f"<table><tr><th>category</th><th>images</th><th>gIoU</th><th>cIoU</th></tr>{rows}</table>"
+        )
     best, worst = pick_cases(records, k)
     for title, cases in (("Best cases", best), ("Worst cases", worst)):
         if not cases:
@@ -199,8 +225,10 @@ def write_report(out: Path, records: list[dict], metrics: dict, samples: dict[st
     if problems:
         items = "".join(f"<li><b>{e(p.image_id)}</b>: {e(p.message)}</li>" for p in problems)
         parts.append(f"<h2>Skipped samples ({len(problems)})</h2><ul>{items}</ul>")
-    parts.append("<p class='small'>Every answer and reasoning: samples.jsonl; predicted masks: pred/; "
-                 "figures: metrics.json.</p></body></html>")
+    parts.append(
+        "<p class='small'>Every answer and reasoning: samples.jsonl; predicted masks: pred/; "
+        "figures: metrics.json.</p></body></html>"
+    )
     page = out / "report.html"
     page.write_text("\n".join(parts), encoding="utf-8")
     return page

@@ -1,4 +1,5 @@
-"""Run the pipeline over a benchmark split (EarthReason, RRSIS-D, RefSegRS, RISBench: `benchmarks`) in batches, score each image, write masks, metrics and report.
+"""Run the pipeline over a benchmark split (EarthReason, RRSIS-D, RefSegRS, RISBench: `benchmarks`) in batches,
+score each image, write masks, metrics and report.
 
 REPORT_DIR holds:
 - `run.json`: what was evaluated (data, split, protocol, seed, models); a resumed run must match it;
@@ -70,8 +71,9 @@ def select_samples(samples: list[Sample], limit: int | None, seed: int) -> list[
     return [s for s in samples if s.image_id in keep]
 
 
-def draw_questions(samples: list[Sample], settings: EvalSettings,
-                   proto: Protocol) -> list[tuple[Sample, int, str | None]]:
+def draw_questions(
+    samples: list[Sample], settings: EvalSettings, proto: Protocol
+) -> list[tuple[Sample, int, str | None]]:
     """The (sample, question index, question) triples a protocol evaluates, in its order.
 
     think2seg: the reference's draw over the split's listing (`earthreason.reference_draw`), indexing the QA
@@ -80,11 +82,13 @@ def draw_questions(samples: list[Sample], settings: EvalSettings,
     """
     if proto.question == "reference":
         by_id = {s.image_id: s for s in samples}
-        draw = get_benchmark(settings.benchmark).draw(settings.data, settings.split, settings.seed, settings.limit,
-                                                      samples)
+        draw = get_benchmark(settings.benchmark).draw(
+            settings.data, settings.split, settings.seed, settings.limit, samples
+        )
         return [(by_id[i], k, by_id[i].question_text(k)) for i, k in draw if i in by_id]
-    return [(s, *s.question(proto.question, settings.seed)) for s in select_samples(samples, settings.limit,
-                                                                                     settings.seed)]
+    return [
+        (s, *s.question(proto.question, settings.seed)) for s in select_samples(samples, settings.limit, settings.seed)
+    ]
 
 
 def read_finished(path: Path) -> dict[str, dict]:
@@ -112,12 +116,19 @@ def read_finished(path: Path) -> dict[str, dict]:
 
 def _run_header(settings: EvalSettings, proto: Protocol, models: dict, decoding: str) -> dict:
     return {
-        "data": str(Path(settings.data).resolve()), "split": settings.split, "protocol": proto.name,
-        "benchmark": settings.benchmark, "decoding": decoding,
-        "seed": settings.seed, "max_reasoning_tokens": settings.max_reasoning_tokens,
-        "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
-        "prompt_template": models.get("prompt_template"), "parse_mode": models.get("parse_mode"),
-        "generation": models.get("generation"), "transformers": models.get("transformers"),
+        "data": str(Path(settings.data).resolve()),
+        "split": settings.split,
+        "protocol": proto.name,
+        "benchmark": settings.benchmark,
+        "decoding": decoding,
+        "seed": settings.seed,
+        "max_reasoning_tokens": settings.max_reasoning_tokens,
+        "reasoner": models.get("reasoner"),
+        "segmenter": models.get("segmenter"),
+        "prompt_template": models.get("prompt_template"),
+        "parse_mode": models.get("parse_mode"),
+        "generation": models.get("generation"),
+        "transformers": models.get("transformers"),
     }
 
 
@@ -136,7 +147,8 @@ def _check_resume(out: Path, header: dict) -> None:
         what = ", ".join(f"{k} {old.get(k)!r} -> {header[k]!r}" for k in diff)
         raise BadInput(
             f"{out} holds an evaluation run with other settings ({what}); pass --restart to start over there "
-            "or choose another output folder.", code="report_dir_mismatch",
+            "or choose another output folder.",
+            code="report_dir_mismatch",
         )
 
 
@@ -144,8 +156,10 @@ def _prompts_in_label_pixels(result, sx: float, sy: float) -> list[dict]:
     def box(b):
         return None if b is None else [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
 
-    return [{"box": box(inst.box_pixel), "points": [[x * sx, y * sy] for x, y in inst.points_pixel],
-             "score": inst.score} for inst in result.instances]
+    return [
+        {"box": box(inst.box_pixel), "points": [[x * sx, y * sy] for x, y in inst.points_pixel], "score": inst.score}
+        for inst in result.instances
+    ]
 
 
 def status_label(result, parse_mode: str) -> str:
@@ -156,16 +170,36 @@ def status_label(result, parse_mode: str) -> str:
     return parse_answer(result.answer, mode=parse_mode).label
 
 
-def _record(sample: Sample, q_index: int, question: str, result, score: SampleScore, gt: np.ndarray,
-            pred_label: np.ndarray, frame: tuple[int, int], seconds: float) -> dict:
+def _record(
+    sample: Sample,
+    q_index: int,
+    question: str,
+    result,
+    score: SampleScore,
+    gt: np.ndarray,
+    pred_label: np.ndarray,
+    frame: tuple[int, int],
+    seconds: float,
+) -> dict:
     h, w = gt.shape
     return {
-        "image_id": sample.image_id, "question": question, "question_index": q_index,
-        "category": sample.category, "status": score.status, "message": result.message,
-        "reasoning": result.reasoning, "answer": result.answer,
-        "iou": score.iou, "intersection": score.intersection, "union": score.union,
-        "empty_target": score.empty_target, "width": w, "height": h, "frame": list(frame),
-        "gt_area": int(gt.sum()), "pred_area": int(pred_label.sum()),
+        "image_id": sample.image_id,
+        "question": question,
+        "question_index": q_index,
+        "category": sample.category,
+        "status": score.status,
+        "message": result.message,
+        "reasoning": result.reasoning,
+        "answer": result.answer,
+        "iou": score.iou,
+        "intersection": score.intersection,
+        "union": score.union,
+        "empty_target": score.empty_target,
+        "width": w,
+        "height": h,
+        "frame": list(frame),
+        "gt_area": int(gt.sum()),
+        "pred_area": int(pred_label.sum()),
         "prompts": _prompts_in_label_pixels(result, w / frame[0], h / frame[1]),
         "seconds": round(seconds, 3),
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
@@ -220,12 +254,23 @@ def segment_options(settings: EvalSettings, proto: Protocol):
     from ..options import SegmentOptions
     from ..reasoner import ANSWER_BUDGET
 
-    return SegmentOptions(max_reasoning_tokens=settings.max_reasoning_tokens, polygonise=False,
-                          parse_mode=proto.parse_mode, answer_budget=ANSWER_BUDGET if proto.forced_answer else 0)
+    return SegmentOptions(
+        max_reasoning_tokens=settings.max_reasoning_tokens,
+        polygonise=False,
+        parse_mode=proto.parse_mode,
+        answer_budget=ANSWER_BUDGET if proto.forced_answer else 0,
+    )
 
 
-def evaluate(pipeline, settings: EvalSettings, progress: bool = True, log=None, executor=None,
-             provenance: dict | None = None, decoding: str | None = None) -> dict:
+def evaluate(
+    pipeline,
+    settings: EvalSettings,
+    progress: bool = True,
+    log=None,
+    executor=None,
+    provenance: dict | None = None,
+    decoding: str | None = None,
+) -> dict:
     """Evaluate `pipeline` on a split; returns the metrics written to REPORT_DIR/metrics.json.
 
     Every prompt is prefilled whole, as the reference did: no prefix reused across questions (Reasoner,
@@ -253,9 +298,11 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log, executor, p
     bench = get_benchmark(settings.benchmark)
     samples, problems = bench.scan(settings.data, settings.split)
     if not samples:
-        raise BadInput(f"No usable {bench.name} sample in {settings.data} (split {settings.split}; {len(problems)} "
-                       f"with problems; first: {problems[0].message if problems else 'the images folder is empty'}).",
-                       code="dataset_empty")
+        raise BadInput(
+            f"No usable {bench.name} sample in {settings.data} (split {settings.split}; {len(problems)} "
+            f"with problems; first: {problems[0].message if problems else 'the images folder is empty'}).",
+            code="dataset_empty",
+        )
     drawn = draw_questions(samples, settings, proto)
     selected = [s for s, _, _ in drawn]
     question_of = {s.image_id: (k, q) for s, k, q in drawn}
@@ -279,17 +326,29 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log, executor, p
     log_path = out / SAMPLES_FILE
     done = read_finished(log_path)
     # The reference's draw gives an image another question under another --limit: such a record is redone.
-    pending = [s for s in selected
-               if s.image_id not in done or done[s.image_id].get("question_index") != question_of[s.image_id][0]]
+    pending = [
+        s
+        for s in selected
+        if s.image_id not in done or done[s.image_id].get("question_index") != question_of[s.image_id][0]
+    ]
     if done:
         log(f"resuming: {len(selected) - len(pending)} of {len(selected)} images already evaluated in {out}")
     t_start = time.perf_counter()
-    bar = tqdm(total=len(selected), initial=len(selected) - len(pending), desc=f"{settings.split} ({proto.name})",
-               unit="img", disable=not progress, file=sys.stderr)
-    chunks = [[(sample, *question_of[sample.image_id]) for sample in pending[i:i + settings.batch_size]]
-              for i in range(0, len(pending), settings.batch_size)]
-    outcomes = (executor(chunks) if executor is not None
-                else (run_samples(pipeline, chunk, proto, opts) for chunk in chunks))
+    bar = tqdm(
+        total=len(selected),
+        initial=len(selected) - len(pending),
+        desc=f"{settings.split} ({proto.name})",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    chunks = [
+        [(sample, *question_of[sample.image_id]) for sample in pending[i : i + settings.batch_size]]
+        for i in range(0, len(pending), settings.batch_size)
+    ]
+    outcomes = (
+        executor(chunks) if executor is not None else (run_samples(pipeline, chunk, proto, opts) for chunk in chunks)
+    )
     with log_path.open("a", encoding="utf-8") as fh:
         for chunk_out in outcomes:
             for image_id, rec, problem, pred_png in chunk_out:
@@ -309,16 +368,26 @@ def _evaluate(pipeline, settings: EvalSettings, progress: bool, log, executor, p
             fh.write(json.dumps(p.to_dict()) + "\n")
     scores = [SampleScore(r["iou"], r["intersection"], r["union"], r["empty_target"], r["status"]) for r in records]
     metrics = summarize(scores, [r.get("category") for r in records], proto)
-    metrics.update({
-        "split": settings.split, "benchmark": settings.benchmark, "decoding": decoding,
-        "data": header["data"], "seed": settings.seed, "limit": settings.limit,
-        "selected": len(selected), "skipped": len(problems), "models": provenance,
-        "parse_mode": provenance["parse_mode"], "generation": provenance["generation"],
-        "prompt_template": provenance["prompt_template"], "transformers": provenance["transformers"],
-        "max_reasoning_tokens": settings.max_reasoning_tokens,
-        "seconds_this_run": round(time.perf_counter() - t_start, 1),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    metrics.update(
+        {
+            "split": settings.split,
+            "benchmark": settings.benchmark,
+            "decoding": decoding,
+            "data": header["data"],
+            "seed": settings.seed,
+            "limit": settings.limit,
+            "selected": len(selected),
+            "skipped": len(problems),
+            "models": provenance,
+            "parse_mode": provenance["parse_mode"],
+            "generation": provenance["generation"],
+            "prompt_template": provenance["prompt_template"],
+            "transformers": provenance["transformers"],
+            "max_reasoning_tokens": settings.max_reasoning_tokens,
+            "seconds_this_run": round(time.perf_counter() - t_start, 1),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     write_report(out, records, metrics, {s.image_id: s for s in samples}, problems, proto, settings.report_cases)
     return metrics

@@ -137,8 +137,12 @@ class Service:
         """On SIGTERM: take no new work, drop what waits, cancel the running item at its next tile (its
         partial state is removed as it ends); the server then stops within seconds, not after the queue."""
         dropped, running = self.worker.stop_taking()
-        log.info("stopping (%s): taking no new work; %d waiting item(s) dropped%s", why, dropped,
-                 f", the running {running.kind} {running.id} cancelled at its next tile" if running else "")
+        log.info(
+            "stopping (%s): taking no new work; %d waiting item(s) dropped%s",
+            why,
+            dropped,
+            f", the running {running.kind} {running.id} cancelled at its next tile" if running else "",
+        )
 
     def shutdown(self) -> None:
         self.worker.stop()
@@ -175,15 +179,24 @@ class Service:
                     raise Cancelled("The request was cancelled before it started.")
                 item.report(0, 1, "reading and reasoning")
                 result = pipeline.segment(str(upload.path), upload.query, upload.options)
-                self.views.put(View(result.view_id, result.tile, [i.instance for i in result.instances],
-                                    upload.options.min_area_pixels, upload.options.sam_size))
+                self.views.put(
+                    View(
+                        result.view_id,
+                        result.tile,
+                        [i.instance for i in result.instances],
+                        upload.options.min_area_pixels,
+                        upload.options.sam_size,
+                    )
+                )
                 return result.to_dict()
         except Think2SegError as e:
             raise upload.user_error(e) from None
         except OSError as e:
             if not upload.path.exists():  # removed from the work folder while it ran (by hand, or a cleaner)
-                raise Think2SegError("The upload was removed from the backend's work folder while it was read; "
-                                     "send it again (and keep cleaners away from the work folder).") from e
+                raise Think2SegError(
+                    "The upload was removed from the backend's work folder while it was read; "
+                    "send it again (and keep cleaners away from the work folder)."
+                ) from e
             raise
 
     def _run_tiled(self, item: WorkItem, upload: Upload, pipeline) -> dict:
@@ -193,16 +206,31 @@ class Service:
         state = self.work.new_folder(f"tiles-{item.id}")
         try:
             result = segment_raster_tiled(
-                pipeline, str(upload.path), [upload.query], opts, Tiling.from_options(opts), state_path=state,
-                progress=item.report, cancelled=item.cancelled,
+                pipeline,
+                str(upload.path),
+                [upload.query],
+                opts,
+                Tiling.from_options(opts),
+                state_path=state,
+                progress=item.report,
+                cancelled=item.cancelled,
             )
             # Keep the raster while its view lives (the upload itself is deleted when the item ends): a refine
             # re-reads the tiles it touches.
             result.view_id = tiled_view_id(result.tile_records)
             kept = self._views_folder / f"{result.view_id}{upload.path.suffix}"
             os.replace(upload.path, kept)
-            self.views.put(TiledView(result.view_id, str(kept), result.grid, opts.bands, result.features,
-                                     opts.min_area_pixels, opts.sam_size))
+            self.views.put(
+                TiledView(
+                    result.view_id,
+                    str(kept),
+                    result.grid,
+                    opts.bands,
+                    result.features,
+                    opts.min_area_pixels,
+                    opts.sam_size,
+                )
+            )
             return result.to_dict()
         finally:
             shutil.rmtree(state, ignore_errors=True)
@@ -222,8 +250,10 @@ class Service:
     def refine(self, view_id: str, body: RefineRequest) -> WorkItem:
         points = len(body.positive_points) + len(body.negative_points)
         if points > MAX_REFINE_POINTS:
-            raise BadPrompt(f"This refine has {points:,} points; one refine takes at most {MAX_REFINE_POINTS:,}: "
-                            "a box and a few points are enough for SAM2.")
+            raise BadPrompt(
+                f"This refine has {points:,} points; one refine takes at most {MAX_REFINE_POINTS:,}: "
+                "a box and a few points are enough for SAM2."
+            )
         view = self.views.get(view_id)
         self.holder.require()
 
@@ -232,8 +262,11 @@ class Service:
                 return refine_view(self.holder.require().segmenter_for(view.sam_size), view, body)
             except OSError:  # rasterio's errors too: a tiled view's raster evicted since `get` (--max-views)
                 if isinstance(view, TiledView) and not os.path.exists(view.path):
-                    raise NotFound(f"The answer {view_id} is no longer kept (newer answers took its place); "
-                                   "segment the area again, then refine.", code="view_not_found") from None
+                    raise NotFound(
+                        f"The answer {view_id} is no longer kept (newer answers took its place); "
+                        "segment the area again, then refine.",
+                        code="view_not_found",
+                    ) from None
                 raise
 
         return self.worker.submit(WorkItem(run, kind="refine"))
@@ -241,11 +274,13 @@ class Service:
     def job(self, job_id: str) -> WorkItem:
         item = self.worker.get(job_id)
         if item is None and job_id in self.work.lost:
-            raise NotFound(f"The job {job_id} was lost: the backend stopped or crashed while it held the job (or "
-                           "its result), and was started again. Submit the job again.", code="job_lost")
+            raise NotFound(
+                f"The job {job_id} was lost: the backend stopped or crashed while it held the job (or "
+                "its result), and was started again. Submit the job again.",
+                code="job_lost",
+            )
         if item is None or item.kind != "job":
-            raise NotFound(f"There is no job {job_id} (finished jobs are kept for a while only).",
-                           code="job_not_found")
+            raise NotFound(f"There is no job {job_id} (finished jobs are kept for a while only).", code="job_not_found")
         return item
 
     def job_result(self, job_id: str) -> dict:
@@ -254,8 +289,10 @@ class Service:
             return item.result
         if item.exception is not None:  # failed or cancelled: the job's own error, with its own status
             raise item.exception
-        raise Conflict(f"The job is {item.status} ({item.progress:.0%}); poll /v1/jobs/{job_id} until it is done.",
-                       code="job_not_finished")
+        raise Conflict(
+            f"The job is {item.status} ({item.progress:.0%}); poll /v1/jobs/{job_id} until it is done.",
+            code="job_not_finished",
+        )
 
     def health(self) -> dict:
         import torch
@@ -265,13 +302,22 @@ class Service:
         device, detail = _device_info()
         body = {
             "status": "ok" if holder.pipeline is not None else ("error" if holder.error else "loading"),
-            "device": device, "device_detail": detail,
+            "device": device,
+            "device_detail": detail,
             "models": {**holder.model_ids, "loaded": holder.pipeline is not None},
             # the reasoner's decoding path in use (think2seg.decoding): fast or plain; None while loading
             "decoding": getattr(getattr(holder.pipeline, "reasoner", None), "decoding", None),
-            "queue": {"running": int(self.worker.running is not None), "waiting": self.worker.waiting,
-                      "max_waiting": self.limits.max_waiting, "dropped": self.worker.dropped},
-            "versions": {"think2seg": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
+            "queue": {
+                "running": int(self.worker.running is not None),
+                "waiting": self.worker.waiting,
+                "max_waiting": self.limits.max_waiting,
+                "dropped": self.worker.dropped,
+            },
+            "versions": {
+                "think2seg": __version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+            },
             "limits": dataclasses.asdict(self.limits),
         }
         if holder.error:
@@ -309,16 +355,23 @@ async def health(request: Request) -> dict:
     return service_of(request).health()
 
 
-@router.post("/v1/segment", openapi_extra=schemas.form_body(SegmentOptions),
-             responses={200: {"model": schemas.SegmentAnswer}, **schemas.errors(*schemas.SUBMIT, 507)})
+@router.post(
+    "/v1/segment",
+    openapi_extra=schemas.form_body(SegmentOptions),
+    responses={200: {"model": schemas.SegmentAnswer}, **schemas.errors(*schemas.SUBMIT, 507)},
+)
 async def segment(request: Request) -> dict:
     service = service_of(request)
     item = service.submit(await service.receive(request, SegmentOptions), kind="segment")
     return await service.answer(item, request)
 
 
-@router.post("/v1/jobs", status_code=202, openapi_extra=schemas.form_body(JobOptions),
-             responses={202: {"model": schemas.JobAccepted}, **schemas.errors(*schemas.SUBMIT)})
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    openapi_extra=schemas.form_body(JobOptions),
+    responses={202: {"model": schemas.JobAccepted}, **schemas.errors(*schemas.SUBMIT)},
+)
 async def submit_job(request: Request) -> JSONResponse:
     service = service_of(request)
     item = service.submit(await service.receive(request, JobOptions), kind="job")
@@ -330,8 +383,10 @@ async def job_status(job_id: str, request: Request) -> dict:
     return service_of(request).job(job_id).to_dict()
 
 
-@router.get("/v1/jobs/{job_id}/result", responses={
-    200: {"model": schemas.SegmentAnswer}, **schemas.errors(404, 409, 422, 503, 507)})
+@router.get(
+    "/v1/jobs/{job_id}/result",
+    responses={200: {"model": schemas.SegmentAnswer}, **schemas.errors(404, 409, 422, 503, 507)},
+)
 async def job_result(job_id: str, request: Request) -> dict:
     return service_of(request).job_result(job_id)
 
@@ -343,8 +398,10 @@ async def cancel_job(job_id: str, request: Request) -> dict:
 
 
 # -- the guard and the error answers -------------------------------------------------------------------------
-@router.post("/v1/views/{view_id}/refine", responses={
-    200: {"model": schemas.RefineAnswer}, **schemas.errors(400, 404, 422, 429, 503, 507)})
+@router.post(
+    "/v1/views/{view_id}/refine",
+    responses={200: {"model": schemas.RefineAnswer}, **schemas.errors(400, 404, 422, 429, 503, 507)},
+)
 async def refine(view_id: str, body: RefineRequest, request: Request) -> dict:
     """Re-segment one instance of an answer from a box and positive/negative points: SAM2's decoder on the
     answer's cached embedding, no reasoner (docs/api.md)."""
@@ -381,8 +438,10 @@ class Guard:
     def __init__(self, app, config: ServiceConfig):
         self.app, self.config = app, config
         # a configured IPv6 address comes bare (`fd00::5`); clients send it in brackets (`[fd00::5]:8765`)
-        names = {h.strip().lower() if h.count(":") > 1 and not h.startswith("[") else host_name(h)
-                 for h in (config.host, *config.allowed_hosts)}
+        names = {
+            h.strip().lower() if h.count(":") > 1 and not h.startswith("[") else host_name(h)
+            for h in (config.host, *config.allowed_hosts)
+        }
         self.hosts = LOOPBACK_NAMES | (names - {None})
 
     async def __call__(self, scope, receive, send):
@@ -410,13 +469,19 @@ class Guard:
             try:
                 message = await asyncio.wait_for(receive(), self.config.body_timeout_s)
             except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-                raise RequestTimeout(f"The request's body stopped arriving for {self.config.body_timeout_s:g} s; "
-                                     "send it again.") from None
+                raise RequestTimeout(
+                    f"The request's body stopped arriving for {self.config.body_timeout_s:g} s; send it again."
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
-                    raise too_large(limits) if cap > MAX_JSON_BODY else TooLarge(
-                        f"The request body is over {MAX_JSON_BODY >> 20} MiB; a JSON body here is a few KB.")
+                    raise (
+                        too_large(limits)
+                        if cap > MAX_JSON_BODY
+                        else TooLarge(
+                            f"The request body is over {MAX_JSON_BODY >> 20} MiB; a JSON body here is a few KB."
+                        )
+                    )
                 body_done = not message.get("more_body", False)
             else:
                 body_done = True
@@ -426,13 +491,16 @@ class Guard:
 
     def refusal(self, scope, headers: dict[str, str]) -> Think2SegError | None:
         if host_name(headers.get("host", "")) not in self.hosts:
-            return WrongHost("This backend answers requests for localhost (or the host it was started for) only; "
-                             "check the URL.")
+            return WrongHost(
+                "This backend answers requests for localhost (or the host it was started for) only; check the URL."
+            )
         if scope["path"] in OPEN_PATHS:
             return None
         if not token_matches(headers.get("authorization"), self.config.token):
-            return Unauthorized("Missing or wrong token: send `Authorization: Bearer TOKEN` with the token from the "
-                                "backend's token file.")
+            return Unauthorized(
+                "Missing or wrong token: send `Authorization: Bearer TOKEN` with the token from the "
+                "backend's token file."
+            )
         length = headers.get("content-length", "")
         limits = self.config.limits
         if scope["method"] == "POST" and length.isdigit() and int(length) > limits.max_upload_bytes + (1 << 20):
@@ -468,13 +536,16 @@ def http_error(request: Request, e: StarletteHTTPException) -> Think2SegError:
     if e.status_code == 404:
         return NotFound(f"There is no route {request.url.path}; see docs/api.md for the API.")
     if e.status_code == 405:
-        return MethodNotAllowed(f"{request.url.path} does not take {request.method}; see docs/api.md.",
-                                allow=(e.headers or {}).get("Allow", ""))
+        return MethodNotAllowed(
+            f"{request.url.path} does not take {request.method}; see docs/api.md.",
+            allow=(e.headers or {}).get("Allow", ""),
+        )
     if e.status_code == 400:
         cause = e.__cause__
         why = "nested too deeply" if isinstance(cause, RecursionError) else (scrub_paths(str(cause)) if cause else "")
-        return BadRequest(f"The body is not valid JSON{f' ({why})' if why else ''}; send a JSON object "
-                          "(see docs/api.md).")
+        return BadRequest(
+            f"The body is not valid JSON{f' ({why})' if why else ''}; send a JSON object (see docs/api.md)."
+        )
     err = Think2SegError(scrub_paths(str(e.detail)), code="internal")
     err.http_status = e.status_code if 400 <= e.status_code < 600 else 500
     return err
@@ -508,8 +579,14 @@ def create_app(holder: PipelineHolder, config: ServiceConfig) -> FastAPI:
         service.shutdown()
 
     # /docs and /redoc are off: they load their JavaScript from a CDN (broken offline); /openapi.json stays.
-    app = FastAPI(title="Think2Seg backend", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Reasoning segmentation of georeferenced rasters. See docs/api.md.")
+    app = FastAPI(
+        title="Think2Seg backend",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Reasoning segmentation of georeferenced rasters. See docs/api.md.",
+    )
     app.state.service = service
     app.add_middleware(Guard, config=config)
     install_error_answers(app)

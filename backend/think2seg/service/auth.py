@@ -41,12 +41,14 @@ def load_or_create_token(path: str | os.PathLike | None = None) -> tuple[str, Pa
             f.write(token + "\n")
         os.chmod(p, 0o600)
     except OSError as e:
-        raise BadInput(f"Cannot use the token file {p} ({e.strerror or e}): give a --token-file in a folder you "
-                       "can write.", code="bad_token_file") from e
+        raise BadInput(
+            f"Cannot use the token file {p} ({e.strerror or e}): give a --token-file in a folder you can write.",
+            code="bad_token_file",
+        ) from e
     return token, p
 
 
 def token_matches(header: str | None, token: str) -> bool:
     if not header or not header.startswith("Bearer "):
         return False
-    return hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode())
+    return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())

@@ -60,8 +60,10 @@ def tiff_blocks(data_at, size: int, max_ifds: int) -> list[Block] | None:
         if offset in seen:
             raise BadInput("This TIFF's IFD chain loops back on itself: the file is damaged.", code="not_a_raster")
         if len(seen) >= max_ifds:
-            raise refuse(f"This TIFF has more than {max_ifds} images (IFDs); this backend reads at most {max_ifds}: "
-                         "send the one image you want to segment (e.g. gdal_translate it to a new file).")
+            raise refuse(
+                f"This TIFF has more than {max_ifds} images (IFDs); this backend reads at most {max_ifds}: "
+                "send the one image you want to segment (e.g. gdal_translate it to a new file)."
+            )
         seen.add(offset)
         n_size = 8 if big else 2
         raw = data_at(offset, n_size)
@@ -72,18 +74,18 @@ def tiff_blocks(data_at, size: int, max_ifds: int) -> list[Block] | None:
         entries = data_at(offset + n_size, n * entry_size + struct.calcsize(next_fmt))
         tags: dict[int, int] = {}
         for i in range(min(n, len(entries) // entry_size)):
-            e = entries[i * entry_size:(i + 1) * entry_size]
+            e = entries[i * entry_size : (i + 1) * entry_size]
             tag, typ = struct.unpack(end + "HH", e[:4])
             if tag not in WANTED or typ not in TYPE_SIZES:
                 continue
-            count = struct.unpack(end + ("Q" if big else "I"), e[4:12 if big else 8])[0]
+            count = struct.unpack(end + ("Q" if big else "I"), e[4 : 12 if big else 8])[0]
             value = e[12:] if big else e[8:]
             if count * TYPE_SIZES[typ] > inline:  # stored elsewhere (BitsPerSample of many bands): the first one
                 where = struct.unpack(end + ("Q" if big else "I"), value)[0]
                 value = data_at(where, TYPE_SIZES[typ])
             if len(value) >= TYPE_SIZES[typ]:
-                tags[tag] = struct.unpack(end + TYPE_FORMATS[typ], value[:TYPE_SIZES[typ]])[0]
-        tail = entries[n * entry_size:n * entry_size + struct.calcsize(next_fmt)]
+                tags[tag] = struct.unpack(end + TYPE_FORMATS[typ], value[: TYPE_SIZES[typ]])[0]
+        tail = entries[n * entry_size : n * entry_size + struct.calcsize(next_fmt)]
         offset = struct.unpack(end + next_fmt, tail)[0] if len(tail) == struct.calcsize(next_fmt) else 0
         width, length = tags.get(WIDTH, 0), tags.get(LENGTH, 0)
         bands = tags.get(SAMPLES, 1) if tags.get(PLANAR, 1) == 1 else 1  # planar 2: one band per block
@@ -113,8 +115,10 @@ def check_tiff(path, max_block_pixels: int, max_block_bytes: int, max_ifds: int)
 
 def check_block(b: Block, max_block_pixels: int, max_block_bytes: int) -> None:
     if b.width * b.height > max_block_pixels or b.nbytes > max_block_bytes:
-        raise refuse(f"This raster declares blocks (tiles or strips) of {b.width} x {b.height} pixels x {b.bands} "
-                     f"band(s) x {b.sample_bytes} byte(s) = {b.nbytes / 2**20:,.0f} MiB, each decoded whole by any "
-                     f"read; this backend decodes at most {max_block_pixels:,} pixels and "
-                     f"{max_block_bytes / 2**20:,.0f} MiB a block: rewrite it with smaller tiles "
-                     "(e.g. gdal_translate -co TILED=YES -co BLOCKXSIZE=512 -co BLOCKYSIZE=512).")
+        raise refuse(
+            f"This raster declares blocks (tiles or strips) of {b.width} x {b.height} pixels x {b.bands} "
+            f"band(s) x {b.sample_bytes} byte(s) = {b.nbytes / 2**20:,.0f} MiB, each decoded whole by any "
+            f"read; this backend decodes at most {max_block_pixels:,} pixels and "
+            f"{max_block_bytes / 2**20:,.0f} MiB a block: rewrite it with smaller tiles "
+            "(e.g. gdal_translate -co TILED=YES -co BLOCKXSIZE=512 -co BLOCKYSIZE=512)."
+        )

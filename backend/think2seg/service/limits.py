@@ -57,15 +57,19 @@ def plan_read(width: int, height: int, transform, opts: SegmentOptions, limits: 
     if isinstance(opts, JobOptions) and (opts.tiling_requested or max(width, height) > opts.max_read_size):
         return _plan_grid(width, height, transform, opts, limits)
     if width * height > limits.max_source_pixels:
-        raise BadInput(f"This raster is {width} x {height} pixels, more than one request reads "
-                       f"({limits.max_source_pixels:,} pixels): send it as a job (POST /v1/jobs), which tiles it.",
-                       code="raster_too_large")
+        raise BadInput(
+            f"This raster is {width} x {height} pixels, more than one request reads "
+            f"({limits.max_source_pixels:,} pixels): send it as a job (POST /v1/jobs), which tiles it.",
+            code="raster_too_large",
+        )
     scale = min(1.0, opts.max_read_size / max(width, height))
     read = round(width * scale) * round(height * scale)
     if read > limits.max_read_pixels:
         side = math.isqrt(limits.max_read_pixels)
-        raise BadOptions(f"max_read_size {opts.max_read_size} would read {read:,} pixels; this backend reads at most "
-                         f"{limits.max_read_pixels:,} in one go: use a max_read_size of at most {side}.")
+        raise BadOptions(
+            f"max_read_size {opts.max_read_size} would read {read:,} pixels; this backend reads at most "
+            f"{limits.max_read_pixels:,} in one go: use a max_read_size of at most {side}."
+        )
     return ReadPlan(tiled=False)
 
 
@@ -74,17 +78,23 @@ def _plan_grid(width: int, height: int, transform, opts: JobOptions, limits: Lim
 
     scale = 1.0 if opts.gsd is None else opts.gsd / native_pixel_size(transform)
     check_grid_options(opts.tile_size, opts.overlap, scale)
-    if opts.tile_size ** 2 > limits.max_read_pixels:
-        raise BadOptions(f"tile_size {opts.tile_size} is over this backend's read limit "
-                         f"({limits.max_read_pixels:,} pixels a tile): use at most {math.isqrt(limits.max_read_pixels)}.")
+    if opts.tile_size**2 > limits.max_read_pixels:
+        raise BadOptions(
+            f"tile_size {opts.tile_size} is over this backend's read limit "
+            f"({limits.max_read_pixels:,} pixels a tile): use at most {math.isqrt(limits.max_read_pixels)}."
+        )
     window = (opts.tile_size * scale) ** 2
     if window > limits.max_source_pixels:
-        raise BadInput(f"At gsd {opts.gsd} a tile covers {window:,.0f} raster pixels, more than one read may "
-                       f"({limits.max_source_pixels:,}): use a smaller gsd or tile_size.", code="raster_too_large")
+        raise BadInput(
+            f"At gsd {opts.gsd} a tile covers {window:,.0f} raster pixels, more than one read may "
+            f"({limits.max_source_pixels:,}): use a smaller gsd or tile_size.",
+            code="raster_too_large",
+        )
     n = tile_count(width, height, opts.tile_size, opts.overlap, scale)
     if n > limits.max_tiles:
-        raise BadInput(f"This job would make {n:,} tiles of a {width} x {height} raster; the limit is "
-                       f"{limits.max_tiles:,}: send a smaller area, a larger gsd or a larger tile_size.",
-                       code="too_many_tiles")
+        raise BadInput(
+            f"This job would make {n:,} tiles of a {width} x {height} raster; the limit is "
+            f"{limits.max_tiles:,}: send a smaller area, a larger gsd or a larger tile_size.",
+            code="too_many_tiles",
+        )
     return ReadPlan(tiled=True, tiles=n)
-

@@ -77,15 +77,33 @@ class RefineAnswer(BaseModel):
 
 def form_body(options: type[SegmentOptions]) -> dict:
     """The multipart form (parsed by hand, to bound the upload while it streams), for OpenAPI."""
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["image", "query"],
-        "properties": {
-            "image": {"type": "string", "format": "binary",
-                      "description": "GeoTIFF/COG, PNG, JPEG, JPEG2000, WebP, GIF or BMP (VRT is refused)"},
-            "query": {"type": "string", "minLength": 1, "maxLength": 2000},
-            "options": {"type": "string", "description": "JSON text of an object with any of: "
-                        + ", ".join(options.model_fields) + " (docs/api.md gives types and bounds)"},
-        }}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image", "query"],
+                        "properties": {
+                            "image": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "GeoTIFF/COG, PNG, JPEG, JPEG2000, WebP, GIF or BMP (VRT is refused)",
+                            },
+                            "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                            "options": {
+                                "type": "string",
+                                "description": "JSON text of an object with any of: "
+                                + ", ".join(options.model_fields)
+                                + " (docs/api.md gives types and bounds)",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    }
 
 
 def errors(*statuses: int) -> dict[int | str, dict]:

@@ -50,8 +50,10 @@ class Upload:
 
 def too_large(limits: Limits, received: int | None = None) -> TooLarge:
     size = f"The upload is {received / 2**20:.0f} MiB" if received else "The upload is"
-    return TooLarge(f"{size} over the {limits.max_upload_mb} MiB limit: read a smaller area or start the backend "
-                    "with a larger --max-upload-mb.")
+    return TooLarge(
+        f"{size} over the {limits.max_upload_mb} MiB limit: read a smaller area or start the backend "
+        "with a larger --max-upload-mb."
+    )
 
 
 async def bounded(stream: AsyncIterator[bytes], limit: int, limits: Limits) -> AsyncIterator[bytes]:
@@ -86,20 +88,26 @@ class WorkFolderParser(MultiPartParser):
 def disk_error(e: OSError, folder: Path) -> Think2SegError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         root = folder.parent if folder.name.startswith("run-") else folder
-        return DiskFull(f"The disk of the work folder {root} is full: free space there or start the backend with "
-                        "another --work-dir.")
+        return DiskFull(
+            f"The disk of the work folder {root} is full: free space there or start the backend with "
+            "another --work-dir."
+        )
     return Think2SegError(f"The backend could not write the upload to its work folder ({e.strerror}).")
 
 
-async def receive_upload(request: Request, options_model: type[SegmentOptions], limits: Limits,
-                         folder: Path) -> Upload:
+async def receive_upload(request: Request, options_model: type[SegmentOptions], limits: Limits, folder: Path) -> Upload:
     """Parse the form, check query and options, save the image in `folder`, check its header."""
     from ..options import check_query
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest("Send a multipart form with an `image` file and a `query` (see docs/api.md).")
-    parser = WorkFolderParser(request.headers, bounded(request.stream(), limits.max_upload_bytes + FORM_OVERHEAD,
-                                                       limits), max_files=1, max_fields=4, folder=folder)
+    parser = WorkFolderParser(
+        request.headers,
+        bounded(request.stream(), limits.max_upload_bytes + FORM_OVERHEAD, limits),
+        max_files=1,
+        max_fields=4,
+        folder=folder,
+    )
     try:
         form = await parser.parse()
     except MultiPartException as e:
@@ -158,9 +166,11 @@ def check_header(path: Path, options: SegmentOptions, limits: Limits) -> ReadPla
     check_tiff(path, limits.max_source_pixels, limits.max_block_bytes, limits.max_ifds)
     with untrusted_rasters(), open_raster(path) as ds:
         if ds.count > limits.max_bands:
-            raise BadInput(f"This raster declares {ds.count:,} bands; this backend reads rasters of at most "
-                           f"{limits.max_bands:,}: keep the bands you need (gdal_translate -b).",
-                           code="raster_too_large")
+            raise BadInput(
+                f"This raster declares {ds.count:,} bands; this backend reads rasters of at most "
+                f"{limits.max_bands:,}: keep the bands you need (gdal_translate -b).",
+                code="raster_too_large",
+            )
         sample_bytes = max(np.dtype(t).itemsize for t in ds.dtypes)
         interleaved = ds.count if (ds.interleaving is not None and ds.interleaving.name == "PIXEL") else 1
         for h, w in set(ds.block_shapes):  # every format, not only TIFF (GDAL's own block sizes)
@@ -171,8 +181,9 @@ def check_header(path: Path, options: SegmentOptions, limits: Limits) -> ReadPla
 
 async def keep_upload(image: UploadFile, query: str, options: SegmentOptions, limits: Limits, folder: Path) -> Upload:
     # our own name: the client's suffix is not trusted (GDAL picks the format from the bytes anyway)
-    upload = Upload(folder / f"{uuid.uuid4().hex}.upload", image.filename or "upload", query, options,
-                    ReadPlan(tiled=False))
+    upload = Upload(
+        folder / f"{uuid.uuid4().hex}.upload", image.filename or "upload", query, options, ReadPlan(tiled=False)
+    )
     spool = image.file
     try:
         spool.flush()

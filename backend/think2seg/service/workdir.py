@@ -44,8 +44,10 @@ class WorkRoot:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
-            raise BadInput(f"Cannot create the work folder {self.root} ({e.strerror}): give a writable --work-dir.",
-                           code="bad_work_dir") from e
+            raise BadInput(
+                f"Cannot create the work folder {self.root} ({e.strerror}): give a writable --work-dir.",
+                code="bad_work_dir",
+            ) from e
         with open(self.root / ".scan.lock", "a+") as scan:
             fcntl.flock(scan, fcntl.LOCK_EX)  # one backend at a time clears stale runs and makes its own
             self.lost: set[str] = set()
@@ -53,8 +55,11 @@ class WorkRoot:
             self.path = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=self.root))
             self._lock = _try_lock(self.path.with_suffix(".lock"))
         if self.removed:
-            log.info("removed %d work folder(s) left by backends that stopped without cleaning up: %s",
-                     len(self.removed), ", ".join(p.name for p in self.removed))
+            log.info(
+                "removed %d work folder(s) left by backends that stopped without cleaning up: %s",
+                len(self.removed),
+                ", ".join(p.name for p in self.removed),
+            )
 
     def _clear_stale(self) -> list[Path]:
         removed = []

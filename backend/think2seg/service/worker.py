@@ -75,8 +75,13 @@ class WorkItem:
                 log.exception("cleanup of work item %s failed", self.id)
 
     def to_dict(self) -> dict:
-        return {"job_id": self.id, "status": self.status, "progress": round(self.progress, 4),
-                "message": self.message, "error": self.error}
+        return {
+            "job_id": self.id,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "error": self.error,
+        }
 
 
 class Worker:
@@ -104,12 +109,14 @@ class Worker:
     def check_room(self) -> None:
         """Raise QueueFull when no item may be added (asked before an upload is read, and again at submit)."""
         if self.stopping:
-            raise Unavailable("The backend is stopping; start it again, then send the request again.",
-                              code="stopping")
+            raise Unavailable("The backend is stopping; start it again, then send the request again.", code="stopping")
         if self._waiting >= self.max_waiting:
             retry = min(600, round(self._last_duration * max(1, self._waiting)))
-            raise QueueFull(f"The backend has {self._waiting} requests waiting (the limit is {self.max_waiting}); "
-                            f"try again in about {retry} s.", retry_after=retry)
+            raise QueueFull(
+                f"The backend has {self._waiting} requests waiting (the limit is {self.max_waiting}); "
+                f"try again in about {retry} s.",
+                retry_after=retry,
+            )
 
     def submit(self, item: WorkItem) -> WorkItem:
         with self._lock:
@@ -208,9 +215,12 @@ def classify_exception(e: Exception) -> Think2SegError:
         except Exception:
             pass
         return OutOfMemory(
-            "The GPU ran out of memory: read a smaller area, lower the reasoning budget, or use a smaller SAM2.")
+            "The GPU ran out of memory: read a smaller area, lower the reasoning budget, or use a smaller SAM2."
+        )
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" ({os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
-        return DiskFull(f"The disk the backend writes to{where} is full: free space there or start the backend "
-                        "with another --work-dir.")
+        return DiskFull(
+            f"The disk the backend writes to{where} is full: free space there or start the backend "
+            "with another --work-dir."
+        )
     return Think2SegError(scrub_paths(f"The backend failed: {type(e).__name__}: {e}"), code="internal")

@@ -134,11 +134,19 @@ def bench_one_tile(pipeline, raster: Path, work: Path, tile: int = 1024, repeats
         with timed(t, "write"):
             write_results([res], work / f"one_tile_{k}.gpkg")
         runs.append(t)
-    stages = [("read", "read (window, GeoTIFF)"), ("preprocess", "preprocess (resize to 840)"),
-              ("reasoner", "LVLM (processor + generate)"), ("parse", "parse"), ("segmenter", "SAM2 (encoder + decoder)"),
-              ("polygonise", "polygonise"), ("write", "write (GPKG)")]
+    stages = [
+        ("read", "read (window, GeoTIFF)"),
+        ("preprocess", "preprocess (resize to 840)"),
+        ("reasoner", "LVLM (processor + generate)"),
+        ("parse", "parse"),
+        ("segmenter", "SAM2 (encoder + decoder)"),
+        ("polygonise", "polygonise"),
+        ("write", "write (GPKG)"),
+    ]
     rows = [[label, ms(runs[0].get(key, 0.0)), ms(runs[-1].get(key, 0.0))] for key, label in stages]
-    rows.append(["total", ms(sum(runs[0].get(k, 0) for k, _ in stages)), ms(sum(runs[-1].get(k, 0) for k, _ in stages))])
+    rows.append(
+        ["total", ms(sum(runs[0].get(k, 0) for k, _ in stages)), ms(sum(runs[-1].get(k, 0) for k, _ in stages))]
+    )
     return rows
 
 
@@ -172,8 +180,17 @@ def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7
         geom = mask_to_multipolygon(mask, rt.transform)
         t4 = time.perf_counter()
         ir = InstanceResult.from_prompt(0, inst, rt, geom, 1.0)
-        res = SegmentResult(query="water", status="ok", message="", reasoning="r", answer="a", instances=[ir],
-                            tile=rt, timings={}, models={"reasoner": "tiny", "segmenter": "stand-in"})
+        res = SegmentResult(
+            query="water",
+            status="ok",
+            message="",
+            reasoning="r",
+            answer="a",
+            instances=[ir],
+            tile=rt,
+            timings={},
+            models={"reasoner": "tiny", "segmenter": "stand-in"},
+        )
         res.message = describe("ok", 1, res.area, area_unit(rt.crs), "")
         t5 = time.perf_counter()
         write_results([res], work / f"non_model_{k}.gpkg")
@@ -187,26 +204,30 @@ def bench_non_model(raster: Path, work: Path, tile: int = 1024, repeats: int = 7
         share = (time.perf_counter() - t6) / 16
         for key, dt in zip(keys, (read_s, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, share)):
             times[key].append(dt)
-    labels = {"read": f"read ({tile} x {tile} window of a tiled deflate GeoTIFF, 8-bit)",
-              "stretch": "normalise: percentile stretch to 8-bit (16-bit rasters only; lookup table)",
-              "resize": "normalise: resize to the 840 x 840 model frame (LANCZOS, 2 threads)",
-              "polygonise": "polygonise (mask -> simplified polygons in the CRS)",
-              "georeference": "georeference (box/points/areas in the CRS, the result sentence)",
-              "write": "write (GPKG: mask, points, boxes): one tile, a whole file (`segment`)",
-              "write_share": "write: one tile's share of a batch's GeoPackage (16 tiles' rows, one file)"}
+    labels = {
+        "read": f"read ({tile} x {tile} window of a tiled deflate GeoTIFF, 8-bit)",
+        "stretch": "normalise: percentile stretch to 8-bit (16-bit rasters only; lookup table)",
+        "resize": "normalise: resize to the 840 x 840 model frame (LANCZOS, 2 threads)",
+        "polygonise": "polygonise (mask -> simplified polygons in the CRS)",
+        "georeference": "georeference (box/points/areas in the CRS, the result sentence)",
+        "write": "write (GPKG: mask, points, boxes): one tile, a whole file (`segment`)",
+        "write_share": "write: one tile's share of a batch's GeoPackage (16 tiles' rows, one file)",
+    }
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = [[labels[k], ms(med[k])] for k in keys]
     base = sum(v for k, v in med.items() if k not in ("stretch", "write", "write_share"))
-    for label, total in (("8-bit raster, one tile (`segment`)", base + med["write"]),
-                         ("8-bit raster, per tile in `batch`", base + med["write_share"]),
-                         ("16-bit raster, per tile in `batch` (with the stretch)",
-                          base + med["stretch"] + med["write_share"])):
+    for label, total in (
+        ("8-bit raster, one tile (`segment`)", base + med["write"]),
+        ("8-bit raster, per tile in `batch`", base + med["write_share"]),
+        ("16-bit raster, per tile in `batch` (with the stretch)", base + med["stretch"] + med["write_share"]),
+    ):
         rows.append([f"total, {label} (target < 50 ms)", f"{ms(total)} {'OK' if total < 0.05 else 'OVER'}"])
     # batch reads, stretches and resizes the next batch on its read-ahead thread while the models answer this
     # one (tiling.read_ahead): what is left between two model calls
     waits = med["polygonise"] + med["georeference"] + med["write_share"]
-    rows.append(["of which on the path that waits for the models in `batch` (the rest runs on the read thread)",
-                 ms(waits)])
+    rows.append(
+        ["of which on the path that waits for the models in `batch` (the rest runs on the read thread)", ms(waits)]
+    )
     return rows
 
 
@@ -217,8 +238,17 @@ def coarse_gsd(size: int, tile: int, overlap: int, pixel_size: float, per_axis: 
     return max(1.0, scale) * pixel_size
 
 
-def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, max_tiles: int,
-              stand_in_pipeline=None, log=print, coarse_per_axis: int = 2) -> list[list]:
+def bench_big(
+    pipeline,
+    sizes: list[int],
+    work: Path,
+    tile: int,
+    overlap: int,
+    max_tiles: int,
+    stand_in_pipeline=None,
+    log=print,
+    coarse_per_axis: int = 2,
+) -> list[list]:
     from ..tiling import Tiling, segment_raster_tiled
 
     pixel = 0.5
@@ -236,21 +266,44 @@ def bench_big(pipeline, sizes: list[int], work: Path, tile: int, overlap: int, m
             runs.append(("native, all tiles, tiny models", pipeline, None, None))
         else:
             runs.append((f"native, first {max_tiles} tiles, tiny models", pipeline, None, max_tiles))
-            runs.append(("coarse gsd (whole raster), tiny models", pipeline,
-                         coarse_gsd(size, tile, overlap, pixel, coarse_per_axis), None))
+            runs.append(
+                (
+                    "coarse gsd (whole raster), tiny models",
+                    pipeline,
+                    coarse_gsd(size, tile, overlap, pixel, coarse_per_axis),
+                    None,
+                )
+            )
         if stand_in_pipeline is not None:
             runs.append(("native, all tiles, tiny LVLM + stand-in SAM2", stand_in_pipeline, None, None))
         for mode, pipe, gsd, limit in runs:
             t0 = time.perf_counter()
             with PeakRSS() as mem:
-                res = segment_raster_tiled(pipe, path, ["the water bodies"], {"max_reasoning_tokens": 256},
-                                           Tiling(tile, overlap, gsd, batch_size=2), max_tiles=limit)
+                res = segment_raster_tiled(
+                    pipe,
+                    path,
+                    ["the water bodies"],
+                    {"max_reasoning_tokens": 256},
+                    Tiling(tile, overlap, gsd, batch_size=2),
+                    max_tiles=limit,
+                )
             dt = time.perf_counter() - t0
             st = res.stats
             side = int(round(tile * res.grid.scale))
-            rows.append([f"{size} x {size}", mode, f"{res.grid.gsd or pixel:g} m ({side} px windows)",
-                         f"{st['tiles_run']} of {st['tiles']}", f"{dt:.1f} s", f"{dt / max(1, st['tiles_run']):.2f} s",
-                         f"{gen_s:.1f} s", mib(mem.peak), f"+{mib(mem.growth)}", f"{st['max_read_pixels'] / 1e6:.2f} Mpx"])
+            rows.append(
+                [
+                    f"{size} x {size}",
+                    mode,
+                    f"{res.grid.gsd or pixel:g} m ({side} px windows)",
+                    f"{st['tiles_run']} of {st['tiles']}",
+                    f"{dt:.1f} s",
+                    f"{dt / max(1, st['tiles_run']):.2f} s",
+                    f"{gen_s:.1f} s",
+                    mib(mem.peak),
+                    f"+{mib(mem.growth)}",
+                    f"{st['max_read_pixels'] / 1e6:.2f} Mpx",
+                ]
+            )
             log(f"    {mode}: {dt:.1f} s, peak RSS {mib(mem.peak)} (+{mib(mem.growth)})")
         path.unlink()
     return rows
@@ -277,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tables = {int(t) for t in args.tables.split(",") if t.strip()}
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    print(f"# think2seg CPU benchmark: {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(
+        f"# think2seg CPU benchmark: {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     print(f"# models: tiny random-weight Qwen2.5-VL ({args.tiny}/reasoner) and SAM2.1 tiny; times are CPU times of")
     print("# the tiny models and measure the code path, not the published models' speed (see scripts/gpu_bench.py).")
     with tempfile.TemporaryDirectory(prefix="think2seg-bench-", dir=args.workdir) as tmp:
@@ -287,24 +343,59 @@ def main(argv: list[str] | None = None) -> int:
         tile_raster = make_geotiff(work / "tile.tif", 2048, 2048, discs=[(600, 500, 250), (200, 900, 80)])
         if 1 in tables:
             rows = bench_one_tile(pipeline, tile_raster, work, args.tile_size)
-            print(table(f"1. One {args.tile_size} x {args.tile_size} tile, whole pipeline, tiny models on CPU",
-                        ["stage", "first call", "warm call"], rows,
-                        "(LVLM: the tiny reasoner's ~90-token answer; SAM2: tiny, random weights, one instance)"))
+            print(
+                table(
+                    f"1. One {args.tile_size} x {args.tile_size} tile, whole pipeline, tiny models on CPU",
+                    ["stage", "first call", "warm call"],
+                    rows,
+                    "(LVLM: the tiny reasoner's ~90-token answer; SAM2: tiny, random weights, one instance)",
+                )
+            )
         if 2 in tables:
             rows = bench_non_model(tile_raster, work, args.tile_size, args.repeats)
-            print(table(f"2. Everything that is not a model, one {args.tile_size} x {args.tile_size} tile "
-                        f"(median of {args.repeats})", ["stage", "time"], rows))
+            print(
+                table(
+                    f"2. Everything that is not a model, one {args.tile_size} x {args.tile_size} tile "
+                    f"(median of {args.repeats})",
+                    ["stage", "time"],
+                    rows,
+                )
+            )
         if 3 in tables and sizes:
             print("\n(table 3: generating and running big rasters ...)", flush=True)
             stand_in = with_stand_in_sam(pipeline) if args.stand_in else None
-            rows = bench_big(pipeline, sizes, work, args.tile_size, args.overlap, args.max_tiles, stand_in,
-                             log=lambda m: print(m, flush=True), coarse_per_axis=args.coarse_tiles)
-            print(table("3. Big rasters through segment_raster_tiled (CPU)",
-                        ["raster", "mode", "gsd", "tiles run", "time", "per tile", "write raster", "peak RSS",
-                         "RSS growth", "largest read"], rows,
-                        f"(tile {args.tile_size}, overlap {args.overlap}, batch 2; peak RSS sampled every 10 ms "
-                        "includes the loaded models; growth = peak minus RSS before the run; largest read = "
-                        "the biggest array read, in tile pixels)"))
+            rows = bench_big(
+                pipeline,
+                sizes,
+                work,
+                args.tile_size,
+                args.overlap,
+                args.max_tiles,
+                stand_in,
+                log=lambda m: print(m, flush=True),
+                coarse_per_axis=args.coarse_tiles,
+            )
+            print(
+                table(
+                    "3. Big rasters through segment_raster_tiled (CPU)",
+                    [
+                        "raster",
+                        "mode",
+                        "gsd",
+                        "tiles run",
+                        "time",
+                        "per tile",
+                        "write raster",
+                        "peak RSS",
+                        "RSS growth",
+                        "largest read",
+                    ],
+                    rows,
+                    f"(tile {args.tile_size}, overlap {args.overlap}, batch 2; peak RSS sampled every 10 ms "
+                    "includes the loaded models; growth = peak minus RSS before the run; largest read = "
+                    "the biggest array read, in tile pixels)",
+                )
+            )
     print(f"\nprocess peak RSS (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 

@@ -78,8 +78,9 @@ class StandInHub:
         self._server: ThreadingHTTPServer | None = None
 
     # --- content ---------------------------------------------------------------------------------------------
-    def add_repo(self, repo_id: str, folder: str | os.PathLike | None = None,
-                 files: dict[str, str | os.PathLike] | None = None) -> None:
+    def add_repo(
+        self, repo_id: str, folder: str | os.PathLike | None = None, files: dict[str, str | os.PathLike] | None = None
+    ) -> None:
         """Serve every file of `folder` (names relative to it) and the `files` given as {name in repo: path}."""
         entries: dict[str, Path] = {}
         if folder is not None:
@@ -160,15 +161,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})}, head)
 
     def _error(self, status: int, code: str, message: str, head: bool) -> None:
-        self._send(status, json.dumps({"error": message}).encode(),
-                   {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message}, head)
+        self._send(
+            status,
+            json.dumps({"error": message}).encode(),
+            {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message},
+            head,
+        )
 
     def _repo_or_error(self, repo_id: str, head: bool) -> dict[str, HubFile] | None:
         hub = self.hub
         status = hub.fail.get(repo_id)
         if status == 401:
-            self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it "
-                                          "and be authenticated to access it. Please log in.", head)
+            self._error(
+                401,
+                "GatedRepo",
+                f"Access to model {repo_id} is restricted. You must have access to it "
+                "and be authenticated to access it. Please log in.",
+                head,
+            )
             return None
         if status == 500:
             self._error(500, "", "Internal Error - We're working hard to fix this as soon as possible!", head)
@@ -213,9 +223,19 @@ class _Handler(BaseHTTPRequestHandler):
             if f.sha256:
                 sib["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
             siblings.append(sib)
-        self._json({"id": repo_id, "modelId": repo_id, "sha": self.hub.commits[repo_id], "private": False,
-                    "gated": False, "disabled": False, "siblings": siblings,
-                    "usedStorage": sum(f.size for f in repo.values())}, head=head)
+        self._json(
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": self.hub.commits[repo_id],
+                "private": False,
+                "gated": False,
+                "disabled": False,
+                "siblings": siblings,
+                "usedStorage": sum(f.size for f in repo.values()),
+            },
+            head=head,
+        )
 
     def _tree(self, repo_id: str, repo: dict[str, HubFile], under: str, query: dict, head: bool) -> None:
         hub = self.hub
@@ -225,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, f in sorted(repo.items()):
             if not name.startswith(prefix):
                 continue
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             if "/" in rest and not recursive:
                 folders.add(prefix + rest.split("/", 1)[0])
                 continue
@@ -238,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
             entries.append(entry)
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(folders)]
         start = int(query.get("cursor", ["0"])[0])
-        page = entries[start:start + hub.page_size]
+        page = entries[start : start + hub.page_size]
         headers = {}
         if start + hub.page_size < len(entries):
             base = f"{hub.url}{urlsplit(self.path).path}"
@@ -248,8 +268,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, repo_id: str, name: str, f: HubFile, head: bool) -> None:
         hub = self.hub
         etag = f.sha256 or f.blob_id
-        headers = {"ETag": f'"{etag}"', "X-Repo-Commit": hub.commits[repo_id], "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "ETag": f'"{etag}"',
+            "X-Repo-Commit": hub.commits[repo_id],
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if f.sha256:
             headers |= {"X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(f.size)}
         start, end = 0, f.size - 1
@@ -259,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
             with hub._lock:
                 hub.ranges.append(((repo_id, name), rng))
         if rng and rng.startswith("bytes="):
-            first, _, last = rng[len("bytes="):].partition("-")
+            first, _, last = rng[len("bytes=") :].partition("-")
             start = int(first) if first else max(0, f.size - int(last))
             end = int(last) if (first and last) else f.size - 1
             if start >= f.size:

@@ -49,8 +49,14 @@ class LiveService:
 
 
 @contextmanager
-def live_service(args: Sequence[str], folder: str | os.PathLike, python: str | None = None,
-                 wait_for: str = READY, timeout: float = 240.0, env: dict | None = None) -> Iterator[LiveService]:
+def live_service(
+    args: Sequence[str],
+    folder: str | os.PathLike,
+    python: str | None = None,
+    wait_for: str = READY,
+    timeout: float = 240.0,
+    env: dict | None = None,
+) -> Iterator[LiveService]:
     """Start `python -m think2seg serve --host 127.0.0.1 --port FREE --token-file FOLDER/token ARGS` (its
     output in FOLDER/backend.log), wait for the line `wait_for`, yield the service, stop it at the end.
 
@@ -59,11 +65,27 @@ def live_service(args: Sequence[str], folder: str | os.PathLike, python: str | N
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     token_file, log_file = folder / "token", folder / "backend.log"
-    command = [python or sys.executable, "-m", "think2seg", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--token-file", str(token_file), *args]
+    command = [
+        python or sys.executable,
+        "-m",
+        "think2seg",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--token-file",
+        str(token_file),
+        *args,
+    ]
     with open(log_file, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
     service = LiveService(f"http://127.0.0.1:{port}", token_file, log_file, process)
     try:
         deadline = time.monotonic() + timeout
@@ -74,8 +96,9 @@ def live_service(args: Sequence[str], folder: str | os.PathLike, python: str | N
             if process.poll() is not None:
                 raise RuntimeError(f"think2seg serve exited with {process.returncode}:\n{service.log_tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"think2seg serve did not print {wait_for!r} in {timeout:.0f} s:\n"
-                                   f"{service.log_tail()}")
+                raise RuntimeError(
+                    f"think2seg serve did not print {wait_for!r} in {timeout:.0f} s:\n{service.log_tail()}"
+                )
             time.sleep(0.2)
         yield service
     finally:

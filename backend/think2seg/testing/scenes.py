@@ -19,7 +19,9 @@ def default_discs(width: int, height: int, seed: int = 0) -> list[tuple[float, f
     """Discs spread over the raster (about one per 1,500 x 1,500 pixels, some across tile borders)."""
     rng = np.random.default_rng(seed)
     n = max(1, int(width * height / 1500**2))
-    return [(float(rng.uniform(0, width)), float(rng.uniform(0, height)), float(rng.uniform(40, 300))) for _ in range(n)]
+    return [
+        (float(rng.uniform(0, width)), float(rng.uniform(0, height)), float(rng.uniform(40, 300))) for _ in range(n)
+    ]
 
 
 def scene_block(x0: int, y0: int, w: int, h: int, discs) -> np.ndarray:
@@ -41,18 +43,38 @@ def scene_block(x0: int, y0: int, w: int, h: int, discs) -> np.ndarray:
     return out
 
 
-def make_geotiff(path: str | os.PathLike, width: int, height: int, discs=None, block: int = 512,
-                 crs: str | None = "EPSG:32633", pixel_size: float = 0.5, origin=(500000.0, 5000000.0),
-                 count: int = 3, nodata: int | None = None) -> Path:
+def make_geotiff(
+    path: str | os.PathLike,
+    width: int,
+    height: int,
+    discs=None,
+    block: int = 512,
+    crs: str | None = "EPSG:32633",
+    pixel_size: float = 0.5,
+    origin=(500000.0, 5000000.0),
+    count: int = 3,
+    nodata: int | None = None,
+) -> Path:
     """Write a tiled, deflate-compressed GeoTIFF block by block (memory: one block), fast at any size."""
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     discs = default_discs(width, height) if discs is None else discs
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype="uint8",
-                   transform=from_origin(origin[0], origin[1], pixel_size, pixel_size), tiled=True,
-                   blockxsize=block, blockysize=block, compress="deflate", zlevel=1, num_threads="ALL_CPUS")
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype="uint8",
+        transform=from_origin(origin[0], origin[1], pixel_size, pixel_size),
+        tiled=True,
+        blockxsize=block,
+        blockysize=block,
+        compress="deflate",
+        zlevel=1,
+        num_threads="ALL_CPUS",
+    )
     if crs:
         profile["crs"] = crs
     if nodata is not None:

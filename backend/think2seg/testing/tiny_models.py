@@ -39,7 +39,8 @@ KNOWN_COMPLETION = (
 QWEN_VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}"
     "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
     "{% else %}{% for content in message['content'] %}"
@@ -83,17 +84,35 @@ def tiny_qwen25_vl_config():
 
     return Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": VOCAB_SIZE, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-            "tie_word_embeddings": True, "bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643,
+            "tie_word_embeddings": True,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+            "pad_token_id": 151643,
         },
         vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-            "fullatt_block_indexes": [1], "window_size": 112, "patch_size": 14, "spatial_merge_size": 2,
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [1],
+            "window_size": 112,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
             "temporal_patch_size": 2,
         },
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
         tie_word_embeddings=True,
     )
 
@@ -140,7 +159,9 @@ def build_reasoner(out: Path, steps: int = 400, seed: int = 0, log=print) -> Pat
     out = Path(out)
     build_tokenizer_files(out)
     tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
-    image_processor = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2, temporal_patch_size=2)
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
     try:
         from transformers import Qwen2VLVideoProcessor
 
@@ -148,7 +169,9 @@ def build_reasoner(out: Path, steps: int = 400, seed: int = 0, log=print) -> Pat
     except Exception:  # older transformers: the processor works without one
         video_processor = None
     processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
         chat_template=QWEN_VL_CHAT_TEMPLATE,
     )
     model = Qwen2_5_VLForConditionalGeneration(tiny_qwen25_vl_config())
@@ -207,14 +230,37 @@ def build_qwen3_vl(out: Path) -> Path:
     out = Path(out)
     build_tokenizer_files(out)
     cfg = Qwen3VLConfig(
-        text_config={"vocab_size": VOCAB_SIZE, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-                     "rope_parameters": {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3],
-                                         "mrope_interleaved": True}},
-        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-                       "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
-                       "num_position_embeddings": 64, "deepstack_visual_indexes": [1]},
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        text_config={
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5e6,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [1],
+        },
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
     )
     try:
         from transformers import Qwen3VLVideoProcessor
@@ -224,7 +270,8 @@ def build_qwen3_vl(out: Path) -> Path:
         video_processor = None
     processor = Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2),
-        tokenizer=AutoTokenizer.from_pretrained(out, local_files_only=True), video_processor=video_processor,
+        tokenizer=AutoTokenizer.from_pretrained(out, local_files_only=True),
+        video_processor=video_processor,
         chat_template=QWEN_VL_CHAT_TEMPLATE,
     )
     Qwen3VLForConditionalGeneration(cfg).save_pretrained(out)
@@ -250,9 +297,16 @@ def build_sam(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
 #: A checkpoint generation_config.json that would change greedy answers if transformers applied it:
 #: Qwen2.5-VL's own files carry repetition_penalty 1.05 and sampling settings; these are stronger.
 HOSTILE_GENERATION_CONFIG = {
-    "bos_token_id": 151643, "pad_token_id": 151643, "eos_token_id": [151645, 151643],
-    "do_sample": True, "temperature": 3.0, "top_k": 5, "top_p": 0.5, "repetition_penalty": 5.0,
-    "no_repeat_ngram_size": 2, "min_new_tokens": 3,
+    "bos_token_id": 151643,
+    "pad_token_id": 151643,
+    "eos_token_id": [151645, 151643],
+    "do_sample": True,
+    "temperature": 3.0,
+    "top_k": 5,
+    "top_p": 0.5,
+    "repetition_penalty": 5.0,
+    "no_repeat_ngram_size": 2,
+    "min_new_tokens": 3,
 }
 
 

@@ -44,8 +44,14 @@ class TileSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> TileSpec:
-        return cls(d["id"], int(d["row"]), int(d["col"]), tuple(int(v) for v in d["window"]),
-                   tuple(int(v) for v in d["out_shape"]), tuple(int(v) for v in d["core"]))
+        return cls(
+            d["id"],
+            int(d["row"]),
+            int(d["col"]),
+            tuple(int(v) for v in d["window"]),
+            tuple(int(v) for v in d["out_shape"]),
+            tuple(int(v) for v in d["core"]),
+        )
 
 
 def axis_offsets(length: int, window: int, step: int) -> list[int]:
@@ -101,10 +107,13 @@ def tile_count(width: int, height: int, tile_size: int = 1024, overlap: int = 12
 
 def check_grid_options(tile_size: int, overlap: int, scale: float = 1.0) -> None:
     if tile_size < MIN_TILE or tile_size > MAX_TILE:
-        raise BadInput(f"tile_size must be between {MIN_TILE} and {MAX_TILE} pixels (got {tile_size}).", code="bad_options")
+        raise BadInput(
+            f"tile_size must be between {MIN_TILE} and {MAX_TILE} pixels (got {tile_size}).", code="bad_options"
+        )
     if overlap < 0 or overlap > tile_size // 2:
-        raise BadInput(f"overlap must be between 0 and half the tile size, {tile_size // 2} (got {overlap}).",
-                       code="bad_options")
+        raise BadInput(
+            f"overlap must be between 0 and half the tile size, {tile_size // 2} (got {overlap}).", code="bad_options"
+        )
     if not (scale > 0 and math.isfinite(scale)):
         raise BadInput("gsd must be a positive number.", code="bad_options")
 
@@ -172,9 +181,17 @@ class TileGrid:
         return abs(t.a * t.e - t.b * t.d) or 1.0
 
     def to_dict(self) -> dict:
-        return {"width": self.width, "height": self.height, "transform": list(self.transform)[:6],
-                "crs": self.crs.to_wkt() if self.crs else None, "tile_size": self.tile_size, "overlap": self.overlap,
-                "gsd": self.gsd, "scale": self.scale, "tiles": len(self.tiles)}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "transform": list(self.transform)[:6],
+            "crs": self.crs.to_wkt() if self.crs else None,
+            "tile_size": self.tile_size,
+            "overlap": self.overlap,
+            "gsd": self.gsd,
+            "scale": self.scale,
+            "tiles": len(self.tiles),
+        }
 
     def to_crs(self, geom_px):
         """Raster-pixel geometry -> CRS geometry."""

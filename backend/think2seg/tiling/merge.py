@@ -93,8 +93,11 @@ def merge_pieces(pieces: Sequence[Piece], min_area_pixels: float = 0.0) -> list[
     (raster pixels) after merging are dropped."""
     out = []
     for group in dissolve(pieces):
-        geom = pieces[group[0]].geometry if len(group) == 1 else shapely.union_all(
-            [pieces[i].geometry for i in group], grid_size=SNAP_PIXELS)
+        geom = (
+            pieces[group[0]].geometry
+            if len(group) == 1
+            else shapely.union_all([pieces[i].geometry for i in group], grid_size=SNAP_PIXELS)
+        )
         geom = as_multipolygon(geom)
         if geom.is_empty or geom.area < min_area_pixels:
             continue
@@ -102,8 +105,15 @@ def merge_pieces(pieces: Sequence[Piece], min_area_pixels: float = 0.0) -> list[
     return out
 
 
-def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str], source: str, models: dict,
-                 min_area_pixels: float = 0.0, stats: dict | None = None) -> TiledResult:
+def merge_shards(
+    shards: Iterable[dict],
+    grid: TileGrid,
+    queries: Sequence[str],
+    source: str,
+    models: dict,
+    min_area_pixels: float = 0.0,
+    stats: dict | None = None,
+) -> TiledResult:
     """The raster's answer from its tiles' shards (any order): pieces dissolved across core borders."""
     t0 = time.perf_counter()
     pieces: list[Piece] = []
@@ -116,9 +126,19 @@ def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str],
         for e in shard["entries"]:
             qi = int(e["query_index"])
             reasoning[(spec.id, qi)] = e["reasoning"]
-            records.append({"tile": spec.id, "window": list(spec.window), "query": e["query"], "status": e["status"],
-                            "message": e["message"], "reasoning": e["reasoning"], "answer": e["answer"],
-                            "instances": len(e["instances"]), "view_id": e.get("view_id", "")})
+            records.append(
+                {
+                    "tile": spec.id,
+                    "window": list(spec.window),
+                    "query": e["query"],
+                    "status": e["status"],
+                    "message": e["message"],
+                    "reasoning": e["reasoning"],
+                    "answer": e["answer"],
+                    "instances": len(e["instances"]),
+                    "view_id": e.get("view_id", ""),
+                }
+            )
             for inst in e["instances"]:
                 instances.append({**inst, "tile": spec.id, "query": e["query"]})
             for p in e["pieces"]:
@@ -134,15 +154,31 @@ def merge_shards(shards: Iterable[dict], grid: TileGrid, queries: Sequence[str],
         main = parts[int(np.argmax(areas))]
         qi = main.query_index
         geom = as_multipolygon(grid.to_crs(geom_px))
-        features.append(TiledFeature(
-            query=queries[qi], query_index=qi, instance=counters[qi], geometry=geom,
-            area=area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area),
-            score=float(np.average([p.score for p in parts], weights=areas if areas.sum() > 0 else None)),
-            tile=main.tile, tiles=sorted({p.tile for p in parts}, key=lambda t: order.get(t, 0)),
-            parts=list(dict.fromkeys(f"{p.tile}:{p.instance}" for p in parts)), reasoning=reasoning.get((main.tile, qi), ""),
-            geometry_pixels=geom_px,
-        ))
+        features.append(
+            TiledFeature(
+                query=queries[qi],
+                query_index=qi,
+                instance=counters[qi],
+                geometry=geom,
+                area=area_m2(geom, grid.crs, grid.pixel_area) if grid.crs is not None else float(geom_px.area),
+                score=float(np.average([p.score for p in parts], weights=areas if areas.sum() > 0 else None)),
+                tile=main.tile,
+                tiles=sorted({p.tile for p in parts}, key=lambda t: order.get(t, 0)),
+                parts=list(dict.fromkeys(f"{p.tile}:{p.instance}" for p in parts)),
+                reasoning=reasoning.get((main.tile, qi), ""),
+                geometry_pixels=geom_px,
+            )
+        )
         counters[qi] += 1
     timings["merge"] = time.perf_counter() - t0
-    return TiledResult(source=source, queries=list(queries), grid=grid, features=features, tile_records=records,
-                       instances=instances, models=models, timings=timings, stats=dict(stats or {}))
+    return TiledResult(
+        source=source,
+        queries=list(queries),
+        grid=grid,
+        features=features,
+        tile_records=records,
+        instances=instances,
+        models=models,
+        timings=timings,
+        stats=dict(stats or {}),
+    )

@@ -31,8 +31,9 @@ def has_data(tile: RasterTile) -> bool:
     return tile.valid is None or bool(tile.valid.any())
 
 
-def read_tiles(ds, specs: Sequence[TileSpec], bands: list[int] | None = None,
-               prepare: Callable[[RasterTile], object] | None = None) -> tuple[list[RasterTile], float, list]:
+def read_tiles(
+    ds, specs: Sequence[TileSpec], bands: list[int] | None = None, prepare: Callable[[RasterTile], object] | None = None
+) -> tuple[list[RasterTile], float, list]:
     """Read `specs`' windows: the tiles, the seconds spent per tile, and the tiles' model inputs: `prepare(tile)`
     (the pipeline's) for each tile with data, None for the others (all None without `prepare`). The local
     loop calls it through `read_ahead`, a Ray actor directly."""
@@ -42,8 +43,12 @@ def read_tiles(ds, specs: Sequence[TileSpec], bands: list[int] | None = None,
     return tiles, read_s, [prepare(t) if prepare is not None and has_data(t) else None for t in tiles]
 
 
-def read_ahead(ds, batches: Sequence[Sequence[TileSpec]], bands: list[int] | None = None,
-               prepare: Callable[[RasterTile], object] | None = None) -> Iterator[tuple]:
+def read_ahead(
+    ds,
+    batches: Sequence[Sequence[TileSpec]],
+    bands: list[int] | None = None,
+    prepare: Callable[[RasterTile], object] | None = None,
+) -> Iterator[tuple]:
     """Each batch's `read_tiles` (tiles, read_s, inputs), in order, the next batch read on a thread while the
     caller works on this one: GDAL decodes (warps, fetches over the network) the next windows, and `prepare`
     makes their model inputs (the model-frame resize), while the model answers this batch. One thread reads,

@@ -44,23 +44,41 @@ def tile_entry(spec: TileSpec, query_index: int, result) -> dict:
     for inst in result.instances:
         piece = clip_to_core(inst.geometry, spec.core)
         for poly in piece.geoms:  # one piece per connected part: features are connected regions
-            pieces.append({"instance": inst.instance, "score": float(inst.score), "wkb": shapely.to_wkb(poly, hex=True)})
+            pieces.append(
+                {"instance": inst.instance, "score": float(inst.score), "wkb": shapely.to_wkb(poly, hex=True)}
+            )
         if in_core(*inst.anchor_pixel, spec.core):
             d = inst.to_dict()
             d["points_in_core"] = [bool(in_core(px, py, spec.core)) for px, py in inst.points_pixel]
             instances.append(d)
     return {
-        "query_index": query_index, "query": result.query, "status": result.status, "message": result.message,
-        "reasoning": result.reasoning, "answer": result.answer, "pieces": pieces, "instances": instances,
+        "query_index": query_index,
+        "query": result.query,
+        "status": result.status,
+        "message": result.message,
+        "reasoning": result.reasoning,
+        "answer": result.answer,
+        "pieces": pieces,
+        "instances": instances,
         "view_id": getattr(result, "view_id", ""),
-        "timings": {k: round(float(v), 6) for k, v in result.timings.items()}, "created": result.created,
+        "timings": {k: round(float(v), 6) for k, v in result.timings.items()},
+        "created": result.created,
     }
 
 
 def nodata_entry(query_index: int, query: str) -> dict:
-    return {"query_index": query_index, "query": query, "status": "nodata",
-            "message": "The tile holds no data; it was not sent to the model.", "reasoning": "", "answer": "",
-            "pieces": [], "instances": [], "timings": {}, "created": utc_now()}
+    return {
+        "query_index": query_index,
+        "query": query,
+        "status": "nodata",
+        "message": "The tile holds no data; it was not sent to the model.",
+        "reasoning": "",
+        "answer": "",
+        "pieces": [],
+        "instances": [],
+        "timings": {},
+        "created": utc_now(),
+    }
 
 
 def read_record(tile: RasterTile, nodata: bool) -> dict:
@@ -68,10 +86,17 @@ def read_record(tile: RasterTile, nodata: bool) -> dict:
     return {"read": tile.read, "read_pixels": int(tile.rgb.shape[0] * tile.rgb.shape[1]), "nodata": nodata}
 
 
-def answer_tiles(pipeline, specs: Sequence[TileSpec], tiles: Sequence[RasterTile],
-                 pairs: Sequence[tuple[int, int, str]], options, cancelled: Callable[[], bool] | None = None,
-                 inputs: Sequence | None = None, read_s: float = 0.0,
-                 models_lock: AbstractContextManager | None = None) -> list[dict]:
+def answer_tiles(
+    pipeline,
+    specs: Sequence[TileSpec],
+    tiles: Sequence[RasterTile],
+    pairs: Sequence[tuple[int, int, str]],
+    options,
+    cancelled: Callable[[], bool] | None = None,
+    inputs: Sequence | None = None,
+    read_s: float = 0.0,
+    models_lock: AbstractContextManager | None = None,
+) -> list[dict]:
     """The one way read tiles are answered (the local run and the Ray actor alike): `pairs` are (tile index
     into `specs`/`tiles`, query index, query); all the pairs of tiles with data go to the models in one
     batched call (the pairs of one tile side by side), and each pair gets its shard entry (`tile_entry`, or
@@ -85,9 +110,13 @@ def answer_tiles(pipeline, specs: Sequence[TileSpec], tiles: Sequence[RasterTile
     if live:
         with models_lock if models_lock is not None else nullcontext():
             results = pipeline.segment_tiles(
-                [tiles[pairs[k][0]] for k in live], [pairs[k][2] for k in live], options, cancelled=cancelled,
+                [tiles[pairs[k][0]] for k in live],
+                [pairs[k][2] for k in live],
+                options,
+                cancelled=cancelled,
                 geometry_frame="raster_pixels",
-                inputs=[inputs[pairs[k][0]] for k in live] if inputs is not None else None)
+                inputs=[inputs[pairs[k][0]] for k in live] if inputs is not None else None,
+            )
     answered = dict(zip(live, results))
     entries = []
     for k, (ti, qi, q) in enumerate(pairs):
@@ -100,16 +129,25 @@ def answer_tiles(pipeline, specs: Sequence[TileSpec], tiles: Sequence[RasterTile
     return entries
 
 
-def run_tiles(pipeline, specs: Sequence[TileSpec], tiles: Sequence[RasterTile], read_s: float,
-              queries: Sequence[str], options, cancelled: Callable[[], bool] | None = None,
-              inputs: Sequence | None = None) -> list[dict]:
+def run_tiles(
+    pipeline,
+    specs: Sequence[TileSpec],
+    tiles: Sequence[RasterTile],
+    read_s: float,
+    queries: Sequence[str],
+    options,
+    cancelled: Callable[[], bool] | None = None,
+    inputs: Sequence | None = None,
+) -> list[dict]:
     """Ask each of `specs`' tiles (`read_tiles`; `read_s` seconds each) every query in one batched call
     (`answer_tiles`), and return one shard per tile (plain JSON-able data)."""
     pairs = [(k, qi, q) for k in range(len(specs)) for qi, q in enumerate(queries)]
     entries = answer_tiles(pipeline, specs, tiles, pairs, options, cancelled, inputs, read_s)
     n = len(queries)
-    return [{"tile": spec.to_dict(), **read_record(tile, not has_data(tile)), "entries": entries[k * n:(k + 1) * n]}
-            for k, (spec, tile) in enumerate(zip(specs, tiles))]
+    return [
+        {"tile": spec.to_dict(), **read_record(tile, not has_data(tile)), "entries": entries[k * n : (k + 1) * n]}
+        for k, (spec, tile) in enumerate(zip(specs, tiles))
+    ]
 
 
 def _options(options):
@@ -178,15 +216,20 @@ def segment_raster_tiled(
                     todo = todo[: max(0, int(max_tiles))]
                 name = Path(path).name
                 if progress:
-                    progress(resumed, total, f"{name}: {resumed} of {total} tiles already done" if resumed
-                             else f"{name}: {total} tiles")
+                    progress(
+                        resumed,
+                        total,
+                        f"{name}: {resumed} of {total} tiles already done" if resumed else f"{name}: {total} tiles",
+                    )
                 max_read, nodata = 0, 0
-                batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+                batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
                 with closing(read_ahead(ds, batches, opts.bands, pipeline.prepare)) as reads:
                     for specs, (tiles, read_s, inputs) in zip(batches, reads):
                         if cancelled is not None and cancelled():
-                            raise Cancelled(f"The job was cancelled after {len(state.finished)} of {total} tiles; "
-                                            "run it again with the same state to continue.")
+                            raise Cancelled(
+                                f"The job was cancelled after {len(state.finished)} of {total} tiles; "
+                                "run it again with the same state to continue."
+                            )
                         shards = run_tiles(pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs)
                         state.save(shards)
                         max_read = max([max_read] + [s["read_pixels"] for s in shards])
@@ -196,8 +239,13 @@ def segment_raster_tiled(
                             progress(n, total, f"{name}: tile {n} of {total}")
             finally:
                 ds.close()
-        stats = {"tiles": total, "tiles_run": len(todo), "tiles_resumed": resumed, "tiles_nodata": nodata,
-                 "max_read_pixels": max_read}
+        stats = {
+            "tiles": total,
+            "tiles_run": len(todo),
+            "tiles_resumed": resumed,
+            "tiles_nodata": nodata,
+            "max_read_pixels": max_read,
+        }
         result = merge_shards(state.shards(), grid, qs, path, models, opts.min_area_pixels, stats)
         result.timings["total"] = time.perf_counter() - t_start
         return result

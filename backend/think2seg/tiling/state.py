@@ -45,7 +45,9 @@ class TileState:
             if old is not None and old.get("fingerprint") != fingerprint:
                 raise BadInput(
                     f"{self.folder} holds a run of another raster, query or tiling; remove it (or run without "
-                    "resuming) to start over.", code="state_mismatch")
+                    "resuming) to start over.",
+                    code="state_mismatch",
+                )
             if old is not None:
                 self.finished = [t for t in old.get("finished", []) if self.shard_path(t).exists()]
         self._save_state()
@@ -54,9 +56,16 @@ class TileState:
         return self.folder / "tiles" / f"{tile_id}.json"
 
     def _save_state(self) -> None:
-        write_json(self.folder / "state.json", {
-            "version": STATE_VERSION, "fingerprint": self.fingerprint, "grid": self.grid.to_dict(),
-            "finished": self.finished, "updated": utc_now()})
+        write_json(
+            self.folder / "state.json",
+            {
+                "version": STATE_VERSION,
+                "fingerprint": self.fingerprint,
+                "grid": self.grid.to_dict(),
+                "finished": self.finished,
+                "updated": utc_now(),
+            },
+        )
 
     def save(self, shards: Sequence[dict]) -> None:
         """Shards first, then the list: a tile is finished only once its shard is on disk."""
@@ -88,11 +97,20 @@ def fingerprint(queries: Sequence[str], options, tiling, models: dict, **scope) 
     changes an answer, and the models. `scope` adds what the state is of: a raster's `raster=raster_identity(
     path)`, a batch's output `crs`."""
     return {
-        **scope, "queries": list(queries), "tile_size": tiling.tile_size, "overlap": tiling.overlap,
-        "gsd": tiling.gsd, "bands": options.bands, "max_reasoning_tokens": options.max_reasoning_tokens,
-        "min_area_pixels": options.min_area_pixels, "constrain_answer": bool(options.constrain_answer),
-        "parse_mode": options.parse_mode, "answer_budget": options.answer_budget, "sam_size": options.sam_size,
-        "reasoner": models.get("reasoner"), "segmenter": models.get("segmenter"),
+        **scope,
+        "queries": list(queries),
+        "tile_size": tiling.tile_size,
+        "overlap": tiling.overlap,
+        "gsd": tiling.gsd,
+        "bands": options.bands,
+        "max_reasoning_tokens": options.max_reasoning_tokens,
+        "min_area_pixels": options.min_area_pixels,
+        "constrain_answer": bool(options.constrain_answer),
+        "parse_mode": options.parse_mode,
+        "answer_budget": options.answer_budget,
+        "sam_size": options.sam_size,
+        "reasoner": models.get("reasoner"),
+        "segmenter": models.get("segmenter"),
         "prompt_template": models.get("prompt_template"),
     }
 

@@ -82,15 +82,20 @@ class TrainSettings:
         bs = self.per_device_batch_size or self.num_generations
         if self.completions_per_step is not None:
             if self.completions_per_step < bs or self.completions_per_step % bs:
-                raise BadInput(f"--completions-per-step ({self.completions_per_step}) must be a multiple of the "
-                               f"completions per device step ({bs}).", code="bad_options")
+                raise BadInput(
+                    f"--completions-per-step ({self.completions_per_step}) must be a multiple of the "
+                    f"completions per device step ({bs}).",
+                    code="bad_options",
+                )
             self.gradient_accumulation_steps = self.completions_per_step // bs
         if self.top_k < 0:
             raise BadInput("--top-k must be 0 (off) or more.", code="bad_options")
         if (bs * self.gradient_accumulation_steps) % self.num_generations:
             raise BadInput(
                 f"The completions of one optimizer step (batch {bs} x accumulation {self.gradient_accumulation_steps})"
-                f" must be a multiple of --num-generations ({self.num_generations}).", code="bad_options")
+                f" must be a multiple of --num-generations ({self.num_generations}).",
+                code="bad_options",
+            )
         if self.max_completion_length < 8:
             raise BadInput("--max-completion-length must be at least 8 tokens.", code="bad_options")
         if not 56 <= self.frame <= 4096:
@@ -120,8 +125,15 @@ def load_train_rows(data: str, split: str, seed: int, limit: int | None = None, 
             problems.append(_problem(s.image_id, f"label is {lw} x {lh} px but the image is {w} x {h} px"))
             continue
         q_index, question = s.question("random", seed)
-        rows.append({"image_id": s.image_id, "image_path": str(s.image_path), "mask_path": str(s.label_path),
-                     "question": question, "question_index": q_index})
+        rows.append(
+            {
+                "image_id": s.image_id,
+                "image_path": str(s.image_path),
+                "mask_path": str(s.label_path),
+                "question": question,
+                "question_index": q_index,
+            }
+        )
     for p in problems:
         log(f"skipped {p.image_id}: {p.message}")
     if not rows:
@@ -181,9 +193,12 @@ class RewardCurves(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        keep = {k: v for k, v in logs.items()
-                if (k.startswith("reward") or k in ("kl", "loss", "mask_iou", "completions/mean_length"))
-                and isinstance(v, (int, float))}
+        keep = {
+            k: v
+            for k, v in logs.items()
+            if (k.startswith("reward") or k in ("kl", "loss", "mask_iou", "completions/mean_length"))
+            and isinstance(v, (int, float))
+        }
         if not any(k.startswith("reward") for k in keep):
             return
         self.rows.append({"step": state.global_step, "epoch": round(float(state.epoch or 0), 4), **keep})
@@ -241,8 +256,14 @@ def weight_dtype(settings: TrainSettings, cuda: bool):
             return torch.float32, False
         return (torch.bfloat16 if settings.lora else torch.float32), True
     try:
-        dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-                 "fp32": torch.float32, "float32": torch.float32}[name]
+        dtype = {
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+            "fp32": torch.float32,
+            "float32": torch.float32,
+        }[name]
     except KeyError:
         raise BadInput(f"Unknown --dtype '{name}': use auto, bf16, fp16 or fp32.", code="bad_options") from None
     return dtype, cuda and dtype == torch.bfloat16
@@ -297,9 +318,11 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
         segmenter = Segmenter.from_pretrained(settings.sam, settings.sam_size, device=settings.sam_device)
     n_prompt = prompt_tokens(processor, settings.frame)
     if n_prompt > settings.max_prompt_length:
-        log(f"note: prompts are {n_prompt} tokens (the 840 px image is most of them), above max_prompt_length "
+        log(
+            f"note: prompts are {n_prompt} tokens (the 840 px image is most of them), above max_prompt_length "
             f"{settings.max_prompt_length}; a multimodal prompt is never cut (that would cut image tokens), as in "
-            "the reference trainer")
+            "the reference trainer"
+        )
     out = Path(settings.output)
     cuda = torch.cuda.is_available()
     _, bf16_amp = weight_dtype(settings, cuda)
@@ -343,8 +366,13 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
     if settings.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                                 target_modules=settings.lora_target, task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=settings.lora_target,
+            task_type="CAUSAL_LM",
+        )
     curves = RewardCurves(out / "training")
     mask_reward = MaskReward(segmenter, frame=settings.frame)
     trainer = GRPOTrainer(
@@ -399,12 +427,17 @@ def train(settings: TrainSettings, log=None, trainer_hook=None) -> TrainResult:
         curves.plot()
     last = curves.rows[-1] if curves.rows else {}
     provenance = {
-        "base_model": settings.model, "data": str(Path(settings.data).resolve()), "split": settings.split,
-        "prompt_template": TEMPLATE_ID, "steps": trainer.state.global_step,
+        "base_model": settings.model,
+        "data": str(Path(settings.data).resolve()),
+        "split": settings.split,
+        "prompt_template": TEMPLATE_ID,
+        "steps": trainer.state.global_step,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("data", "output")},
         "rewards": [r.__name__ if hasattr(r, "__name__") else str(r) for r in trainer.reward_funcs],
-        "last_rewards": last, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "last_rewards": last,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (out / "think2seg_training.json").write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")
-    return TrainResult(out, trainer.state.global_step, last, curves.csv_path,
-                       curves.png_path if curves.png_path.exists() else None)
+    return TrainResult(
+        out, trainer.state.global_step, last, curves.csv_path, curves.png_path if curves.png_path.exists() else None
+    )

@@ -111,8 +111,14 @@ class MaskReward:
 
     __name__ = "mask_reward"
 
-    def __init__(self, segmenter, frame: int = MODEL_FRAME, weight: float = MASK_WEIGHT, mask_cache: int = 64,
-                 reference_group_zero: bool = False):
+    def __init__(
+        self,
+        segmenter,
+        frame: int = MODEL_FRAME,
+        weight: float = MASK_WEIGHT,
+        mask_cache: int = 64,
+        reference_group_zero: bool = False,
+    ):
         self.segmenter = segmenter
         #: True: one SAM2 failure in a call zeroes every completion of the call (the reference's `try`)
         self.reference_group_zero = reference_group_zero
