@@ -123,7 +123,8 @@ def test_job_lifecycle_and_cancel(service, naip, landsat):
     # job A runs; job B waits behind it and is cancelled before it starts
     a = post_segment(url, token, naip, endpoint="/v1/jobs").json()
     b = post_segment(url, token, landsat, endpoint="/v1/jobs").json()
-    assert a["status"] == "queued" and b["job_id"] != a["job_id"]
+    # the worker may take A before its answer is sent (the header checks run off the event loop)
+    assert a["status"] in ("queued", "running") and b["job_id"] != a["job_id"]
     c = httpx.delete(f"{url}/v1/jobs/{b['job_id']}", headers=auth(token)).json()
     assert c["status"] == "cancelled"
     r = httpx.get(f"{url}/v1/jobs/{b['job_id']}/result", headers=auth(token))
