@@ -645,6 +645,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>CPU only (works everywhere, slow)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>NVIDIA GPU (CUDA)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>No NVIDIA GPU found (nvidia-smi): CPU it is.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -766,16 +776,6 @@
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Where the environment goes (default: inside your QGIS profile)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>CPU only (works everywhere, slow)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>NVIDIA GPU (CUDA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
