@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from qgis.core import QgsRasterLayer
 from qgis.PyQt.QtCore import QCoreApplication
+
+from think2seg_qgis.backend_setup import base_python
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources"
@@ -63,3 +68,40 @@ def run_panel(panel, timeout: float = 120.0) -> tuple:
     assert task is not None, panel.status_label.text()
     assert wait_until(lambda: outcomes, timeout=timeout), "the run did not finish"
     return outcomes[0]
+
+
+# -- where a set-up in a test takes torch & co. from (test_first_run, test_child_env) --------------------------
+BACKEND_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+WHEELHOUSE = "THINK2SEG_SETUP_WHEELHOUSE"
+VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
+
+
+def python_version(python: str) -> str:
+    return subprocess.run([python, "-c", VERSION], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def package_source(monkeypatch) -> tuple[str, str]:
+    """Where the set-up takes torch & co. from: ("reuse", site-packages) or ("wheels", folder); skips otherwise."""
+    setup_version, backend_version = python_version(base_python()), python_version(str(BACKEND_PYTHON))
+    if setup_version == backend_version:
+        return "reuse", backend_site_packages()
+    wheels = os.environ.get(WHEELHOUSE, "").strip()
+    if wheels and list(Path(wheels).glob(f"torch-*-cp{setup_version.replace('.', '')}-*.whl")):
+        monkeypatch.setenv("PIP_NO_INDEX", "1")
+        monkeypatch.setenv("PIP_FIND_LINKS", wheels)
+        return "wheels", wheels
+    pytest.skip(
+        f"the set-up makes its venv with Python {setup_version} ({base_python()}), the backend venv has "
+        f"{backend_version}: its packages cannot be reused, and no wheels for {setup_version} are given "
+        f"(${WHEELHOUSE}, a folder with torch, torchvision, sam2 and think2seg's dependencies built for it); "
+        "installing them needs the registry, which tests do not reach"
+    )
+
+
+def backend_site_packages() -> str:
+    return subprocess.run(
+        [str(BACKEND_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip

@@ -8,13 +8,13 @@ import os
 import sys
 
 import pytest
-from plugin_testing import ROOT, wait_until
+from plugin_testing import ROOT, package_source, wait_until
 from qgis.core import QgsSettings
 from think2seg.testing.live_service import free_port
 
 from think2seg_qgis.backend_launcher import STATE_READY, BackendLauncher
 from think2seg_qgis.backend_setup import BackendSetup, SetupPlan, SetupStep
-from think2seg_qgis.child_env import DROPPED, NETWORK, child_environment, qgis_proxy_settings
+from think2seg_qgis.child_env import DROPPED, NETWORK, child_environment, qgis_proxy_settings, qgis_python_folders
 from think2seg_qgis.settings import BackendSettings
 
 TINY = ROOT / ".cache" / "tiny-models"
@@ -60,7 +60,8 @@ def test_the_child_environment_drops_qgis_and_keeps_the_network(hostile):
     assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["REQUESTS_CA_BUNDLE"] == "/etc/corp-ca.pem"
     assert env["PIP_INDEX_URL"] == "http://127.0.0.1:9/simple"
     assert "127.0.0.1" in env["NO_PROXY"].split(",")  # the backend on loopback is never proxied
-    assert os.path.join(sys.prefix, "bin") not in env["PATH"].split(os.pathsep)  # QGIS's Python folders
+    own = {os.path.join(f, "bin") for f in qgis_python_folders()}  # QGIS's own Python (none for a system Python)
+    assert not own & set(env["PATH"].split(os.pathsep))
     assert "/usr/bin" in env["PATH"].split(os.pathsep) or "/usr/bin" not in os.environ["PATH"]
     assert set(NETWORK) >= {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "PIP_CERT"}
 
@@ -131,6 +132,8 @@ def test_the_whole_set_up_then_start_in_a_hostile_qgis(qgis_app, hostile, tmp_pa
 
     for name in ("HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL"):  # kept on purpose: here they would be wrong
         monkeypatch.delenv(name)
+    how, source = package_source(monkeypatch)  # reuse the backend venv's packages only for the same Python
+    reuse = source if how == "reuse" else ""
     monkeypatch.setenv("PYTHONHOME", str(tmp_path / "qgis-home"))
     wheel_dir = tmp_path / "wheel"
     clean = child_environment(proxy={})
@@ -152,13 +155,6 @@ def test_the_whole_set_up_then_start_in_a_hostile_qgis(qgis_app, hostile, tmp_pa
         env=clean,
     )
     wheel = next(wheel_dir.glob("think2seg-*.whl"))
-    reuse = subprocess.run(
-        [BACKEND_PYTHON, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=clean,
-    ).stdout.strip()
     venv = tmp_path / "venv"
     setup = BackendSetup(
         SetupPlan(venv_dir=str(venv), wheel=str(wheel), reuse_site_packages=reuse), str(tmp_path / "setup.log")

@@ -15,45 +15,18 @@ environment's backend on the tiny models.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from plugin_testing import ROOT, wait_until
+from plugin_testing import BACKEND_PYTHON, ROOT, package_source, wait_until
 from qgis.core import QgsSettings
 from think2seg.testing.live_service import free_port
 
 from think2seg_qgis.backend_launcher import STATE_READY
-from think2seg_qgis.backend_setup import base_python
 from think2seg_qgis.errors import NOT_CONFIGURED
 
 TINY = ROOT / ".cache" / "tiny-models"
-BACKEND_PYTHON = ROOT / ".venv" / "bin" / "python"
-WHEELHOUSE = "THINK2SEG_SETUP_WHEELHOUSE"
-VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
-
-
-def python_version(python: str) -> str:
-    return subprocess.run([python, "-c", VERSION], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def package_source(monkeypatch) -> tuple[str, str]:
-    """Where the set-up takes torch & co. from: ("reuse", site-packages) or ("wheels", folder); skips otherwise."""
-    setup_version, backend_version = python_version(base_python()), python_version(str(BACKEND_PYTHON))
-    if setup_version == backend_version:
-        return "reuse", backend_site_packages()
-    wheels = os.environ.get(WHEELHOUSE, "").strip()
-    if wheels and list(Path(wheels).glob(f"torch-*-cp{setup_version.replace('.', '')}-*.whl")):
-        monkeypatch.setenv("PIP_NO_INDEX", "1")
-        monkeypatch.setenv("PIP_FIND_LINKS", wheels)
-        return "wheels", wheels
-    pytest.skip(
-        f"the set-up makes its venv with Python {setup_version} ({base_python()}), the backend venv has "
-        f"{backend_version}: its packages cannot be reused, and no wheels for {setup_version} are given "
-        f"(${WHEELHOUSE}, a folder with torch, torchvision, sam2 and think2seg's dependencies built for it); "
-        "installing them needs the registry, which tests do not reach"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +38,6 @@ def backend_wheel(tmp_path_factory) -> Path:
         check=True, timeout=300,
     )  # fmt: skip
     return next(folder.glob("think2seg-*.whl"))
-
-
-def backend_site_packages() -> str:
-    return subprocess.run(
-        [str(BACKEND_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
 
 
 @pytest.mark.slow
