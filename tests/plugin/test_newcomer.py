@@ -733,6 +733,12 @@ def test_the_set_up_dialog_cancels_finds_the_gpu_and_takes_an_existing_environme
         assert panel.setup_dialog is dialog, "each click opened another dialog"
         assert dialog.torch_combo.currentData() == "cuda" and "H200" in dialog.gpu_label.text()
         assert "GB" in dialog.size_label.text()
+        # as a newcomer sees it (QGIS 3.44 under Xvfb): rows not squashed into each other, no idle bar or empty log
+        QApplication.processEvents()
+        folder, compute = dialog.folder_widget.geometry(), dialog.torch_combo.geometry()
+        assert folder.bottom() < compute.top(), "the install form's rows overlap"
+        assert compute.height() >= dialog.torch_combo.minimumSizeHint().height()
+        assert not dialog.progress.isVisible() and not dialog.log_view.isVisible()
         # Install, then Cancel: pip (here the venv step) is stopped, and the dialog says so.
         wheel = tmp_path / "think2seg-0.1.0-py3-none-any.whl"
         wheel.write_bytes(b"not really a wheel")

@@ -72,7 +72,8 @@ class SetupDialog(QDialog):
         self.setup: BackendSetup | None = None
         self.setup_log = default_log_file().replace("backend-qgis.log", "backend-setup.log")
         self._build()
-        self.resize(560, 480)
+        # as tall as the choices need (a fixed 480 px squashed the install form's rows into each other on 3.44)
+        self.resize(max(560, self.sizeHint().width()), self.sizeHint().height())
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -166,6 +167,8 @@ class SetupDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status_label)
         layout.addWidget(self.log_view, 1)
+        self.progress.hide()  # no idle 0 % bar or empty log before anything runs
+        self.log_view.hide()
 
         for radio in (self.install_radio, self.existing_radio, self.connect_radio):
             radio.toggled.connect(self._mode_changed)
@@ -234,6 +237,9 @@ class SetupDialog(QDialog):
         setup.output.connect(self._on_output)
         setup.finished.connect(self._on_finished)
         self.log_view.clear()
+        self.progress.show()
+        self.log_view.show()
+        self.resize(self.width(), max(self.height(), 520))
         try:
             setup.start()
         except Think2SegError as error:

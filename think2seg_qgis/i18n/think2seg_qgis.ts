@@ -645,6 +645,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Where the environment goes (default: inside your QGIS profile)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>CPU only (works everywhere, slow)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -771,11 +776,6 @@
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Connect to a running backend</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Where the environment goes (default: inside your QGIS profile)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
