@@ -244,7 +244,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
         add(
-            QgsProcessingParameterBoolean(self.CONSTRAIN_ANSWER, tr(STRICT_ANSWER_LABEL), defaultValue=False),
+            # Optional: models saved before it existed stay valid (a missing value is the default, off).
+            QgsProcessingParameterBoolean(
+                self.CONSTRAIN_ANSWER, tr(STRICT_ANSWER_LABEL), defaultValue=False, optional=True
+            ),
             tr(STRICT_ANSWER_HELP),
             advanced=True,
         )
