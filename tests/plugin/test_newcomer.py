@@ -950,6 +950,12 @@ def test_pixel_coordinates_of_a_resampled_read_are_rounded(qgis_app):
     assert result.points.fields().field("x_pixel").precision() == 2  # what the attribute table shows
     box = next(f for f in result.boxes.getFeatures() if f["instance"] == 0)
     assert box["box_pixel"] == "0.3,0,20.12,16"
+    from think2seg_qgis.dock.panel import _raw_answer_text
+
+    answer["timings"] = {"reasoner": 1.2345678901, "read": 0.30000000000000004}
+    answer["read"] = {"mode": "full", "window": [289.20000000000005, 0.0, 934.0, 723.0]}
+    shown = _raw_answer_text(answer)  # the Answer tab
+    assert "289.2," in shown and "1.23," in shown and "0000000" not in shown, shown
 
 
 def test_a_long_message_keeps_its_whole_text_behind_show_more(iface, project):

@@ -41,6 +41,7 @@ from ..errors import CANCELLED, CONNECTION_CODES, CRASHED, INTERNAL_CODES, UNREA
 from ..export import RasterSource
 from ..i18n import number_text, tr, tr_noop
 from ..layers import (
+    PIXEL_DECIMALS,
     ROLE_PROPERTY,
     ResultContext,
     ResultLayers,
@@ -709,7 +710,19 @@ class Think2SegPanel(QgsDockWidget):
         self.backend_box.timer.stop()
 
 
+def _rounded(value):
+    """Floats as people read them in the Answer tab (289.2, not 289.20000000000005; seconds to the hundredth)."""
+    if isinstance(value, float):
+        return round(value, PIXEL_DECIMALS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _raw_answer_text(answer: dict) -> str:
     raw = str(answer.get("answer") or "")
-    summary = {k: answer.get(k) for k in ("status", "message", "models", "timings", "read", "epsg", "area_unit")}
+    keys = ("status", "message", "models", "timings", "read", "epsg", "area_unit")
+    summary = _rounded({k: answer.get(k) for k in keys})
     return f"{raw}\n\n{json.dumps(summary, indent=2, ensure_ascii=False)}".strip()
