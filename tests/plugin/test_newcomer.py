@@ -872,7 +872,9 @@ def test_the_toolbox_dialog_starts_with_the_raster_and_creates_the_prompt_layers
     def dialog_value(algorithm, name: str):
         """What the algorithm dialog's widget for ``name`` holds when it opens (QGIS's own widget wrapper)."""
         parameter = algorithm.parameterDefinition(name)
-        wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(parameter, QgsProcessingGui.Standard)
+        wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(
+            parameter, QgsProcessingGui.WidgetType.Standard
+        )
         widget_context = QgsProcessingParameterWidgetContext()
         widget_context.setProject(project)
         wrapper.setWidgetContext(widget_context)

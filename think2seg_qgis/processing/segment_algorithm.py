@@ -86,10 +86,12 @@ def default_raster_id() -> str | None:
     then. None (the user chooses) with several rasters and none active, and headless (qgis_process: no iface).
     """
     try:
-        from qgis.utils import iface
+        import qgis.utils
     except ImportError:  # a QGIS without its Python utilities (standalone scripts)
-        iface = None
-    active = iface.activeLayer() if iface is not None else None
+        window = None
+    else:
+        window = getattr(qgis.utils, "iface", None)  # QGIS's interface; None in qgis_process and scripts
+    active = window.activeLayer() if window is not None else None
     if isinstance(active, QgsRasterLayer) and active.isValid():
         return active.id()
     rasters = [layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)]
