@@ -124,7 +124,7 @@ class SegmentationTask(QgsTask):
             run_request(self.request, self._work_dir, self._progress, self.isCanceled, self.outcome)
             return True
         except Think2SegError as error:
-            # Cancel closes the connection under a request in flight: what that breaks is the cancel, not a failure.
+            # A request that fails after the user pressed Cancel (the upload in flight) ends as the cancel it is.
             self.outcome.error = cancelled_error() if self.isCanceled() else error
             return False  # QgsTask has no cancelled state: a cancelled task ends Terminated, as QGIS's own do
         except Exception as error:  # noqa: BLE001 - a task must report, never raise into the task manager
