@@ -47,3 +47,11 @@ def remove_translator() -> None:
     if _translator is not None:
         QCoreApplication.removeTranslator(_translator)
         _translator = None
+
+
+def number_text(value: float, decimals: int = 0) -> str:
+    """A number as QGIS's language writes it, with its thousands separators ("1,496.47" in English, "1.496,47" in
+    German): QGIS sets the default QLocale; its C locale and "omit group separator" option would drop them."""
+    locale = QLocale()
+    locale.setNumberOptions(QLocale.NumberOption.DefaultNumberOptions)
+    return locale.toString(float(value), "f", int(decimals))

@@ -34,7 +34,7 @@ from qgis.PyQt.QtCore import QDateTime
 
 from .compat import FIELD_BOOL, FIELD_DATETIME, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, make_field
 from .errors import BAD_ANSWER, WRITE_FAILED, Think2SegError
-from .i18n import tr
+from .i18n import number_text, tr
 from .resource_files import style_path
 
 ogr.UseExceptions()
@@ -100,12 +100,19 @@ def mask_fields() -> QgsFields:
     )
 
 
+def pixel_field(name: str):
+    """A pixel coordinate field shown with PIXEL_DECIMALS decimals (the attribute table shows a double whole)."""
+    field = make_field(name, FIELD_DOUBLE)
+    field.setPrecision(PIXEL_DECIMALS)
+    return field
+
+
 def point_fields() -> QgsFields:
     return _fields(
         [
             make_field("point", FIELD_INT),
-            make_field("x_pixel", FIELD_DOUBLE),
-            make_field("y_pixel", FIELD_DOUBLE),
+            pixel_field("x_pixel"),
+            pixel_field("y_pixel"),
             make_field("source", FIELD_STRING),  # "model" or "user" (a refine click)
             make_field("label", FIELD_INT),  # 1 positive, 0 negative
         ]
@@ -242,6 +249,20 @@ def _number(value):
         return None
 
 
+#: Pixel coordinates in the exported image as people read them: an area read resampled gives 289.20000000000005.
+PIXEL_DECIMALS = 2
+
+
+def pixel_value(value) -> float | None:
+    number = _number(value)
+    return None if number is None else round(number, PIXEL_DECIMALS)
+
+
+def pixel_text(values) -> str:
+    """A box's pixel coordinates as its attribute holds them: "289.2,14,301.75,40"."""
+    return ",".join(f"{round(float(v), PIXEL_DECIMALS):g}" for v in values)
+
+
 def mask_features(answer: dict, context: ResultContext) -> list[QgsFeature]:
     fields = mask_fields()
     instances = _instances(answer)
@@ -290,7 +311,7 @@ def point_features(answer: dict, context: ResultContext, keep: set[int] | None =
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(xy[0]), float(xy[1]))))
             feature.setAttributes(
                 _common_attributes(context, answer, instance)
-                + [number, _number(pixel[0]), _number(pixel[1]), "model", 1]
+                + [number, pixel_value(pixel[0]), pixel_value(pixel[1]), "model", 1]
             )
             out.append(feature)
     return out
@@ -311,8 +332,7 @@ def box_features(answer: dict, context: ResultContext, keep: set[int] | None = N
         feature.setGeometry(QgsGeometry.fromPolygonXY([ring]))
         box_pixel = item.get("box_pixel") or []
         feature.setAttributes(
-            _common_attributes(context, answer, instance)
-            + [",".join(f"{float(v):g}" for v in box_pixel), _number(item.get("score")), "model"]
+            _common_attributes(context, answer, instance) + [pixel_text(box_pixel), _number(item.get("score")), "model"]
         )
         out.append(feature)
     return out
@@ -414,31 +434,43 @@ def build_result_layers(
         .format(query=context.query, layer=context.source_layer, reasoning=reasoning)
         .strip(),
     )
-    message = str(answer.get("message") or tr("{n} instance(s) found").format(n=len(masks)))
+    # The backend's sentence only when nothing was found (why); else ours, in the locale's numbers.
+    message = found_sentence(masks) if masks else str(answer.get("message") or "")
     mark_result_layers(layers, answer)
     return ResultLayers(layers["masks"], layers["points"], layers["boxes"], group, message)
 
 
 def area_text(area_m2_total: float) -> str:
-    """Hectares from 1 ha up, m² below, with thousands separators ("1,496.47 ha")."""
+    """Hectares from 1 ha up, m² below, with the locale's thousands separators ("1,496.47 ha" in English)."""
     if area_m2_total >= 1e4:
-        return tr("{area:,.2f} ha").format(area=area_m2_total / 1e4)
-    return tr("{area:,.0f} m²").format(area=area_m2_total)
+        return tr("{area} ha").format(area=number_text(area_m2_total / 1e4, 2))
+    return tr("{area} m²").format(area=number_text(area_m2_total))
+
+
+def found_sentence(masks) -> str:
+    """ "3 features found, 1,496.47 ha in all.": a run's answer in the user's words and numbers, from its mask
+    features (a layer or a list of features)."""
+    n, total = _count_and_area(masks.getFeatures() if isinstance(masks, QgsVectorLayer) else masks)
+    sentence = tr("1 feature found, {area} in all.") if n == 1 else tr("{n} features found, {area} in all.")
+    return sentence.format(n=number_text(n), area=area_text(total))
+
+
+def _count_and_area(features) -> tuple[int, float]:
+    n, total = 0, 0.0
+    for feature in features:
+        n += 1
+        try:
+            total += float(feature.attribute(AREA_FIELD) or 0.0)
+        except (KeyError, TypeError, ValueError):
+            pass
+    return n, total
 
 
 def summary_sentence(masks: QgsVectorLayer, edited: bool = False) -> str:
     """The result's count and area as its masks layer holds them now (after refine edits too)."""
-    index = masks.fields().indexOf(AREA_FIELD)
-    n, total = 0, 0.0
-    for feature in masks.getFeatures():
-        n += 1
-        value = feature.attribute(index) if index >= 0 else None
-        try:
-            total += float(value or 0.0)
-        except (TypeError, ValueError):
-            pass
-    sentence = (tr("1 instance, {area} in all") if n == 1 else tr("{n:,} instances, {area} in all")).format(
-        n=n, area=area_text(total)
+    n, total = _count_and_area(masks.getFeatures())
+    sentence = (tr("1 feature, {area} in all") if n == 1 else tr("{n} features, {area} in all")).format(
+        n=number_text(n), area=area_text(total)
     )
     return sentence + (tr(" (after your edits)") if edited else "") + "."
 

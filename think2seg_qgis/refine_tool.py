@@ -55,7 +55,7 @@ from .client import BackendClient
 from .compat import FIELD_BOOL, FIELD_INT, FIELD_STRING, make_field
 from .errors import VIEW_NOT_FOUND, Think2SegError
 from .i18n import tr
-from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geojson, area_m2
+from .layers import AREA_FIELD, ROLE_PROPERTY, VIEW_PROPERTY, _geometry_from_geojson, area_m2, pixel_text, pixel_value
 
 LOG_TAG = "Think2Seg"
 #: A press and release further apart than this (screen pixels) is a drag (a box), not a click.
@@ -275,7 +275,9 @@ class RefineMapTool(QgsMapTool):
             return instance
         features = self.group._features(self.group.masks, instance)
         if not features:
-            raise Think2SegError("bad_request", tr("This answer has no instance {instance}.").format(instance=instance))
+            raise Think2SegError(
+                "bad_request", tr("This answer has no feature {instance}.").format(instance=instance + 1)
+            )
         self.edit = InstanceEdit(instance, [self.group.model_prompts(instance)], QgsFeature(features[0]))
         return instance
 
@@ -440,7 +442,7 @@ class RefineMapTool(QgsMapTool):
             f.setGeometry(QgsGeometry.fromPointXY(xy))
             f["point"], f["source"], f["label"] = index, USER, label
             if index < len(pixels) and points.fields().indexOf("x_pixel") >= 0:
-                f["x_pixel"], f["y_pixel"] = float(pixels[index][0]), float(pixels[index][1])
+                f["x_pixel"], f["y_pixel"] = pixel_value(pixels[index][0]), pixel_value(pixels[index][1])
             new_points.append(f)
         points.dataProvider().addFeatures(new_points)
         model_box = self.edit.history[0].box if self.edit else None
@@ -449,7 +451,7 @@ class RefineMapTool(QgsMapTool):
             f.setGeometry(QgsGeometry.fromRect(prompts.box))
             f["source"] = USER
             if boxes.fields().indexOf("box_pixel") >= 0 and (answer or {}).get("box_pixel"):
-                f["box_pixel"] = ",".join(f"{float(v):g}" for v in answer["box_pixel"])
+                f["box_pixel"] = pixel_text(answer["box_pixel"])
             if boxes.fields().indexOf("score") >= 0:
                 f["score"] = (answer or {}).get("score")
             boxes.dataProvider().addFeatures([f])
@@ -563,7 +565,7 @@ class RefineControls(QWidget):
         self._previous_tool = None  # the map tool before Refine, given back on Done
         self.action.setToolTip(
             tr(
-                "Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click "
+                "Refine a feature of the selected result with clicks ({shortcut}): left click adds, right click "
                 "removes, a drag redraws the box"
             ).format(shortcut=self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText))
         )
@@ -661,13 +663,13 @@ class RefineControls(QWidget):
         combo.blockSignals(True)
         combo.clear()
         for k in instances:
-            combo.addItem(tr("Instance {instance}").format(instance=k + 1), k)  # counted from 1, as people do
-        combo.addItem(tr("New instance"), None)
+            combo.addItem(tr("Feature {instance}").format(instance=k + 1), k)  # counted from 1, as people do
+        combo.addItem(tr("New feature"), None)
         combo.setCurrentIndex(instances.index(current) if current in instances else len(instances))
         combo.blockSignals(False)
 
     def _refined(self, instance: int) -> None:
-        self.status.setText(tr("Instance {instance} updated.").format(instance=instance + 1))
+        self.status.setText(tr("Feature {instance} updated.").format(instance=instance + 1))
         # A new instance's first answer adds it to the masks layer (a Reset removes it again): list it now,
         # selected, as the instance under edit.
         self._list_instances(instance)

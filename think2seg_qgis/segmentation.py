@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .client import BackendClient
 from .errors import CANCELLED, JOB_FAILED, Think2SegError, backend_sentence
-from .i18n import tr
+from .i18n import tr, tr_noop
 
 # A job's states (docs/api.md, GET /v1/jobs/{id}).
 JOB_DONE = "done"
@@ -22,6 +22,14 @@ JOB_FAILED_STATE = "failed"
 
 Progress = Callable[[float, str], None]
 IsCancelled = Callable[[], bool]
+
+
+# The strict-answer option (``constrain_answer``) as the panel's box and the toolbox's parameter name it.
+STRICT_ANSWER_LABEL = tr_noop("Strict answer format")
+STRICT_ANSWER_HELP = tr_noop(
+    "Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: "
+    "not yet measured with the published weights."
+)
 
 
 @dataclass

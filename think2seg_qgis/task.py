@@ -124,9 +124,13 @@ class SegmentationTask(QgsTask):
             run_request(self.request, self._work_dir, self._progress, self.isCanceled, self.outcome)
             return True
         except Think2SegError as error:
-            self.outcome.error = error
-            return False
+            # A request that fails after the user pressed Cancel (the upload in flight) ends as the cancel it is.
+            self.outcome.error = cancelled_error() if self.isCanceled() else error
+            return False  # QgsTask has no cancelled state: a cancelled task ends Terminated, as QGIS's own do
         except Exception as error:  # noqa: BLE001 - a task must report, never raise into the task manager
+            if self.isCanceled():
+                self.outcome.error = cancelled_error()
+                return False
             QgsMessageLog.logMessage(tr("Unexpected error: {error}").format(error=repr(error)), LOG_TAG)
             self.outcome.error = Think2SegError(
                 INTERNAL, tr("Unexpected error in the Think2Seg task: {error}").format(error=error)

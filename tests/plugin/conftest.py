@@ -63,11 +63,19 @@ from think2seg.testing.live_service import LiveService, live_service  # noqa: E4
 class RecordingMessageBar(QgsMessageBar):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.messages: list[tuple[str, str, int]] = []
+        self.messages: list[tuple[str, str, int]] = []  # (title, the bar's line, level)
+        self.details: list[str] = []  # what each message keeps behind "Show more" ("" for none)
 
-    def pushMessage(self, title, text=None, level=0, duration=-1, **kwargs):  # noqa: N802 - Qt naming
-        level = kwargs.get("level", level)
+    def pushMessage(self, title, text=None, *args, **kwargs):  # noqa: N802 - Qt naming
+        # QgsMessageBar's overloads: (title, text, level, duration) and (title, text, showMore, level, duration)
+        more = args[0] if args and isinstance(args[0], str) else kwargs.get("showMore", "")
+        rest = list(args[1:] if args and isinstance(args[0], str) else args)
+        level = kwargs.get("level", rest[0] if rest else 0)
+        duration = kwargs.get("duration", rest[1] if len(rest) > 1 else -1)
         self.messages.append((title, text, int(level)))
+        self.details.append(more or "")
+        if more:
+            return super().pushMessage(title, text, more, level, duration)
         return super().pushMessage(title, text, level, duration)
 
 

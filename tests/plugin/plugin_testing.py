@@ -19,6 +19,25 @@ ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources"
 NAIP = RESOURCES / "naip_prairie_potholes_2020.tif"
 LANDSAT = RESOURCES / "landsat_rgb_byte.tif"
+TINY = ROOT / ".cache" / "tiny-models"
+
+
+def tiny_backend_settings(python: str, folder: Path, **changes):
+    """The panel's settings for a local backend on the tiny models (CPU), on a free port, its token in ``folder``."""
+    from think2seg.testing.live_service import free_port
+
+    from think2seg_qgis.settings import BackendSettings
+
+    values = dict(
+        python=str(python),
+        port=free_port(),
+        token_file=str(Path(folder) / "token"),
+        model=str(TINY / "reasoner"),
+        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
+        device="cpu",
+    )
+    values.update(changes)
+    return BackendSettings(**values)
 
 
 def load_raster(path: Path, name: str | None = None) -> QgsRasterLayer:

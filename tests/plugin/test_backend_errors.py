@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from plugin_testing import NAIP, choose_layer, load_raster, open_panel, run_panel, wait_until
+from plugin_testing import NAIP, choose_layer, load_raster, open_panel, run_panel, tiny_backend_settings, wait_until
 from qgis.core import QgsProcessingException
 from think2seg.testing.live_service import free_port
 
@@ -161,20 +161,13 @@ def test_download_progress_reads_in_mb_and_percent():
 @pytest.mark.slow
 def test_missing_weights_are_a_failure_not_loading(qgis_app, tmp_path, monkeypatch):
     """The real service, offline, asked for weights it does not have: red, persistent, in the panel's words."""
-    from conftest import TINY, backend_python
+    from conftest import backend_python
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub is unreachable: the backend must say so, not spin
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
     states = []
     launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
-    settings = BackendSettings(
-        python=backend_python(),
-        port=free_port(),
-        token_file=str(tmp_path / "token"),
-        model="RicardoString/Think2Seg-RS-3B",
-        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
-        device="cpu",
-    )
+    settings = tiny_backend_settings(backend_python(), tmp_path, model="RicardoString/Think2Seg-RS-3B")
     launcher.start(settings)
     try:
         assert wait_until(lambda: launcher.state == STATE_FAILED, timeout=180), (states, launcher.log_tail())
@@ -204,20 +197,13 @@ def test_launcher_reports_a_crash_with_the_log_tail(qgis_app, tmp_path):
 @pytest.mark.slow
 def test_launcher_starts_and_stops_the_real_backend(qgis_app, tmp_path, service):
     """The panel's Start button path: the real service from the backend venv, on the tiny models."""
-    from conftest import TINY, backend_python
+    from conftest import backend_python
 
     python = backend_python()
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
     states = []
     launcher.state_changed.connect(lambda state, sentence: states.append((state, sentence)))
-    settings = BackendSettings(
-        python=python,
-        port=free_port(),
-        token_file=str(tmp_path / "token"),
-        model=str(TINY / "reasoner"),
-        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
-        device="cpu",
-    )
+    settings = tiny_backend_settings(python, tmp_path)
     launcher.start(settings)
     try:
         assert wait_until(lambda: launcher.state == STATE_READY, timeout=180), (states, launcher.log_tail())

@@ -8,16 +8,13 @@ import os
 import sys
 
 import pytest
-from plugin_testing import ROOT, package_source, wait_until
+from plugin_testing import ROOT, package_source, tiny_backend_settings, wait_until
 from qgis.core import QgsSettings
-from think2seg.testing.live_service import free_port
 
 from think2seg_qgis.backend_launcher import STATE_READY, BackendLauncher
 from think2seg_qgis.backend_setup import BackendSetup, SetupPlan, SetupStep
 from think2seg_qgis.child_env import DROPPED, NETWORK, child_environment, qgis_proxy_settings, qgis_python_folders
-from think2seg_qgis.settings import BackendSettings
 
-TINY = ROOT / ".cache" / "tiny-models"
 BACKEND_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 #: What the backend interpreter must do: its own numpy, and rasterio's PROJ finding its own proj.db.
 CHECK = (
@@ -109,15 +106,7 @@ def test_a_set_up_step_runs_clean_in_a_hostile_qgis(qgis_app, hostile, tmp_path)
 def test_start_ends_in_a_working_backend_in_a_hostile_qgis(qgis_app, hostile, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONHOME", str(tmp_path / "qgis-home"))  # fatal to any other interpreter
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
-    settings = BackendSettings(
-        python=BACKEND_PYTHON,
-        port=free_port(),
-        token_file=str(tmp_path / "token"),
-        model=str(TINY / "reasoner"),
-        sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
-        device="cpu",
-    )
-    launcher.start(settings)
+    launcher.start(tiny_backend_settings(BACKEND_PYTHON, tmp_path))
     try:
         assert wait_until(lambda: launcher.state == STATE_READY, timeout=240), launcher.log_tail()
     finally:
@@ -165,16 +154,7 @@ def test_the_whole_set_up_then_start_in_a_hostile_qgis(qgis_app, hostile, tmp_pa
     assert wait_until(lambda: setup.ok is not None, timeout=600), "".join(out)[-3000:]
     assert setup.ok, "".join(out)[-3000:]
     launcher = BackendLauncher(log_file=str(tmp_path / "backend.log"))
-    launcher.start(
-        BackendSettings(
-            python=str(venv),
-            port=free_port(),
-            token_file=str(tmp_path / "token"),
-            model=str(TINY / "reasoner"),
-            sam_checkpoint=str(TINY / "sam2.1_hiera_t.pt"),
-            device="cpu",
-        )
-    )
+    launcher.start(tiny_backend_settings(venv, tmp_path))
     try:
         assert wait_until(lambda: launcher.state == STATE_READY, timeout=300), launcher.log_tail()
     finally:

@@ -17,7 +17,7 @@ from qgis.gui import QgsMapToolPan
 from qgis.PyQt.QtCore import QPoint, QPointF, Qt
 from qgis.PyQt.QtGui import QWheelEvent
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication
+from qgis.PyQt.QtWidgets import QApplication, QWidget
 
 HEALTHY = {
     "status": "ok",
@@ -510,7 +510,7 @@ def test_the_summary_is_updated_after_a_refine(iface, project, tmp_path):
             canvas.refresh()
             panel.last_result = result
             iface.setActiveLayer(result.masks)
-            panel.status_label.setText("2 instances found, 0.96 ha in all.")
+            panel.status_label.setText("2 features found, 0.96 ha in all.")
             panel.refine.action.trigger()
             tool = panel.refine.tool
             assert tool is not None
@@ -526,7 +526,7 @@ def test_the_summary_is_updated_after_a_refine(iface, project, tmp_path):
                 panel.refine.status.text(),
             )
             # 4 ha (the refined instance 0) + 1,600 m² (instance 1), with the separators people read
-            assert "2 instances, 4.16 ha in all" in panel.status_label.text(), panel.status_label.text()
+            assert "2 features, 4.16 ha in all" in panel.status_label.text(), panel.status_label.text()
             panel.refine.action.setChecked(False)
     finally:
         server.close()
@@ -579,7 +579,7 @@ def test_tile_codes_instance_numbers_and_the_size_tooltip_read_as_people_count(i
         iface.setActiveLayer(result.masks)
         panel.refine.action.trigger()
         combo = panel.refine.instance_combo
-        assert [combo.itemText(i) for i in range(combo.count())] == ["Instance 1", "Instance 2", "New instance"]
+        assert [combo.itemText(i) for i in range(combo.count())] == ["Feature 1", "Feature 2", "New feature"]
         assert combo.currentData() == 0  # the data stays the layers' instance id
         panel.refine.action.setChecked(False)
 
@@ -841,3 +841,242 @@ def test_the_toolbox_help_names_no_environment_variables(qgis_app):
     text = SegmentAlgorithm().shortHelpString()
     assert "$THINK2SEG" not in text and "`" not in text, text
     assert "panel" in text
+
+
+def test_the_toolbox_help_is_html_and_opens_the_readme_section(qgis_app, monkeypatch):
+    import re
+
+    from plugin_testing import ROOT
+
+    from think2seg_qgis.processing import segment_algorithm
+    from think2seg_qgis.processing.segment_algorithm import README_SECTION, SegmentAlgorithm
+
+    text = SegmentAlgorithm().shortHelpString()
+    assert text.startswith("<p>") and "\n" not in text, text  # QGIS shows it as HTML: paragraphs, no Markdown
+    # Help opens the README's section on the algorithm, on the repository's page (make package fills the address).
+    monkeypatch.setattr(segment_algorithm, "plugin_metadata", {"repository": "https://github.com/o/r"}.get)
+    assert SegmentAlgorithm().helpUrl() == f"https://github.com/o/r#{README_SECTION}"
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "README.md").read_text(encoding="utf-8"), re.MULTILINE)
+    slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}  # GitHub's anchors
+    assert README_SECTION in slugs
+
+
+def test_the_toolbox_dialog_starts_with_the_raster_and_creates_the_prompt_layers(qgis_app, project, iface, monkeypatch):
+    import qgis.utils
+    from plugin_testing import LANDSAT
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingParameterDefinition
+    from qgis.gui import QgsGui, QgsProcessingGui, QgsProcessingParameterWidgetContext
+
+    from think2seg_qgis import classFactory
+
+    def dialog_value(algorithm, name: str):
+        """What the algorithm dialog's widget for ``name`` holds when it opens (QGIS's own widget wrapper)."""
+        parameter = algorithm.parameterDefinition(name)
+        wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(
+            parameter, QgsProcessingGui.WidgetType.Standard
+        )
+        widget_context = QgsProcessingParameterWidgetContext()
+        widget_context.setProject(project)
+        wrapper.setWidgetContext(widget_context)
+        widget = wrapper.createWrappedWidget(QgsProcessingContext())  # kept: the wrapper reads this widget
+        wrapper.setParameterValue(parameter.defaultValue(), QgsProcessingContext())
+        value = wrapper.parameterValue()
+        widget.deleteLater()
+        return value
+
+    monkeypatch.setattr(qgis.utils, "iface", iface)
+    plugin = classFactory(None)
+    plugin.initProcessing()
+    try:
+        registry = QgsApplication.processingRegistry()
+        naip = load_raster(NAIP)
+        project.addMapLayer(naip)
+        algorithm = registry.createAlgorithmById("think2seg:segment")  # what opening the dialog does
+        assert algorithm.parameterDefinition("INPUT").defaultValue() == naip.id()  # the project's only raster
+        assert dialog_value(algorithm, "INPUT") == naip.id()
+        landsat = load_raster(LANDSAT)
+        project.addMapLayer(landsat)
+        iface.setActiveLayer(landsat)  # two rasters: the active one
+        again = registry.createAlgorithmById("think2seg:segment")
+        assert again.parameterDefinition("INPUT").defaultValue() == landsat.id()
+        assert dialog_value(again, "INPUT") == landsat.id()
+        for name in ("OUTPUT_POINTS", "OUTPUT_BOXES"):  # created beside the masks unless the user skips them
+            definition = algorithm.parameterDefinition(name)
+            assert definition.createByDefault(), name
+            assert definition.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional  # scripts may omit them
+        strict = algorithm.parameterDefinition("CONSTRAIN_ANSWER")
+        assert strict.description() == "Strict answer format" and strict.defaultValue() is False
+        assert strict.help() == panel_strict_tooltip(iface)
+    finally:
+        plugin.unload()
+
+
+def panel_strict_tooltip(iface) -> str:
+    with open_panel(iface) as panel:
+        assert panel.constrain_check.text() == "Strict answer format"
+        return panel.constrain_check.toolTip()
+
+
+# -- 19: one word for the parts of a result, numbers in the locale, pixels rounded, long messages whole --------
+def test_a_result_reads_in_features_with_the_locales_separators(qgis_app):
+    from qgis.PyQt.QtCore import QLocale
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.layers import area_text, build_result_layers, summary_sentence
+
+    answer = canned_answer()
+    answer["message"] = "2 instances found, 0.96 ha in all."  # the backend's words: not what the user reads
+    result = build_result_layers(answer, context())
+    assert result.message == "2 features found, 9,600 m² in all.", result.message
+    assert summary_sentence(result.masks) == "2 features, 9,600 m² in all."
+    before = QLocale()
+    try:
+        QLocale.setDefault(QLocale(QLocale.Language.German, QLocale.Country.Germany))  # QGIS sets its language's
+        assert area_text(14_964_700.0) == "1.496,47 ha"
+    finally:
+        QLocale.setDefault(before)
+    assert area_text(14_964_700.0) == "1,496.47 ha"
+
+
+def test_pixel_coordinates_of_a_resampled_read_are_rounded(qgis_app):
+    from test_layers import canned_answer, context
+
+    from think2seg_qgis.layers import build_result_layers
+
+    answer = canned_answer()
+    answer["instances"][0]["points_pixel"] = [[289.20000000000005, 14.123456789], [12.0, 9.0]]
+    answer["instances"][0]["box_pixel"] = [0.30000000000000004, 0, 20.123456, 16]
+    result = build_result_layers(answer, context())
+    first = next(f for f in result.points.getFeatures() if f["instance"] == 0 and f["point"] == 0)
+    assert (first["x_pixel"], first["y_pixel"]) == (289.2, 14.12)
+    assert result.points.fields().field("x_pixel").precision() == 2  # what the attribute table shows
+    box = next(f for f in result.boxes.getFeatures() if f["instance"] == 0)
+    assert box["box_pixel"] == "0.3,0,20.12,16"
+    from think2seg_qgis.dock.panel import _raw_answer_text
+
+    answer["timings"] = {"reasoner": 1.2345678901, "read": 0.30000000000000004}
+    answer["read"] = {"mode": "full", "window": [289.20000000000005, 0.0, 934.0, 723.0]}
+    shown = _raw_answer_text(answer)  # the Answer tab
+    assert "289.2," in shown and "1.23," in shown and "0000000" not in shown, shown
+
+
+def test_a_long_message_keeps_its_whole_text_behind_show_more(iface, project):
+    from qgis.core import Qgis
+
+    from think2seg_qgis.dock.panel import BAR_SENTENCE_MAX
+
+    bar = iface.messageBar()
+    long = (
+        "3 features found, 1,496.47 ha in all for “the wetlands that hold water all year” in “naip_prairie_potholes"
+        "_2020” (saved in /home/someone/projects/prairie/think2seg_results.gpkg). These are temporary layers (QGIS "
+        "drops them on quit): save the project, and the next results go to a GeoPackage in its folder."
+    )
+    with open_panel(iface) as panel:
+        panel._say("Backend ready.", Qgis.MessageLevel.Info)
+        assert bar.messages[-1][1] == "Backend ready." and bar.details[-1] == ""
+        panel._say(long, Qgis.MessageLevel.Success)
+        line = bar.messages[-1][1]
+        assert len(line) <= BAR_SENTENCE_MAX and line.endswith("…"), line
+        assert line.startswith("3 features found, 1,496.47 ha in all")
+        assert bar.details[-1] == long  # behind QGIS's own "more" button
+        item = bar.currentItem()
+        buttons = [b for b in item.findChildren(QWidget) if hasattr(b, "text") and "more" in str(b.text()).lower()]
+        assert buttons, [type(c).__name__ for c in item.findChildren(QWidget)]
+        assert panel.status_label.text() == long  # the panel shows it whole
+
+
+# -- 23: a cancel that breaks the request in flight is a cancel, not a failure ------------------------------
+def test_a_cancel_during_the_upload_ends_cancelled_not_failed(iface, project, tmp_path):
+    import time
+
+    from qgis.core import Qgis, QgsApplication, QgsTask
+
+    server = HealthServer()
+    release = threading.Event()
+
+    def do_POST(self):  # noqa: N802 - the upload is read, then held until the user has cancelled; then it breaks
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        release.wait(20)
+        self.send_response(500)
+        payload = json.dumps({"error": {"code": "internal", "message": "connection dropped"}}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    server.httpd.RequestHandlerClass.do_POST = do_POST
+    (tmp_path / "token").write_text("t")
+    remote_panel_settings(server.url, tmp_path / "token")
+    logged = []
+
+    def log(message, tag, level):
+        if tag == "Think2Seg":
+            logged.append((message, int(level)))
+
+    QgsApplication.messageLog().messageReceived.connect(log)
+    try:
+        with open_panel(iface) as panel:
+            assert wait_until(lambda: panel.backend_box.kind == "ok", timeout=10)
+            choose_layer(panel, project, load_raster(NAIP), "the ponds")
+            outcomes = []
+            panel.finished.connect(lambda outcome, result: outcomes.append(outcome))
+            task = panel.run()
+            assert wait_until(lambda: "Uploading" in panel.status_label.text() or release.is_set(), timeout=20)
+            time.sleep(0.3)
+            panel.cancel()
+            release.set()
+            assert wait_until(lambda: outcomes, timeout=30)
+            assert outcomes[0].cancelled, outcomes[0].error
+            assert task.status() == QgsTask.TaskStatus.Terminated  # QgsTask's state for a stopped task
+            assert "cancelled" in panel.status_label.text()
+            ours = [(m, level) for m, level in logged if "cancelled" in m]
+            assert ours and all(level == int(Qgis.MessageLevel.Info) for _, level in ours), logged
+            assert not any(level == int(Qgis.MessageLevel.Critical) for _, level in logged), logged
+    finally:
+        QgsApplication.messageLog().messageReceived.disconnect(log)
+        release.set()
+        server.close()
+
+
+# -- 24: the About says what it needs and where to start; README's menu paths are QGIS's -----------------------
+def test_the_about_names_disk_gpu_and_the_first_step():
+    import configparser
+
+    from plugin_testing import ROOT
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "metadata.txt", encoding="utf-8")
+    about = parser["general"]["about"]
+    assert "Set up backend…" in about and about.index("Set up backend…") < about.index("GB")  # the first step first
+    assert "7.5 GB" in about and "16 GB" in about and "NVIDIA" in about and "8 GB" in about
+    assert "CPU" in about and "minutes" in about
+    assert "Refine" in about and "Strict answer format" in about
+
+
+def test_readmes_menu_paths_are_the_ones_the_plugin_registers(iface):
+    import re
+
+    from plugin_testing import ROOT
+    from qgis.core import QgsApplication
+
+    from think2seg_qgis import classFactory
+
+    plugin = classFactory(iface)
+    plugin.initGui()
+    try:
+        # What QGIS shows: the Raster menu, a submenu named as registered (without its & accelerator), the action.
+        (menu, actions), *others = [(m, a) for m, a in iface.menus.items() if a]
+        assert not others and len(actions) == 1
+        panel_path = " > ".join(("Raster", menu.replace("&", ""), actions[0].text()))
+        algorithm = QgsApplication.processingRegistry().algorithmById("think2seg:segment")
+        toolbox_path = " > ".join(
+            ("Processing Toolbox", algorithm.provider().name(), algorithm.group(), algorithm.displayName())
+        )
+    finally:
+        plugin.unload()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"*{panel_path}*" in readme, panel_path
+    assert f"*{toolbox_path}*" in readme, toolbox_path
+    # Every menu path of ours in the README is one of these two (or starts one of them).
+    ours = {p for p in re.findall(r"\*([^*\n]+ > [^*\n]+)\*", readme) if "Think2Seg" in p}
+    assert ours and all(panel_path.startswith(p) or toolbox_path.startswith(p) for p in ours), ours

@@ -231,6 +231,36 @@ def test_cancel_through_the_feedback(provider):
     assert feedback.isCanceled()
 
 
+class RecordingFeedback(QgsProcessingFeedback):
+    """A feedback that keeps what the algorithm reports (its log lines)."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def pushInfo(self, info):  # noqa: N802
+        self.messages.append(info)
+        super().pushInfo(info)
+
+
+def test_the_strict_answer_option_reaches_the_backend(provider):
+    """The panel's Strict answer format as a toolbox parameter: sent as the panel sends it (constrain_answer), and
+    the backend's answer records that it held the answer to its grammar."""
+    runs = {}
+    for strict in (False, True):
+        feedback = RecordingFeedback()
+        processing.run(
+            "think2seg:segment",
+            {"INPUT": str(NAIP), "QUERY": QUERY, "MAX_REASONING_TOKENS": 64, "CONSTRAIN_ANSWER": strict,
+             "OUTPUT": "memory:"},
+            feedback=feedback,
+        )  # fmt: skip
+        runs[strict] = feedback.messages
+    said = "Strict answer format: the backend held the answer to its expected shape."
+    assert said in runs[True], runs[True]
+    assert said not in runs[False]
+
+
 @pytest.mark.slow
 def test_larger_than_the_bound_goes_through_the_jobs_api(provider, qgis_app):
     run = load_run_settings()

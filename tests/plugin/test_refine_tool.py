@@ -84,7 +84,7 @@ def test_clicks_positive_negative_drag_undo_edit_one_instance(refining, iface):
 
     # "New instance": a drag in the raster's lower-left, outside the model's box, adds instance 1
     combo = dock.refine.instance_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["Instance 1", "New instance"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["Feature 1", "New feature"]
     combo.setCurrentIndex(1)
     extent = masks.extent()
     ext = canvas.extent()
@@ -96,7 +96,7 @@ def test_clicks_positive_negative_drag_undo_edit_one_instance(refining, iface):
     wait(1)
     assert sorted(f["instance"] for f in masks.getFeatures()) == [0, 1]
     # the picker lists the added instance at once, as the one under edit
-    assert [combo.itemText(i) for i in range(combo.count())] == ["Instance 1", "Instance 2", "New instance"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["Feature 1", "Feature 2", "New feature"]
     assert combo.currentData() == 1 and tool.edit.instance == 1 and len(tool.edit.history) == 2
     (added,) = features(masks, 1)
     assert added["edited"] is True and (features(boxes, 1, "user"))
@@ -187,7 +187,7 @@ def test_a_tiled_result_is_refined_across_tile_borders_and_reset_to_the_models_p
 
     # a new instance inside one tile first: the refine below must leave it alone
     combo.setCurrentIndex(combo.count() - 1)
-    assert combo.currentText() == "New instance"
+    assert combo.currentText() == "New feature"
     ext = canvas.extent()
     drag(
         viewport,

@@ -39,8 +39,9 @@ from .. import areas
 from ..backend_launcher import STATE_CRASHED, STATE_FAILED, STATE_STOPPED, BackendLauncher
 from ..errors import CANCELLED, CONNECTION_CODES, CRASHED, INTERNAL_CODES, UNREACHABLE, Think2SegError
 from ..export import RasterSource
-from ..i18n import tr, tr_noop
+from ..i18n import number_text, tr, tr_noop
 from ..layers import (
+    PIXEL_DECIMALS,
     ROLE_PROPERTY,
     ResultContext,
     ResultLayers,
@@ -54,7 +55,7 @@ from ..layers import (
     summary_sentence,
 )
 from ..refine_tool import RefineControls, ResultGroup
-from ..segmentation import SegmentationOptions
+from ..segmentation import STRICT_ANSWER_HELP, STRICT_ANSWER_LABEL, SegmentationOptions
 from ..settings import (
     AREA_CANVAS,
     AREA_LAYER,
@@ -112,6 +113,22 @@ def readable_reasoning(text: str) -> str:
     return _TILE_CODE.sub(
         lambda m: tr("Tile row {row}, column {col}: ").format(row=int(m.group(1)) + 1, col=int(m.group(2)) + 1), text
     )
+
+
+#: What the message bar shows on one line in a docked QGIS window without cutting it off (characters).
+BAR_SENTENCE_MAX = 110
+
+
+def bar_sentence(sentence: str, limit: int = BAR_SENTENCE_MAX) -> tuple[str, str]:
+    """(the message bar's line, the text behind its "Show more"): a short sentence whole with nothing behind;
+    a long one as its first sentence (or its first words) ending in "…", the whole text behind."""
+    flat = " ".join(sentence.split())
+    if len(flat) <= limit:
+        return flat, ""
+    first = flat.split(". ", 1)[0].rstrip(".")
+    if len(first) + 1 > limit:
+        first = first[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return first + "…", sentence
 
 
 class WheelGuard(QObject):
@@ -218,16 +235,11 @@ class Think2SegPanel(QgsDockWidget):
         self.max_size_spin.setToolTip(
             tr(
                 "The long side of one image the model reads; a larger area is sent at full resolution (up to "
-                "{tiled:,} px) and read in tiles of this size"
-            ).format(tiled=DEFAULT_TILED_MAX_SIZE)
+                "{tiled} px) and read in tiles of this size"
+            ).format(tiled=number_text(DEFAULT_TILED_MAX_SIZE))
         )
-        self.constrain_check = QCheckBox(tr("Strict answer format"))
-        self.constrain_check.setToolTip(
-            tr(
-                "Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: "
-                "not yet measured with the published weights."
-            )
-        )
+        self.constrain_check = QCheckBox(tr(STRICT_ANSWER_LABEL))
+        self.constrain_check.setToolTip(tr(STRICT_ANSWER_HELP))
         self.sam_combo.currentIndexChanged.connect(self._sam_size_changed)
         options.addRow(tr("SAM2 size"), self.sam_combo)
         options.addRow(tr("Reasoning budget"), self.budget_spin)
@@ -391,7 +403,11 @@ class Think2SegPanel(QgsDockWidget):
             self.tabs.setCurrentWidget(self.log_view)
         bar = self.iface.messageBar() if hasattr(self.iface, "messageBar") else None
         if bar is not None:
-            bar.pushMessage("Think2Seg", sentence, level=level, duration=duration)
+            line, more = bar_sentence(sentence)
+            if more:  # the bar is one line: a short sentence there, the whole text behind QGIS's "Show more"
+                bar.pushMessage("Think2Seg", line, more, level=level, duration=duration)
+            else:
+                bar.pushMessage("Think2Seg", line, level=level, duration=duration)
             if backend_problem and bar.currentItem() is not None:
                 self._backend_problems.append((sentence, bar.currentItem()))
         elif backend_problem:
@@ -694,7 +710,19 @@ class Think2SegPanel(QgsDockWidget):
         self.backend_box.timer.stop()
 
 
+def _rounded(value):
+    """Floats as people read them in the Answer tab (289.2, not 289.20000000000005; seconds to the hundredth)."""
+    if isinstance(value, float):
+        return round(value, PIXEL_DECIMALS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _raw_answer_text(answer: dict) -> str:
     raw = str(answer.get("answer") or "")
-    summary = {k: answer.get(k) for k in ("status", "message", "models", "timings", "read", "epsg", "area_unit")}
+    keys = ("status", "message", "models", "timings", "read", "epsg", "area_unit")
+    summary = _rounded({k: answer.get(k) for k in keys})
     return f"{raw}\n\n{json.dumps(summary, indent=2, ensure_ascii=False)}".strip()

@@ -480,17 +480,7 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/panel.py"/>
-        <source>The long side of one image the model reads; a larger area is sent at full resolution (up to {tiled:,} px) and read in tiles of this size</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/panel.py"/>
-        <source>Strict answer format</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/panel.py"/>
-        <source>Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: not yet measured with the published weights.</source>
+        <source>The long side of one image the model reads; a larger area is sent at full resolution (up to {tiled} px) and read in tiles of this size</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -938,27 +928,32 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
-        <source>{n} instance(s) found</source>
+        <source>{area} ha</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
-        <source>{area:,.2f} ha</source>
+        <source>{area} m²</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
-        <source>{area:,.0f} m²</source>
+        <source>1 feature found, {area} in all.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
-        <source>1 instance, {area} in all</source>
+        <source>{n} features found, {area} in all.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/layers.py"/>
-        <source>{n:,} instances, {area} in all</source>
+        <source>1 feature, {area} in all</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/layers.py"/>
+        <source>{n} features, {area} in all</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1013,11 +1008,7 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
-        <source>Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its reasoning.
-
-The area (the whole layer by default) is exported and sent to the Think2Seg backend set in the Think2Seg panel (or to the one the “Backend URL” advanced parameter names), with the token the panel uses. Areas larger than the image size bound are read at full resolution and tiled by the backend.
-
-Outputs are in the raster's CRS; every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and attributes as the panel.</source>
+        <source>&lt;p&gt;Finds what a query describes in a raster (for example &lt;i&gt;the wetlands that hold water all year&lt;/i&gt;) and returns the masks as polygons, with the prompt points and boxes the model chose and its reasoning.&lt;/p&gt;&lt;p&gt;The area (the whole layer by default) is sent to the Think2Seg backend set in the Think2Seg panel (&lt;b&gt;Raster &amp;gt; Think2Seg&lt;/b&gt;), with the panel's token, or to the one the &lt;b&gt;Backend URL&lt;/b&gt; advanced parameter names. Areas larger than the image size bound are read at full resolution and tiled by the backend. &lt;b&gt;Strict answer format&lt;/b&gt; holds the model's answer to its expected shape, as the panel's box of that name does.&lt;/p&gt;&lt;p&gt;Outputs are in the raster's CRS. Every feature carries the query, its number in the answer (&lt;i&gt;instance&lt;/i&gt;), its area (&lt;i&gt;area_m2&lt;/i&gt;, square metres, geodesic for longitude/latitude), the model names, the SAM2 size used, the source layer and the time: the same layers and attributes as the panel's.&lt;/p&gt;</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1117,6 +1108,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
+        <source>Strict answer format: the backend held the answer to its expected shape.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/processing/segment_algorithm.py"/>
         <source>Tiny (fastest, coarsest)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1167,7 +1163,7 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>This answer has no instance {instance}.</source>
+        <source>This answer has no feature {instance}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1187,7 +1183,7 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>Refine an instance of the selected result with clicks ({shortcut}): left click adds, right click removes, a drag redraws the box</source>
+        <source>Refine a feature of the selected result with clicks ({shortcut}): left click adds, right click removes, a drag redraws the box</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1227,22 +1223,37 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>Instance {instance}</source>
+        <source>Feature {instance}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>New instance</source>
+        <source>New feature</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>Instance {instance} updated.</source>
+        <source>Feature {instance} updated.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Uploading the image</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The job failed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Strict answer format</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Holds the model's answer to the expected JSON shape (the reasoning stays free). Off by default: not yet measured with the published weights.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1283,11 +1294,6 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The segmentation was cancelled; nothing was added to the project.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>Uploading the image</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

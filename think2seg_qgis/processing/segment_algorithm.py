@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -25,6 +26,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProject,
+    QgsRasterLayer,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -42,6 +44,7 @@ from ..layers import (
     box_features,
     box_fields,
     empty_sentence,
+    found_sentence,
     group_name_for,
     kept_instances,
     layer_names,
@@ -53,7 +56,7 @@ from ..layers import (
     sam_size_used,
 )
 from ..resource_files import icon_path, plugin_metadata
-from ..segmentation import SegmentationOptions
+from ..segmentation import STRICT_ANSWER_HELP, STRICT_ANSWER_LABEL, SegmentationOptions
 from ..settings import (
     DEFAULT_EXPORT_MAX_SIZE,
     DEFAULT_REASONING_TOKENS,
@@ -65,12 +68,34 @@ from ..settings import (
 )
 from ..task import SegmentationRequest, run_request
 
+# The README section that documents this algorithm (GitHub's anchor for "## In QGIS: the Processing toolbox").
+README_SECTION = "in-qgis-the-processing-toolbox"
+
 SAM_LABELS = {
     "tiny": tr_noop("Tiny (fastest, coarsest)"),
     "small": tr_noop("Small"),
     "base_plus": tr_noop("Base+ (finer)"),
     "large": tr_noop("Large (finest, most memory)"),
 }
+
+
+def default_raster_id() -> str | None:
+    """The raster the dialog starts with: the active layer when it is a raster, else the project's only raster.
+
+    initAlgorithm runs each time the dialog opens (QgsProcessingAlgorithm.create), so this is the project's state
+    then. None (the user chooses) with several rasters and none active, and headless (qgis_process: no iface).
+    """
+    try:
+        import qgis.utils
+    except ImportError:  # a QGIS without its Python utilities (standalone scripts)
+        window = None
+    else:
+        window = getattr(qgis.utils, "iface", None)  # QGIS's interface; None in qgis_process and scripts
+    active = window.activeLayer() if window is not None else None
+    if isinstance(active, QgsRasterLayer) and active.isValid():
+        return active.id()
+    rasters = [layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)]
+    return rasters[0].id() if len(rasters) == 1 else None
 
 
 class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
@@ -107,12 +132,13 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     MAX_REASONING_TOKENS = "MAX_REASONING_TOKENS"
     BACKEND_URL = "BACKEND_URL"
     MAX_IMAGE_SIZE = "MAX_IMAGE_SIZE"
+    CONSTRAIN_ANSWER = "CONSTRAIN_ANSWER"
     OUTPUT = "OUTPUT"
     OUTPUT_POINTS = "OUTPUT_POINTS"
     OUTPUT_BOXES = "OUTPUT_BOXES"
     REASONING = "REASONING"
     # Each output once: its parameter, its key in layers.layer_names, label, source type, geometry, style, fields.
-    # The masks are required; the prompt points and boxes are optional and off unless asked for.
+    # The masks are required; the prompt points and boxes are optional, created unless the user skips them.
     OUTPUTS = (
         (OUTPUT, "masks", tr_noop("Masks"), QgsProcessing.SourceType.TypeVectorPolygon,
          QgsWkbTypes.Type.MultiPolygon, MASKS_STYLE, mask_fields),
@@ -152,19 +178,25 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         return QIcon(icon_path("think2seg.svg"))
 
     def helpUrl(self) -> str:  # noqa: N802
-        return plugin_metadata("homepage")
+        """The README's section on this algorithm, on the repository's page (empty in an unpackaged checkout)."""
+        repository = plugin_metadata("repository")
+        return f"{repository.rstrip('/')}#{README_SECTION}" if repository else ""
 
     def shortHelpString(self) -> str:  # noqa: N802
+        # HTML, as QGIS shows it in the dialog's help pane: no Markdown, nothing a QGIS user cannot act on.
         return tr(
-            "Finds what a reasoning query describes in a raster (for example “the wetlands that hold water all "
-            "year”) and returns the masks as polygons, with the prompt points and boxes the model chose and its "
-            "reasoning.\n\nThe area (the whole layer by default) is exported and sent to the Think2Seg backend "
-            "set in the Think2Seg panel (or to the one the “Backend URL” advanced parameter names), with the "
-            "token the panel uses. Areas larger than the image "
-            "size bound are read at full resolution and tiled by the backend.\n\nOutputs are in the raster's CRS; "
-            "every feature carries the query, the instance, area_m2 (square metres, geodesic for longitude/"
-            "latitude), the model ids, the SAM2 size used, the source layer and the time — the same layers and "
-            "attributes as the panel."
+            "<p>Finds what a query describes in a raster (for example <i>the wetlands that hold water all "
+            "year</i>) and returns the masks as polygons, with the prompt points and boxes the model chose and its "
+            "reasoning.</p>"
+            "<p>The area (the whole layer by default) is sent to the Think2Seg backend set in the Think2Seg panel "
+            "(<b>Raster &gt; Think2Seg</b>), with the panel's token, or to the one the <b>Backend URL</b> advanced "
+            "parameter names. Areas larger than the image size bound are read at full resolution and tiled by "
+            "the backend. <b>Strict answer format</b> holds the model's answer to its expected shape, as the "
+            "panel's box of that name does.</p>"
+            "<p>Outputs are in the raster's CRS. Every feature carries the query, its number in the answer "
+            "(<i>instance</i>), its area (<i>area_m2</i>, square metres, geodesic for longitude/latitude), the "
+            "model names, the SAM2 size used, the source layer and the time: the same layers and attributes as "
+            "the panel's.</p>"
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -186,7 +218,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 maxValue=maximum,
             )
 
-        add(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster layer")), tr("The raster to read."))
+        add(
+            QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster layer"), defaultValue=default_raster_id()),
+            tr("The raster to read."),
+        )
         add(
             QgsProcessingParameterString(self.QUERY, tr("Query (what to find)"), multiLine=False),
             tr("What to find, in words: an object, or a description that needs reasoning."),
@@ -211,6 +246,14 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
         add(
+            # Optional: models saved before it existed stay valid (a missing value is the default, off).
+            QgsProcessingParameterBoolean(
+                self.CONSTRAIN_ANSWER, tr(STRICT_ANSWER_LABEL), defaultValue=False, optional=True
+            ),
+            tr(STRICT_ANSWER_HELP),
+            advanced=True,
+        )
+        add(
             QgsProcessingParameterString(self.BACKEND_URL, tr("Backend URL"), optional=True),
             tr("The Think2Seg backend to use, e.g. http://127.0.0.1:8765; empty: the panel's setting."),
             advanced=True,
@@ -224,10 +267,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
         for key, _, label, source_type, *_ in self.OUTPUTS:
-            optional = key != self.OUTPUT
+            # The prompts are optional (a script or model may leave them out) but created by default in the
+            # dialog: a user expects the points and boxes beside the masks, as the panel adds them.
             self.addParameter(
                 QgsProcessingParameterFeatureSink(
-                    key, tr(label), source_type, optional=optional, createByDefault=not optional
+                    key, tr(label), source_type, optional=key != self.OUTPUT, createByDefault=True
                 )
             )
         self.addOutput(QgsProcessingOutputString(self.REASONING, tr("Reasoning")))
@@ -263,6 +307,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             options=SegmentationOptions(
                 sam_size=sam_size,
                 max_reasoning_tokens=self.parameterAsInt(parameters, self.MAX_REASONING_TOKENS, context),
+                constrain_answer=self.parameterAsBoolean(parameters, self.CONSTRAIN_ANSWER, context),
             ),
             url=url or backend.effective_url(),
             token=backend_token(backend),  # the panel's credential, by the panel's function
@@ -316,11 +361,14 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             masks = []
         else:
             masks = mask_features(answer, result_context)
-            feedback.pushInfo(str(answer.get("message") or tr("{n} instance(s) found").format(n=len(masks))))
+            feedback.pushInfo(found_sentence(masks))
         note = sam_size_note(answer, sam_size)
         if note:
             feedback.pushInfo(note)
         feedback.pushInfo(tr("SAM2 size used: {size}").format(size=sam_size_used(answer, sam_size)))
+        generation = (answer.get("models") or {}).get("generation") or {}
+        if generation.get("constrain_answer"):
+            feedback.pushInfo(tr("Strict answer format: the backend held the answer to its expected shape."))
         keep = kept_instances(masks)
         names = layer_names(query)
         group = group_name_for(query)
