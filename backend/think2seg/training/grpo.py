@@ -74,6 +74,9 @@ class TrainSettings:
     dtype: str = "auto"  # see weight_dtype
     attn_implementation: str | None = None
     report_to: str = "none"
+    #: True: one SAM2 failure in a reward call zeroes the mask reward of every completion of that call, as the
+    #: reference's single `try` does (docs/method.md row 8f); False (ours): only that completion scores 0
+    reference_group_zero: bool = False
     extra: dict = field(default_factory=dict)  # more GRPOConfig fields, passed as they are
 
     def check(self) -> None:
@@ -374,7 +377,7 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
             task_type="CAUSAL_LM",
         )
     curves = RewardCurves(out / "training")
-    mask_reward = MaskReward(segmenter, frame=settings.frame)
+    mask_reward = MaskReward(segmenter, frame=settings.frame, reference_group_zero=settings.reference_group_zero)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[mask_reward, json_validity_reward, think_answer_shape_reward],
