@@ -275,9 +275,9 @@ def weight_dtype(settings: TrainSettings, cuda: bool):
 def load_policy(settings: TrainSettings):
     """The model to train and its processor, from a hub id or a folder."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    from ..reasoner import neutral_generation_config
+    from ..reasoner import load_processor, neutral_generation_config
     from ..weights import resolve_reasoner
 
     path = resolve_reasoner(settings.model)
@@ -288,7 +288,7 @@ def load_policy(settings: TrainSettings):
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     # TRL sets the sampling settings it knows; the checkpoint's file must not fill the others (n-gram bans...).
     model.generation_config = neutral_generation_config(model.generation_config)
-    processor = AutoProcessor.from_pretrained(path)
+    processor = load_processor(path)
     processor.tokenizer.padding_side = "left"
     if settings.freeze_vision:
         for name, p in model.named_parameters():
