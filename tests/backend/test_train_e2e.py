@@ -152,6 +152,14 @@ def test_reference_group_zero_reaches_the_mask_reward_from_the_command_line(mini
         trainer, _ = build_trainer(settings, log=lambda _msg: None)
         (reward,) = [f for f in trainer.reward_funcs if isinstance(f, MaskReward)]
         assert reward.reference_group_zero is expected
+    # docs/method.md, "What cannot match exactly": TRL suppresses the image token in sampling (the reference's
+    # trainer does not), and its completion mask ends at the first of both end tokens (the reference's at the
+    # first <|im_end|> only)
+    tok = trainer.processing_class.tokenizer
+    im_end, end_of_text = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    assert trainer.generation_config.suppress_tokens == [trainer.model.config.image_token_id]
+    assert tok.convert_ids_to_tokens(trainer.model.config.image_token_id) == "<|image_pad|>"
+    assert set(trainer.eos_token_ids) == {im_end, end_of_text} and tok.pad_token_id == end_of_text
 
 
 def test_bad_settings_stop_before_loading(tmp_path, capsys, mini_train):
