@@ -333,6 +333,12 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
     if cuda and settings.beta and not settings.lora:
         # The frozen reference only runs forward passes: bf16 is enough and saves half its memory.
         extra.setdefault("model_init_kwargs", {"dtype": "bfloat16"})
+    generation = dict(extra.pop("generation_kwargs", None) or {})
+    image_token = getattr(model.config, "image_token_id", None)
+    if image_token is not None and not extra.get("use_vllm"):  # vLLM's SamplingParams take no suppress_tokens
+        # A sampled image token would not match the image's features in the log-prob forward. Recent TRL
+        # suppresses it itself; named here so an older TRL does too (docs/method.md, "What cannot match").
+        generation.setdefault("suppress_tokens", [image_token])
     config = GRPOConfig(
         output_dir=str(out / "training" / "checkpoints"),
         num_generations=settings.num_generations,
@@ -363,6 +369,7 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
         # TrainingArguments turns the model's KV cache off; TRL generates with the model's config, so without
         # this every sampled token would recompute the whole 1,100-token prompt.
         use_cache=True,
+        generation_kwargs=generation,
         **extra,
     )
     peft_config = None
