@@ -129,11 +129,13 @@ def describe_validation_error(e: ValidationError) -> str:
     return "Bad options: " + "; ".join(parts) + ". See docs/api.md for the options and their bounds."
 
 
-def check_query(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
-    """The query, stripped; an empty or over-long one is a BadRequest with a sentence (every entry point)."""
+def check_query(query: str, max_chars: int = MAX_QUERY_CHARS, as_written: bool = False) -> str:
+    """The query, stripped (`as_written`: unchanged, the reference evaluation's rule for a dataset's question,
+    docs/method.md); an empty or over-long one is a BadRequest with a sentence (every entry point). The checks
+    are on the stripped text either way."""
     q = (query or "").strip()
     if not q:
         raise BadRequest("The query is empty: type what you are looking for.", code="empty_query")
     if len(q) > max_chars:
         raise BadRequest(f"The query is {len(q)} characters long; keep it under {max_chars}.", code="query_too_long")
-    return q
+    return query if as_written else q

@@ -189,14 +189,17 @@ class Pipeline:
         cancelled=None,
         geometry_frame: str = "crs",
         inputs: Sequence[ModelInput] | None = None,
+        query_as_written: bool = False,
     ) -> list[SegmentResult]:
         """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused).
 
         `geometry_frame="raster_pixels"` gives instance geometries in the source raster's pixel frame (tiled
         runs); the default gives them in the CRS. `inputs`: the tiles' `prepare`d inputs, one per pair (made
-        ahead); without them each distinct tile object is prepared here, once for all its queries."""
+        ahead); without them each distinct tile object is prepared here, once for all its queries.
+        `query_as_written`: the queries keep their surrounding blanks (`check_query`; the reference evaluation).
+        """
         opts = options or SegmentOptions()
-        queries = [check_query(q) for q in queries]
+        queries = [check_query(q, as_written=query_as_written) for q in queries]
         segmenter = self.segmenter_for(opts.sam_size)
         if inputs is None:
             made: dict[int, ModelInput] = {}

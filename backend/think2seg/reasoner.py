@@ -97,6 +97,24 @@ def neutral_generation_config(checkpoint=None):
     )
 
 
+#: The image processor backend, chosen here rather than left to the installed transformers' default (which
+#: changed across versions: the reference's 4.49 took the slow PIL/numpy processor, 5.x defaults to torchvision).
+#: On the 840 x 840 frame nothing is resized and the two differ by at most one float32 ulp in the normalised
+#: pixels, none in bfloat16 (docs/method.md, "What cannot match exactly"); torchvision is the faster.
+IMAGE_PROCESSOR_BACKEND = "torchvision"
+
+
+def load_processor(path):
+    """The checkpoint's processor with the image processor backend named by `IMAGE_PROCESSOR_BACKEND` (one
+    place for inference and training): `backend=` on transformers 5, `use_fast=` before it."""
+    import transformers
+    from transformers import AutoProcessor
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return AutoProcessor.from_pretrained(path, backend=IMAGE_PROCESSOR_BACKEND)
+    return AutoProcessor.from_pretrained(path, use_fast=IMAGE_PROCESSOR_BACKEND == "torchvision")
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -260,7 +278,7 @@ class Reasoner:
         decoding: str | FastDecoding | None = "auto",
     ) -> Reasoner:
         """`decoding`: auto (the fast path on CUDA, plain on the CPU), fast or plain (think2seg.decoding)."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         path = resolve_reasoner(model_id)
         dev = pick_device(device)
@@ -270,7 +288,7 @@ class Reasoner:
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).to(dev).eval()
-        processor = AutoProcessor.from_pretrained(path)
+        processor = load_processor(path)
         return cls(model, processor, model_id, dev, fast=resolve_decoding(decoding, dev))
 
     def with_decoding(self, decoding: str | FastDecoding | None) -> Reasoner:

@@ -19,7 +19,7 @@ from PIL import Image
 from think2seg.errors import BadInput
 from think2seg.evaluation.benchmarks import get_benchmark, rrsisd_split_refs
 from think2seg.evaluation.runner import EvalSettings, evaluate
-from think2seg.prompt_template import USER_PROMPT
+from think2seg.prompt_template import SYSTEM_PROMPT, USER_PROMPT
 
 HUGE = "9" * 400
 #: a run-away number the token budget cut and json_repair closed (issue 22): no points, so the app's parser
@@ -356,3 +356,49 @@ def test_a_runaway_answer_in_a_batch_is_a_tile_without_features(tiny_pipeline, t
     assert (summary.done, summary.failed, summary.tiles_run, summary.features, summary.prompts) == (1, 0, 1, 0, 0), (
         summary.format()
     )
+
+
+def make_earthreason_with_blanks(root: Path, questions) -> Path:
+    for sub in ("images", "labels", "QAs"):
+        (root / "val" / sub).mkdir(parents=True)
+    Image.fromarray(_rgb(30)).save(root / "val" / "images" / "a.png")
+    Image.fromarray(_rect().astype(np.uint8) * 255).save(root / "val" / "labels" / "a.png")
+    (root / "val" / "QAs" / "a.json").write_text(json.dumps({"questions": questions, "answer": "x"}))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["  the pond \n", "the pond\t", "\nthe pond"])
+def test_the_reference_protocol_asks_the_question_as_written(tiny_pipeline, tmp_path, question):
+    """The reference puts a dataset's question into its prompt as written (`USER_PROMPT.format(Question=q)`,
+    blanks kept); under --protocol think2seg ours does, while segearth (and the app) strip it."""
+    root = make_earthreason_with_blanks(tmp_path / "er", [question])
+    asked: list[str] = []
+    reasoner = tiny_pipeline.reasoner
+    real = type(reasoner).prompt_text
+
+    def spy(self, query):
+        asked.append(query)
+        return real(self, query)
+
+    reasoner.prompt_text = spy.__get__(reasoner)
+    try:
+        m = evaluate(tiny_pipeline, EvalSettings(data=str(root), split="val", out=str(tmp_path / "o")), progress=False)
+        seg = evaluate(
+            tiny_pipeline,
+            EvalSettings(data=str(root), split="val", out=str(tmp_path / "s"), protocol="segearth"),
+            progress=False,
+        )
+    finally:
+        del reasoner.prompt_text
+    assert asked == [question, question.strip()]
+    assert m["question_as_written"] is True and seg["question_as_written"] is False
+    # the prompt text is the reference's, character for character
+    user = [{"type": "image"}, {"type": "text", "text": USER_PROMPT.format(Question=question)}]
+    expected = reasoner.processor.apply_chat_template(
+        [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}, {"role": "user", "content": user}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    assert reasoner.prompt_text(asked[0]) == expected and f'find "{question}"' in expected
+    assert read_jsonl(tmp_path / "o" / "samples.jsonl")[0]["question"] == question

@@ -99,3 +99,34 @@ def test_checkpoint_generation_config_never_applies(tiny_models_dir, tmp_path):
         )
     applied = hostile.processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert applied != KNOWN_COMPLETION
+
+
+def test_the_image_processor_backend_is_ours_not_the_librarys_default(tiny_models_dir, tiny_pipeline):
+    """transformers' default image processor changed across versions (the reference's 4.49: the slow PIL/numpy
+    one; 5.x: torchvision): the reasoner and training name theirs (`IMAGE_PROCESSOR_BACKEND`). On the 840 x 840
+    frame the two differ by at most one float32 ulp in the normalised pixels and not at all in bfloat16, the
+    published weights' dtype (docs/method.md, "What cannot match exactly")."""
+    import transformers
+    from PIL import Image
+    from think2seg.reasoner import IMAGE_PROCESSOR_BACKEND, load_processor
+
+    path = tiny_models_dir / "reasoner"
+    ours = load_processor(path).image_processor
+    assert type(tiny_pipeline.reasoner.processor.image_processor) is type(ours)
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("the two backends are named by use_fast before transformers 5")
+    other = "pil" if IMAGE_PROCESSOR_BACKEND == "torchvision" else "torchvision"
+    named = {
+        b: type(transformers.AutoImageProcessor.from_pretrained(path, backend=b))
+        for b in (IMAGE_PROCESSOR_BACKEND, other)
+    }
+    assert type(ours) is named[IMAGE_PROCESSOR_BACKEND] and named[IMAGE_PROCESSOR_BACKEND] is not named[other]
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (840, 840, 3), dtype=np.uint8))
+    a = ours(images=[img], return_tensors="pt")["pixel_values"]
+    b = transformers.AutoImageProcessor.from_pretrained(path, backend=other)(images=[img], return_tensors="pt")[
+        "pixel_values"
+    ]
+    assert a.shape == b.shape == (3600, 1176)
+    assert float((a.double() - b.double()).abs().max()) <= 2.4e-7
+    assert bool((a.bfloat16() == b.bfloat16()).all())

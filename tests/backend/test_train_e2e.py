@@ -88,6 +88,7 @@ def test_two_grpo_steps_then_segment_with_the_result(mini_train, tiny_models_dir
     assert prov["steps"] == 2 and prov["prompt_template"] == "think2seg-rs/v1"
     assert prov["settings"]["beta"] == 0.001 and prov["settings"]["num_generations"] == 4
     assert prov["settings"]["top_k"] == 50  # the reference sampled with top-k 50 (TRL's default is 0)
+    assert prov["settings"]["reference_group_zero"] is False  # ours: one SAM2 failure zeroes that completion only
     assert json.loads((out / "config.json").read_text()).get("use_cache") is True
 
     # the folder loads where the published weights load
@@ -124,13 +125,41 @@ def test_lora_is_merged_into_a_plain_folder(mini_train, tiny_models_dir, tmp_pat
         main(
             train_args(mini_train, tiny_models_dir, out, 1)
             + ["--lora", "--lora-r", "8", "--lora-alpha", "16", "--no-gradient-checkpointing"]
+            + ["--reference-group-zero"]
         )
         == 0
     )
+    # the run records the reference's group rule it trained with
+    assert json.loads((out / "think2seg_training.json").read_text())["settings"]["reference_group_zero"] is True
     assert not (out / "adapter_config.json").exists()
     assert changed_tensors(tiny_models_dir / "reasoner", out)
     r = Reasoner.from_pretrained(str(out), device="cpu")
     assert r.model.config.model_type == "qwen2_5_vl"
+
+
+def test_reference_group_zero_reaches_the_mask_reward_from_the_command_line(mini_train, tiny_models_dir, tmp_path):
+    """`--reference-group-zero` (docs/method.md row 8f) goes from the parser through the settings into the
+    trainer's mask reward; without it the reward keeps ours (one failure zeroes that completion only)."""
+    from think2seg.cli import build_parser
+    from think2seg.cli.train import settings_from_args
+    from think2seg.training.grpo import build_trainer
+    from think2seg.training.rewards import MaskReward
+
+    base = train_args(mini_train, tiny_models_dir, tmp_path / "o", 1)
+    for extra, expected in (([], False), (["--reference-group-zero"], True)):
+        settings = settings_from_args(build_parser().parse_args(base + extra))
+        assert settings.reference_group_zero is expected
+        trainer, _ = build_trainer(settings, log=lambda _msg: None)
+        (reward,) = [f for f in trainer.reward_funcs if isinstance(f, MaskReward)]
+        assert reward.reference_group_zero is expected
+    # docs/method.md, "What cannot match exactly": TRL suppresses the image token in sampling (the reference's
+    # trainer does not), and its completion mask ends at the first of both end tokens (the reference's at the
+    # first <|im_end|> only)
+    tok = trainer.processing_class.tokenizer
+    im_end, end_of_text = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    assert trainer.generation_config.suppress_tokens == [trainer.model.config.image_token_id]
+    assert tok.convert_ids_to_tokens(trainer.model.config.image_token_id) == "<|image_pad|>"
+    assert set(trainer.eos_token_ids) == {im_end, end_of_text} and tok.pad_token_id == end_of_text
 
 
 def test_bad_settings_stop_before_loading(tmp_path, capsys, mini_train):

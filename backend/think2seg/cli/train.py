@@ -65,6 +65,12 @@ def add_parser(sub) -> None:
         default=840,
         help="side of the square image the model is shown (default 840, the published weights' frame)",
     )
+    g.add_argument(
+        "--reference-group-zero",
+        action="store_true",
+        help="one SAM2 failure in a reward call zeroes the mask reward of every completion of the call, as the "
+        "reference does (default: only that completion scores 0; docs/method.md row 8f)",
+    )
     g.add_argument("--seed", type=int, default=42, help="seed of the question draw and of training (default 42)")
     g.add_argument("--limit", type=int, default=None, help="train on N images (a seeded subset)")
     m = p.add_argument_group("memory and models")
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             code="missing_dependency",
         ) from e
     from ..evaluation.earthreason import scan_split
-    from ..training.grpo import TrainSettings, train
+    from ..training.grpo import train
 
     samples, problems = scan_split(args.data, args.split)  # says where to get the data when it is absent
     print(
@@ -110,7 +116,26 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({len(problems)} skipped)" if problems else ""),
         file=sys.stderr,
     )
-    settings = TrainSettings(
+    result = train(settings_from_args(args))
+    last = result.last_rewards
+    summary = ", ".join(
+        f"{k.split('/')[1] if '/' in k else k} {last[k]:.3f}"
+        for k in ("reward", "rewards/mask_reward/mean")
+        if k in last
+    )
+    print(
+        f"Trained {result.steps} steps ({summary}). Model: {result.output} "
+        f"(think2seg segment --model {result.output}); reward curves: {result.curves_csv}"
+        + (f", {result.curves_png}" if result.curves_png else "")
+    )
+    return 0
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The `TrainSettings` the command line describes (what the run records in think2seg_training.json)."""
+    from ..training.grpo import TrainSettings
+
+    return TrainSettings(
         data=args.data,
         model=args.model,
         output=args.output,
@@ -145,17 +170,5 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         attn_implementation=args.attn_implementation,
         report_to=args.report_to,
+        reference_group_zero=args.reference_group_zero,
     )
-    result = train(settings)
-    last = result.last_rewards
-    summary = ", ".join(
-        f"{k.split('/')[1] if '/' in k else k} {last[k]:.3f}"
-        for k in ("reward", "rewards/mask_reward/mean")
-        if k in last
-    )
-    print(
-        f"Trained {result.steps} steps ({summary}). Model: {result.output} "
-        f"(think2seg segment --model {result.output}); reward curves: {result.curves_csv}"
-        + (f", {result.curves_png}" if result.curves_png else "")
-    )
-    return 0

@@ -76,13 +76,16 @@ class Sample:
         k = random.Random(f"{seed}:{self.image_id}").randrange(len(self.questions))
         return k, self.questions[k]
 
-    def question_text(self, index: int) -> str | None:
-        """The question at `index` of the file's list (`raw_questions`), stripped; None when unusable."""
+    def question_text(self, index: int, as_written: bool = False) -> str | None:
+        """The question at `index` of the file's list (`raw_questions`), stripped (`as_written`: with its
+        surrounding blanks, as the reference puts it in its prompt); None when unusable (blank, not a string)."""
         raw = self.raw_questions if self.raw_questions is not None else self.questions
         if not isinstance(raw, list) or not 0 <= index < len(raw):
             return None
         q = raw[index]
-        return q.strip() if isinstance(q, str) and q.strip() else None
+        if not isinstance(q, str) or not q.strip():
+            return None
+        return q if as_written else q.strip()
 
 
 @dataclass

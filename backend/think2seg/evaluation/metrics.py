@@ -53,6 +53,9 @@ class Protocol:
     reference_label_channels: bool = False
     forced_answer: bool = True  # a budget overrun gets its answer block forced open (ours; not the reference)
     resize_mismatched_labels: bool = False  # True: a label of another size is resized; False: skipped
+    #: True: the question goes into the prompt as the dataset writes it, blanks around it kept (the reference's
+    #: `USER_PROMPT.format(Question=q)`); False: stripped, as every app entry point does (`options.check_query`)
+    question_as_written: bool = False
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the comparison frame for an image of this size."""
@@ -70,8 +73,9 @@ PROTOCOLS = {
         True,
         "Think2Seg-RS: the reference's seeded question draw, 840 x 840, greedy without a forced answer, the "
         "reference's parser, failed parse = empty mask, empty target: IoU 1 for [] else 0 and nothing added "
-        "to cIoU",
+        "to cIoU, the question as written",
         parse_mode="reference",
+        question_as_written=True,
         forced_answer=False,
         resize_mismatched_labels=True,
         precision="reference",
@@ -184,6 +188,7 @@ def summarize(
         out["protocol"] = proto.name
         out["protocol_description"] = proto.description
         definition = proto.precision
+        out["question_as_written"] = proto.question_as_written
     out["parse_failures"] = sum(s.status == "unparsed" for s in scores)
     out["sam2_failures"] = sum(s.status == "sam2_failed" for s in scores)
     out["empty_answers"] = sum(s.status == "empty" for s in scores)

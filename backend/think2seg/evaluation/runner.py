@@ -77,7 +77,8 @@ def draw_questions(
     """The (sample, question index, question) triples a protocol evaluates, in its order.
 
     think2seg: the reference's draw over the split's listing (`earthreason.reference_draw`), indexing the QA
-    file's list as written (a blank question drawn is None); an entry this reader rejected (now in problems)
+    file's list as written (a blank question drawn is None; the question kept with its surrounding blanks
+    where the protocol says `question_as_written`); an entry this reader rejected (now in problems)
     keeps its draw but is not evaluated. Others: `select_samples` and the protocol's question rule.
     """
     if proto.question == "reference":
@@ -85,7 +86,8 @@ def draw_questions(
         draw = get_benchmark(settings.benchmark).draw(
             settings.data, settings.split, settings.seed, settings.limit, samples
         )
-        return [(by_id[i], k, by_id[i].question_text(k)) for i, k in draw if i in by_id]
+        as_written = proto.question_as_written
+        return [(by_id[i], k, by_id[i].question_text(k, as_written)) for i, k in draw if i in by_id]
     return [
         (s, *s.question(proto.question, settings.seed)) for s in select_samples(samples, settings.limit, settings.seed)
     ]
@@ -230,7 +232,9 @@ def run_samples(pipeline, chunk: list[tuple[Sample, int, str | None]], proto: Pr
     if not batch:
         return outcomes
     t0 = time.perf_counter()
-    results = pipeline.segment_tiles([b[5] for b in batch], [b[2] for b in batch], opts)
+    results = pipeline.segment_tiles(
+        [b[5] for b in batch], [b[2] for b in batch], opts, query_as_written=proto.question_as_written
+    )
     per = (time.perf_counter() - t0) / len(batch)
     for (sample, q_index, question, gt, frame, _), result in zip(batch, results, strict=True):
         h, w = gt.shape

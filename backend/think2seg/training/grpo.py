@@ -74,6 +74,9 @@ class TrainSettings:
     dtype: str = "auto"  # see weight_dtype
     attn_implementation: str | None = None
     report_to: str = "none"
+    #: True: one SAM2 failure in a reward call zeroes the mask reward of every completion of that call, as the
+    #: reference's single `try` does (docs/method.md row 8f); False (ours): only that completion scores 0
+    reference_group_zero: bool = False
     extra: dict = field(default_factory=dict)  # more GRPOConfig fields, passed as they are
 
     def check(self) -> None:
@@ -272,9 +275,9 @@ def weight_dtype(settings: TrainSettings, cuda: bool):
 def load_policy(settings: TrainSettings):
     """The model to train and its processor, from a hub id or a folder."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    from ..reasoner import neutral_generation_config
+    from ..reasoner import load_processor, neutral_generation_config
     from ..weights import resolve_reasoner
 
     path = resolve_reasoner(settings.model)
@@ -285,7 +288,7 @@ def load_policy(settings: TrainSettings):
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     # TRL sets the sampling settings it knows; the checkpoint's file must not fill the others (n-gram bans...).
     model.generation_config = neutral_generation_config(model.generation_config)
-    processor = AutoProcessor.from_pretrained(path)
+    processor = load_processor(path)
     processor.tokenizer.padding_side = "left"
     if settings.freeze_vision:
         for name, p in model.named_parameters():
@@ -330,6 +333,12 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
     if cuda and settings.beta and not settings.lora:
         # The frozen reference only runs forward passes: bf16 is enough and saves half its memory.
         extra.setdefault("model_init_kwargs", {"dtype": "bfloat16"})
+    generation = dict(extra.pop("generation_kwargs", None) or {})
+    image_token = getattr(model.config, "image_token_id", None)
+    if image_token is not None and not extra.get("use_vllm"):  # vLLM's SamplingParams take no suppress_tokens
+        # A sampled image token would not match the image's features in the log-prob forward. Recent TRL
+        # suppresses it itself; named here so an older TRL does too (docs/method.md, "What cannot match").
+        generation.setdefault("suppress_tokens", [image_token])
     config = GRPOConfig(
         output_dir=str(out / "training" / "checkpoints"),
         num_generations=settings.num_generations,
@@ -360,6 +369,7 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
         # TrainingArguments turns the model's KV cache off; TRL generates with the model's config, so without
         # this every sampled token would recompute the whole 1,100-token prompt.
         use_cache=True,
+        generation_kwargs=generation,
         **extra,
     )
     peft_config = None
@@ -374,7 +384,7 @@ def build_trainer(settings: TrainSettings, model=None, processor=None, segmenter
             task_type="CAUSAL_LM",
         )
     curves = RewardCurves(out / "training")
-    mask_reward = MaskReward(segmenter, frame=settings.frame)
+    mask_reward = MaskReward(segmenter, frame=settings.frame, reference_group_zero=settings.reference_group_zero)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[mask_reward, json_validity_reward, think_answer_shape_reward],
