@@ -37,6 +37,20 @@ TORCH_INDEXES = {
 }
 SAM2_REQUIREMENT = "sam2==1.1.0"
 WHEEL_DIRS = (PLUGIN_DIR / "backend", PLUGIN_DIR.parent / "build" / "backend-wheel")
+#: pip's words for why it got no package, the most specific cause first (a proxy that cannot be reached is the
+#: proxy's fault, not the network's; a refused certificate is neither).
+NETWORK_CAUSES = (
+    ("certificate", ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSLCertVerificationError",
+                     "SSLError", "WRONG_VERSION_NUMBER")),
+    ("proxy", ("ProxyError", "Cannot connect to proxy", "Tunnel connection failed", "407 Proxy Authentication")),
+    ("offline", ("Temporary failure in name resolution", "Name or service not known", "nodename nor servname",
+                 "getaddrinfo failed", "No address associated with hostname", "Network is unreachable",
+                 "NewConnectionError", "Connection refused", "RemoteDisconnected", "Connection aborted",
+                 "Connection reset", "ConnectTimeoutError", "Read timed out", "timed out")),
+    # the index answered, with no such package or with a page that is no index (pip fails decoding it)
+    ("index", ("No matching distribution found", "Could not find a version that satisfies", "UnicodeDecodeError",
+               "JSONDecodeError")),
+)  # fmt: skip
 
 
 def default_venv_dir() -> str:
@@ -127,6 +141,7 @@ class BackendSetup(QObject):
         self.index = -1
         self.process: QProcess | None = None
         self.ok: bool | None = None
+        self._step_output = ""  # what the running step printed: a failure's cause is read from it
 
     def start(self) -> None:
         if not self.plan.wheel or not Path(self.plan.wheel).is_file():
@@ -164,6 +179,7 @@ class BackendSetup(QObject):
         step = self.steps[self.index]
         self.progress.emit(self.index, len(self.steps), step.title)
         self._log(f"\n$ {' '.join(step.command)}\n")
+        self._step_output = ""
         process = QProcess(self)
         environment = QProcessEnvironment()  # not QGIS's PYTHONHOME, PYTHONPATH, PROJ_LIB...: child_env
         for key, value in child_environment(extra={"PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", **step.env}).items():
@@ -178,7 +194,9 @@ class BackendSetup(QObject):
 
     def _read(self) -> None:
         if self.process is not None:
-            self._log(bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace"))
+            text = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+            self._step_output += text
+            self._log(text)
 
     def _step_error(self, error) -> None:
         if error == QProcess.ProcessError.FailedToStart:
@@ -189,11 +207,15 @@ class BackendSetup(QObject):
         if self.ok is not None:
             return
         if code != 0:
-            self._fail(tr("it exited with code {code}").format(code=code))
+            cause = network_failure(self._step_output)
+            if cause:
+                self._fail(*network_sentences()[cause])
+            else:
+                self._fail(tr("it exited with code {code}").format(code=code))
             return
         self._next()
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str, advice: str = "") -> None:
         if self.ok is not None:
             return
         self.ok = False
@@ -201,8 +223,50 @@ class BackendSetup(QObject):
         sentence = tr("Setting up the backend failed at “{step}”: {why}. The details are in {log}.").format(
             step=step.title, why=why, log=self.log_file
         )
+        if advice:
+            sentence += " " + advice
         self._log(f"\n{sentence}\n")
         self.finished.emit(False, sentence)
+
+
+def network_failure(output: str) -> str:
+    """Why pip got no package, from what it printed: "certificate", "proxy", "offline", "index", or ""."""
+    for cause, marks in NETWORK_CAUSES:
+        if any(mark in output for mark in marks):
+            return cause
+    return ""
+
+
+def network_sentences() -> dict[str, tuple[str, str]]:
+    """Per cause of network_failure: (what happened, what to do), for the set-up's last sentence."""
+    offline_sites = tr(
+        "On a site without internet, point pip at a mirror (PIP_INDEX_URL) or at a folder of wheels "
+        "(PIP_FIND_LINKS with PIP_NO_INDEX=1) before starting QGIS."
+    )
+    return {
+        "certificate": (
+            tr("a certificate was refused on the way to the package index (a firewall or proxy that inspects "
+               "HTTPS, or a mirror with its own certificate)"),
+            tr("Give pip your organisation's certificate (PIP_CERT or SSL_CERT_FILE, set before QGIS starts), "
+               "then press Install again."),
+        ),
+        "proxy": (
+            tr("the proxy refused the connection or could not be reached"),
+            tr("Check the proxy under QGIS's Settings > Options > Network (host, port, user and password), "
+               "then press Install again."),
+        ),
+        "offline": (
+            tr("pip could not reach the Python package index (no network, or a firewall in between)"),
+            tr("Connect this computer to the internet, or set your proxy under QGIS's Settings > Options > "
+               "Network, then press Install again.") + " " + offline_sites,
+        ),
+        "index": (
+            tr("the package index answered, but with no usable version of a package (a mirror that lacks it, or "
+               "a page that is no package index, such as a network's log-in page)"),
+            tr("If PIP_INDEX_URL names a mirror, check that it carries torch and the backend's dependencies for "
+               "this Python, then press Install again.") + " " + offline_sites,
+        ),
+    }  # fmt: skip
 
 
 def environment_ready(venv_dir: str) -> bool:

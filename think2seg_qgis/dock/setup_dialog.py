@@ -34,19 +34,6 @@ from ..errors import Think2SegError
 from ..i18n import tr
 from ..settings import default_log_file
 
-# pip's words when it cannot reach the package index: no network, DNS, a proxy, TLS interception.
-_OFFLINE_MARKS = (
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "NewConnectionError",
-    "ProxyError",
-    "SSLError",
-    "CERTIFICATE_VERIFY_FAILED",
-    "Could not fetch URL",
-    "Network is unreachable",
-    "No matching distribution found",
-)
-
 
 def nvidia_gpu() -> str:
     """The first NVIDIA GPU ``nvidia-smi -L`` lists ("GPU 0: NVIDIA H200 (UUID: …)"), or "" when there is none."""
@@ -265,14 +252,7 @@ class SetupDialog(QDialog):
         if getattr(self, "_cancelled", False):
             self.status_label.setText(tr("The set-up was cancelled; press Install to start it again."))
             return
-        if not ok:
-            log = self.log_view.toPlainText()
-            if any(mark in log for mark in _OFFLINE_MARKS):
-                sentence += " " + tr(
-                    "pip could not reach the Python package index (no network, or a proxy or firewall in between): "
-                    "connect this computer to the internet, or set the proxy under QGIS's Settings > Options > "
-                    "Network, and press Install again."
-                )
+        if not ok:  # the sentence names a network cause and what to do (backend_setup.network_failure)
             self.status_label.setText(sentence)
             return
         self.progress.setValue(100)
