@@ -7,6 +7,12 @@ with its dependencies from PyPI, then sam2 without build isolation (it compiles 
 CUDA extension is optional and skipped). Everything is written to a log; a failed step ends the set-up with one
 sentence that names the step and the log.
 
+When QGIS's interpreter cannot hold the backend (it cannot make a venv, or torch has no wheel for its version:
+QGIS 4 ships Python 3.13+, and Intel Macs get no torch past Python 3.12), the set-up installs ``uv`` from PyPI
+into ``<folder>/../tools/uv`` (its wheel holds the binary), lets it fetch a standalone CPython (``uv python
+install``; offline sites list their own archives and sha256 in ``UV_PYTHON_DOWNLOADS_JSON_URL``), and makes the
+venv with that Python (``python_choice`` decides, and its reason is logged and told in the last sentence).
+
 ``reuse_site_packages`` adds an existing environment's site-packages to the new venv (a ``.pth`` file): pip then
 finds torch & co. already installed and downloads nothing. It serves offline machines that already have the
 heavy packages, and the tests.
@@ -15,7 +21,9 @@ heavy packages, and the tests.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
+import subprocess  # nosec B404  # python_choice probes an interpreter with a fixed command, never a shell
 import sys
 import time
 from dataclasses import dataclass, field
@@ -68,6 +76,52 @@ def bundled_wheel() -> str:
     return ""
 
 
+#: Python versions torch publishes wheels for (QGIS's interpreter outside them gets a standalone one from uv)
+TORCH_PYTHONS = ((3, 10), (3, 13))
+TORCH_PYTHONS_INTEL_MAC = ((3, 10), (3, 12))  # torch's last Intel-Mac wheels (2.2) stop at 3.12
+STANDALONE_PYTHON = "3.12"
+UV_REQUIREMENT = "uv"
+#: What a Python is asked before the set-up builds on it (its version, and whether it can make a venv with pip)
+PYTHON_PROBE = (
+    "import sys, importlib.util as u; "
+    "print('%d.%d' % sys.version_info[:2], int(bool(u.find_spec('venv') and u.find_spec('ensurepip'))))"
+)
+
+
+def standalone_reason(version: tuple[int, int] | None, can_venv: bool, platform: str, machine: str) -> str:
+    """Why QGIS's Python cannot hold the backend ("" when it can): a pure function of what was probed."""
+    if version is None:
+        return tr("no Python 3.10 or newer was found next to QGIS")
+    low, high = TORCH_PYTHONS_INTEL_MAC if platform == "darwin" and machine == "x86_64" else TORCH_PYTHONS
+    shown = f"{version[0]}.{version[1]}"
+    if not low <= version <= high:
+        return tr("torch publishes no wheel for QGIS's Python {version} on this system").format(version=shown)
+    if not can_venv:
+        return tr("QGIS's Python {version} cannot make a virtual environment (no venv/ensurepip)").format(version=shown)
+    return ""
+
+
+def python_choice(python: str = "") -> tuple[str, str]:
+    """(interpreter, why): the Python the venv is made with. An empty interpreter means a standalone CPython
+    from uv (`why` says what is wrong with QGIS's). Asks the interpreter itself (a fraction of a second)."""
+    python = python or base_python()
+    version, can_venv = None, False
+    if python:
+        try:
+            probe = subprocess.run(  # nosec B603  # the interpreter and a fixed probe
+                [python, "-c", PYTHON_PROBE], capture_output=True, text=True, timeout=30, check=False,
+                env=child_environment(proxy={}),
+            )  # fmt: skip
+            major, minor, flag = probe.stdout.replace(".", " ").split()
+            version, can_venv = (int(major), int(minor)), flag == "1"
+        except (OSError, ValueError, subprocess.SubprocessError):
+            version = None
+    reason = standalone_reason(version, can_venv, sys.platform, platform.machine())
+    if reason:
+        return "", reason
+    return python, tr("QGIS's Python {version} ({python})").format(version=f"{version[0]}.{version[1]}", python=python)
+
+
 def base_python() -> str:
     """A Python (3.10+) to create the venv with. Inside QGIS ``sys.executable`` may be QGIS itself."""
     candidates = [sys.executable] if Path(sys.executable).name.lower().startswith("python") else []
@@ -100,11 +154,43 @@ class SetupPlan:
     torch: str = TORCH_CPU
     python: str = ""  # the base interpreter; empty: base_python()
     reuse_site_packages: str = ""  # an existing site-packages to build on (see the module's docstring)
+    standalone_python: str = ""  # e.g. "3.12": a CPython from uv instead of `python` (python_choice)
+    python_reason: str = ""  # which Python and why, for the log and the last sentence
+
+    @property
+    def tools_dir(self) -> str:
+        """Where uv and its Pythons go: beside the venv (``<profile>/think2seg/tools``), never in the plugin."""
+        return str(Path(self.venv_dir).parent / "tools")
+
+    def uv(self) -> str:
+        return str(Path(self.tools_dir, "uv", "bin", "uv.exe" if sys.platform == "win32" else "uv"))
+
+    def uv_env(self) -> dict[str, str]:
+        tools = Path(self.tools_dir)
+        return {"UV_PYTHON_INSTALL_DIR": str(tools / "python"), "UV_CACHE_DIR": str(tools / "uv-cache"),
+                "UV_NO_CONFIG": "1"}  # fmt: skip
 
     def steps(self) -> list[SetupStep]:
         python = venv_python(self.venv_dir)
         pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
-        steps = [SetupStep(tr("Creating the environment"), [self.python or base_python(), "-m", "venv", self.venv_dir])]
+        if self.standalone_python:
+            uv, env = self.uv(), self.uv_env()
+            installer = self.python or base_python() or "python3"
+            steps = [
+                SetupStep(tr("Installing uv"), [installer, "-m", "pip", "install", "--disable-pip-version-check",
+                                                "--upgrade", "--target", str(Path(self.tools_dir, "uv")),
+                                                UV_REQUIREMENT]),
+                SetupStep(tr("Installing Python {version}").format(version=self.standalone_python),
+                          [uv, "python", "install", "--no-bin", self.standalone_python], env),
+                SetupStep(tr("Creating the environment"),
+                          [uv, "venv", "--python", self.standalone_python, "--allow-existing", self.venv_dir],
+                          {**env, "UV_PYTHON_DOWNLOADS": "never"}),
+                # pip from the Python's own bundled wheel: no index needed (uv's --seed would ask one)
+                SetupStep(tr("Adding pip"), [python, "-m", "ensurepip", "--upgrade"]),
+            ]  # fmt: skip
+        else:
+            steps = [SetupStep(tr("Creating the environment"), [self.python or base_python(), "-m", "venv",
+                                                                self.venv_dir])]  # fmt: skip
         if self.reuse_site_packages:
             code = (
                 "import sysconfig, pathlib; "
@@ -150,7 +236,7 @@ class BackendSetup(QObject):
                 tr("This copy of the plugin carries no backend package (think2seg-*.whl); install the plugin "
                    "from its release zip, or point at an existing backend environment instead."),
             )  # fmt: skip
-        if not (self.plan.python or base_python()):
+        if not (self.plan.python or base_python() or self.plan.standalone_python):
             raise Think2SegError(
                 SETUP_FAILED,
                 tr("No Python 3.10 or newer was found to create the backend's environment with: install one "
@@ -159,7 +245,16 @@ class BackendSetup(QObject):
         Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
         Path(self.plan.venv_dir).parent.mkdir(parents=True, exist_ok=True)
         self._log(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} set-up of {self.plan.venv_dir}\n")
+        if self.plan.python_reason:
+            self._log(self._python_sentence() + "\n")
         self._next()
+
+    def _python_sentence(self) -> str:
+        if self.plan.standalone_python:
+            return tr("Python: a standalone CPython {version} installed by uv in {folder}, because {why}.").format(
+                version=self.plan.standalone_python, folder=self.plan.tools_dir, why=self.plan.python_reason
+            )
+        return tr("Python: {why}.").format(why=self.plan.python_reason)
 
     def cancel(self) -> None:
         if self.process is not None:
@@ -174,7 +269,8 @@ class BackendSetup(QObject):
         self.index += 1
         if self.index >= len(self.steps):
             self.ok = True
-            self.finished.emit(True, tr("The backend is installed in {folder}.").format(folder=self.plan.venv_dir))
+            done = tr("The backend is installed in {folder}.").format(folder=self.plan.venv_dir)
+            self.finished.emit(True, done + (" " + self._python_sentence() if self.plan.python_reason else ""))
             return
         step = self.steps[self.index]
         self.progress.emit(self.index, len(self.steps), step.title)

@@ -25,7 +25,8 @@ DROPPED = (
 #: Kept as the user set them (listed for the reader and the tests: nothing else is removed but DROPPED).
 NETWORK = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "PIP_TRUSTED_HOST", "UV_INDEX_URL",
+    "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "PIP_TRUSTED_HOST", "PIP_FIND_LINKS",
+    "PIP_NO_INDEX", "UV_INDEX_URL", "UV_PYTHON_INSTALL_MIRROR", "UV_PYTHON_DOWNLOADS_JSON_URL", "UV_NATIVE_TLS",
     "HF_ENDPOINT", "HF_HOME", "HF_TOKEN", "HF_HUB_OFFLINE",
 )  # fmt: skip
 #: Prefixes too general to be QGIS's own (a Linux QGIS uses the system's Python in /usr).

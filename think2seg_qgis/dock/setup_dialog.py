@@ -23,12 +23,14 @@ from qgis.PyQt.QtWidgets import (
 
 from ..backend_launcher import resolve_interpreter
 from ..backend_setup import (
+    STANDALONE_PYTHON,
     TORCH_CPU,
     TORCH_CUDA,
     BackendSetup,
     SetupPlan,
     bundled_wheel,
     default_venv_dir,
+    python_choice,
 )
 from ..errors import Think2SegError
 from ..i18n import tr
@@ -213,11 +215,15 @@ class SetupDialog(QDialog):
 
     # -- install ----------------------------------------------------------------------------------------------
     def install(self) -> BackendSetup | None:
+        python, why = python_choice()  # QGIS's Python, or a standalone one from uv when it cannot hold torch
         plan = SetupPlan(
             venv_dir=self.folder_widget.filePath().strip() or default_venv_dir(),
             wheel=self.wheel,
             torch=self.torch_combo.currentData(),
+            python=python,
             reuse_site_packages=self.reuse_site_packages,
+            standalone_python="" if python else STANDALONE_PYTHON,
+            python_reason=why,
         )
         setup = BackendSetup(plan, self.setup_log, self)
         setup.progress.connect(self._on_progress)

@@ -100,7 +100,32 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>QGIS's Python {version} cannot make a virtual environment (no venv/ensurepip)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>QGIS's Python {version} ({python})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Installing uv</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Installing Python {version}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>Creating the environment</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Adding pip</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -141,6 +166,16 @@
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>No Python 3.10 or newer was found to create the backend's environment with: install one from python.org, or point at an existing backend environment instead.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Python: a standalone CPython {version} installed by uv in {folder}, because {why}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Python: {why}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -206,6 +241,16 @@
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>If PIP_INDEX_URL names a mirror, check that it carries torch and the backend's dependencies for this Python, then press Install again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>no Python 3.10 or newer was found next to QGIS</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>torch publishes no wheel for QGIS's Python {version} on this system</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -690,6 +735,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the backend first starts.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Folder</source>
         <translation type="unfinished"></translation>
     </message>
@@ -811,11 +861,6 @@
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Found {gpu}.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the backend first starts.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
