@@ -44,6 +44,7 @@ TORCH_INDEXES = {
     TORCH_CUDA: "https://download.pytorch.org/whl/cu126",
 }
 SAM2_REQUIREMENT = "sam2==1.1.0"
+TORCH_INSTALL = PLUGIN_DIR / "torch_install.py"
 WHEEL_DIRS = (PLUGIN_DIR / "backend", PLUGIN_DIR.parent / "build" / "backend-wheel")
 #: pip's words for why it got no package, the most specific cause first (a proxy that cannot be reached is the
 #: proxy's fault, not the network's; a refused certificate is neither).
@@ -199,8 +200,10 @@ class SetupPlan:
             )
             steps.append(SetupStep(tr("Reusing the installed packages"), [python, "-c", code]))
         steps += [
+            # PyTorch's index is asked once first (torch_install.py): unreachable, pip would retry it for minutes
             SetupStep(tr("Installing torch ({kind})").format(kind=self.torch.upper()),
-                      pip + ["torch", "torchvision", "--extra-index-url", TORCH_INDEXES[self.torch]]),
+                      [python, str(TORCH_INSTALL), TORCH_INDEXES[self.torch], "--disable-pip-version-check", "torch",
+                       "torchvision"], {"THINK2SEG_TORCH_UNREACHABLE": torch_unreachable_sentence(self.torch)}),
             # The package itself into this venv first (--ignore-installed: never touch a reused environment),
             # then its dependencies, which pip takes from PyPI unless already there.
             SetupStep(tr("Installing the Think2Seg backend"), pip + ["--ignore-installed", "--no-deps", self.wheel]),
@@ -323,6 +326,16 @@ class BackendSetup(QObject):
             sentence += " " + advice
         self._log(f"\n{sentence}\n")
         self.finished.emit(False, sentence)
+
+
+def torch_unreachable_sentence(kind: str) -> str:
+    """What the torch step prints when PyTorch's index does not answer (torch_install.py)."""
+    build = tr("the CPU build") if kind == TORCH_CPU else tr("the CUDA build")
+    return tr(
+        "PyTorch's index ({url}) cannot be reached, so torch comes from PyPI instead, which may not be {build} "
+        "(on Linux PyPI's torch is the CUDA build, about 3 GB more; on Windows it is the CPU build). For {build}, "
+        "let this computer reach download.pytorch.org, or put its wheels in a folder named by PIP_FIND_LINKS."
+    ).format(url=TORCH_INDEXES[kind], build=build)
 
 
 def network_failure(output: str) -> str:

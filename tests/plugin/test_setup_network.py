@@ -44,8 +44,8 @@ def pip_alone(monkeypatch):
     monkeypatch.setenv("PIP_TIMEOUT", "5")
 
 
-def run_step(venv: Path, tmp_path: Path, title_word: str) -> BackendSetup:
-    """The set-up's own step whose title has `title_word`, run by BackendSetup to its end."""
+def run_step(venv: Path, tmp_path: Path, title_word: str, ok: bool = False) -> BackendSetup:
+    """The set-up's own step whose title has `title_word`, run by BackendSetup to its end (failing unless `ok`)."""
     wheel = tmp_path / "think2seg-0-py3-none-any.whl"
     wheel.write_bytes(b"")
     setup = BackendSetup(SetupPlan(venv_dir=str(venv), wheel=str(wheel)), str(tmp_path / "setup.log"))
@@ -53,7 +53,7 @@ def run_step(venv: Path, tmp_path: Path, title_word: str) -> BackendSetup:
     assert setup.steps
     setup.start()
     assert wait_until(lambda: setup.ok is not None, timeout=120), Path(setup.log_file).read_text()
-    assert setup.ok is False
+    assert setup.ok is ok, Path(setup.log_file).read_text()[-3000:]
     return setup
 
 
@@ -231,3 +231,63 @@ def test_without_the_keys_the_proxy_qgis_network_manager_uses_is_taken(qgis_app,
     finally:
         manager.setFallbackProxyAndExcludes(*before)
     assert qgis_proxy_settings() == {}
+
+
+@pytest.fixture(scope="module")
+def venv_with_torch(tmp_path_factory) -> Path:
+    """A venv that already has torch & co. (the backend venv's, reused as test_first_run does): pip installs
+    nothing, so what the torch step itself does is what is seen."""
+    from plugin_testing import BACKEND_PYTHON, backend_site_packages, python_version
+
+    if python_version(base_python()) != python_version(str(BACKEND_PYTHON)):
+        pytest.skip("the backend venv's packages load only in its own Python version")
+    folder = tmp_path_factory.mktemp("setup-torch") / "venv"
+    subprocess.run([base_python(), "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+    purelib = subprocess.run([str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    Path(purelib, "reuse.pth").write_text(backend_site_packages() + "\n")  # pip comes from there too
+    return folder
+
+
+class TorchIndex(_Quiet):
+    """PyTorch's index as pip sees it: a simple page per project (empty: the reused torch satisfies pip)."""
+
+    def do_GET(self):  # noqa: N802
+        self.server.asked.append(self.path)
+        body = b"<!DOCTYPE html><html><body></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_an_unreachable_pytorch_index_is_said_once_not_retried(
+    qgis_app, venv_with_torch, tmp_path, monkeypatch, pip_alone
+):
+    from think2seg_qgis import backend_setup
+
+    index = f"http://127.0.0.1:{free_port()}/whl/cpu"  # nobody listens: like download.pytorch.org offline
+    monkeypatch.setitem(backend_setup.TORCH_INDEXES, "cpu", index)
+    monkeypatch.setenv("PIP_RETRIES", "5")  # pip's default: each unreachable page would cost ~7 s
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # and nothing else to reach: torch is already there
+    setup = run_step(venv_with_torch, tmp_path, "torch", ok=True)
+    log = Path(setup.log_file).read_text()
+    assert f"PyTorch's index ({index}) cannot be reached" in log and "the CPU build" in log
+    assert "Retrying" not in log and "Requirement already satisfied: torch" in log
+
+
+def test_a_reachable_pytorch_index_is_given_to_pip(qgis_app, venv_with_torch, tmp_path, monkeypatch, pip_alone):
+    from think2seg_qgis import backend_setup
+
+    url, server = serve(TorchIndex)
+    server.asked = []
+    monkeypatch.setitem(backend_setup.TORCH_INDEXES, "cpu", url + "/whl/cpu")
+    monkeypatch.setenv("PIP_INDEX_URL", url + "/simple")  # everything on 127.0.0.1
+    try:
+        setup = run_step(venv_with_torch, tmp_path, "torch", ok=True)
+    finally:
+        server.shutdown()
+    log = Path(setup.log_file).read_text()
+    assert "cannot be reached" not in log and f"{url}/whl/cpu" in log.split("Looking in indexes:")[1].splitlines()[0]
+    assert "/whl/cpu/torch/" in server.asked

@@ -200,6 +200,21 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>the CPU build</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>the CUDA build</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>PyTorch's index ({url}) cannot be reached, so torch comes from PyPI instead, which may not be {build} (on Linux PyPI's torch is the CUDA build, about 3 GB more; on Windows it is the CPU build). For {build}, let this computer reach download.pytorch.org, or put its wheels in a folder named by PIP_FIND_LINKS.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>On a site without internet, point pip at a mirror (PIP_INDEX_URL) or at a folder of wheels (PIP_FIND_LINKS with PIP_NO_INDEX=1) before starting QGIS.</source>
         <translation type="unfinished"></translation>
     </message>
