@@ -185,7 +185,7 @@ class SetupPlan:
                           [uv, "python", "install", "--no-bin", self.standalone_python], env),
                 SetupStep(tr("Creating the environment"),
                           [uv, "venv", "--python", self.standalone_python, "--allow-existing", self.venv_dir],
-                          {**env, "UV_PYTHON_DOWNLOADS": "never"}),
+                          {**env, "UV_PYTHON_DOWNLOADS": "never", "UV_MANAGED_PYTHON": "1"}),  # never a system one
                 # pip from the Python's own bundled wheel: no index needed (uv's --seed would ask one)
                 SetupStep(tr("Adding pip"), [python, "-m", "ensurepip", "--upgrade"]),
             ]  # fmt: skip
