@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 DROPPED = (
     "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONUSERBASE", "VIRTUAL_ENV",
@@ -25,7 +25,8 @@ DROPPED = (
 #: Kept as the user set them (listed for the reader and the tests: nothing else is removed but DROPPED).
 NETWORK = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "PIP_TRUSTED_HOST", "UV_INDEX_URL",
+    "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "PIP_TRUSTED_HOST", "PIP_FIND_LINKS",
+    "PIP_NO_INDEX", "UV_INDEX_URL", "UV_PYTHON_INSTALL_MIRROR", "UV_PYTHON_DOWNLOADS_JSON_URL", "UV_NATIVE_TLS",
     "HF_ENDPOINT", "HF_HOME", "HF_TOKEN", "HF_HUB_OFFLINE",
 )  # fmt: skip
 #: Prefixes too general to be QGIS's own (a Linux QGIS uses the system's Python in /usr).
@@ -48,30 +49,63 @@ def _under(path: str, folders: list[str]) -> bool:
     return any(p == f or p.startswith(f.rstrip("/\\") + os.sep) for f in folders)
 
 
+#: QGIS 3.22..3.44 keep Settings > Options > Network's proxy under ``proxy/proxyEnabled``, ``proxyType``,
+#: ``proxyHost``, ``proxyPort``, ``proxyUser``, ``proxyPassword`` and these two lists (checked in libqgis_core
+#: 3.22, 3.40 and 3.44; 3.44's settings tree has no proxy entry). A later QGIS moves them into its settings tree:
+#: where the keys are absent, the network manager QGIS set up from them is asked instead.
+EXCLUDED_KEYS = "proxy/proxyExcludedUrls", "proxy/noProxyUrls"
+
+
 def qgis_proxy_settings() -> dict[str, str]:
-    """The proxy configured in QGIS (QgsSettings ``proxy/*``), as HTTP(S)_PROXY and NO_PROXY; {} when none or
-    when QGIS is to use the system's proxy (then the environment already has it)."""
+    """The proxy configured in QGIS (Settings > Options > Network), as HTTP(S)_PROXY and NO_PROXY; {} when none
+    or when QGIS is to use the system's proxy (then the environment already has it)."""
     try:
         from qgis.core import QgsSettings
     except ImportError:
         return {}
     s = QgsSettings()
-    enabled = str(s.value("proxy/proxyEnabled", False)).lower() in ("true", "1")
-    host = str(s.value("proxy/proxyHost", "") or "").strip()
-    kind = str(s.value("proxy/proxyType", "HttpProxy") or "HttpProxy")
+    if s.contains("proxy/proxyEnabled") or s.contains("proxy/proxyHost"):
+        enabled = str(s.value("proxy/proxyEnabled", False)).lower() in ("true", "1")
+        kind = str(s.value("proxy/proxyType", "HttpProxy") or "HttpProxy")
+        host = str(s.value("proxy/proxyHost", "") or "").strip()
+        port = str(s.value("proxy/proxyPort", "") or "").strip()
+        user = str(s.value("proxy/proxyUser", "") or "")
+        password = str(s.value("proxy/proxyPassword", "") or "")
+        excluded = [e for key in EXCLUDED_KEYS for e in _as_list(s.value(key, ""))]
+    else:
+        enabled, kind, host, port, user, password, excluded = _network_manager_proxy()
     if not enabled or not host or kind in ("DefaultProxy", "NoProxy"):
         return {}
-    port = str(s.value("proxy/proxyPort", "") or "").strip()
-    user = str(s.value("proxy/proxyUser", "") or "")
-    password = str(s.value("proxy/proxyPassword", "") or "")
     scheme = "socks5" if kind == "Socks5Proxy" else "http"
     auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
-    url = f"{scheme}://{auth}{host}{':' + port if port else ''}"
-    excluded = s.value("proxy/proxyExcludedUrls", "") or s.value("proxy/noProxyUrls", "") or ""
-    if isinstance(excluded, (list, tuple)):
-        excluded = ",".join(str(e) for e in excluded)
-    excluded = ",".join(e.strip() for e in str(excluded).replace("|", ",").split(",") if e.strip())
-    return {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": excluded}
+    url = f"{scheme}://{auth}{host}{':' + port if port and port != '0' else ''}"
+    hosts = []
+    for entry in excluded:  # QGIS lists URL beginnings ("https://intranet.example/"); NO_PROXY wants host names
+        name = urlsplit(entry if "//" in entry else "//" + entry).hostname or ""
+        if name and name not in hosts:
+            hosts.append(name)
+    return {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": ",".join(hosts)}
+
+
+def _as_list(value) -> list[str]:
+    """A QgsSettings list: a real list, or one string joined with | or , (as older profiles stored it)."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").replace("|", ",").split(",")
+    return [str(e).strip() for e in items if str(e).strip()]
+
+
+def _network_manager_proxy() -> tuple:
+    """(enabled, type name, host, port, user, password, excluded) of the proxy QGIS's network manager uses."""
+    from qgis.core import QgsNetworkAccessManager
+    from qgis.PyQt.QtNetwork import QNetworkProxy
+
+    manager = QgsNetworkAccessManager.instance()
+    proxy = manager.fallbackProxy()
+    names = {QNetworkProxy.ProxyType.HttpProxy: "HttpProxy", QNetworkProxy.ProxyType.Socks5Proxy: "Socks5Proxy",
+             QNetworkProxy.ProxyType.HttpCachingProxy: "HttpProxy"}  # fmt: skip
+    kind = names.get(proxy.type(), "NoProxy")
+    excluded = list(manager.excludeList()) + list(manager.noProxyList())
+    return (kind != "NoProxy", kind, proxy.hostName(), str(proxy.port() or ""), proxy.user(), proxy.password(),
+            excluded)  # fmt: skip
 
 
 def child_environment(

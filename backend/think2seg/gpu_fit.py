@@ -4,12 +4,17 @@
 folder (the safetensors index's total_size, the *.safetensors files, or config.json's sizes) or, for a hub id
 not on this machine, the published figures; `check_before_loading` asks CUDA what is free
 (torch.cuda.mem_get_info) and raises OutOfMemory with the sentence.
+
+`cache_sizes` (pure too) sizes the SAM2 embedding cache and the reasoner's view cache on CUDA from what the
+free memory leaves after the weights and the working memory, within bounds; the CLI applies it where the user
+set no size.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OutOfMemory
@@ -24,6 +29,15 @@ SAM_ORDER = ["tiny", "small", "base_plus", "large"]
 #: Beyond the weights: CUDA context, activations of one answer (vision tokens, KV cache), SAM2's image features.
 WORKING_BYTES = 1 << 30
 WORKING_FRACTION = 0.15
+#: Caches sized from the GPU (`cache_sizes`): this share of what is left after the weights and the working memory
+#: (the rest stays free for longer answers, bigger tiles and the other programs on the GPU), split between the
+#: SAM2 embeddings (~16 MiB per 1024 x 1024 view) and the reasoner's vision outputs (~4-7 MiB per view).
+CACHE_SHARE = 0.5
+EMBEDDING_SHARE = 2 / 3
+#: Bounds of each (bytes): the lower keeps a refine and a second question cheap on a full GPU, the upper is more
+#: views than a session revisits (~500 embeddings, ~500-1000 views).
+EMBEDDING_CACHE_BOUNDS = (256 << 20, 8 << 30)
+VIEW_CACHE_BOUNDS = (128 << 20, 4 << 30)
 
 
 def params_from_config(config: dict) -> float:
@@ -130,34 +144,77 @@ def fit_sentence(
     )
 
 
-def check_before_loading(
-    model: str, sam_size: str, sam_checkpoint: str | None, device: str | None, cache: int = 0
-) -> None:
-    """On CUDA: raise OutOfMemory with `fit_sentence` when the models will not fit; nothing on the CPU."""
+@dataclass(frozen=True)
+class CacheSizes:
+    """The caches' bounds on a GPU and what they came from (`left`: free bytes after weights and working memory)."""
+
+    embedding: int
+    view: int
+    left: int
+
+
+def cache_sizes(free: int, reasoner: int, sam: int) -> CacheSizes:
+    """The embedding and view caches' bounds from the GPU's free memory (before loading) and the weights: a pure
+    function. `CACHE_SHARE` of what is left, split by `EMBEDDING_SHARE`, each within its bounds."""
+    left = free - need_bytes(reasoner, sam)
+    budget = max(0, left) * CACHE_SHARE
+    return CacheSizes(
+        embedding=_within(budget * EMBEDDING_SHARE, EMBEDDING_CACHE_BOUNDS),
+        view=_within(budget * (1 - EMBEDDING_SHARE), VIEW_CACHE_BOUNDS),
+        left=int(left),
+    )
+
+
+def _within(value: float, bounds: tuple[int, int]) -> int:
+    return int(min(max(value, bounds[0]), bounds[1]))
+
+
+def cuda_figures(device: str | None) -> tuple[int, int, str] | None:
+    """(free bytes, total bytes, name) of the CUDA device `device` names (or the current one); None off CUDA."""
     import torch
 
     if device not in (None, "auto") and not str(device).startswith("cuda"):
-        return
+        return None
     if not torch.cuda.is_available():
-        return
+        return None
     dev = torch.device(device if device not in (None, "auto") else "cuda")
     index = dev.index if dev.index is not None else torch.cuda.current_device()
     free, total = torch.cuda.mem_get_info(index)
+    return free, total, torch.cuda.get_device_name(index)
+
+
+def check_before_loading(
+    model: str,
+    sam_size: str,
+    sam_checkpoint: str | None,
+    device: str | None,
+    cache: int | None = None,
+    figures: tuple[int, int, str] | None = None,
+) -> CacheSizes | None:
+    """On CUDA: raise OutOfMemory with `fit_sentence` when the models will not fit, else the caches' sizes for
+    what is left (`cache_sizes`); None on the CPU or for a reasoner of unknown size. `cache`: the embedding
+    cache the user set (None: sized here, counted at its lower bound); `figures`: cuda_figures' (tests)."""
+    figures = figures or cuda_figures(device)
+    if figures is None:
+        return None
+    free, total, name = figures
     reasoner = reasoner_bytes(model)
     if reasoner is None:
-        return
+        return None
+    sam = sam_bytes(sam_size, sam_checkpoint)
     sentence = fit_sentence(
         model=model,
         reasoner=reasoner,
         sam_size=sam_size,
-        sam=sam_bytes(sam_size, sam_checkpoint),
+        sam=sam,
         free=free,
         total=total,
-        gpu=torch.cuda.get_device_name(index),
-        cache=cache,
+        gpu=name,
+        cache=EMBEDDING_CACHE_BOUNDS[0] if cache is None else cache,
     )
     if sentence:
         raise OutOfMemory(sentence)
+    return cache_sizes(free, reasoner, sam)
 
 
 def gpu_memory() -> dict | None:

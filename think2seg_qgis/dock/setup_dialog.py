@@ -23,29 +23,18 @@ from qgis.PyQt.QtWidgets import (
 
 from ..backend_launcher import resolve_interpreter
 from ..backend_setup import (
+    STANDALONE_PYTHON,
     TORCH_CPU,
     TORCH_CUDA,
     BackendSetup,
     SetupPlan,
     bundled_wheel,
     default_venv_dir,
+    python_choice,
 )
 from ..errors import Think2SegError
 from ..i18n import tr
 from ..settings import default_log_file
-
-# pip's words when it cannot reach the package index: no network, DNS, a proxy, TLS interception.
-_OFFLINE_MARKS = (
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "NewConnectionError",
-    "ProxyError",
-    "SSLError",
-    "CERTIFICATE_VERIFY_FAILED",
-    "Could not fetch URL",
-    "Network is unreachable",
-    "No matching distribution found",
-)
 
 
 def nvidia_gpu() -> str:
@@ -226,11 +215,15 @@ class SetupDialog(QDialog):
 
     # -- install ----------------------------------------------------------------------------------------------
     def install(self) -> BackendSetup | None:
+        python, why = python_choice()  # QGIS's Python, or a standalone one from uv when it cannot hold torch
         plan = SetupPlan(
             venv_dir=self.folder_widget.filePath().strip() or default_venv_dir(),
             wheel=self.wheel,
             torch=self.torch_combo.currentData(),
+            python=python,
             reuse_site_packages=self.reuse_site_packages,
+            standalone_python="" if python else STANDALONE_PYTHON,
+            python_reason=why,
         )
         setup = BackendSetup(plan, self.setup_log, self)
         setup.progress.connect(self._on_progress)
@@ -265,14 +258,7 @@ class SetupDialog(QDialog):
         if getattr(self, "_cancelled", False):
             self.status_label.setText(tr("The set-up was cancelled; press Install to start it again."))
             return
-        if not ok:
-            log = self.log_view.toPlainText()
-            if any(mark in log for mark in _OFFLINE_MARKS):
-                sentence += " " + tr(
-                    "pip could not reach the Python package index (no network, or a proxy or firewall in between): "
-                    "connect this computer to the internet, or set the proxy under QGIS's Settings > Options > "
-                    "Network, and press Install again."
-                )
+        if not ok:  # the sentence names a network cause and what to do (backend_setup.network_failure)
             self.status_label.setText(sentence)
             return
         self.progress.setValue(100)

@@ -100,6 +100,36 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>QGIS's Python {version} cannot make a virtual environment (no venv/ensurepip)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>QGIS's Python {version} ({python})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Installing uv</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Installing Python {version}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Creating the environment</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Adding pip</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>Reusing the installed packages</source>
         <translation type="unfinished"></translation>
     </message>
@@ -140,6 +170,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Python: a standalone CPython {version} installed by uv in {folder}, because {why}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Python: {why}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>The backend is installed in {folder}.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -160,7 +200,72 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
-        <source>Creating the environment</source>
+        <source>the CPU build</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>the CUDA build</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>PyTorch's index ({url}) cannot be reached, so torch comes from PyPI instead, which may not be {build} (on Linux PyPI's torch is the CUDA build, about 3 GB more; on Windows it is the CPU build). For {build}, let this computer reach download.pytorch.org, or put its wheels in a folder named by PIP_FIND_LINKS.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>On a site without internet, point pip at a mirror (PIP_INDEX_URL) or at a folder of wheels (PIP_FIND_LINKS with PIP_NO_INDEX=1) before starting QGIS.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>a certificate was refused on the way to the package index (a firewall or proxy that inspects HTTPS, or a mirror with its own certificate)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Give pip your organisation's certificate (PIP_CERT or SSL_CERT_FILE, set before QGIS starts), then press Install again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>the proxy refused the connection or could not be reached</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Check the proxy under QGIS's Settings &gt; Options &gt; Network (host, port, user and password), then press Install again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>pip could not reach the Python package index (no network, or a firewall in between)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Connect this computer to the internet, or set your proxy under QGIS's Settings &gt; Options &gt; Network, then press Install again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>the package index answered, but with no usable version of a package (a mirror that lacks it, or a page that is no package index, such as a network's log-in page)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>If PIP_INDEX_URL names a mirror, check that it carries torch and the backend's dependencies for this Python, then press Install again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>no Python 3.10 or newer was found next to QGIS</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>torch publishes no wheel for QGIS's Python {version} on this system</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -635,31 +740,6 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Where the environment goes (default: inside your QGIS profile)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>CPU only (works everywhere, slow)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>NVIDIA GPU (CUDA)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>No NVIDIA GPU found (nvidia-smi): CPU it is.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>Found {gpu}.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Download: about 1 GB (CPU) or 6 GB (NVIDIA GPU) now, then about 8 GB of model weights when the backend first starts.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -730,11 +810,6 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
-        <source>pip could not reach the Python package index (no network, or a proxy or firewall in between): connect this computer to the internet, or set the proxy under QGIS's Settings &gt; Options &gt; Network, and press Install again.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Starting it…</source>
         <translation type="unfinished"></translation>
     </message>
@@ -766,6 +841,31 @@
     <message>
         <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
         <source>Connect to a running backend</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Where the environment goes (default: inside your QGIS profile)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>CPU only (works everywhere, slow)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>NVIDIA GPU (CUDA)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>No NVIDIA GPU found (nvidia-smi): CPU it is.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/dock/setup_dialog.py"/>
+        <source>Found {gpu}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

@@ -49,30 +49,82 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def pipeline_loader(args):
-    """A function that loads the Pipeline the arguments describe (the one place the CLI loads models)."""
+    """A function that loads the Pipeline the arguments describe (the one place the CLI loads models). Its
+    ``caches`` dict says, once it has run, how big the caches are and why (``sized_caches``)."""
     from ..pipeline import Pipeline
 
     def load():
         print(f"loading {args.model} and SAM2.1 ({args.sam}), {args.decoding} decoding ...", file=sys.stderr)
-        check_gpu_fit(args)
-        return Pipeline.from_pretrained(
+        sizes = check_gpu_fit(args)
+        pipeline = Pipeline.from_pretrained(
             args.model, args.sam, args.sam_size, args.device, decoding=args.decoding, compile_sam=args.compile
         )
+        load.caches.update(sized_caches(pipeline, sizes, args))
+        print(f"caches: {_caches_line(load.caches)}", file=sys.stderr)
+        return pipeline
 
+    load.caches = {}
     return load
 
 
-def check_gpu_fit(args) -> None:
-    """On CUDA, the reasoner, SAM2.1 and the embedding cache against the free memory: a sentence before loading."""
+def check_gpu_fit(args, figures=None):
+    """On CUDA, the reasoner, SAM2.1 and the embedding cache against the free memory: a sentence before loading;
+    else the caches' sizes for what is left (gpu_fit.CacheSizes), None on the CPU."""
     from ..gpu_fit import check_before_loading
-    from ..segmenter import DEFAULT_CACHE_BYTES
     from ..weights import local_sam_checkpoint, sam_size
 
     local = local_sam_checkpoint(args.sam, args.sam_size)
     size, ckpt = (local[0].name, local[1]) if local else (sam_size(args.sam).name, None)
+    mb = explicit_embedding_cache_mb(args)
+    return check_before_loading(args.model, size, ckpt, args.device, None if mb is None else mb << 20, figures)
+
+
+def explicit_embedding_cache_mb(args) -> int | None:
+    """The embedding cache the user set (--embedding-cache-mb, else $THINK2SEG_EMBEDDING_CACHE_MB), in MiB."""
+    from ..segmenter import CACHE_ENV
+
     mb = getattr(args, "embedding_cache_mb", None)
-    cache = max(0, mb) << 20 if mb is not None else DEFAULT_CACHE_BYTES["cuda"]
-    check_before_loading(args.model, size, ckpt, args.device, cache)
+    if mb is None and os.environ.get(CACHE_ENV, "").strip():
+        try:
+            mb = int(float(os.environ[CACHE_ENV]))
+        except ValueError:
+            return None  # the segmenter names the bad value
+    return None if mb is None else max(0, mb)
+
+
+def sized_caches(pipeline, sizes, args) -> dict:
+    """Sets the pipeline's embedding and view caches: what the user set wins, else on a GPU `sizes` (from its free
+    memory), else the defaults. Returns what /v1/health and the start log show."""
+    embedding_mb = explicit_embedding_cache_mb(args)
+    view_mb = getattr(args, "view_cache_mb", None)
+    if embedding_mb is not None:
+        pipeline.segmenter.cache_bytes = embedding_mb << 20
+    elif sizes is not None:
+        pipeline.segmenter.cache_bytes = sizes.embedding
+    if view_mb is not None:
+        pipeline.reasoner.views.max_bytes = max(0, view_mb) << 20
+    elif sizes is not None:
+        pipeline.reasoner.views.max_bytes = sizes.view
+    report = {
+        "embedding_mb": pipeline.segmenter.cache_bytes >> 20,
+        "view_mb": pipeline.reasoner.views.max_bytes >> 20,
+        "embedding_from": "set" if embedding_mb is not None else "gpu" if sizes is not None else "default",
+        "view_from": "set" if view_mb is not None else "gpu" if sizes is not None else "default",
+    }
+    if sizes is not None:
+        report["gpu_left_mb"] = max(0, sizes.left) >> 20
+    return report
+
+
+def _caches_line(report: dict) -> str:
+    why = {"set": "as set", "gpu": "from the GPU's free memory", "default": "the default"}
+    line = (
+        f"SAM2 embeddings {report['embedding_mb']} MiB ({why[report['embedding_from']]}), reasoner views "
+        f"{report['view_mb']} MiB ({why[report['view_from']]})"
+    )
+    if "gpu_left_mb" in report:
+        line += f"; {report['gpu_left_mb']} MiB of the GPU left after the weights and working memory"
+    return line
 
 
 def check_models(args) -> None:

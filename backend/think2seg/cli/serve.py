@@ -105,8 +105,15 @@ def add_parser(sub) -> None:
         "--embedding-cache-mb",
         type=int,
         default=None,
-        help="SAM2 image embeddings kept for reuse by a second query or a refine, in MiB (default: 1024 "
-        "on a GPU, 256 on the CPU; 0 keeps only the current one)",
+        help="SAM2 image embeddings kept for reuse by a second query or a refine, in MiB (default: on a GPU "
+        "sized from its free memory after the models, 256 on the CPU; 0 keeps only the current one)",
+    )
+    p.add_argument(
+        "--view-cache-mb",
+        type=int,
+        default=None,
+        help="the reasoner's vision outputs kept for questions asked again on a view, in MiB (default: on a GPU "
+        "sized from its free memory after the models, 512 on the CPU)",
     )
     p.add_argument(
         "--parent-pid",
@@ -251,9 +258,7 @@ def run(args) -> int:
     load = pipeline_loader(args)
 
     def load_scripted():
-        pipeline = load()
-        if args.embedding_cache_mb is not None:  # the default SAM2 size (the one a refine test needs bounded)
-            pipeline.segmenter.cache_bytes = max(0, args.embedding_cache_mb) << 20
+        pipeline = load()  # its caches sized as set, or from the GPU's free memory (cli.sized_caches)
         if args.pipeline_hook:
             import importlib
 
@@ -264,6 +269,7 @@ def run(args) -> int:
         return pipeline
 
     holder = PipelineHolder(load_scripted, {"reasoner": args.model, "segmenter": str(args.sam)})
+    holder.caches = load.caches  # filled once the models are loaded: /v1/health shows it
     work_dir = args.work_dir or str(token_path.parent / "work")
     app = create_app(
         holder,

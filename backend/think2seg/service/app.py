@@ -96,6 +96,8 @@ class PipelineHolder:
         self.pipeline = None
         self.error: Think2SegError | None = None
         self.loaded = threading.Event()
+        #: the caches' sizes and where they came from (cli.sized_caches), once loaded; {} when not told
+        self.caches: dict = {}
 
     def load(self) -> None:
         try:
@@ -322,6 +324,8 @@ class Service:
         }
         if holder.error:
             body["error"] = holder.error.to_dict()
+        if holder.caches:
+            body["caches"] = dict(holder.caches)  # {"embedding_mb", "view_mb", "*_from": set|gpu|default, ...}
         if device.startswith("cuda"):
             from ..gpu_fit import gpu_memory
 
