@@ -41,6 +41,13 @@ $(QVENV)/.installed: | qgis-system
 
 venv-qgis: $(QVENV)/.installed
 
+## uv's wheel from the registry, once: the set-up's standalone-Python test installs it offline from here (tests reach
+## only 127.0.0.1), as the set-up takes it from PyPI.
+UV_WHEELHOUSE := .cache/uv-wheel
+$(UV_WHEELHOUSE)/.fetched: | $(QVENV)/.installed
+	$(QPY) -m pip download -q --no-deps --only-binary=:all: -d $(UV_WHEELHOUSE) uv
+	touch $@
+
 ## The plugin suite under the real QGIS, offscreen; the e2e tests start the real service on the tiny models.
 ## QGIS=system (default): the distribution's QGIS (Debian 12: 3.22). QGIS=3.40 or QGIS=3.44: the same suite in a
 ## Debian chroot (trixie, sid) that scripts/qgis_chroot.sh builds once per machine under $(QGIS_CHROOT_DIR),
@@ -48,8 +55,8 @@ venv-qgis: $(QVENV)/.installed
 QGIS ?= system
 QGIS_CHROOT_DIR ?= /var/cache/think2seg
 ifeq ($(QGIS),system)
-test-plugin: qgis-system $(QVENV)/.installed backend tiny-models
-	QT_QPA_PLATFORM=offscreen $(QPY) -m pytest tests/plugin -q $(PYTEST_ARGS)
+test-plugin: qgis-system $(QVENV)/.installed backend tiny-models $(UV_WHEELHOUSE)/.fetched
+	QT_QPA_PLATFORM=offscreen THINK2SEG_UV_WHEELHOUSE=$(CURDIR)/$(UV_WHEELHOUSE) $(QPY) -m pytest tests/plugin -q $(PYTEST_ARGS)
 else
 test-plugin: test-plugin-$(QGIS)
 endif
