@@ -20,7 +20,6 @@ heavy packages, and the tests.
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import subprocess  # nosec B404  # python_choice probes an interpreter with a fixed command, never a shell
@@ -376,7 +375,3 @@ def network_sentences() -> dict[str, tuple[str, str]]:
                "this Python, then press Install again.") + " " + offline_sites,
         ),
     }  # fmt: skip
-
-
-def environment_ready(venv_dir: str) -> bool:
-    return os.path.exists(venv_python(venv_dir))
