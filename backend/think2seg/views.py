@@ -157,11 +157,12 @@ class DiskViews:
         self.folder = Path(folder)
         self.max_bytes = int(max_bytes)
         self._lock = threading.Lock()
-        if self.max_bytes > 0:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for old in self.folder.glob(f"{self.TEMP}*"):  # left by a backend killed while it wrote
-                if time.time() - old.stat().st_mtime > 3600:
+        for old in self.folder.glob(f"{self.TEMP}*") if self.folder.is_dir() else ():
+            try:
+                if time.time() - old.stat().st_mtime > 3600:  # left by a backend killed while it wrote
                     shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # another backend's, removed meanwhile
+                pass
 
     def entry(self, view_id: str) -> Path:
         """The entry's folder; ViewNotFound for anything but a view id (no other path is ever made)."""
@@ -197,19 +198,23 @@ class DiskViews:
         target = self.entry(view.view_id)
         tmp = None
         try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # at the first answer: none before
             tmp = Path(tempfile.mkdtemp(prefix=self.TEMP, dir=self.folder))
             meta = self._write(view, tmp)
             (tmp / self.META).write_text(json.dumps(meta))
             size = _dir_bytes(tmp)
             if size > self.max_bytes:
-                log.info("view %s (%d MiB) is larger than the view store (%d MiB): not kept on disk",
-                         view.view_id, size >> 20, self.max_bytes >> 20)  # fmt: skip
+                log.info(
+                    "view %s (%.1f MiB) is larger than the view store (%.1f MiB): not kept on disk",
+                    view.view_id,
+                    size / 2**20,
+                    self.max_bytes / 2**20,
+                )
                 return
             with self._lock:
                 if target.is_dir():  # the same content already kept: it is now the newest
                     os.utime(target / self.META)
                     return
-                total = 0
                 kept = self.entries()
                 total = sum(b for _, b, _ in kept)
                 for _, b, d in kept:
@@ -410,7 +415,7 @@ class ViewStore:
         raise ViewNotFound(
             f"There is no view {view_id[:40]}: the backend keeps the last {self.max_views} answers only"
             + (
-                f", and {self.disk.max_bytes >> 20} MiB of them on disk"
+                f", and {self.disk.max_bytes / 2**20:.4g} MiB of them on disk"
                 if self.disk is not None and self.disk.max_bytes > 0
                 else " (and none once it is restarted)"
             )

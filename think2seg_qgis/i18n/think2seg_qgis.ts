@@ -1172,7 +1172,7 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>The backend no longer holds the image of this result (it restarted, or newer answers took its place), so it cannot be refined: run the query again, then refine the new result.</source>
+        <source>The backend no longer keeps the image of this result (newer answers took its place in its store, or it runs with another work folder), so it cannot be refined: run the query again, then refine the new result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1242,6 +1242,11 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Uploading the image</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The job failed.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1258,6 +1263,21 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>{n} of {total} tiles already done…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reasoning on tile {n} of {total}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reasoning on tiles {first}–{last} of {total}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Merging the tiles’ answers…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1283,11 +1303,6 @@ Outputs are in the raster's CRS; every feature carries the query, the instance, 
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>The segmentation was cancelled; nothing was added to the project.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>Uploading the image</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

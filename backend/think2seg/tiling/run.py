@@ -168,6 +168,23 @@ def run_tiles(
     ]
 
 
+def tile_progress(progress: ProgressFn | None, before: int, batch: int, total: int, name: str):
+    """Report a batch's reasoning now, and return the `on_tile` that reports each of its tiles as answered
+    (None without `progress`)."""
+    if not progress:
+        return None
+    first, last = before + 1, before + batch
+    span = f"tile {first}" if first == last else f"tiles {first}-{last}"
+    progress(before, total, f"{name}: reasoning on {span} of {total}")
+    answered = iter(range(first, last + 1))
+
+    def on_tile(_ti: int) -> None:
+        n = next(answered, last)
+        progress(n, total, f"{name}: tile {n} of {total}")
+
+    return on_tile
+
+
 def _options(options):
     return options if isinstance(options, SegmentOptions) else SegmentOptions.from_dict(options)
 
@@ -203,11 +220,12 @@ def segment_raster_tiled(
     same raster, queries and options resumes; without it a temporary folder is used and removed. `progress`
     is called as `progress(done_tiles, total_tiles, message)`: at the start, before each batch's reasoning
     ("reasoning on tiles 5-8 of 20"), as each tile is answered ("tile 6 of 20") and before the merge
-    ("merging the tiles", done = total: the result is not ready until this returns); `cancelled()` is checked before each batch
-    (and between the batch's pairs): when it turns true, `Cancelled` is raised and the finished tiles stay
-    in the state folder. `max_tiles` (benchmarks, previews) stops after that many new tiles; the result
-    then covers the finished tiles only. `label`: the raster's name in the progress messages (default: its
-    file name; the service gives the client's, not its upload's temporary name). Returns a `TiledResult` (its `to_dict()` is the /v1/segment answer).
+    ("merging the tiles", done = total: the result is not ready until this returns); `cancelled()` is
+    checked before each batch (and between the batch's pairs): when it turns true, `Cancelled` is raised and
+    the finished tiles stay in the state folder. `max_tiles` (benchmarks, previews) stops after that many
+    new tiles; the result then covers the finished tiles only. `label`: the raster's name in the progress
+    messages (default: its file name; the service gives the client's, not its upload's temporary name).
+    Returns a `TiledResult` (its `to_dict()` is the /v1/segment answer).
     """
     opts = _options(options)
     qs = _queries(queries)
@@ -252,18 +270,7 @@ def segment_raster_tiled(
                                 f"The job was cancelled after {len(state.finished)} of {total} tiles; "
                                 "run it again with the same state to continue."
                             )
-                        before = len(state.finished)
-                        on_tile = None
-                        if progress:
-                            first, last = before + 1, before + len(specs)
-                            span = f"tile {first}" if first == last else f"tiles {first}-{last}"
-                            progress(before, total, f"{name}: reasoning on {span} of {total}")
-                            answered = iter(range(before + 1, before + len(specs) + 1))
-
-                            def on_tile(_ti: int) -> None:
-                                n = next(answered)
-                                progress(n, total, f"{name}: tile {n} of {total}")
-
+                        on_tile = tile_progress(progress, len(state.finished), len(specs), total, name)
                         shards = run_tiles(pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs, on_tile)
                         state.save(shards)
                         max_read = max([max_read] + [s["read_pixels"] for s in shards])
