@@ -139,6 +139,12 @@ def _affine(values) -> Affine:
     return Affine(*v)
 
 
+def _touch(path: Path) -> None:
+    """Mark an entry used now, to the nanosecond (the kernel's own file times tick in milliseconds)."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
+
+
 def _dir_bytes(folder: Path) -> int:
     return sum(e.stat().st_size for e in os.scandir(folder) if e.is_file(follow_symlinks=False))
 
@@ -174,14 +180,14 @@ class DiskViews:
             )
         return self.folder / view_id
 
-    def entries(self) -> list[tuple[float, int, Path]]:
+    def entries(self) -> list[tuple[int, int, Path]]:
         """(last use, bytes, folder) of every entry, oldest first."""
         out = []
         for d in self.folder.iterdir() if self.folder.is_dir() else ():
             if not VIEW_ID.fullmatch(d.name):
                 continue
             try:
-                out.append(((d / self.META).stat().st_mtime, _dir_bytes(d), d))
+                out.append(((d / self.META).stat().st_mtime_ns, _dir_bytes(d), d))
             except OSError:  # half removed (by another backend), or no meta: counted as nothing, dropped
                 shutil.rmtree(d, ignore_errors=True)
         return sorted(out, key=lambda e: e[0])
@@ -202,6 +208,7 @@ class DiskViews:
             tmp = Path(tempfile.mkdtemp(prefix=self.TEMP, dir=self.folder))
             meta = self._write(view, tmp)
             (tmp / self.META).write_text(json.dumps(meta))
+            _touch(tmp / self.META)
             size = _dir_bytes(tmp)
             if size > self.max_bytes:
                 log.info(
@@ -213,7 +220,7 @@ class DiskViews:
                 return
             with self._lock:
                 if target.is_dir():  # the same content already kept: it is now the newest
-                    os.utime(target / self.META)
+                    _touch(target / self.META)
                     return
                 kept = self.entries()
                 total = sum(b for _, b, _ in kept)
@@ -282,7 +289,7 @@ class DiskViews:
             if meta.get("view_id") != view_id:
                 raise ValueError("the entry names another view")
             view = self._read(meta, folder, scratch)
-            os.utime(folder / self.META)
+            _touch(folder / self.META)
             return view
         except Exception as e:  # noqa: BLE001 - whatever is wrong with the entry, the answer is the same
             log.warning("view %s on disk does not load (%s: %s); removed", view_id, type(e).__name__, e)
