@@ -356,8 +356,9 @@ class RefineMapTool(QgsMapTool):
             if error.code == VIEW_NOT_FOUND:  # not the backend's sentence: it names the view by its hex id
                 self.failed.emit(
                     tr(
-                        "The backend no longer holds the image of this result (it restarted, or newer answers took its "
-                        "place), so it cannot be refined: run the query again, then refine the new result."
+                        "The backend no longer keeps the image of this result (newer answers took its place in its "
+                        "store, or it runs with another work folder), so it cannot be refined: run the query again, "
+                        "then refine the new result."
                     )
                 )
                 return

@@ -61,6 +61,8 @@ class SegmentationOptions:
 _TILE = re.compile(r"^.+: tile (\d+) of (\d+)$")
 _TILES = re.compile(r"^.+: (\d+) tiles$")
 _RESUMED = re.compile(r"^.+: (\d+) of (\d+) tiles already done$")
+_REASONING = re.compile(r"^.+: reasoning on tiles? (\d+)(?:-(\d+))? of (\d+)$")
+_MERGING = re.compile(r"^.+: merging the tiles$")
 
 
 def job_sentence(message: str) -> str:
@@ -75,6 +77,14 @@ def job_sentence(message: str) -> str:
     match = _RESUMED.match(message)
     if match:
         return tr("{n} of {total} tiles already done…").format(n=int(match.group(1)), total=int(match.group(2)))
+    match = _REASONING.match(message)
+    if match:
+        first, last, total = int(match.group(1)), int(match.group(2) or match.group(1)), int(match.group(3))
+        if first == last:
+            return tr("Reasoning on tile {n} of {total}…").format(n=first, total=total)
+        return tr("Reasoning on tiles {first}–{last} of {total}…").format(first=first, last=last, total=total)
+    if _MERGING.match(message):
+        return tr("Merging the tiles’ answers…")
     known = {
         "waiting for the GPU": tr("Waiting for the backend (another run goes first)…"),
         "reading and reasoning": tr("Reading the image and reasoning…"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -190,8 +190,12 @@ class Pipeline:
         geometry_frame: str = "crs",
         inputs: Sequence[ModelInput] | None = None,
         query_as_written: bool = False,
+        on_pair: Callable[[int], None] | None = None,
     ) -> list[SegmentResult]:
         """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused).
+
+        `on_pair(k)` is called as pair `k`'s answer is complete (after SAM2), so a caller can report progress
+        within the batch (the tiled run: tile by tile).
 
         `geometry_frame="raster_pixels"` gives instance geometries in the source raster's pixel frame (tiled
         runs); the default gives them in the CRS. `inputs`: the tiles' `prepare`d inputs, one per pair (made
@@ -244,6 +248,8 @@ class Pipeline:
                     },
                 )
             )
+            if on_pair is not None:
+                on_pair(len(results) - 1)
         return results
 
     def _finish(

@@ -11,16 +11,29 @@ its pixels like the pipeline's), cuts each tile's mask to the tile's core and di
 the core borders with `tiling.merge_pieces`: the same seamless merge as the run itself. An edited instance
 keeps its pieces in the tiles the edit does not reach (as the run merged them), and those join the new
 pieces across the border, so a click near one side of a border does not cut the instance off there.
+
+Views outlive the backend (`DiskViews`): each answered view is also written to a bounded folder in the work
+root (`WORK/kept-views/<view_id>/`: the exact uint8 array SAM2 got and its georeferencing, or a tiled
+answer's raster and grid settings), least recently used out past `serve --view-store-mb` (2 GiB by default).
+A refine of a view the memory no longer holds (the backend was restarted, or newer answers took its place)
+loads it from there and re-embeds it: the same pixels, the same embedding, the same mask. The view id names
+the folder and is checked (32 hex digits) before any path is made; an entry that does not load is "gone".
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -36,6 +49,11 @@ from .polygons import DEFAULT_MIN_AREA_PIXELS, mask_to_multipolygon
 #: Views kept by default: enough for a session of edits on recent answers, bounded in memory.
 DEFAULT_MAX_VIEWS = 32
 DEFAULT_MAX_VIEW_BYTES = 512 * 2**20
+#: Bytes of views kept on disk for refine after a restart (`serve --view-store-mb`; 0: none).
+DEFAULT_VIEW_STORE_BYTES = 2 * 2**30
+#: a view id: a content key (`segmenter.image_key`, `tiled_view_id`), the only names the disk store makes
+VIEW_ID = re.compile(r"[0-9a-f]{32}")
+log = logging.getLogger("think2seg.service")
 
 
 class ViewNotFound(NotFound):
@@ -105,12 +123,264 @@ class TiledView:
             pass
 
 
-class ViewStore:
-    """Recent views by id, least recently used dropped first past `max_views` or `max_bytes`."""
+@dataclass
+class KeptFeature:
+    """What a refine of a tiled answer needs of one of its merged features (`TiledView.features`)."""
 
-    def __init__(self, max_views: int = DEFAULT_MAX_VIEWS, max_bytes: int = DEFAULT_MAX_VIEW_BYTES):
+    instance: int
+    score: float
+    geometry_pixels: MultiPolygon | None
+
+
+def _affine(values) -> Affine:
+    v = [float(x) for x in values]
+    if len(v) != 6 or not all(math.isfinite(x) for x in v):
+        raise ValueError("not an affine transform")
+    return Affine(*v)
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used now, to the nanosecond (the kernel's own file times tick in milliseconds)."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
+
+
+def _dir_bytes(folder: Path) -> int:
+    return sum(e.stat().st_size for e in os.scandir(folder) if e.is_file(follow_symlinks=False))
+
+
+class DiskViews:
+    """Answered views on disk, one folder per view id, least recently used dropped past `max_bytes`.
+
+    An entry is written in a temporary folder and renamed into place (a crash leaves no half entry); reading
+    it touches its `view.json` (the LRU order). `max_bytes` 0 keeps nothing. Shared safely by backends on one
+    work root: an entry another one removed while this one read it is "gone"."""
+
+    META = "view.json"
+    TEMP = ".tmp-"
+
+    def __init__(self, folder: str | os.PathLike, max_bytes: int = DEFAULT_VIEW_STORE_BYTES):
+        self.folder = Path(folder)
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        for old in self.folder.glob(f"{self.TEMP}*") if self.folder.is_dir() else ():
+            try:
+                if time.time() - old.stat().st_mtime > 3600:  # left by a backend killed while it wrote
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # another backend's, removed meanwhile
+                pass
+
+    def entry(self, view_id: str) -> Path:
+        """The entry's folder; ViewNotFound for anything but a view id (no other path is ever made)."""
+        if not isinstance(view_id, str) or not VIEW_ID.fullmatch(view_id):
+            raise ViewNotFound(
+                f"{view_id[:40]!r} is not a view id (32 hexadecimal digits, the answer's `view_id`)."
+                if isinstance(view_id, str)
+                else "That is not a view id."
+            )
+        return self.folder / view_id
+
+    def entries(self) -> list[tuple[int, int, Path]]:
+        """(last use, bytes, folder) of every entry, oldest first."""
+        out = []
+        for d in self.folder.iterdir() if self.folder.is_dir() else ():
+            if not VIEW_ID.fullmatch(d.name):
+                continue
+            try:
+                out.append(((d / self.META).stat().st_mtime_ns, _dir_bytes(d), d))
+            except OSError:  # half removed (by another backend), or no meta: counted as nothing, dropped
+                shutil.rmtree(d, ignore_errors=True)
+        return sorted(out, key=lambda e: e[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b for _, b, _ in self.entries())
+
+    def put(self, view: View | TiledView) -> None:
+        """Keep `view` (a copy of its pixels, or a link to its raster); nothing when it alone is over the bound.
+        A disk that refuses is logged, not raised: the answer itself is fine."""
+        if self.max_bytes <= 0:
+            return
+        target = self.entry(view.view_id)
+        tmp = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # at the first answer: none before
+            tmp = Path(tempfile.mkdtemp(prefix=self.TEMP, dir=self.folder))
+            meta = self._write(view, tmp)
+            (tmp / self.META).write_text(json.dumps(meta))
+            _touch(tmp / self.META)
+            size = _dir_bytes(tmp)
+            if size > self.max_bytes:
+                log.info(
+                    "view %s (%.1f MiB) is larger than the view store (%.1f MiB): not kept on disk",
+                    view.view_id,
+                    size / 2**20,
+                    self.max_bytes / 2**20,
+                )
+                return
+            with self._lock:
+                if target.is_dir():  # the same content already kept: it is now the newest
+                    _touch(target / self.META)
+                    return
+                kept = self.entries()
+                total = sum(b for _, b, _ in kept)
+                for _, b, d in kept:
+                    if total + size <= self.max_bytes:
+                        break
+                    shutil.rmtree(d, ignore_errors=True)
+                    total -= b
+                os.rename(tmp, target)
+                tmp = None
+        except OSError as e:
+            log.warning("cannot keep view %s on disk in %s (%s)", view.view_id, self.folder, e.strerror or e)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _write(view: View | TiledView, folder: Path) -> dict:
+        common = {"view_id": view.view_id, "min_area_pixels": view.min_area_pixels, "sam_size": view.sam_size}
+        if isinstance(view, TiledView):
+            suffix = Path(view.path).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", Path(view.path).suffix) else ""
+            raster = folder / f"raster{suffix}"
+            try:
+                os.link(view.path, raster)  # the same file system (both in the work root): no copy
+            except OSError:
+                shutil.copyfile(view.path, raster)
+            grid = view.grid
+            return {
+                **common,
+                "kind": "tiled",
+                "raster": raster.name,
+                "tiling": {"tile_size": grid.tile_size, "overlap": grid.overlap, "gsd": grid.gsd},
+                "size": [grid.width, grid.height],
+                "bands": view.bands,
+                "features": [
+                    {
+                        "instance": int(f.instance),
+                        "score": float(f.score),
+                        "wkb": None if f.geometry_pixels is None else f.geometry_pixels.wkb_hex,
+                    }
+                    for f in view.features
+                ],
+            }
+        tile = view.tile
+        np.save(folder / "rgb.npy", np.ascontiguousarray(tile.rgb), allow_pickle=False)
+        if tile.valid is not None:
+            np.save(folder / "valid.npy", np.ascontiguousarray(tile.valid), allow_pickle=False)
+        return {
+            **common,
+            "kind": "image",
+            "transform": list(tile.transform)[:6],
+            "to_source_pixel": list(tile.to_source_pixel)[:6],
+            "crs": tile.crs.to_wkt() if tile.crs else None,
+            "read": tile.read,
+            "instances": [int(i) for i in view.instances],
+        }
+
+    def get(self, view_id: str, scratch: Path) -> View | TiledView | None:
+        """The kept view, or None when there is none; a tiled view's raster is linked into `scratch` (the view
+        owns that link and removes it when it is dropped). ViewNotFound for an entry that does not load."""
+        folder = self.entry(view_id)
+        if self.max_bytes <= 0 or not (folder / self.META).is_file():
+            return None
+        try:
+            meta = json.loads((folder / self.META).read_text())
+            if meta.get("view_id") != view_id:
+                raise ValueError("the entry names another view")
+            view = self._read(meta, folder, scratch)
+            _touch(folder / self.META)
+            return view
+        except Exception as e:  # noqa: BLE001 - whatever is wrong with the entry, the answer is the same
+            log.warning("view %s on disk does not load (%s: %s); removed", view_id, type(e).__name__, e)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ViewNotFound(
+                f"The kept image of the answer {view_id} is damaged or was removed; run the query again, then "
+                "refine the new answer."
+            ) from None
+
+    @staticmethod
+    def _read(meta: dict, folder: Path, scratch: Path) -> View | TiledView:
+        from rasterio.crs import CRS
+
+        min_area = float(meta.get("min_area_pixels", DEFAULT_MIN_AREA_PIXELS))
+        sam_size = meta.get("sam_size")
+        if meta.get("kind") == "tiled":
+            import shapely
+
+            from .georef import open_raster, untrusted_rasters
+            from .tiling import TileGrid
+
+            name = str(meta["raster"])
+            if not re.fullmatch(r"raster(\.[A-Za-z0-9]{1,8})?", name):
+                raise ValueError("bad raster name")
+            scratch.mkdir(parents=True, exist_ok=True)
+            path = scratch / f"{meta['view_id']}{Path(name).suffix}"
+            if not path.exists():
+                try:
+                    os.link(folder / name, path)
+                except OSError:
+                    shutil.copyfile(folder / name, path)
+            t = meta["tiling"]
+            with untrusted_rasters():  # the file was an upload: opened with the uploads' drivers only
+                ds = open_raster(str(path))
+                try:
+                    grid = TileGrid.for_raster(ds, int(t["tile_size"]), int(t["overlap"]), t.get("gsd"))
+                finally:
+                    ds.close()
+            if [grid.width, grid.height] != list(meta["size"]):
+                raise ValueError("the raster is not the one answered")
+            features = [
+                KeptFeature(
+                    int(f["instance"]),
+                    float(f["score"]),
+                    None if f["wkb"] is None else shapely.from_wkb(bytes.fromhex(f["wkb"])),
+                )
+                for f in meta["features"]
+            ]
+            bands = meta.get("bands")
+            return TiledView(meta["view_id"], str(path), grid, bands, features, min_area, sam_size)
+        if meta.get("kind") != "image":
+            raise ValueError(f"unknown kind {meta.get('kind')!r}")
+        from .segmenter import image_key
+
+        rgb = np.load(folder / "rgb.npy", allow_pickle=False)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"the pixels are {rgb.dtype} {rgb.shape}, not uint8 (H, W, 3)")
+        if image_key(rgb) != meta["view_id"]:
+            raise ValueError("the pixels are not the view's (their content key differs)")
+        valid = None
+        if (folder / "valid.npy").exists():
+            valid = np.load(folder / "valid.npy", allow_pickle=False)
+            if valid.dtype != bool or valid.shape != rgb.shape[:2]:
+                raise ValueError("the valid-data mask does not match the pixels")
+        tile = RasterTile(
+            rgb,
+            _affine(meta["transform"]),
+            CRS.from_wkt(meta["crs"]) if meta.get("crs") else None,
+            valid,
+            "",
+            _affine(meta["to_source_pixel"]),
+            dict(meta.get("read") or {}),
+        )
+        return View(meta["view_id"], tile, [int(i) for i in meta["instances"]], min_area, sam_size)
+
+
+class ViewStore:
+    """Recent views by id, least recently used dropped first past `max_views` or `max_bytes`; with `disk`,
+    every view put is also kept there, and a view this memory no longer holds is loaded from it (a tiled
+    view's raster linked into `scratch`)."""
+
+    def __init__(
+        self,
+        max_views: int = DEFAULT_MAX_VIEWS,
+        max_bytes: int = DEFAULT_MAX_VIEW_BYTES,
+        disk: DiskViews | None = None,
+        scratch: Path | None = None,
+    ):
         self.max_views = max_views
         self.max_bytes = max_bytes
+        self.disk, self.scratch = disk, scratch
         self._views: OrderedDict[str, View] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -121,9 +391,13 @@ class ViewStore:
     def nbytes(self) -> int:
         return sum(v.nbytes for v in self._views.values())
 
-    def put(self, view: View) -> None:
+    def put(self, view: View | TiledView, keep_on_disk: bool = True) -> None:
+        if keep_on_disk and self.disk is not None:
+            self.disk.put(view)
         with self._lock:
-            self._views.pop(view.view_id, None)
+            old = self._views.pop(view.view_id, None)
+            if old is not None and old is not view and getattr(old, "path", None) != getattr(view, "path", None):
+                old.close()
             self._views[view.view_id] = view
             while len(self._views) > 1 and (len(self._views) > self.max_views or self.nbytes > self.max_bytes):
                 self._views.popitem(last=False)[1].close()
@@ -137,13 +411,23 @@ class ViewStore:
     def get(self, view_id: str) -> View | TiledView:
         with self._lock:
             view = self._views.get(view_id)
-            if view is None:
-                raise ViewNotFound(
-                    f"There is no view {view_id}: the backend keeps the last {self.max_views} answers only (or "
-                    "it was restarted). Run the query again, then refine the new answer."
-                )
-            self._views.move_to_end(view_id)
-            return view
+            if view is not None:
+                self._views.move_to_end(view_id)
+                return view
+        if self.disk is not None:
+            view = self.disk.get(view_id, self.scratch or Path(tempfile.gettempdir()))
+            if view is not None:
+                self.put(view, keep_on_disk=False)
+                return view
+        raise ViewNotFound(
+            f"There is no view {view_id[:40]}: the backend keeps the last {self.max_views} answers only"
+            + (
+                f", and {self.disk.max_bytes / 2**20:.4g} MiB of them on disk"
+                if self.disk is not None and self.disk.max_bytes > 0
+                else " (and none once it is restarted)"
+            )
+            + ". Run the query again, then refine the new answer."
+        )
 
 
 class RefineRequest(BaseModel):

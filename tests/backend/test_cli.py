@@ -172,6 +172,7 @@ def test_bbox_reads_a_window(tmp_path, naip, models):
         (["serve", "--max-queue", "0"], "--max-queue must be at least 1"),
         (["serve", "--max-views", "0"], "--max-views must be at least 1"),
         (["serve", "--max-view-mb", "-5"], "--max-view-mb must be at least 1"),
+        (["serve", "--view-store-mb", "-1"], "--view-store-mb must be 0 or more"),
         (["serve", "--header-timeout", "0"], "--header-timeout must be a positive number"),
         # probe finding 14: torch's traceback for a GPU this machine lacks; an empty folder exited 0
         (["segment", "RASTER", "-q", "x", "-o", "OUT", "--device", "cuda:7"], "--device cuda:7"),

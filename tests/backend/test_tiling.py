@@ -259,12 +259,38 @@ def disc_raster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def full_run(pipeline, disc_raster):
+def full_run_progress(pipeline, disc_raster):
     rec = Recorder(pipeline)
+    calls = []
     res = segment_raster_tiled(
-        rec, disc_raster, ["the water bodies"], {"max_reasoning_tokens": 128}, tiling=Tiling(256, 32, batch_size=2)
+        rec,
+        disc_raster,
+        ["the water bodies"],
+        {"max_reasoning_tokens": 128},
+        tiling=Tiling(256, 32, batch_size=2),
+        progress=lambda *call: calls.append(call),
     )
-    return res, rec.windows
+    return res, rec.windows, calls
+
+
+@pytest.fixture(scope="module")
+def full_run(full_run_progress):
+    return full_run_progress[:2]
+
+
+def test_progress_moves_per_tile_within_a_batch_and_names_each_phase(full_run_progress):
+    """Issue 23 item 9: progress moved once per batch (a 4-tile batch: 0 until the end)."""
+    *_, calls = full_run_progress
+    assert calls == [
+        (0, 4, "disc.tif: 4 tiles"),
+        (0, 4, "disc.tif: reasoning on tiles 1-2 of 4"),
+        (1, 4, "disc.tif: tile 1 of 4"),
+        (2, 4, "disc.tif: tile 2 of 4"),
+        (2, 4, "disc.tif: reasoning on tiles 3-4 of 4"),
+        (3, 4, "disc.tif: tile 3 of 4"),
+        (4, 4, "disc.tif: tile 4 of 4"),
+        (4, 4, "disc.tif: merging the tiles"),
+    ]
 
 
 def test_tiled_run_merges_a_disc_across_four_tiles(full_run):

@@ -1268,7 +1268,7 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/refine_tool.py"/>
-        <source>The backend no longer holds the image of this result (it restarted, or newer answers took its place), so it cannot be refined: run the query again, then refine the new result.</source>
+        <source>The backend no longer keeps the image of this result (newer answers took its place in its store, or it runs with another work folder), so it cannot be refined: run the query again, then refine the new result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1369,6 +1369,21 @@ Reasoning:
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>{n} of {total} tiles already done…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reasoning on tile {n} of {total}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reasoning on tiles {first}–{last} of {total}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Merging the tiles’ answers…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

@@ -85,7 +85,7 @@ def add_parser(sub) -> None:
         default=30.0,
         help="seconds a client may pause while sending a body; then 408 and it is cut (default 30)",
     )
-    from ..views import DEFAULT_MAX_VIEW_BYTES, DEFAULT_MAX_VIEWS
+    from ..views import DEFAULT_MAX_VIEW_BYTES, DEFAULT_MAX_VIEWS, DEFAULT_VIEW_STORE_BYTES
 
     g = p.add_argument_group("refine (POST /v1/views/{view_id}/refine)")
     g.add_argument(
@@ -100,6 +100,13 @@ def add_parser(sub) -> None:
         default=DEFAULT_MAX_VIEW_BYTES >> 20,
         help="pixels (a tiled answer: its raster file) kept for refine, in MiB "
         f"(default {DEFAULT_MAX_VIEW_BYTES >> 20}); the latest answer is always kept",
+    )
+    g.add_argument(
+        "--view-store-mb",
+        type=int,
+        default=DEFAULT_VIEW_STORE_BYTES >> 20,
+        help="answers' views kept on disk in the work folder (kept-views), in MiB, so that results can be "
+        f"refined after a restart (default {DEFAULT_VIEW_STORE_BYTES >> 20}; 0 keeps none); least recently used out",
     )
     p.add_argument(
         "--embedding-cache-mb",
@@ -198,6 +205,8 @@ def check_args(args) -> Limits:
     for flag, value in [*flags.values(), *views]:
         if value < 1:
             raise BadInput(f"{flag} must be at least 1 (got {value}).", code="bad_options")
+    if args.view_store_mb < 0:
+        raise BadInput(f"--view-store-mb must be 0 or more (got {args.view_store_mb}).", code="bad_options")
     for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)):
         if not value > 0:
             raise BadInput(f"{flag} must be a positive number of seconds (got {value}).", code="bad_options")
@@ -281,6 +290,7 @@ def run(args) -> int:
             allowed_hosts=tuple(args.allowed_host),
             max_views=args.max_views,
             max_view_bytes=args.max_view_mb << 20,
+            view_store_bytes=args.view_store_mb << 20,
             body_timeout_s=args.body_timeout,
         ),
     )

@@ -43,7 +43,9 @@ from ..options import JobOptions, SegmentOptions
 from ..views import (
     DEFAULT_MAX_VIEW_BYTES,
     DEFAULT_MAX_VIEWS,
+    DEFAULT_VIEW_STORE_BYTES,
     BadPrompt,
+    DiskViews,
     RefineRequest,
     TiledView,
     View,
@@ -70,6 +72,8 @@ UPLOAD_PATHS = frozenset({"/v1/segment", "/v1/jobs"})
 MAX_JSON_BODY = 1 << 20
 #: points (positive and negative together) in one refine: 1,000 take SAM2's decoder well under a second
 MAX_REFINE_POINTS = 1000
+#: the work root's folder of views kept for refine across restarts (views.DiskViews)
+KEPT_VIEWS = "kept-views"
 
 
 @dataclass
@@ -83,6 +87,8 @@ class ServiceConfig:
     #: answers kept for refine (POST /v1/views/{view_id}/refine): at most this many, this many bytes of pixels
     max_views: int = DEFAULT_MAX_VIEWS
     max_view_bytes: int = DEFAULT_MAX_VIEW_BYTES
+    #: views kept on disk (WORK/kept-views) so that a refine works after a restart: this many bytes; 0: none
+    view_store_bytes: int = DEFAULT_VIEW_STORE_BYTES
     #: a client that sends nothing of its body for this long is cut (408, connection closed)
     body_timeout_s: float = 30.0
 
@@ -132,8 +138,9 @@ class Service:
         self.holder, self.config, self.limits = holder, config, config.limits
         self.work = WorkRoot(config.work_dir)
         self.worker = Worker(max_waiting=config.limits.max_waiting)
-        self.views = ViewStore(config.max_views, config.max_view_bytes)
         self._views_folder = self.work.new_folder("views")  # tiled views keep their raster here
+        disk = DiskViews(self.work.root / KEPT_VIEWS, config.view_store_bytes)
+        self.views = ViewStore(config.max_views, config.max_view_bytes, disk, self._views_folder)
 
     def begin_stop(self, why: str) -> None:
         """On SIGTERM: take no new work, drop what waits, cancel the running item at its next tile (its
@@ -216,6 +223,7 @@ class Service:
                 state_path=state,
                 progress=item.report,
                 cancelled=item.cancelled,
+                label=upload.name,
             )
             # Keep the raster while its view lives (the upload itself is deleted when the item ends): a refine
             # re-reads the tiles it touches.

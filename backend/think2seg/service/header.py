@@ -43,7 +43,7 @@ def tiff_blocks(data_at, size: int, max_ifds: int) -> list[Block] | None:
 
     More than `max_ifds` IFDs, or an IFD chain that loops, is a BadInput."""
     head = data_at(0, 16)
-    if head[:2] not in (b"II", b"MM"):
+    if head[:2] not in (b"II", b"MM") or len(head) < 8:  # shorter than a TIFF header ("MM" alone): not one
         return None
     end = "<" if head[:2] == b"II" else ">"
     magic = struct.unpack(end + "H", head[2:4])[0]

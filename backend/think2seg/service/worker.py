@@ -26,6 +26,8 @@ from ..errors import Cancelled, DiskFull, OutOfMemory, QueueFull, Think2SegError
 
 log = logging.getLogger("think2seg.service")
 FINISHED = ("done", "failed", "cancelled")
+#: the most a running item reports (what is left: the merge, the answer)
+MAX_RUNNING_PROGRESS = 0.99
 
 
 @dataclass
@@ -49,8 +51,10 @@ class WorkItem:
     def error(self) -> dict | None:
         return self.exception.to_dict() if self.exception else None
 
-    def report(self, done: int, total: int, message: str = "") -> None:
-        self.progress = done / total if total else 0.0
+    def report(self, done: float, total: int, message: str = "") -> None:
+        """Progress as `done` of `total` steps (a tiled job: tiles), held below 1 (1 is done: the item's end
+        sets it; a tiled job still merges after its last tile)."""
+        self.progress = min(done / total, MAX_RUNNING_PROGRESS) if total else 0.0
         if message:
             self.message = message
 

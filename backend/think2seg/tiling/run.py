@@ -96,6 +96,7 @@ def answer_tiles(
     inputs: Sequence | None = None,
     read_s: float = 0.0,
     models_lock: AbstractContextManager | None = None,
+    on_tile: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """The one way read tiles are answered (the local run and the Ray actor alike): `pairs` are (tile index
     into `specs`/`tiles`, query index, query); all the pairs of tiles with data go to the models in one
@@ -103,10 +104,25 @@ def answer_tiles(
     `nodata_entry` for a tile without data), in the order of `pairs`. `inputs`: the tiles' model inputs made
     ahead (`read_tiles`), one per tile; without them the pipeline makes them. `read_s`: seconds spent reading
     each tile, shared among its pairs' timings. `models_lock` is held around the model call only (an actor
-    running calls at once lets one at a time use the models)."""
+    running calls at once lets one at a time use the models). `on_tile(ti)` is called as tile `ti`'s last pair
+    is answered (a tile without data at once): progress tile by tile within the batch."""
     live = sorted((k for k, (ti, _, _) in enumerate(pairs) if has_data(tiles[ti])), key=lambda k: pairs[k][0])
     asked = {ti: sum(1 for t, _, _ in pairs if t == ti) for ti, _, _ in pairs}
     results = []
+    extra = {}
+    if on_tile is not None:
+        for ti in dict.fromkeys(ti for ti, _, _ in pairs):
+            if not has_data(tiles[ti]):
+                on_tile(ti)
+        left = {ti: sum(1 for k in live if pairs[k][0] == ti) for ti in asked}
+
+        def on_pair(j: int) -> None:
+            ti = pairs[live[j]][0]
+            left[ti] -= 1
+            if left[ti] == 0:
+                on_tile(ti)
+
+        extra["on_pair"] = on_pair
     if live:
         with models_lock if models_lock is not None else nullcontext():
             results = pipeline.segment_tiles(
@@ -116,6 +132,7 @@ def answer_tiles(
                 cancelled=cancelled,
                 geometry_frame="raster_pixels",
                 inputs=[inputs[pairs[k][0]] for k in live] if inputs is not None else None,
+                **extra,
             )
     answered = dict(zip(live, results))
     entries = []
@@ -138,16 +155,34 @@ def run_tiles(
     options,
     cancelled: Callable[[], bool] | None = None,
     inputs: Sequence | None = None,
+    on_tile: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Ask each of `specs`' tiles (`read_tiles`; `read_s` seconds each) every query in one batched call
     (`answer_tiles`), and return one shard per tile (plain JSON-able data)."""
     pairs = [(k, qi, q) for k in range(len(specs)) for qi, q in enumerate(queries)]
-    entries = answer_tiles(pipeline, specs, tiles, pairs, options, cancelled, inputs, read_s)
+    entries = answer_tiles(pipeline, specs, tiles, pairs, options, cancelled, inputs, read_s, on_tile=on_tile)
     n = len(queries)
     return [
         {"tile": spec.to_dict(), **read_record(tile, not has_data(tile)), "entries": entries[k * n : (k + 1) * n]}
         for k, (spec, tile) in enumerate(zip(specs, tiles))
     ]
+
+
+def tile_progress(progress: ProgressFn | None, before: int, batch: int, total: int, name: str):
+    """Report a batch's reasoning now, and return the `on_tile` that reports each of its tiles as answered
+    (None without `progress`)."""
+    if not progress:
+        return None
+    first, last = before + 1, before + batch
+    span = f"tile {first}" if first == last else f"tiles {first}-{last}"
+    progress(before, total, f"{name}: reasoning on {span} of {total}")
+    answered = iter(range(first, last + 1))
+
+    def on_tile(_ti: int) -> None:
+        n = next(answered, last)
+        progress(n, total, f"{name}: tile {n} of {total}")
+
+    return on_tile
 
 
 def _options(options):
@@ -172,6 +207,7 @@ def segment_raster_tiled(
     cancelled: Callable[[], bool] | None = None,
     max_tiles: int | None = None,
     grid: TileGrid | None = None,
+    label: str | None = None,
 ) -> TiledResult:
     """Answer every query on every tile of a raster of any size; think2seg.tiling.grid says how the grid is
     laid out, .merge how the tiles' answers become seamless features, .state what the state folder holds.
@@ -182,10 +218,14 @@ def segment_raster_tiled(
     `batch_size` tiles are read and sent together (each with every query: `batch_size * len(queries)`
     sequences in one `generate`). With `state_path`, finished tiles are kept there and a rerun with the
     same raster, queries and options resumes; without it a temporary folder is used and removed. `progress`
-    is called as `progress(done_tiles, total_tiles, message)`; `cancelled()` is checked before each batch
-    (and between the batch's pairs): when it turns true, `Cancelled` is raised and the finished tiles stay
-    in the state folder. `max_tiles` (benchmarks, previews) stops after that many new tiles; the result
-    then covers the finished tiles only. Returns a `TiledResult` (its `to_dict()` is the /v1/segment answer).
+    is called as `progress(done_tiles, total_tiles, message)`: at the start, before each batch's reasoning
+    ("reasoning on tiles 5-8 of 20"), as each tile is answered ("tile 6 of 20") and before the merge
+    ("merging the tiles", done = total: the result is not ready until this returns); `cancelled()` is
+    checked before each batch (and between the batch's pairs): when it turns true, `Cancelled` is raised and
+    the finished tiles stay in the state folder. `max_tiles` (benchmarks, previews) stops after that many
+    new tiles; the result then covers the finished tiles only. `label`: the raster's name in the progress
+    messages (default: its file name; the service gives the client's, not its upload's temporary name).
+    Returns a `TiledResult` (its `to_dict()` is the /v1/segment answer).
     """
     opts = _options(options)
     qs = _queries(queries)
@@ -214,7 +254,7 @@ def segment_raster_tiled(
                 total, resumed = len(grid.tiles), len(grid.tiles) - len(todo)
                 if max_tiles is not None:
                     todo = todo[: max(0, int(max_tiles))]
-                name = Path(path).name
+                name = label or Path(path).name
                 if progress:
                     progress(
                         resumed,
@@ -230,15 +270,15 @@ def segment_raster_tiled(
                                 f"The job was cancelled after {len(state.finished)} of {total} tiles; "
                                 "run it again with the same state to continue."
                             )
-                        shards = run_tiles(pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs)
+                        on_tile = tile_progress(progress, len(state.finished), len(specs), total, name)
+                        shards = run_tiles(pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs, on_tile)
                         state.save(shards)
                         max_read = max([max_read] + [s["read_pixels"] for s in shards])
                         nodata += sum(1 for s in shards if s["nodata"])
-                        if progress:
-                            n = len(state.finished)
-                            progress(n, total, f"{name}: tile {n} of {total}")
             finally:
                 ds.close()
+        if progress:
+            progress(total, total, f"{name}: merging the tiles")
         stats = {
             "tiles": total,
             "tiles_run": len(todo),
