@@ -113,9 +113,12 @@ screenshot: qgis-system backend tiny-models $(PLUGIN_ZIP)
 	scripts/qgis_screenshot.sh
 
 ## The same screenshots on QGIS 3.44 under Xvfb in its chroot (imagemagick and curl added to it the first time):
-## docs/screenshots/qgis-3.44/.
+## docs/screenshots/qgis-3.44/ (first run, panel, result, Processing dialog and outputs, then the refine tool in use).
 screenshot-3.44: backend tiny-models $(PLUGIN_ZIP)
 	THINK2SEG_CHROOT_DIR=$(QGIS_CHROOT_DIR) bash scripts/qgis_chroot.sh shell 3.44 sh -c '\
 	  { command -v import && command -v curl; } >/dev/null || { apt-get -q -o Acquire::Check-Valid-Until=false update \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends imagemagick curl; }; \
-	  QT_QPA_PLATFORM=xcb THINK2SEG_SCREENSHOT_DIR=$$PWD/docs/screenshots/qgis-3.44 bash scripts/qgis_screenshot.sh'
+	  QT_QPA_PLATFORM=xcb THINK2SEG_SCREENSHOT_DIR=$$PWD/docs/screenshots/qgis-3.44 bash scripts/qgis_screenshot.sh \
+	  && QT_QPA_PLATFORM=xcb THINK2SEG_SCREENSHOT_DIR=$$PWD/build/refine-screenshot \
+	    THINK2SEG_SCREENSHOT_STARTUP=$$PWD/scripts/qgis_refine_screenshot_startup.py bash scripts/qgis_screenshot.sh \
+	  && cp build/refine-screenshot/refine.png docs/screenshots/qgis-3.44/refine_tool.png'

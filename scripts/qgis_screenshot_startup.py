@@ -1,8 +1,8 @@
 """QGIS start-up code for `make screenshot`: the first run, a query through the panel, one through Processing.
 
 Pictures: first_run.png (a profile with nothing configured: the panel and its "Set up backend" dialog),
-panel.png and result.png (a query through the panel), processing.png (think2seg:segment with its outputs
-loaded). Then QGIS quits.
+panel.png and result.png (a query through the panel), processing_dialog.png (the algorithm's dialog as the
+toolbox opens it, with its defaults), processing.png (think2seg:segment with its outputs loaded). Then QGIS quits.
 
 Reads THINK2SEG_SCREENSHOT_DIR (where the PNGs go), THINK2SEG_SCREENSHOT_QUERY and
 THINK2SEG_SCREENSHOT_STATUS (a file that receives what the panel said, for the shell to print).
@@ -19,7 +19,11 @@ PROCESSING_QUERY = os.environ.get("THINK2SEG_SCREENSHOT_PROCESSING_QUERY", "the 
 TIMEOUT_MS = 420_000
 state = {"done": False}
 # The first-run picture needs a QGIS that knows no backend: the backend's address comes back afterwards.
-BACKEND_ENV = {k: os.environ.pop(k) for k in ("THINK2SEG_BACKEND_URL", "THINK2SEG_BACKEND_PYTHON") if k in os.environ}
+BACKEND_ENV = {
+    k: os.environ.pop(k)
+    for k in ("THINK2SEG_BACKEND_URL", "THINK2SEG_BACKEND_PYTHON", "THINK2SEG_TOKEN_FILE")
+    if k in os.environ
+}
 
 
 def start() -> None:
@@ -83,7 +87,30 @@ def save_map(canvas) -> None:
     if os.path.exists(world_file):
         os.remove(world_file)
     log(f"saved {path}")
-    QTimer.singleShot(500, run_processing)
+    QTimer.singleShot(500, processing_dialog)
+
+
+def processing_dialog() -> None:
+    """The toolbox's dialog as a user opens it: the defaults (raster, outputs created) are the algorithm's own."""
+    import processing
+
+    try:
+        dialog = processing.createAlgorithmDialog("think2seg:segment", {"QUERY": PROCESSING_QUERY})
+    except Exception as error:  # noqa: BLE001 - say it in the status file, go on with the run
+        log(f"ERROR: processing dialog: {error}")
+        QTimer.singleShot(500, run_processing)
+        return
+    dialog.resize(900, 720)
+    window = iface.mainWindow().geometry()
+    dialog.move(window.center().x() - dialog.width() // 2, window.center().y() - dialog.height() // 2)
+    dialog.show()
+
+    def take() -> None:
+        grab("processing_dialog.png")
+        dialog.close()
+        QTimer.singleShot(500, run_processing)
+
+    QTimer.singleShot(2000, take)
 
 
 def run_processing() -> None:
