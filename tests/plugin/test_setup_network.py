@@ -95,14 +95,17 @@ def serve(handler, tls_dir: Path | None = None) -> tuple[str, socketserver.TCPSe
     if tls_dir is not None:  # a certificate of its own, trusted by nobody
         key, cert = tls_dir / "key.pem", tls_dir / "cert.pem"
         command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                   str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"]  # fmt: skip
+                   str(cert), "-days", "1", "-subj", "/CN=localhost"]  # fmt: skip
         subprocess.run(command, check=True, capture_output=True)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"{scheme}://127.0.0.1:{server.server_address[1]}", server
+    # An HTTPS index by name, as mirrors are (on 127.0.0.1): pip's truststore (pip on Python 3.13, QGIS 3.40)
+    # fails with "check_hostname requires server_hostname" before any certificate check when given an address.
+    host = "localhost" if tls_dir is not None else "127.0.0.1"
+    return f"{scheme}://{host}:{server.server_address[1]}", server
 
 
 OFFLINE = "pip could not reach the Python package index"
