@@ -8,7 +8,7 @@ CUDA extension is optional and skipped). Everything is written to a log; a faile
 sentence that names the step and the log.
 
 When QGIS's interpreter cannot hold the backend (it cannot make a venv, or torch has no wheel for its version:
-QGIS 4 ships Python 3.13+, and Intel Macs get no torch past Python 3.12), the set-up installs ``uv`` from PyPI
+newer than torch's newest wheels, 3.14 today, or past 3.12 on Intel Macs), the set-up installs ``uv`` from PyPI
 into ``<folder>/../tools/uv`` (its wheel holds the binary), lets it fetch a standalone CPython (``uv python
 install``; offline sites list their own archives and sha256 in ``UV_PYTHON_DOWNLOADS_JSON_URL``), and makes the
 venv with that Python (``python_choice`` decides, and its reason is logged and told in the last sentence).
@@ -76,8 +76,10 @@ def bundled_wheel() -> str:
     return ""
 
 
-#: Python versions torch publishes wheels for (QGIS's interpreter outside them gets a standalone one from uv)
-TORCH_PYTHONS = ((3, 10), (3, 13))
+#: Python versions torch publishes wheels for (QGIS's interpreter outside them gets a standalone one from uv):
+#: PyPI has torch 2.14.1 cp314 manylinux wheels (checked 2026-12-02 with `pip install --dry-run --python-version`),
+#: so QGIS 3.44's and QGIS 4's Python 3.14 keep their own interpreter
+TORCH_PYTHONS = ((3, 10), (3, 14))
 TORCH_PYTHONS_INTEL_MAC = ((3, 10), (3, 12))  # torch's last Intel-Mac wheels (2.2) stop at 3.12
 STANDALONE_PYTHON = "3.12"
 UV_REQUIREMENT = "uv"

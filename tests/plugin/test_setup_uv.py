@@ -39,7 +39,8 @@ SOURCES = sorted(Path("/root/.pyenv/versions").glob("3.12.*")) if Path("/root/.p
 
 def test_which_python_and_why():
     assert standalone_reason((3, 11), True, "linux", "x86_64") == ""
-    assert "3.14" in standalone_reason((3, 14), True, "win32", "AMD64")  # QGIS 4's Python: no torch wheel yet
+    assert standalone_reason((3, 14), True, "win32", "AMD64") == ""  # QGIS 3.44's and 4's Python: torch has cp314
+    assert "3.15" in standalone_reason((3, 15), True, "win32", "AMD64")  # past torch's newest wheels
     assert "3.13" in standalone_reason((3, 13), True, "darwin", "x86_64")  # Intel Mac: torch stops at 3.12
     assert standalone_reason((3, 13), True, "darwin", "arm64") == ""
     assert "cannot make a virtual environment" in standalone_reason((3, 11), False, "linux", "x86_64")
@@ -107,7 +108,7 @@ def test_the_set_up_makes_its_venv_with_a_python_uv_installs_from_a_loopback_mir
     venv = tmp_path / "think2seg" / "backend-venv"
     wheel = tmp_path / "think2seg-0-py3-none-any.whl"
     wheel.write_bytes(b"")
-    why = standalone_reason((3, 14), True, "win32", "AMD64")
+    why = standalone_reason((3, 15), True, "win32", "AMD64")
     plan = SetupPlan(venv_dir=str(venv), wheel=str(wheel), standalone_python=STANDALONE_PYTHON, python_reason=why)
     setup = BackendSetup(plan, str(tmp_path / "setup.log"))
     first = [s.title for s in setup.steps].index("Installing torch (CPU)")

@@ -100,6 +100,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>torch publishes no wheel for QGIS's Python {version} on this system</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>QGIS's Python {version} cannot make a virtual environment (no venv/ensurepip)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -261,11 +266,6 @@
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>no Python 3.10 or newer was found next to QGIS</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/backend_setup.py"/>
-        <source>torch publishes no wheel for QGIS's Python {version} on this system</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
