@@ -81,6 +81,8 @@ class BackendHealth:
                 error=backend_sentence(self.error_code or MODELS_FAILED, self.error, where=where)
             )
         if not self.loaded:
+            if not device:  # not known until the backend has imported torch
+                return tr("Backend starting: loading the models…")
             return tr("Backend starting on {device}: loading the models…").format(device=device)
         model = self.model_name()
         extra = tr(", model {model}").format(model=model) if model else ""

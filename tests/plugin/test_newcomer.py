@@ -634,6 +634,16 @@ def test_the_ready_status_names_the_model_and_what_a_cpu_means(iface, health_ser
         assert panel.run_button.isEnabled() and box.check_button.isEnabled()
 
 
+def test_a_backend_that_has_not_found_its_device_yet_reads_as_starting():
+    """/v1/health names no device until the backend has imported torch (docs/api.md): no "on :" in the status."""
+    from think2seg_qgis.client import BackendHealth
+
+    loading = {**HEALTHY, "status": "loading", "device": "", "device_detail": "", "models": {"loaded": False}}
+    assert BackendHealth.from_json(loading).sentence() == "Backend starting: loading the models…"
+    named = {**loading, "device": "cpu", "device_detail": "CPU (2 threads)"}
+    assert BackendHealth.from_json(named).sentence() == "Backend starting on CPU (2 threads): loading the models…"
+
+
 # -- 23: the dock comes back after a restart; the area picker without our prompt boxes ------------------------
 def test_the_panel_reopens_after_a_restart_when_it_was_open(iface):
     from think2seg_qgis import classFactory

@@ -300,6 +300,11 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/client.py"/>
+        <source>Backend starting: loading the models…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/client.py"/>
         <source>Backend starting on {device}: loading the models…</source>
         <translation type="unfinished"></translation>
     </message>

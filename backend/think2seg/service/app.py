@@ -93,6 +93,32 @@ class ServiceConfig:
     body_timeout_s: float = 30.0
 
 
+#: The libraries the models are made with. The loading thread imports them first; no route imports them before
+#: it has: a route importing transformers while the loader did left the loader a half-made module ("cannot import
+#: name 'AutoModelForImageTextToText'", every start whose health was asked in the first second).
+MODEL_LIBRARIES = ("torch", "transformers")
+
+
+def import_model_libraries() -> None:
+    import importlib
+
+    for name in MODEL_LIBRARIES:
+        importlib.import_module(name)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions from the packages' metadata: nothing is imported (safe while the models load)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"think2seg": __version__}
+    for name in MODEL_LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 class PipelineHolder:
     """Loads the models once, in the background, so /v1/health answers while they load."""
 
@@ -102,11 +128,15 @@ class PipelineHolder:
         self.pipeline = None
         self.error: Think2SegError | None = None
         self.loaded = threading.Event()
+        #: set once the loading thread has imported MODEL_LIBRARIES: from then on a route may use torch
+        self.libraries = threading.Event()
         #: the caches' sizes and where they came from (cli.sized_caches), once loaded; {} when not told
         self.caches: dict = {}
 
     def load(self) -> None:
         try:
+            import_model_libraries()
+            self.libraries.set()
             self.pipeline = self._factory()
             self.model_ids = dict(self.pipeline.models)
         except Think2SegError as e:
@@ -305,11 +335,9 @@ class Service:
         )
 
     def health(self) -> dict:
-        import torch
-        import transformers
-
         holder = self.holder
-        device, detail = _device_info()
+        # torch only once the loader has imported it (PipelineHolder.libraries): until then the device is not known
+        device, detail = _device_info() if holder.libraries.is_set() else ("", "")
         body = {
             "status": "ok" if holder.pipeline is not None else ("error" if holder.error else "loading"),
             "device": device,
@@ -323,11 +351,7 @@ class Service:
                 "max_waiting": self.limits.max_waiting,
                 "dropped": self.worker.dropped,
             },
-            "versions": {
-                "think2seg": __version__,
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-            },
+            "versions": library_versions(),
             "limits": dataclasses.asdict(self.limits),
         }
         if holder.error:
