@@ -48,6 +48,8 @@ WHEEL_DIRS = (PLUGIN_DIR / "backend", PLUGIN_DIR.parent / "build" / "backend-whe
 #: pip's words for why it got no package, the most specific cause first (a proxy that cannot be reached is the
 #: proxy's fault, not the network's; a refused certificate is neither).
 NETWORK_CAUSES = (
+    # pip's truststore (pip 24.2+, QGIS 3.40's Python 3.13) cannot check an HTTPS index given as an IP address
+    ("address", ("check_hostname requires server_hostname",)),
     ("certificate", ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSLCertVerificationError",
                      "SSLError", "WRONG_VERSION_NUMBER")),
     ("proxy", ("ProxyError", "Cannot connect to proxy", "Tunnel connection failed", "407 Proxy Authentication")),
@@ -340,7 +342,8 @@ def torch_unreachable_sentence(kind: str) -> str:
 
 
 def network_failure(output: str) -> str:
-    """Why pip got no package, from what it printed: "certificate", "proxy", "offline", "index", or ""."""
+    """Why pip got no package, from what it printed: "address", "certificate", "proxy", "offline", "index",
+    or ""."""
     for cause, marks in NETWORK_CAUSES:
         if any(mark in output for mark in marks):
             return cause
@@ -354,6 +357,12 @@ def network_sentences() -> dict[str, tuple[str, str]]:
         "(PIP_FIND_LINKS with PIP_NO_INDEX=1) before starting QGIS."
     )
     return {
+        "address": (
+            tr("pip could not check the certificate of a package index named by its IP address (pip's use of "
+               "the system's certificates needs a host name)"),
+            tr("Name the index by its host name in PIP_INDEX_URL, or set PIP_USE_DEPRECATED=legacy-certs before "
+               "starting QGIS, then press Install again."),
+        ),
         "certificate": (
             tr("a certificate was refused on the way to the package index (a firewall or proxy that inspects "
                "HTTPS, or a mirror with its own certificate)"),

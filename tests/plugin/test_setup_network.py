@@ -88,7 +88,7 @@ class HangUp(socketserver.BaseRequestHandler):
         self.request.shutdown(socket.SHUT_RDWR)
 
 
-def serve(handler, tls_dir: Path | None = None) -> tuple[str, socketserver.TCPServer]:
+def serve(handler, tls_dir: Path | None = None, by_address: bool = False) -> tuple[str, socketserver.TCPServer]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     scheme = "http"
@@ -104,7 +104,7 @@ def serve(handler, tls_dir: Path | None = None) -> tuple[str, socketserver.TCPSe
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # An HTTPS index by name, as mirrors are (on 127.0.0.1): pip's truststore (pip on Python 3.13, QGIS 3.40)
     # fails with "check_hostname requires server_hostname" before any certificate check when given an address.
-    host = "localhost" if tls_dir is not None else "127.0.0.1"
+    host = "localhost" if tls_dir is not None and not by_address else "127.0.0.1"
     return f"{scheme}://{host}:{server.server_address[1]}", server
 
 
@@ -152,6 +152,29 @@ def test_an_untrusted_certificate_is_named(qgis_app, venv, tmp_path, monkeypatch
     assert "a certificate was refused" in sentence and "PIP_CERT" in sentence
 
 
+def test_an_https_index_by_address_is_named_where_pip_cannot_check_it(qgis_app, venv, tmp_path, monkeypatch,
+                                                                       pip_alone):  # fmt: skip
+    """pip 24.2+ (QGIS 3.40's and 3.44's Python) fails on an HTTPS index given as an address before any certificate
+    check ("exited with code 2" before): a sentence with the two ways out, the second of which is checked here.
+    An older pip (QGIS 3.22's) checks the certificate and refuses it."""
+    url, server = serve(Garbage, tls_dir=tmp_path, by_address=True)
+    monkeypatch.setenv("PIP_INDEX_URL", url + "/simple")
+    try:
+        setup = run_step(venv, tmp_path, "SAM2")
+        log = Path(setup.log_file).read_text()
+        sentence = log.splitlines()[-1]
+        if "check_hostname requires server_hostname" not in log:
+            assert "a certificate was refused" in sentence, sentence
+            return
+        assert "named by its IP address" in sentence and "PIP_USE_DEPRECATED=legacy-certs" in sentence, sentence
+        monkeypatch.setenv("PIP_USE_DEPRECATED", "legacy-certs")  # what the sentence advises
+        (tmp_path / "again").mkdir()
+        setup = run_step(venv, tmp_path / "again", "SAM2")
+    finally:
+        server.shutdown()
+    assert "a certificate was refused" in Path(setup.log_file).read_text().splitlines()[-1]
+
+
 @pytest.fixture()
 def qgis_proxy():
     """Sets QGIS's proxy (Settings > Options > Network) as the options dialog stores it; removed after."""
@@ -197,6 +220,7 @@ def test_loopback_never_goes_through_qgis_proxy(qgis_app, venv, tmp_path, monkey
 
 def test_the_cause_is_read_most_specific_first():
     assert network_failure("ProxyError('Cannot connect to proxy.', NewConnectionError(...))") == "proxy"
+    assert network_failure("SSLError(ValueError('check_hostname requires server_hostname'))") == "address"
     assert network_failure("SSLError(SSLCertVerificationError(1, 'certificate verify failed'))") == "certificate"
     assert network_failure("Failed to establish a new connection: [Errno -2] Name or service not known") == "offline"
     assert network_failure("ERROR: No matching distribution found for sam2==1.1.0") == "index"

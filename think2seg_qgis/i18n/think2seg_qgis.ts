@@ -225,6 +225,16 @@
     </message>
     <message>
         <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>pip could not check the certificate of a package index named by its IP address (pip's use of the system's certificates needs a host name)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
+        <source>Name the index by its host name in PIP_INDEX_URL, or set PIP_USE_DEPRECATED=legacy-certs before starting QGIS, then press Install again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/backend_setup.py"/>
         <source>a certificate was refused on the way to the package index (a firewall or proxy that inspects HTTPS, or a mirror with its own certificate)</source>
         <translation type="unfinished"></translation>
     </message>
