@@ -284,7 +284,10 @@ class BackendSetup(QObject):
         self._step_output = ""
         process = QProcess(self)
         environment = QProcessEnvironment()  # not QGIS's PYTHONHOME, PYTHONPATH, PROJ_LIB...: child_env
-        for key, value in child_environment(extra={"PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", **step.env}).items():
+        env = child_environment(extra={"PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", **step.env})
+        if env.get("PIP_RETRIES", "").strip() == "0":
+            env["PIP_RETRIES"] = "1"  # pip names a failed connection only in its retry warning: else "no such package"
+        for key, value in env.items():
             environment.insert(key, value)
         process.setProcessEnvironment(environment)
         process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)

@@ -18,8 +18,8 @@ import urllib.error
 import urllib.request
 
 
-def reachable(url: str, timeout: float = 15.0) -> str:
-    """ "" when `url` answers (any HTTP status), else why not."""
+def reachable(url: str, timeout: float = 15.0) -> bool:
+    """Whether `url` answers (any HTTP status counts)."""
     cafile = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE") or None
     context = ssl.create_default_context(cafile=cafile) if cafile and os.path.isfile(cafile) else None
     try:

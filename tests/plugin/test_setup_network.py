@@ -120,6 +120,16 @@ def test_a_closed_port_reads_as_no_network_with_what_to_do(qgis_app, venv, tmp_p
     assert "exited with code" not in sentence and setup.log_file in sentence
 
 
+def test_no_retries_of_the_users_still_read_as_no_network(qgis_app, venv, tmp_path, monkeypatch, pip_alone):
+    """With PIP_RETRIES=0 pip prints only "No matching distribution found" for an index it never reached, which
+    read as "the index answered, with no such package"; the set-up lets pip retry once, so it names the cause."""
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    setup = run_step(venv, tmp_path, "SAM2")
+    log = Path(setup.log_file).read_text()
+    assert OFFLINE in log.strip().splitlines()[-1] and "Retrying" in log
+
+
 def test_an_index_that_hangs_up_reads_as_no_network(qgis_app, venv, tmp_path, monkeypatch, pip_alone):
     url, server = serve(HangUp)
     monkeypatch.setenv("PIP_INDEX_URL", url + "/simple")
