@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .client import BackendClient
 from .errors import CANCELLED, JOB_FAILED, Think2SegError, backend_sentence
-from .i18n import tr, tr_noop
+from .i18n import number_text, tr, tr_noop
 
 # A job's states (docs/api.md, GET /v1/jobs/{id}).
 JOB_DONE = "done"
@@ -61,7 +61,8 @@ class SegmentationOptions:
 _TILE = re.compile(r"^.+: tile (\d+) of (\d+)$")
 _TILES = re.compile(r"^.+: (\d+) tiles$")
 _RESUMED = re.compile(r"^.+: (\d+) of (\d+) tiles already done$")
-_REASONING = re.compile(r"^.+: reasoning on tiles? (\d+)(?:-(\d+))? of (\d+)$")
+_REASONING = re.compile(r"^.+: reasoning on tiles? (\d+)(?:-(\d+))? of (\d+)(?:, (\d+) tokens?)?$")
+_TOKENS = re.compile(r"^reasoning: (\d+) tokens? of at most (\d+)$")
 _MERGING = re.compile(r"^.+: merging the tiles$")
 
 
@@ -81,8 +82,17 @@ def job_sentence(message: str) -> str:
     if match:
         first, last, total = int(match.group(1)), int(match.group(2) or match.group(1)), int(match.group(3))
         if first == last:
-            return tr("Reasoning on tile {n} of {total}…").format(n=first, total=total)
-        return tr("Reasoning on tiles {first}–{last} of {total}…").format(first=first, last=last, total=total)
+            sentence = tr("Reasoning on tile {n} of {total}…").format(n=first, total=total)
+        else:
+            sentence = tr("Reasoning on tiles {first}–{last} of {total}…").format(first=first, last=last, total=total)
+        if match.group(4):
+            sentence += " " + tr("tokens written: {n}").format(n=number_text(int(match.group(4))))
+        return sentence
+    match = _TOKENS.match(message)
+    if match:
+        return tr("Reasoning… tokens written: {n} (at most {budget})").format(
+            n=number_text(int(match.group(1))), budget=number_text(int(match.group(2)))
+        )
     if _MERGING.match(message):
         return tr("Merging the tiles’ answers…")
     known = {

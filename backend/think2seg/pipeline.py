@@ -171,13 +171,21 @@ class Pipeline:
         image = to_model_image(tile.rgb, self.reasoner.frame)
         return ModelInput(image, key, time.perf_counter() - t0, sam_input)
 
-    def segment(self, source, query: str, options: SegmentOptions | dict | None = None) -> SegmentResult:
+    def segment(
+        self,
+        source,
+        query: str,
+        options: SegmentOptions | dict | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        on_token: Callable[[int, int], None] | None = None,
+    ) -> SegmentResult:
+        """One image, one question (`segment_tiles` says what `cancelled` and `on_token` do)."""
         opts = options if isinstance(options, SegmentOptions) else SegmentOptions.from_dict(options)
         query = check_query(query)
         t0 = time.perf_counter()
         tile = self.load_tile(source, opts)
         read_s = time.perf_counter() - t0
-        result = self.segment_tiles([tile], [query], opts)[0]
+        result = self.segment_tiles([tile], [query], opts, cancelled=cancelled, on_token=on_token)[0]
         result.timings = {"read": read_s, **result.timings}
         return result
 
@@ -191,11 +199,14 @@ class Pipeline:
         inputs: Sequence[ModelInput] | None = None,
         query_as_written: bool = False,
         on_pair: Callable[[int], None] | None = None,
+        on_token: Callable[[int, int], None] | None = None,
     ) -> list[SegmentResult]:
         """Answer (tile, query) pairs: one batched generate, then SAM2 per tile (embedding reused).
 
         `on_pair(k)` is called as pair `k`'s answer is complete (after SAM2), so a caller can report progress
-        within the batch (the tiled run: tile by tile).
+        within the batch (the tiled run: tile by tile). `on_token(n, budget)` is called as the reasoner writes its
+        n-th token of at most `budget` (reasoning and forced answer): on a CPU that is minutes. `cancelled()` is
+        asked after every token and between pairs: true, the generation stops there and `Cancelled` is raised.
 
         `geometry_frame="raster_pixels"` gives instance geometries in the source raster's pixel frame (tiled
         runs); the default gives them in the CRS. `inputs`: the tiles' `prepare`d inputs, one per pair (made
@@ -217,6 +228,15 @@ class Pipeline:
         keys = [i.key for i in inputs]
         # each distinct input's seconds, shared by the pairs that use it
         preprocess = sum({id(i): i.seconds for i in inputs}.values()) / max(1, n)
+        budget = opts.max_reasoning_tokens + opts.answer_budget
+        watch = None
+        if on_token is not None or cancelled is not None:
+
+            def watch(n: int) -> bool:
+                if on_token is not None:
+                    on_token(n, budget)
+                return cancelled is not None and cancelled()
+
         t_pre = time.perf_counter()
         outs = self.reasoner.generate_images(
             [i.image for i in inputs],
@@ -225,6 +245,7 @@ class Pipeline:
             answer_budget=opts.answer_budget,
             constrain_answer=opts.constrain_answer,
             keys=keys,
+            on_token=watch,
         )
         t_gen = time.perf_counter()
         results = []

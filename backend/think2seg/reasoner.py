@@ -160,6 +160,24 @@ def _set_rope_deltas(model, value) -> None:
     model.model.rope_deltas = value
 
 
+#: `on_token(n)`: called after each generated token with how many the longest completion has so far; True from it
+#: stops the whole generation at once (a cancel).
+TokenWatch = Callable[[int], bool]
+
+
+def step_watch(on_token: TokenWatch, prompt_tokens: int, offset: int = 0):
+    """A transformers StoppingCriteria calling `on_token(offset + new tokens)` after each decoding step; it stops
+    every row when that returns True. Nothing is synchronised with the device: the count is the tensor's shape."""
+    from transformers import StoppingCriteria
+
+    class StepWatch(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            stop = bool(on_token(offset + input_ids.shape[1] - prompt_tokens))
+            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    return StepWatch()
+
+
 @dataclass
 class ReasonerOutput:
     text: str  # the whole completion: <think>...</think><answer>...</answer>
@@ -428,9 +446,11 @@ class Reasoner:
         sample: bool = False,
         logits_processor=None,
         keys: list[str | None] | None = None,
+        on_token: TokenWatch | None = None,
+        token_offset: int = 0,
         **gen_kwargs,
     ) -> tuple[list[str], list[int], list[bool]]:
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         # keyed views: questions start from their view's cached prompt prefix (`_resume_from_prefix`)
         from_prefix = self._prefix_route(keys)
@@ -448,6 +468,9 @@ class Reasoner:
         if self.logits_processor_factory is not None:
             processors.append(self.logits_processor_factory())
         extra = {"logits_processor": processors} if processors else {}
+        if on_token is not None:
+            prompt_tokens = model_inputs["input_ids"].shape[1]
+            extra["stopping_criteria"] = StoppingCriteriaList([step_watch(on_token, prompt_tokens, token_offset)])
         with self._with_view_keys(keys):
             out = self.model.generate(**model_inputs, generation_config=config, **extra)
         new = out[:, model_inputs["input_ids"].shape[1] :]
@@ -496,10 +519,15 @@ class Reasoner:
         sample: bool = False,
         constrain_answer: bool = False,
         keys: list[str | None] | None = None,
+        on_token: TokenWatch | None = None,
         **gen_kwargs,
     ) -> list[ReasonerOutput]:
         """`generate` for images already in the model frame (see `to_model_image`).
 
+        `on_token(n)` (a `TokenWatch`) is called after every decoding step with the tokens generated so far (the
+        forced answer's counted after the whole reasoning budget): progress for a caller whose answer takes
+        minutes. When it returns True the generation stops at once and no answer is forced: the texts are then
+        cut short, for a caller that is cancelling.
         `constrain_answer`: the tokens after `<answer>` follow the answer's JSON grammar (`constrained.py`);
         the reasoning stays free. `gen_kwargs` are GenerationConfig overrides (see `generation_config`).
         `keys`: the content key of each image's view (`segmenter.image_key`), or None: a view whose key was seen
@@ -510,6 +538,13 @@ class Reasoner:
         if keys is not None and len(keys) != len(images):
             raise ValueError("one key per image")
         prompts = [self.prompt_text(q) for q in queries]
+        stopped = False
+
+        def watch(n: int) -> bool:
+            nonlocal stopped
+            stopped = stopped or bool(on_token(n))
+            return stopped
+
         texts, counts, finished = self._generate(
             images,
             prompts,
@@ -517,9 +552,12 @@ class Reasoner:
             sample=sample,
             logits_processor=self._answer_constraint(len(prompts), False) if constrain_answer else None,
             keys=keys,
+            on_token=watch if on_token is not None else None,
             **dict(gen_kwargs),
         )
         forced = [False] * len(texts)
+        if stopped:  # the caller is cancelling: no answer is forced
+            return [ReasonerOutput(t, c, False) for t, c in zip(texts, counts)]
         todo = [i for i, t in enumerate(texts) if not finished[i] and "</answer>" not in t]
         if todo and answer_budget > 0:
             prefixes = []
@@ -541,6 +579,8 @@ class Reasoner:
                 if constrain_answer
                 else None,
                 keys=[keys[i] for i in todo] if keys is not None else None,
+                on_token=watch if on_token is not None else None,
+                token_offset=int(max_reasoning_tokens),
                 **dict(gen_kwargs),
             )
             for i, p, m, c in zip(todo, prefixes, more, more_counts):

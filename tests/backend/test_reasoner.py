@@ -130,3 +130,31 @@ def test_the_image_processor_backend_is_ours_not_the_librarys_default(tiny_model
     assert a.shape == b.shape == (3600, 1176)
     assert float((a.double() - b.double()).abs().max()) <= 2.4e-7
     assert bool((a.bfloat16() == b.bfloat16()).all())
+
+
+def test_every_token_is_reported_and_a_true_stops_the_generation(tiny_pipeline):
+    """`on_token` sees 1, 2, 3... as the reasoner writes (progress for a CPU's minutes); returning True stops it
+    there, with no forced answer (a cancel), and leaves the next call unaffected."""
+    from PIL import Image
+    from think2seg.testing.scripted import ScriptedTokens, scripted_answer_ids
+
+    reasoner = tiny_pipeline.reasoner
+    ids = scripted_answer_ids(reasoner.processor.tokenizer, 90)
+    image = Image.new("RGB", (reasoner.frame, reasoner.frame), (40, 90, 60))
+    previous, reasoner.logits_processor_factory = reasoner.logits_processor_factory, lambda: ScriptedTokens(ids)
+    try:
+        seen = []
+        out = reasoner.generate_images([image], ["the water"], max_reasoning_tokens=120, on_token=seen.append)[0]
+        assert seen == list(range(1, 91)) and out.new_tokens == 90 and not out.forced_answer
+        stop_at = []
+        cut = reasoner.generate_images(
+            [image], ["the water"], 120, on_token=lambda n: stop_at.append(n) or n >= 7
+        )[0]  # fmt: skip
+        assert stop_at == list(range(1, 8)) and cut.new_tokens == 7 and not cut.forced_answer
+        budget = []  # a completion the budget cuts: its forced answer counts on from the budget
+        reasoner.generate_images([image], ["the water"], 20, answer_budget=30, on_token=budget.append)
+        assert budget[:20] == list(range(1, 21)) and budget[20] == 21 and budget[-1] <= 50
+        again = reasoner.generate_images([image], ["the water"], max_reasoning_tokens=120)[0]
+        assert again.new_tokens == 90 and again.text == out.text
+    finally:
+        reasoner.logits_processor_factory = previous

@@ -141,6 +141,37 @@ def test_job_lifecycle_and_cancel(service, naip, landsat):
     assert httpx.get(f"{url}/v1/jobs/nope", headers=auth(token)).status_code == 404
 
 
+def test_a_one_image_job_reports_its_tokens_and_a_cancel_stops_the_reasoning(tiny_models_dir, tmp_path, naip):
+    """On a CPU one answer takes minutes: the job's progress moves with every token the reasoner writes, and a
+    cancel stops the reasoning at the next token. Before, the bar sat still and a cancelled job ran to "done"
+    (its cancel waited for a tile boundary a one-image job never reaches). The answers are scripted to run
+    long (4,000 tokens) on the tiny reasoner."""
+    hook = "think2seg.testing.scripted:script_answers=4000"
+    with tiny_service(tiny_models_dir, tmp_path / "cfg", "--pipeline-hook", hook) as svc:
+        job = post_segment(svc.url, svc.token, naip, endpoint="/v1/jobs", options={"max_reasoning_tokens": 4000})
+        job_url = f"{svc.url}/v1/jobs/{job.json()['job_id']}"
+        seen, deadline = [], time.monotonic() + 120
+        while time.monotonic() < deadline and len({p for p, _ in seen}) < 3:
+            st = httpx.get(job_url, headers=auth(svc.token)).json()
+            if st["message"].startswith("reasoning: "):
+                seen.append((st["progress"], st["message"]))
+            time.sleep(0.05)
+        assert len({p for p, _ in seen}) >= 3, seen  # three different positions of the bar while it reasons
+        assert [p for p, _ in seen] == sorted(p for p, _ in seen) and seen[-1][0] < 0.9
+        from think2seg.options import ANSWER_BUDGET
+
+        # the budget: the reasoning's and the forced answer's
+        assert seen[-1][1].endswith(f"tokens of at most {4000 + ANSWER_BUDGET}"), seen[-1]
+        asked = time.monotonic()
+        httpx.delete(job_url, headers=auth(svc.token))
+        while (st := httpx.get(job_url, headers=auth(svc.token)).json())["status"] == "running":
+            assert time.monotonic() - asked < 10, st
+            time.sleep(0.05)
+        assert st["status"] == "cancelled", st
+        health = httpx.get(svc.url + "/v1/health", headers=auth(svc.token)).json()
+        assert health["queue"]["running"] == 0  # the worker is free for the next job
+
+
 def test_health_asked_while_the_models_load_never_breaks_the_load(tiny_models_dir, tmp_path):
     """A client polls /v1/health from the moment the port answers, as the panel does. The health route once
     imported torch and transformers itself, in the event loop's thread, while the loading thread imported them

@@ -281,6 +281,8 @@ def full_run(full_run_progress):
 def test_progress_moves_per_tile_within_a_batch_and_names_each_phase(full_run_progress):
     """Issue 23 item 9: progress moved once per batch (a 4-tile batch: 0 until the end)."""
     *_, calls = full_run_progress
+    tokens = [c for c in calls if "token" in c[2]]  # the reasoner's, as it writes
+    calls = [c for c in calls if "token" not in c[2]]
     assert calls == [
         (0, 4, "disc.tif: 4 tiles"),
         (0, 4, "disc.tif: reasoning on tiles 1-2 of 4"),
@@ -291,6 +293,14 @@ def test_progress_moves_per_tile_within_a_batch_and_names_each_phase(full_run_pr
         (4, 4, "disc.tif: tile 4 of 4"),
         (4, 4, "disc.tif: merging the tiles"),
     ]
+    # each batch's tokens move the bar up to half a tile past the batch's start, never back
+    first = [c for c in tokens if "tiles 1-2" in c[2]]
+    second = [c for c in tokens if "tiles 3-4" in c[2]]
+    assert first and second and len(first) + len(second) == len(tokens)
+    assert first[0][2] == "disc.tif: reasoning on tiles 1-2 of 4, 1 token" and first[1][2].endswith(", 2 tokens")
+    for batch, start in ((first, 0), (second, 2)):
+        done = [d for d, _, _ in batch]
+        assert done == sorted(done) and start < done[0] and done[-1] <= start + 0.5
 
 
 def test_tiled_run_merges_a_disc_across_four_tiles(full_run):

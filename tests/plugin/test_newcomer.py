@@ -592,6 +592,13 @@ def test_job_messages_name_no_temporary_files():
     assert job_sentence("tmp__6rwvhb.upload: tile 3 of 20") == "Tile 3 of 20 done…"
     assert "upload" not in job_sentence("tmp__x.upload: 2 of 4 tiles already done")
     assert job_sentence("waiting for the GPU").startswith("Waiting for the backend")
+    # the reasoner's tokens as it writes them (minutes on a CPU), with the locale's separators
+    assert job_sentence("reasoning: 1234 tokens of at most 1280") == "Reasoning… tokens written: 1,234 (at most 1,280)"
+    assert job_sentence("reasoning: 1 token of at most 1280") == "Reasoning… tokens written: 1 (at most 1,280)"
+    assert (
+        job_sentence("tmp__x.upload: reasoning on tiles 5-8 of 12, 57 tokens")
+        == "Reasoning on tiles 5–8 of 12… tokens written: 57"
+    )
 
 
 # -- 21: the first-run panel offers the one thing to do ----------------------------------------------------

@@ -26,7 +26,9 @@ def test_a_tiled_run_moves_the_task_progress_tile_by_tile(panel, iface, project)
     running = sorted({round(v, 3) for v in values if 0 < v < 100})
     assert len(running) > 2, (values, messages)
     assert values == sorted(values), values
-    assert "Reasoning on tiles 1–4 of 4…" in messages and "Tile 3 of 4 done…" in messages, messages
+    reasoning = [m for m in messages if m.startswith("Reasoning on tiles 1–4 of 4…")]
+    assert reasoning and "Tile 3 of 4 done…" in messages, messages
+    assert any("tokens written: " in m for m in reasoning), messages  # the bar moves as the reasoner writes
     assert not [m for m in messages if ".tif" in m or ".upload" in m or ": tile" in m], messages
 
 

@@ -1353,6 +1353,26 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reading the image and reasoning…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Running…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Waiting for the backend…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>The segmentation was cancelled; nothing was added to the project.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>Uploading the image</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1398,32 +1418,22 @@ Reasoning:
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>tokens written: {n}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
+        <source>Reasoning… tokens written: {n} (at most {budget})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>Merging the tiles’ answers…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../../think2seg_qgis/segmentation.py"/>
         <source>Waiting for the backend (another run goes first)…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>Reading the image and reasoning…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>Running…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>Waiting for the backend…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../../think2seg_qgis/segmentation.py"/>
-        <source>The segmentation was cancelled; nothing was added to the project.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>

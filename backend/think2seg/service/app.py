@@ -217,7 +217,9 @@ class Service:
                 if item.cancelled():
                     raise Cancelled("The request was cancelled before it started.")
                 item.report(0, 1, "reading and reasoning")
-                result = pipeline.segment(str(upload.path), upload.query, upload.options)
+                result = pipeline.segment(
+                    str(upload.path), upload.query, upload.options, item.cancelled, reasoning_progress(item)
+                )
                 self.views.put(
                     View(
                         result.view_id,
@@ -366,6 +368,24 @@ class Service:
         if download is not None and holder.pipeline is None:
             body["download"] = download  # first-use weights on their way: the plugin shows MB and %
         return body
+
+
+#: of a one-image job's bar: the reasoning's tokens (of their budget) move it this far; SAM2 and the answer after
+REASONING_SHARE = 0.9
+
+
+def reasoning_progress(item: WorkItem) -> Callable[[int, int], None]:
+    """`Pipeline.segment`'s `on_token` for a job: the bar and the message move with every token the reasoner
+    writes (on a CPU an answer takes minutes), as tokens of their budget (the answer usually ends well before)."""
+
+    def on_token(n: int, budget: int) -> None:
+        item.report(
+            REASONING_SHARE * min(n, budget),
+            max(1, budget),
+            f"reasoning: {n} token{'s' if n != 1 else ''} of at most {budget}",
+        )
+
+    return on_token
 
 
 def _device_info() -> tuple[str, str]:

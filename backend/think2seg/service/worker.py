@@ -148,7 +148,7 @@ class Worker:
         if queued:
             item.finish("cancelled", "cancelled before it started", Cancelled("The job was cancelled."))
         elif item.status == "running":
-            item.message = "cancelling at the next tile boundary"
+            item.message = "cancelling (at the next token the reasoner writes, or the next tile)"
         return item
 
     def stop_taking(self) -> tuple[int, WorkItem | None]:

@@ -97,6 +97,7 @@ def answer_tiles(
     read_s: float = 0.0,
     models_lock: AbstractContextManager | None = None,
     on_tile: Callable[[int], None] | None = None,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """The one way read tiles are answered (the local run and the Ray actor alike): `pairs` are (tile index
     into `specs`/`tiles`, query index, query); all the pairs of tiles with data go to the models in one
@@ -105,7 +106,8 @@ def answer_tiles(
     ahead (`read_tiles`), one per tile; without them the pipeline makes them. `read_s`: seconds spent reading
     each tile, shared among its pairs' timings. `models_lock` is held around the model call only (an actor
     running calls at once lets one at a time use the models). `on_tile(ti)` is called as tile `ti`'s last pair
-    is answered (a tile without data at once): progress tile by tile within the batch."""
+    is answered (a tile without data at once): progress tile by tile within the batch; `on_token(n, budget)` as
+    the reasoner writes (Pipeline.segment_tiles)."""
     live = sorted((k for k, (ti, _, _) in enumerate(pairs) if has_data(tiles[ti])), key=lambda k: pairs[k][0])
     asked = {ti: sum(1 for t, _, _ in pairs if t == ti) for ti, _, _ in pairs}
     results = []
@@ -123,6 +125,8 @@ def answer_tiles(
                 on_tile(ti)
 
         extra["on_pair"] = on_pair
+    if on_token is not None:
+        extra["on_token"] = on_token
     if live:
         with models_lock if models_lock is not None else nullcontext():
             results = pipeline.segment_tiles(
@@ -156,11 +160,14 @@ def run_tiles(
     cancelled: Callable[[], bool] | None = None,
     inputs: Sequence | None = None,
     on_tile: Callable[[int], None] | None = None,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Ask each of `specs`' tiles (`read_tiles`; `read_s` seconds each) every query in one batched call
     (`answer_tiles`), and return one shard per tile (plain JSON-able data)."""
     pairs = [(k, qi, q) for k in range(len(specs)) for qi, q in enumerate(queries)]
-    entries = answer_tiles(pipeline, specs, tiles, pairs, options, cancelled, inputs, read_s, on_tile=on_tile)
+    entries = answer_tiles(
+        pipeline, specs, tiles, pairs, options, cancelled, inputs, read_s, on_tile=on_tile, on_token=on_token
+    )
     n = len(queries)
     return [
         {"tile": spec.to_dict(), **read_record(tile, not has_data(tile)), "entries": entries[k * n : (k + 1) * n]}
@@ -168,11 +175,16 @@ def run_tiles(
     ]
 
 
+#: how far past a batch's start its reasoning moves the bar (in tiles: less than one, so the first answered tile
+#: still moves it forward)
+REASONING_TILES = 0.5
+
+
 def tile_progress(progress: ProgressFn | None, before: int, batch: int, total: int, name: str):
-    """Report a batch's reasoning now, and return the `on_tile` that reports each of its tiles as answered
-    (None without `progress`)."""
+    """Report a batch's reasoning now, and return `(on_tile, on_token)`: the first reports each of its tiles as
+    answered, the second the reasoner's tokens before that ((None, None) without `progress`)."""
     if not progress:
-        return None
+        return None, None
     first, last = before + 1, before + batch
     span = f"tile {first}" if first == last else f"tiles {first}-{last}"
     progress(before, total, f"{name}: reasoning on {span} of {total}")
@@ -182,7 +194,11 @@ def tile_progress(progress: ProgressFn | None, before: int, batch: int, total: i
         n = next(answered, last)
         progress(n, total, f"{name}: tile {n} of {total}")
 
-    return on_tile
+    def on_token(n: int, budget: int) -> None:
+        done = before + REASONING_TILES * min(n, budget) / max(1, budget)
+        progress(done, total, f"{name}: reasoning on {span} of {total}, {n} token{'s' if n != 1 else ''}")
+
+    return on_tile, on_token
 
 
 def _options(options):
@@ -270,8 +286,10 @@ def segment_raster_tiled(
                                 f"The job was cancelled after {len(state.finished)} of {total} tiles; "
                                 "run it again with the same state to continue."
                             )
-                        on_tile = tile_progress(progress, len(state.finished), len(specs), total, name)
-                        shards = run_tiles(pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs, on_tile)
+                        on_tile, on_token = tile_progress(progress, len(state.finished), len(specs), total, name)
+                        shards = run_tiles(
+                            pipeline, specs, tiles, read_s, qs, opts, cancelled, inputs, on_tile, on_token
+                        )
                         state.save(shards)
                         max_read = max([max_read] + [s["read_pixels"] for s in shards])
                         nodata += sum(1 for s in shards if s["nodata"])
