@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -31,6 +32,7 @@ def test_segment_writes_three_layers_in_the_raster_crs(tmp_path, naip, models):
     p = cli("segment", str(naip), "--query", "the wetlands that hold water all year", "-o", str(out), *models)
     assert p.returncode == 0, p.stderr
     assert "1 instance found" in p.stdout and "wetlands.gpkg" in p.stdout
+    assert "reasoning:" not in p.stderr  # the token meter is for terminals, not for logs
     layers = dict(pyogrio.list_layers(out))
     assert layers == {"mask": "MultiPolygon", "prompt_points": "Point", "prompt_boxes": "MultiPolygon"}
     mask = pyogrio.read_info(out, layer="mask")
@@ -46,6 +48,33 @@ def test_segment_writes_three_layers_in_the_raster_crs(tmp_path, naip, models):
     mnames = list(pyogrio.read_info(out, layer="mask")["fields"])
     assert mfields[mnames.index("reasoning")][0] == KNOWN_REASONING
     assert mfields[mnames.index("area_m2")][0] > 0
+
+
+@pytest.mark.slow
+def test_segment_in_a_terminal_shows_the_tokens_as_the_reasoner_writes(tmp_path, naip, models):
+    """On a CPU an answer is minutes of silence otherwise: one line, redrawn, ends with the count."""
+    import pty
+
+    leader, follower = pty.openpty()
+    out = tmp_path / "w.gpkg"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "think2seg", "segment", str(naip), "-q", "the wetlands", "-o", str(out), *models]
+    p = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower, env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the process closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert p.wait(timeout=300) == 0, seen[-2000:]
+    text = seen.decode(errors="replace")
+    assert "\rreasoning: 1 token written (at most " in text, text[-2000:]
+    assert re.search(r"\rreasoning: \d+ tokens written +\r?\n", text), text[-2000:]
 
 
 @pytest.mark.slow

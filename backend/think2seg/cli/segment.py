@@ -109,6 +109,33 @@ def check_device(device: str | None) -> None:
             )
 
 
+class TokenMeter:
+    """The reasoner's tokens on one line of a terminal as it writes them (on a CPU an answer takes minutes of
+    silence otherwise), redrawn at most every `every_s` seconds; nothing where stderr is no terminal (a log)."""
+
+    def __init__(self, stream=None, every_s: float = 0.25):
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self.on = self.stream.isatty()
+        self.shown_at: float | None = None
+        self.n = 0
+
+    def __call__(self, n: int, budget: int) -> None:
+        import time
+
+        self.n = n
+        now = time.monotonic()
+        if self.on and (self.shown_at is None or now - self.shown_at >= self.every_s):
+            self.shown_at = now
+            self.stream.write(f"\rreasoning: {n} token{'s' if n != 1 else ''} written (at most {budget})")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown_at is not None:
+            self.stream.write(f"\rreasoning: {self.n} tokens written{' ' * 16}\n")
+            self.stream.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -141,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     pipeline = load_pipeline(args)
-    result = pipeline.segment(tile, query, opts)
+    meter = TokenMeter()
+    try:
+        result = pipeline.segment(tile, query, opts, on_token=meter if meter.on else None)
+    finally:
+        meter.close()
     written = write_results([result], args.output)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
