@@ -253,6 +253,20 @@ def _lock_is_free(lock_path: Path):
     return lock
 
 
+#: Bytes huggingface_hub reads from a download before writing them: after a broken connection it resumes (Range)
+#: from the last piece written, and its 10 MiB left a link that breaks more often than that with no progress at
+#: all (each of its five retries fetched the same first bytes again, then it gave up). 1 MiB pieces: a link has
+#: to hold for 1 MiB at a time; the same speed (scripts/download_bench.py).
+DOWNLOAD_PIECE = 1 << 20
+
+
+def use_download_pieces() -> None:
+    """Set huggingface_hub's piece size (DOWNLOAD_PIECE) for this process's downloads (it reads it per download)."""
+    from huggingface_hub import constants
+
+    constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_PIECE
+
+
 def prepare_cache(repo_id: str, patterns: list[str] | None, free: int | None = None) -> dict:
     """Before a hub download: refuse when the files still to fetch do not fit on the cache's disk (a sentence with
     both figures, before any byte of a file is fetched), then deal with the partial files a killed download left
@@ -263,6 +277,8 @@ def prepare_cache(repo_id: str, patterns: list[str] | None, free: int | None = N
 
     Returns what it did: ``{"need", "free", "resumed": {file: bytes kept}, "removed": [paths]}``."""
     from huggingface_hub import constants
+
+    use_download_pieces()
     from huggingface_hub.file_download import repo_folder_name
 
     cache = _hub_cache_dir()
