@@ -166,6 +166,7 @@ def test_a_one_image_job_reports_its_tokens_and_a_cancel_stops_the_reasoning(tin
         httpx.delete(job_url, headers=auth(svc.token))
         while (st := httpx.get(job_url, headers=auth(svc.token)).json())["status"] == "running":
             assert time.monotonic() - asked < 10, st
+            assert st["message"].startswith("cancelling"), st  # not overwritten by the tokens still counted
             time.sleep(0.05)
         assert st["status"] == "cancelled", st
         health = httpx.get(svc.url + "/v1/health", headers=auth(svc.token)).json()

@@ -55,7 +55,7 @@ class WorkItem:
         """Progress as `done` of `total` steps (a tiled job: tiles), held below 1 (1 is done: the item's end
         sets it; a tiled job still merges after its last tile)."""
         self.progress = min(done / total, MAX_RUNNING_PROGRESS) if total else 0.0
-        if message:
+        if message and not self.cancel_requested.is_set():  # "cancelling…" stays until the job stops
             self.message = message
 
     def cancelled(self) -> bool:
