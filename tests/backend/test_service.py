@@ -31,7 +31,7 @@ def post_segment(url, token, path: Path, query="the wetlands", options=None, end
     data = {"query": query}
     if options is not None:
         data["options"] = options if isinstance(options, str) else json.dumps(options)
-    return httpx.post(url + endpoint, headers=auth(token), files=files, data=data, timeout=300, **kw)
+    return httpx.post(url + endpoint, headers=auth(token), files=files, data=data, **{"timeout": 300, **kw})
 
 
 def test_token_file_is_private(service):
@@ -171,6 +171,14 @@ def test_a_one_image_job_reports_its_tokens_and_a_cancel_stops_the_reasoning(tin
         assert st["status"] == "cancelled", st
         health = httpx.get(svc.url + "/v1/health", headers=auth(svc.token)).json()
         assert health["queue"]["running"] == 0  # the worker is free for the next job
+
+        # A synchronous request whose client leaves mid-answer: its reasoning stops too (it ran on unread before)
+        with pytest.raises(httpx.ReadTimeout):
+            post_segment(svc.url, svc.token, naip, options={"max_reasoning_tokens": 4000}, timeout=3)
+        left = time.monotonic()
+        while httpx.get(svc.url + "/v1/health", headers=auth(svc.token)).json()["queue"]["running"]:
+            assert time.monotonic() - left < 10, "the worker still answers a client that has gone"
+            time.sleep(0.05)
 
 
 def test_health_asked_while_the_models_load_never_breaks_the_load(tiny_models_dir, tmp_path):
