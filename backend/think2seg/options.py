@@ -139,3 +139,8 @@ def check_query(query: str, max_chars: int = MAX_QUERY_CHARS, as_written: bool =
     if len(q) > max_chars:
         raise BadRequest(f"The query is {len(q)} characters long; keep it under {max_chars}.", code="query_too_long")
     return query if as_written else q
+
+
+def tokens_text(n: int) -> str:
+    """ "1 token", "57 tokens": a count of the reasoner's tokens as progress messages write it."""
+    return f"{n} token{'s' if n != 1 else ''}"

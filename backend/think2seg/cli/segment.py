@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 
 from ..errors import BadInput
 
@@ -121,13 +122,13 @@ class TokenMeter:
         self.n = 0
 
     def __call__(self, n: int, budget: int) -> None:
-        import time
+        from ..options import tokens_text  # here: the CLI's parser starts without pydantic
 
         self.n = n
         now = time.monotonic()
         if self.on and (self.shown_at is None or now - self.shown_at >= self.every_s):
             self.shown_at = now
-            self.stream.write(f"\rreasoning: {n} token{'s' if n != 1 else ''} written (at most {budget})")
+            self.stream.write(f"\rreasoning: {tokens_text(n)} written (at most {budget})")
             self.stream.flush()
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ from ..errors import (
     WrongHost,
     scrub_paths,
 )
-from ..options import JobOptions, SegmentOptions
+from ..options import JobOptions, SegmentOptions, tokens_text
 from ..views import (
     DEFAULT_MAX_VIEW_BYTES,
     DEFAULT_MAX_VIEWS,
@@ -382,7 +382,7 @@ def reasoning_progress(item: WorkItem) -> Callable[[int, int], None]:
         item.report(
             REASONING_SHARE * min(n, budget),
             max(1, budget),
-            f"reasoning: {n} token{'s' if n != 1 else ''} of at most {budget}",
+            f"reasoning: {tokens_text(n)} of at most {budget}",
         )
 
     return on_token

@@ -24,7 +24,7 @@ import shapely
 
 from ..errors import BadInput, Cancelled
 from ..georef import RasterTile, open_raster
-from ..options import SegmentOptions, check_query
+from ..options import SegmentOptions, check_query, tokens_text
 from ..result import TiledResult, utc_now
 from .grid import TileGrid, TileSpec, Tiling
 from .merge import clip_to_core, in_core, merge_shards
@@ -196,7 +196,7 @@ def tile_progress(progress: ProgressFn | None, before: int, batch: int, total: i
 
     def on_token(n: int, budget: int) -> None:
         done = before + REASONING_TILES * min(n, budget) / max(1, budget)
-        progress(done, total, f"{name}: reasoning on {span} of {total}, {n} token{'s' if n != 1 else ''}")
+        progress(done, total, f"{name}: reasoning on {span} of {total}, {tokens_text(n)}")
 
     return on_tile, on_token
 
