@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make screenshot`: the real QGIS under Xvfb with a throw-away profile, the plugin installed from the zip,
 # a backend on the tiny models; the first run, a query through the panel and one through Processing:
-# docs/screenshots/{first_run,panel,result,processing_dialog,processing}.png.
+# docs/screenshots/{first_run,running,panel,result,processing_dialog,processing}.png.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${THINK2SEG_SCREENSHOT_DIR:-$ROOT/docs/screenshots}
@@ -19,7 +19,7 @@ python3 "$ROOT/scripts/plugin_install.py" "$ROOT/dist/think2seg_qgis.zip" "$PROF
 URL=$(THINK2SEG_MODEL=$ROOT/.cache/tiny-models/reasoner THINK2SEG_SAM=$ROOT/.cache/tiny-models/sam2.1_hiera_t.pt \
   THINK2SEG_DEVICE=cpu "$ROOT/scripts/qgis_start_backend.sh" "$PORT" "$WORK/token" "$WORK/backend.log" "$PID_FILE" ready)
 mkdir -p "$OUT"
-rm -f "$OUT/panel.png" "$OUT/result.png" "$OUT/first_run.png" "$OUT/processing_dialog.png" "$OUT/processing.png"
+rm -f "$OUT/panel.png" "$OUT/result.png" "$OUT/first_run.png" "$OUT/running.png" "$OUT/processing_dialog.png" "$OUT/processing.png"
 set +e
 THINK2SEG_BACKEND_URL=$URL THINK2SEG_TOKEN_FILE=$WORK/token THINK2SEG_BACKEND_PYTHON=$ROOT/.venv/bin/python \
 THINK2SEG_SCREENSHOT_DIR=$OUT THINK2SEG_SCREENSHOT_STATUS=$WORK/status.txt \

@@ -1,7 +1,8 @@
 """QGIS start-up code for `make screenshot`: the first run, a query through the panel, one through Processing.
 
 Pictures: first_run.png (a profile with nothing configured: the panel and its "Set up backend" dialog),
-panel.png and result.png (a query through the panel), processing_dialog.png (the algorithm's dialog as the
+running.png (the panel while the reasoner writes: its token count), panel.png and result.png (a query through
+the panel), processing_dialog.png (the algorithm's dialog as the
 toolbox opens it, with its defaults), processing.png (think2seg:segment with its outputs loaded). Then QGIS quits.
 
 Reads THINK2SEG_SCREENSHOT_DIR (where the PNGs go), THINK2SEG_SCREENSHOT_QUERY and
@@ -59,6 +60,19 @@ def run(panel) -> None:
     if panel.run() is None:
         log(f"ERROR: the run did not start: {panel.status_label.text()}")
         QTimer.singleShot(1000, lambda: finish(panel, None))
+        return
+    watch = QTimer(panel)  # the panel's status while the run goes: grabbed once it counts the reasoner's tokens
+
+    def look() -> None:
+        if "tokens written" in panel.status_label.text():
+            watch.stop()
+            grab("running.png")
+        elif panel.task is None:
+            watch.stop()
+            log("no token count was shown before the run ended: no running.png")
+
+    watch.timeout.connect(look)
+    watch.start(50)
 
 
 def finish(panel, result) -> None:
